@@ -1,0 +1,225 @@
+"""Configuration (SPEC §8): read and validated once per process.
+
+A bad value raises :class:`ConfigError` naming the setting, so the app stops at
+start-up instead of failing on the first request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+AuthMode = Literal["managed-identity", "key"]
+ClientIpKind = Literal["app-service", "front-door", "xff"]
+
+DEFAULT_API_VERSION = "v1"
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_TOKENS = 4096
+DEFAULT_MAX_N = 1
+DEFAULT_UPSTREAM_TIMEOUT_S = 120.0
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_DATED_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
+_DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no", ""}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names it."""
+
+
+def is_guid(value: str) -> bool:
+    return bool(_GUID.match(value))
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class AuthPolicy:
+    """Who may call this instance (SPEC §4). ``None`` means "any"."""
+
+    allowed_tenants: frozenset[str] | None = None
+    required_roles: frozenset[str] = frozenset()
+    allowed_audiences: frozenset[str] | None = None
+    allow_app_tokens: bool = False
+
+
+@dataclass(frozen=True)
+class ClientIpPolicy:
+    """How the caller's IP is found (SPEC §5)."""
+
+    kind: ClientIpKind = "app-service"
+    hops: int = 1
+    front_door_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    endpoint: str
+    deployments: tuple[str, ...]
+    application_name: str
+    api_version: str = DEFAULT_API_VERSION
+    auth_mode: AuthMode = "managed-identity"
+    client_id: str | None = None
+    keyvault_url: str | None = None
+    key_secret_name: str | None = None
+    auth_policy: AuthPolicy = AuthPolicy()
+    client_ip: ClientIpPolicy = ClientIpPolicy()
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    max_n: int = DEFAULT_MAX_N
+    upstream_timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S
+    easy_auth_enabled: bool = False
+
+    @property
+    def default_deployment(self) -> str:
+        return self.deployments[0]
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Build :class:`Settings` from app settings / environment variables."""
+    endpoint = _url(env, "AZURE_OPENAI_ENDPOINT", required=True)
+    assert endpoint is not None
+    api_version = env.get("AZURE_OPENAI_API_VERSION", "").strip() or DEFAULT_API_VERSION
+    if api_version != "v1" and not _DATED_API_VERSION.match(api_version):
+        raise ConfigError(
+            f"AZURE_OPENAI_API_VERSION must be 'v1' or a dated version such as "
+            f"'2025-01-01-preview', got {api_version!r}"
+        )
+    deployments = _list(env, "AZURE_OPENAI_DEPLOYMENTS")
+    if not deployments:
+        raise ConfigError("AZURE_OPENAI_DEPLOYMENTS is required (comma-separated deployment names)")
+    for name in deployments:
+        if not _DEPLOYMENT.match(name):
+            raise ConfigError(f"AZURE_OPENAI_DEPLOYMENTS has an invalid deployment name {name!r}")
+
+    auth_mode = env.get("AZURE_OPENAI_AUTH", "").strip() or "managed-identity"
+    if auth_mode not in ("managed-identity", "key"):
+        raise ConfigError(f"AZURE_OPENAI_AUTH must be 'managed-identity' or 'key', got {auth_mode!r}")
+    keyvault_url = _url(env, "AZURE_KEYVAULT_URL", required=auth_mode == "key")
+    key_secret_name = env.get("AZURE_OPENAI_KEY_SECRET_NAME", "").strip() or None
+    if auth_mode == "key" and not key_secret_name:
+        raise ConfigError("AZURE_OPENAI_KEY_SECRET_NAME is required when AZURE_OPENAI_AUTH=key")
+
+    client_id = env.get("AZURE_CLIENT_ID", "").strip() or None
+    if client_id is not None and not is_guid(client_id):
+        raise ConfigError("AZURE_CLIENT_ID must be a GUID (the user-assigned identity's client ID)")
+
+    application_name = env.get("APPLICATION_NAME", "").strip()
+    if not application_name:
+        raise ConfigError("APPLICATION_NAME is required (sent to Defender for Cloud as application_name)")
+    if len(application_name) > 128 or not application_name.isprintable():
+        raise ConfigError("APPLICATION_NAME must be at most 128 printable characters")
+
+    tenants = _list(env, "RELAY_ALLOWED_TENANTS")
+    for tenant in tenants:
+        if not is_guid(tenant):
+            raise ConfigError(f"RELAY_ALLOWED_TENANTS must list tenant GUIDs, got {tenant!r}")
+    audiences = _list(env, "RELAY_ALLOWED_AUDIENCES")
+    policy = AuthPolicy(
+        allowed_tenants=frozenset(t.lower() for t in tenants) or None,
+        required_roles=frozenset(_list(env, "RELAY_REQUIRED_ROLES")),
+        allowed_audiences=frozenset(audiences) or None,
+        allow_app_tokens=_bool(env, "RELAY_ALLOW_APP_TOKENS", False),
+    )
+
+    return Settings(
+        endpoint=endpoint,
+        deployments=deployments,
+        application_name=application_name,
+        api_version=api_version,
+        auth_mode=auth_mode,  # type: ignore[arg-type]
+        client_id=client_id,
+        keyvault_url=keyvault_url,
+        key_secret_name=key_secret_name,
+        auth_policy=policy,
+        client_ip=_client_ip_policy(env),
+        max_body_bytes=_int(env, "RELAY_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1024, 100 * 1024 * 1024),
+        max_tokens=_int(env, "RELAY_MAX_TOKENS", DEFAULT_MAX_TOKENS, 1, 1_000_000),
+        max_n=_int(env, "RELAY_MAX_N", DEFAULT_MAX_N, 1, 128),
+        upstream_timeout_s=_float(env, "RELAY_UPSTREAM_TIMEOUT_S", DEFAULT_UPSTREAM_TIMEOUT_S, 0.1, 600.0),
+        easy_auth_enabled=_bool(env, "WEBSITE_AUTH_ENABLED", False),
+    )
+
+
+def _client_ip_policy(env: Mapping[str, str]) -> ClientIpPolicy:
+    mode = env.get("RELAY_CLIENT_IP_MODE", "").strip().lower() or "app-service"
+    front_door_id = env.get("RELAY_FRONT_DOOR_ID", "").strip() or None
+    if mode == "app-service":
+        return ClientIpPolicy("app-service")
+    if mode == "front-door":
+        if front_door_id is None or not is_guid(front_door_id):
+            raise ConfigError("RELAY_FRONT_DOOR_ID must be the Front Door profile's ID (a GUID) when RELAY_CLIENT_IP_MODE=front-door")
+        return ClientIpPolicy("front-door", front_door_id=front_door_id.lower())
+    if mode.startswith("xff:") and mode[4:].isdigit() and 1 <= int(mode[4:]) <= 32:
+        return ClientIpPolicy("xff", hops=int(mode[4:]))
+    raise ConfigError(f"RELAY_CLIENT_IP_MODE must be 'app-service', 'front-door' or 'xff:N' (1-32), got {mode!r}")
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _url(env: Mapping[str, str], name: str, *, required: bool) -> str | None:
+    value = env.get(name, "").strip().rstrip("/")
+    if not value:
+        if required:
+            raise ConfigError(f"{name} is required")
+        return None
+    parts = urlsplit(value)
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):
+        if parts.hostname and not parts.query and not parts.fragment:
+            return value
+    raise ConfigError(f"{name} must be an https:// URL (http:// only for a loopback emulator), got {value!r}")
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
