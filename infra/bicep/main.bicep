@@ -1,0 +1,326 @@
+// One relay instance for one single-page app (SPEC §10).
+//
+// Deploy per app with a parameter file from apps/:
+//   az deployment sub create --location <region> --parameters infra/bicep/apps/<app>.bicepparam
+// or with azd (azure.yaml; the azd environment picks the parameter file, see
+// docs/deployment.md).
+//
+// Creates: resource group, user-assigned identity, storage for the Functions
+// host (shared keys off), Log Analytics + Application Insights (local auth off),
+// Flex Consumption plan + Python function app behind Easy Auth, and the role
+// assignments the identity needs. Optionally enables Defender for Cloud's AI
+// threat protection plan on the subscription.
+targetScope = 'subscription'
+
+// ---- deployment -----------------------------------------------------------------
+
+@minLength(1)
+@maxLength(40)
+@description('Environment (instance) name, e.g. the app name. With azd: the azd environment name. Seeds every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Azure region of the relay (must offer Flex Consumption).')
+param location string
+
+@description('Resource group to create; default rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@description('Extra tags for every resource.')
+param tags object = {}
+
+// ---- the application ------------------------------------------------------------
+
+@minLength(1)
+@maxLength(128)
+@description('APPLICATION_NAME: how Defender for Cloud and Purview name this app in user_security_context.')
+param applicationName string
+
+@minLength(1)
+@description('Origins of the SPA (scheme://host[:port]); used for CORS. Never "*".')
+param spaOrigins array
+
+@description('Client ID of the SPA app registration: the only application whose tokens the relay accepts.')
+param spaClientId string
+
+// ---- Microsoft Entra ID (Easy Auth) ------------------------------------------------
+
+@description('Client ID of the relay API app registration (the token audience).')
+param relayApiClientId string
+
+@description('Tenant of the app registrations and of the users.')
+param tenantId string = tenant().tenantId
+
+@description('Scope the SPA requests for the relay (exposed by the relay API app registration).')
+param relayApiScope string = 'api://${relayApiClientId}/user_impersonation'
+
+@description('Audiences Easy Auth and the relay accept: the App ID URI (v1 tokens) and the client ID (v2 tokens).')
+param allowedAudiences array = [
+  'api://${relayApiClientId}'
+  relayApiClientId
+]
+
+@description('Tenants whose users may call the relay (RELAY_ALLOWED_TENANTS). Default: the home tenant only.')
+param allowedTenants array = [
+  tenantId
+]
+
+@description('App roles of which the caller needs one (RELAY_REQUIRED_ROLES). Empty = any user the SPA can sign in.')
+param requiredRoles array = [
+  'Relay.User'
+]
+
+@description('Accept app-only tokens (RELAY_ALLOW_APP_TOKENS).')
+param allowAppTokens bool = false
+
+@description('Enable the browser login flow (/.auth/login/aad and its session cookie). Needs loginClientSecretName in the Key Vault.')
+param enableLoginFlow bool = false
+
+@description('Name of the Key Vault secret holding the relay API app registration client secret (login flow only).')
+param loginClientSecretName string = ''
+
+// ---- Azure OpenAI ------------------------------------------------------------------
+
+@description('Resource ID of the existing Azure OpenAI (or AI Services) account; may be in another resource group or subscription.')
+param openAiResourceId string
+
+@description('AZURE_OPENAI_ENDPOINT, e.g. https://myaoai.openai.azure.com')
+param openAiEndpoint string
+
+@minLength(1)
+@description('Deployments this instance allows (AZURE_OPENAI_DEPLOYMENTS); the first is the default.')
+param openAiDeployments array
+
+@description('AZURE_OPENAI_API_VERSION: v1 or a dated version.')
+param openAiApiVersion string = 'v1'
+
+@allowed([
+  'managed-identity'
+  'key'
+])
+@description('AZURE_OPENAI_AUTH. managed-identity (default) needs no secret at all.')
+param openAiAuthMode string = 'managed-identity'
+
+@description('Resource ID of an existing RBAC-mode Key Vault (key mode and/or login flow).')
+param keyVaultResourceId string = ''
+
+@description('Name of the Key Vault secret that holds the Azure OpenAI key (key mode).')
+param openAiKeySecretName string = ''
+
+// ---- relay limits and network ---------------------------------------------------------
+
+@description('RELAY_CLIENT_IP_MODE: app-service, front-door or xff:N.')
+param clientIpMode string = 'app-service'
+
+@description('RELAY_FRONT_DOOR_ID (front-door mode).')
+param frontDoorId string = ''
+
+@minValue(1024)
+param maxBodyBytes int = 4194304
+
+@minValue(1)
+param maxTokens int = 4096
+
+@minValue(1)
+param maxN int = 1
+
+@minValue(1)
+@maxValue(600)
+param upstreamTimeoutSeconds int = 120
+
+// ---- hosting ------------------------------------------------------------------------
+
+@allowed([
+  '3.11'
+  '3.12'
+])
+param pythonVersion string = '3.12'
+
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+// ---- Defender for Cloud ------------------------------------------------------------
+
+@description('Enable Defender for Cloud threat protection for AI services on the whole subscription (billing!).')
+param enableDefenderForAI bool = false
+
+@description('With the AI plan: include suspicious prompt segments as alert evidence.')
+param defenderPromptEvidence bool = true
+
+// ---- names ---------------------------------------------------------------------------
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var allTags = union(tags, {
+  'azd-env-name': environmentName
+  'relay-application': applicationName
+})
+var rgName = empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
+var functionAppName = 'func-${environmentName}-${take(resourceToken, 6)}'
+var deploymentContainerName = 'app-package-${take(resourceToken, 8)}'
+
+// /subscriptions/<sub>/resourceGroups/<rg>/providers/<ns>/<type>/<name>
+var openAiParts = split(openAiResourceId, '/')
+var keyVaultParts = split(keyVaultResourceId, '/')
+var isKeyMode = openAiAuthMode == 'key'
+var needsKeyVault = isKeyMode || enableLoginFlow
+var keyVaultName = empty(keyVaultResourceId) ? '' : last(keyVaultParts)
+var keyVaultUrl = empty(keyVaultResourceId) ? '' : 'https://${keyVaultName}${environment().suffixes.keyvaultDns}'
+// Guarded so that a conditional module's scope never indexes an empty ID.
+var keyVaultSubscriptionId = empty(keyVaultResourceId) ? subscription().subscriptionId : keyVaultParts[2]
+var keyVaultResourceGroupName = empty(keyVaultResourceId) ? rgName : keyVaultParts[4]
+var openIdIssuer = '${environment().authentication.loginEndpoint}${tenantId}/v2.0'
+
+// ---- resources ------------------------------------------------------------------------
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: rgName
+  location: location
+  tags: allTags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'relay-identity'
+  scope: rg
+  params: {
+    name: 'id-${environmentName}-${take(resourceToken, 6)}'
+    location: location
+    tags: allTags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'relay-monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-${environmentName}-${take(resourceToken, 6)}'
+    applicationInsightsName: 'appi-${environmentName}-${take(resourceToken, 6)}'
+    location: location
+    tags: allTags
+    publisherPrincipalId: identity.outputs.principalId
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'relay-storage'
+  scope: rg
+  params: {
+    name: 'st${resourceToken}'
+    location: location
+    tags: allTags
+    deploymentContainerName: deploymentContainerName
+    principalId: identity.outputs.principalId
+  }
+}
+
+module openAiRole 'modules/openai-role.bicep' = {
+  name: 'relay-openai-role'
+  scope: resourceGroup(openAiParts[2], openAiParts[4])
+  params: {
+    openAiAccountName: last(openAiParts)
+    principalId: identity.outputs.principalId
+  }
+}
+
+module keyVaultRole 'modules/keyvault-role.bicep' = if (needsKeyVault) {
+  name: 'relay-keyvault-role'
+  scope: resourceGroup(keyVaultSubscriptionId, keyVaultResourceGroupName)
+  params: {
+    keyVaultName: keyVaultName
+    principalId: identity.outputs.principalId
+  }
+}
+
+module relay 'modules/functionapp.bicep' = {
+  name: 'relay-functionapp'
+  scope: rg
+  dependsOn: [
+    storage
+    openAiRole
+    keyVaultRole
+  ]
+  params: {
+    name: functionAppName
+    planName: 'plan-${environmentName}-${take(resourceToken, 6)}'
+    location: location
+    tags: allTags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerUrl: storage.outputs.deploymentContainerUrl
+    appInsightsConnectionString: monitoring.outputs.connectionString
+    pythonVersion: pythonVersion
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    openAiEndpoint: openAiEndpoint
+    openAiApiVersion: openAiApiVersion
+    openAiDeployments: openAiDeployments
+    openAiAuthMode: openAiAuthMode
+    keyVaultUrl: isKeyMode ? keyVaultUrl : ''
+    openAiKeySecretName: isKeyMode ? openAiKeySecretName : ''
+    applicationName: applicationName
+    allowedTenants: allowedTenants
+    requiredRoles: requiredRoles
+    allowedAudiences: allowedAudiences
+    allowAppTokens: allowAppTokens
+    clientIpMode: clientIpMode
+    frontDoorId: frontDoorId
+    maxBodyBytes: maxBodyBytes
+    maxTokens: maxTokens
+    maxN: maxN
+    upstreamTimeoutSeconds: upstreamTimeoutSeconds
+    authClientId: relayApiClientId
+    authOpenIdIssuer: openIdIssuer
+    allowedClientApplications: [
+      spaClientId
+    ]
+    spaOrigins: spaOrigins
+    enableLoginFlow: enableLoginFlow
+    loginClientSecretUri: enableLoginFlow ? '${keyVaultUrl}/secrets/${loginClientSecretName}' : ''
+  }
+}
+
+module defenderForAI 'modules/defender-ai.bicep' = if (enableDefenderForAI) {
+  name: 'relay-defender-ai'
+  params: {
+    promptEvidence: defenderPromptEvidence
+  }
+}
+
+// ---- outputs: what the SPA needs (no secrets here) -------------------------------------
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_NAME string = relay.outputs.name
+
+@description('Base URL of the relay.')
+output RELAY_URL string = relay.outputs.url
+
+@description('OpenAI SDK baseURL for the SPA.')
+output RELAY_OPENAI_BASE_URL string = '${relay.outputs.url}/api/v1'
+
+@description('Scope the SPA requests with MSAL and sends as a bearer token.')
+output RELAY_API_SCOPE string = relayApiScope
+
+@description('Everything the SPA needs to call this relay, as one object.')
+output SPA_CONFIG object = {
+  relayUrl: relay.outputs.url
+  openAiBaseUrl: '${relay.outputs.url}/api/v1'
+  authority: '${environment().authentication.loginEndpoint}${tenantId}'
+  tenantId: tenantId
+  clientId: spaClientId
+  scopes: [
+    relayApiScope
+  ]
+  models: openAiDeployments
+  defaultModel: first(openAiDeployments)
+  allowedOrigins: spaOrigins
+}

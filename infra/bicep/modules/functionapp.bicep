@@ -1,0 +1,411 @@
+// The relay: a Python function app on a Flex Consumption plan, behind
+// App Service Authentication (Easy Auth v2) with Microsoft Entra ID.
+//
+// Security posture (asserted by tests/infra):
+// - Easy Auth required for every path except /api/healthz; unauthenticated
+//   callers get 401 (never a redirect, never anonymous).
+// - HTTPS only, TLS 1.2 minimum, FTP and SCM basic-auth publishing disabled.
+// - No key or secret in app settings: the relay reaches Azure OpenAI, Key Vault,
+//   storage and Application Insights with its user-assigned identity.
+// - CORS lists the SPA origins only, never '*'.
+
+// ---- hosting -----------------------------------------------------------------
+
+@description('Function app name (also the default host name prefix).')
+param name string
+
+@description('Flex Consumption plan name.')
+param planName string
+
+@description('Azure region.')
+param location string
+
+@description('Tags applied to every resource.')
+param tags object = {}
+
+@description('azd service name from azure.yaml; azd finds the app by this tag.')
+param azdServiceName string = 'relay'
+
+@description('Resource ID of the user-assigned managed identity.')
+param identityId string
+
+@description('Client ID of the user-assigned managed identity.')
+param identityClientId string
+
+@description('Host storage account name (identity-based AzureWebJobsStorage).')
+param storageAccountName string
+
+@description('URL of the blob container that holds the deployment package.')
+param deploymentContainerUrl string
+
+@description('Application Insights connection string (local auth is disabled on the component).')
+param appInsightsConnectionString string
+
+@description('Python version of the Functions runtime.')
+@allowed([
+  '3.11'
+  '3.12'
+])
+param pythonVersion string = '3.12'
+
+@description('Flex Consumption scale-out ceiling.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Flex Consumption instance size.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+// ---- relay configuration (SPEC §8) ------------------------------------------------
+
+@description('Azure OpenAI endpoint, e.g. https://myaoai.openai.azure.com')
+param openAiEndpoint string
+
+@description('Azure OpenAI API version: v1 or a dated version.')
+param openAiApiVersion string = 'v1'
+
+@description('Deployments this instance allows; the first is the default.')
+@minLength(1)
+param openAiDeployments array
+
+@description('How the relay authenticates to Azure OpenAI.')
+@allowed([
+  'managed-identity'
+  'key'
+])
+param openAiAuthMode string = 'managed-identity'
+
+@description('Key Vault URL (key mode).')
+param keyVaultUrl string = ''
+
+@description('Name of the Key Vault secret holding the Azure OpenAI key (key mode).')
+param openAiKeySecretName string = ''
+
+@description('Sent to Azure OpenAI as user_security_context.application_name.')
+param applicationName string
+
+@description('Tenant GUIDs whose users may call the relay; empty = any tenant Easy Auth accepts.')
+param allowedTenants array = []
+
+@description('App roles of which the caller needs one; empty = none required.')
+param requiredRoles array = []
+
+@description('Accepted token audiences (Easy Auth and the relay).')
+@minLength(1)
+param allowedAudiences array
+
+@description('Accept app-only (client credentials) tokens.')
+param allowAppTokens bool = false
+
+@description('How the relay finds the client IP: app-service, front-door or xff:N.')
+param clientIpMode string = 'app-service'
+
+@description('Front Door profile ID (front-door mode).')
+param frontDoorId string = ''
+
+param maxBodyBytes int = 4194304
+param maxTokens int = 4096
+param maxN int = 1
+param upstreamTimeoutSeconds int = 120
+
+// ---- Easy Auth ------------------------------------------------------------------------
+
+@description('Client (application) ID of the relay API app registration.')
+param authClientId string
+
+@description('OpenID issuer, https://login.microsoftonline.com/<tenant>/v2.0')
+param authOpenIdIssuer string
+
+@description('Client IDs of the applications (the SPA) allowed to call the relay.')
+@minLength(1)
+param allowedClientApplications array
+
+@description('SPA origins for CORS (and post-login redirects when the login flow is on).')
+@minLength(1)
+param spaOrigins array
+
+@description('Enable the browser login flow (/.auth/login/aad, session cookie). Needs a client secret in Key Vault.')
+param enableLoginFlow bool = false
+
+@description('Key Vault secret URI of the relay app registration client secret (login flow only).')
+param loginClientSecretUri string = ''
+
+// ---- app settings ------------------------------------------------------------------
+
+var isKeyMode = openAiAuthMode == 'key'
+var loginSecretSettingName = 'MICROSOFT_PROVIDER_AUTHENTICATION_SECRET'
+
+var baseAppSettings = [
+  // Functions host: identity-based storage (shared keys are off on the account).
+  {
+    name: 'AzureWebJobsStorage__accountName'
+    value: storageAccountName
+  }
+  {
+    name: 'AzureWebJobsStorage__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'AzureWebJobsStorage__clientId'
+    value: identityClientId
+  }
+  // Application Insights with Entra authentication (local auth disabled).
+  {
+    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+    value: appInsightsConnectionString
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+    value: 'ClientId=${identityClientId};Authorization=AAD'
+  }
+  // Worker indexing, required by the HTTP streams (FastAPI) extension.
+  {
+    name: 'PYTHON_ENABLE_INIT_INDEXING'
+    value: '1'
+  }
+  // The relay (SPEC §8).
+  {
+    name: 'AZURE_CLIENT_ID'
+    value: identityClientId
+  }
+  {
+    name: 'AZURE_OPENAI_ENDPOINT'
+    value: openAiEndpoint
+  }
+  {
+    name: 'AZURE_OPENAI_API_VERSION'
+    value: openAiApiVersion
+  }
+  {
+    name: 'AZURE_OPENAI_DEPLOYMENTS'
+    value: join(openAiDeployments, ',')
+  }
+  {
+    name: 'AZURE_OPENAI_AUTH'
+    value: openAiAuthMode
+  }
+  {
+    name: 'APPLICATION_NAME'
+    value: applicationName
+  }
+  {
+    name: 'RELAY_ALLOWED_TENANTS'
+    value: join(allowedTenants, ',')
+  }
+  {
+    name: 'RELAY_REQUIRED_ROLES'
+    value: join(requiredRoles, ',')
+  }
+  {
+    name: 'RELAY_ALLOWED_AUDIENCES'
+    value: join(allowedAudiences, ',')
+  }
+  {
+    name: 'RELAY_ALLOW_APP_TOKENS'
+    value: string(allowAppTokens)
+  }
+  {
+    name: 'RELAY_CLIENT_IP_MODE'
+    value: clientIpMode
+  }
+  {
+    name: 'RELAY_FRONT_DOOR_ID'
+    value: frontDoorId
+  }
+  {
+    name: 'RELAY_MAX_BODY_BYTES'
+    value: string(maxBodyBytes)
+  }
+  {
+    name: 'RELAY_MAX_TOKENS'
+    value: string(maxTokens)
+  }
+  {
+    name: 'RELAY_MAX_N'
+    value: string(maxN)
+  }
+  {
+    name: 'RELAY_UPSTREAM_TIMEOUT_S'
+    value: string(upstreamTimeoutSeconds)
+  }
+]
+
+// Key mode: where the relay reads the Azure OpenAI key (never the key itself).
+var keyModeAppSettings = [
+  {
+    name: 'AZURE_KEYVAULT_URL'
+    value: keyVaultUrl
+  }
+  {
+    name: 'AZURE_OPENAI_KEY_SECRET_NAME'
+    value: openAiKeySecretName
+  }
+]
+
+// Login flow: the client secret as a Key Vault reference, resolved by the
+// platform with the user-assigned identity (keyVaultReferenceIdentity).
+var loginFlowAppSettings = [
+  {
+    name: loginSecretSettingName
+    value: '@Microsoft.KeyVault(SecretUri=${loginClientSecretUri})'
+  }
+]
+
+var appSettings = concat(baseAppSettings, isKeyMode ? keyModeAppSettings : [], enableLoginFlow ? loginFlowAppSettings : [])
+
+// ---- resources ------------------------------------------------------------------------
+
+resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-11-01' = {
+  //checkov:skip=CKV_AZURE_17:Callers authenticate with Entra bearer tokens validated by Easy Auth; browsers (SPAs) cannot present client certificates.
+  //checkov:skip=CKV_AZURE_78:FTP does not exist on Flex Consumption (siteConfig.ftpsState is a deprecated property there); FTP and SCM basic-auth publishing are disabled through basicPublishingCredentialsPolicies below.
+  //checkov:skip=CKV_AZURE_222:The relay is a public API for browser SPAs; Easy Auth (requireAuthentication, Return401) gates every call.
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': azdServiceName
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    publicNetworkAccess: 'Enabled'
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      http20Enabled: true
+      cors: {
+        allowedOrigins: spaOrigins
+        // Bearer tokens need no credentials; the session cookie of the
+        // optional login flow does.
+        supportCredentials: enableLoginFlow
+      }
+      appSettings: appSettings
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: deploymentContainerUrl
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: pythonVersion
+      }
+    }
+  }
+}
+
+// No FTP, no SCM basic auth: deployments use Entra ID (azd / OneDeploy).
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+// Easy Auth v2. The relay trusts the X-MS-CLIENT-PRINCIPAL headers only
+// because this is on (SPEC §4), so nothing here may be made optional.
+resource authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+      runtimeVersion: '~1'
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: [
+        '/api/healthz'
+      ]
+    }
+    httpSettings: {
+      requireHttps: true
+      routes: {
+        apiPrefix: '/.auth'
+      }
+      forwardProxy: {
+        convention: 'NoProxy'
+      }
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: authClientId
+          openIdIssuer: authOpenIdIssuer
+          // Only the login flow needs a secret; bearer validation does not.
+          clientSecretSettingName: enableLoginFlow ? loginSecretSettingName : null
+        }
+        validation: {
+          allowedAudiences: allowedAudiences
+          defaultAuthorizationPolicy: {
+            allowedApplications: allowedClientApplications
+          }
+        }
+        login: {
+          disableWWWAuthenticate: false
+        }
+      }
+    }
+    login: {
+      // No token store: the relay needs the caller's identity, not its tokens,
+      // and Flex Consumption has no persistent file system for one.
+      tokenStore: {
+        enabled: false
+      }
+      allowedExternalRedirectUrls: enableLoginFlow ? spaOrigins : []
+      preserveUrlFragmentsForLogins: false
+    }
+  }
+}
+
+output name string = site.name
+output defaultHostName string = site.properties.defaultHostName
+output url string = 'https://${site.properties.defaultHostName}'
