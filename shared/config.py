@@ -181,9 +181,9 @@ def _url(env: Mapping[str, str], name: str, *, required: bool) -> str | None:
             raise ConfigError(f"{name} is required")
         return None
     parts = urlsplit(value)
-    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):
-        if parts.hostname and not parts.query and not parts.fragment:
-            return value
+    secure = parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname))
+    if secure and parts.hostname and not parts.query and not parts.fragment:
+        return value
     raise ConfigError(f"{name} must be an https:// URL (http:// only for a loopback emulator), got {value!r}")
 
 

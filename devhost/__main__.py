@@ -1,0 +1,97 @@
+"""``make run``: the relay behind a local App Service front end, with the Azure emulators.
+
+Without ``AZURE_OPENAI_ENDPOINT`` it starts the emulators (Azure OpenAI, the
+managed identity endpoint, Key Vault) on ``EMULATOR_PORT`` and points the
+relay at them, exactly as App Service would point it at Azure. With it, no
+emulator starts and the relay uses the developer's Azure CLI login.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, MutableMapping
+
+import uvicorn
+
+from devhost.easyauth import DevIdentityProvider
+from shared.config import ConfigError
+
+DEFAULT_PORT = 7071
+DEFAULT_EMULATOR_PORT = 7072
+IDENTITY_HEADER = "local-identity-header"
+
+
+def _wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the emulators exited with status {proc.returncode}")
+        with contextlib.suppress(urllib.error.URLError, OSError), urllib.request.urlopen(url, timeout=1):
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"the emulators did not answer at {url} within {timeout:.0f}s")
+
+
+@contextlib.contextmanager
+def emulators(env: MutableMapping[str, str]) -> Iterator[None]:
+    """Start the emulators unless a real Azure OpenAI endpoint is configured, and point the relay at them."""
+    if env.get("AZURE_OPENAI_ENDPOINT"):
+        yield
+        return
+    port = int(env.get("EMULATOR_PORT", DEFAULT_EMULATOR_PORT))
+    base = f"http://127.0.0.1:{port}"
+    env.setdefault("EMULATOR_IDENTITY_HEADER", IDENTITY_HEADER)
+    proc = subprocess.Popen([sys.executable, "-m", "devhost.emulator", "--port", str(port)], env={**env})
+    try:
+        _wait_until_up(f"{base}/_emulator/healthz", proc)
+        env["AZURE_OPENAI_ENDPOINT"] = base
+        env["IDENTITY_ENDPOINT"] = f"{base}/msi/token"
+        env["IDENTITY_HEADER"] = env["EMULATOR_IDENTITY_HEADER"]
+        env.setdefault("AZURE_OPENAI_DEPLOYMENTS", env.get("EMULATOR_DEPLOYMENTS", "gpt-4o-mini,gpt-4o"))
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    env = os.environ
+    port = int(env.get("PORT", DEFAULT_PORT))
+    env.setdefault("APPLICATION_NAME", "local-dev-spa")
+    # What App Service injects when Easy Auth is on (here: the local Easy Auth below).
+    env["WEBSITE_AUTH_ENABLED"] = "true"
+    signal.signal(signal.SIGTERM, _interrupt)
+    with emulators(env):
+        try:
+            import function_app
+        except ConfigError as exc:
+            raise SystemExit(f"configuration error: {exc}") from None
+        from devhost.host import create_host_app
+
+        provider = DevIdentityProvider(audience=env.get("DEVHOST_AUDIENCE", "api://relay-local"))
+        origins = [o.strip() for o in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()]
+        app = create_host_app(function_app.app, provider, origins)
+        print(f"relay: http://127.0.0.1:{port}/api  (sample SPA: http://127.0.0.1:{port}/)", flush=True)
+        print(f"dev token: curl 'http://127.0.0.1:{port}/_dev/token'", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The local host: App Service front end + Easy Auth + CORS in front of the registered functions.
+
+The relay routes are taken from ``function_app.app.get_functions()``: the very
+handlers the Functions host indexes, at the routes and methods it would use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import azure.functions as func
+from azure.functions.decorators.http import HttpTrigger
+from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
+
+from devhost.appservice import AppServiceFrontEnd
+from devhost.easyauth import DevIdentityProvider, EasyAuth, auth_routes
+
+SPA_DIR = Path(__file__).parent / "spa"
+ROUTE_PREFIX = "/api/"
+
+
+def function_routes(function_app: func.FunctionApp) -> list[Route]:
+    routes = []
+    for function in function_app.get_functions():
+        trigger = function.get_trigger()
+        assert isinstance(trigger, HttpTrigger), f"{function.get_function_name()} is not an HTTP function"
+        methods = [getattr(method, "value", str(method)) for method in trigger.methods or ("GET", "POST")]
+        routes.append(Route(ROUTE_PREFIX + trigger.route, function.get_user_function(), methods=methods))
+    return routes
+
+
+def create_host_app(
+    function_app: func.FunctionApp,
+    provider: DevIdentityProvider,
+    cors_origins: Sequence[str] = (),
+    spa_dir: Path | None = SPA_DIR,
+) -> ASGIApp:
+    routes: list[BaseRoute] = [*function_routes(function_app), *auth_routes(provider)]
+    if spa_dir is not None and spa_dir.is_dir():
+        routes.append(Mount("/", StaticFiles(directory=spa_dir, html=True)))
+    app: ASGIApp = Starlette(routes=routes)
+    app = EasyAuth(app, provider)
+    app = AppServiceFrontEnd(app)
+    return CORSMiddleware(
+        app,
+        allow_origins=list(cors_origins),
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["authorization", "content-type", "x-request-id"],
+        expose_headers=["x-request-id", "retry-after"],
+        max_age=600,
+    )

@@ -1,0 +1,33 @@
+"""Azure Functions entry point (v2 programming model): registers the relay's routes, nothing else.
+
+Configuration is validated here, at start-up: a bad setting stops the app with
+a message naming it. Easy Auth is the gate, so every function is anonymous.
+"""
+
+import azure.functions as func
+from azurefunctions.extensions.http.fastapi import Request, Response
+
+from shared.relay import Relay
+
+relay = Relay.from_env()
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+
+@app.route(route="v1/chat/completions", methods=[func.HttpMethod.POST])
+async def chat_completions(req: Request) -> Response:
+    return await relay.chat_completions(req)
+
+
+@app.route(route="v1/models", methods=[func.HttpMethod.GET])
+async def models(req: Request) -> Response:
+    return await relay.models(req)
+
+
+@app.route(route="me", methods=[func.HttpMethod.GET])
+async def me(req: Request) -> Response:
+    return await relay.me(req)
+
+
+@app.route(route="healthz", methods=[func.HttpMethod.GET])
+async def healthz(req: Request) -> Response:
+    return await relay.healthz(req)

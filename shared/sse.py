@@ -1,0 +1,77 @@
+"""Forward Azure OpenAI's server-sent events as they arrive (SPEC §3, §7).
+
+Upstream bytes are framed into whole events and passed on byte-for-byte; they
+are never parsed and re-serialised. Each event gets a cheap shape check, so a
+malformed stream ends with an ``error`` event rather than garbage, and the
+relay never emits half an event before that ``error`` event. The usage chunk
+(``stream_options.include_usage``) is the only one decoded, for the request log.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shared.errors import RelayError
+
+DONE = b"[DONE]"
+MAX_EVENT_BYTES = 4 * 1024 * 1024
+
+
+class MalformedStream(Exception):
+    """The upstream bytes are not an OpenAI chat completion event stream."""
+
+
+class SseForwarder:
+    def __init__(self) -> None:
+        self._pending = b""
+        self.done = False
+        self.usage: dict[str, Any] | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        """Take upstream bytes; return the complete events among them (possibly b"")."""
+        buffer = self._pending + data if self._pending else data
+        end = buffer.rfind(b"\n\n")
+        if end < 0:
+            if len(buffer) > MAX_EVENT_BYTES:
+                raise MalformedStream("event too large")
+            self._pending = buffer
+            return b""
+        complete, self._pending = buffer[: end + 2], buffer[end + 2 :]
+        for event in complete.split(b"\n\n")[:-1]:
+            self._check(event)
+        return complete
+
+    def finish(self) -> None:
+        """The upstream body ended: it must have ended with ``data: [DONE]``."""
+        if self._pending.strip() or not self.done:
+            raise MalformedStream("stream ended before [DONE]")
+
+    def _check(self, event: bytes) -> None:
+        if self.done:
+            raise MalformedStream("data after [DONE]")
+        for line in event.split(b"\n"):
+            if not line.startswith(b"data:"):
+                if line and not line.startswith((b":", b"event:", b"id:", b"retry:")):
+                    raise MalformedStream("not an SSE line")
+                continue
+            payload = line[5:].strip()
+            if payload == DONE:
+                self.done = True
+            elif not (payload.startswith(b"{") and payload.endswith(b"}")):
+                raise MalformedStream("data is not a JSON object")
+            elif b'"usage"' in payload and b'"completion_tokens"' in payload:
+                self._read_usage(payload)
+
+    def _read_usage(self, payload: bytes) -> None:
+        try:
+            usage = json.loads(payload).get("usage")
+        except (ValueError, AttributeError):
+            raise MalformedStream("data is not JSON") from None
+        if isinstance(usage, dict):
+            self.usage = usage
+
+
+def error_event(error: RelayError) -> bytes:
+    """The event that ends a stream which failed after it started."""
+    return b"event: error\ndata: " + json.dumps(error.body(), separators=(",", ":")).encode() + b"\n\n"

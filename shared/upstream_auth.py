@@ -1,0 +1,90 @@
+"""How the relay authenticates to Azure OpenAI (SPEC §7).
+
+Both modes are an ``httpx2.Auth`` flow on the one upstream HTTP client, so the
+header handling, and the key-rotation retry, live in one place:
+
+- managed identity: ``Authorization: Bearer <Entra token>``, the token cached
+  until shortly before it expires and fetched once however many requests wait;
+- key: ``api-key: <key from Key Vault>``; when Azure OpenAI answers 401 the key
+  was rotated, so it is re-read once and the request retried once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncGenerator, Mapping
+from typing import TYPE_CHECKING, Protocol
+
+import httpx2
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+
+COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
+# Refresh this long before expiry, so a request never leaves with a token about to lapse.
+_REFRESH_MARGIN_S = 300.0
+
+
+def create_credential(client_id: str | None, env: Mapping[str, str] = os.environ) -> AsyncTokenCredential:
+    """The function's identity: ``ManagedIdentityCredential`` on App Service, else the developer's login."""
+    if env.get("IDENTITY_ENDPOINT"):
+        from azure.identity.aio import ManagedIdentityCredential
+
+        return ManagedIdentityCredential(client_id=client_id)
+    from azure.identity.aio import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=client_id)
+
+
+class CachedToken:
+    """An Entra access token for one scope, cached until near expiry, fetched single-flight."""
+
+    def __init__(self, credential: AsyncTokenCredential, scope: str) -> None:
+        self._credential = credential
+        self._scope = scope
+        self._token: str | None = None
+        self._refresh_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> str:
+        if self._token is not None and time.time() < self._refresh_at:
+            return self._token
+        async with self._lock:
+            if self._token is None or time.time() >= self._refresh_at:
+                access = await self._credential.get_token(self._scope)
+                lifetime = access.expires_on - time.time()
+                self._refresh_at = access.expires_on - min(_REFRESH_MARGIN_S, lifetime / 2)
+                self._token = access.token
+            return self._token
+
+
+class KeySource(Protocol):
+    async def get(self) -> str: ...
+
+    async def refresh(self, stale: str) -> str: ...
+
+
+class BearerTokenAuth(httpx2.Auth):
+    def __init__(self, token: CachedToken) -> None:
+        self._token = token
+
+    async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        request.headers.pop("api-key", None)
+        request.headers["Authorization"] = f"Bearer {await self._token.get()}"
+        yield request
+
+
+class ApiKeyAuth(httpx2.Auth):
+    def __init__(self, keys: KeySource) -> None:
+        self._keys = keys
+
+    async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        request.headers.pop("Authorization", None)
+        key = await self._keys.get()
+        request.headers["api-key"] = key
+        response = yield request
+        if response.status_code == 401:
+            request.headers["api-key"] = await self._keys.refresh(key)
+            yield request
