@@ -39,7 +39,8 @@ def parse_ip(value: str) -> str | None:
     """Normalize one address as a proxy writes it, or ``None``.
 
     Accepts ``1.2.3.4``, ``1.2.3.4:5678``, ``2001:db8::1``, ``[2001:db8::1]`` and
-    ``[2001:db8::1]:5678``; IPv4-mapped IPv6 becomes IPv4. IPv6 zone IDs
+    ``[2001:db8::1]:5678``; IPv4-mapped IPv6 becomes IPv4. Unbracketed IPv6 has
+    no port (``2001:db8::1:80`` is one address). IPv6 zone IDs
     (``fe80::1%eth0``) are rejected: they never survive a network hop, so one in
     a header is not a genuine remote address, and its free text must not reach
     Defender.
@@ -48,13 +49,16 @@ def parse_ip(value: str) -> str | None:
         return None
     host = value.strip(" \t")
     port: str | None = None
-    if match := _BRACKETED.fullmatch(host) or _IPV4_WITH_PORT.fullmatch(host):
+    bracketed = _BRACKETED.fullmatch(host)
+    if match := bracketed or _IPV4_WITH_PORT.fullmatch(host):
         host, port = match.group(1), match.group(2)
     if "%" in host or (port is not None and int(port) > 65535):
         return None
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
+        return None
+    if bracketed and address.version != 6:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
