@@ -30,7 +30,8 @@ def function_routes(function_app: func.FunctionApp) -> list[Route]:
         trigger = function.get_trigger()
         assert isinstance(trigger, HttpTrigger), f"{function.get_function_name()} is not an HTTP function"
         methods = [getattr(method, "value", str(method)) for method in trigger.methods or ("GET", "POST")]
-        routes.append(Route(ROUTE_PREFIX + (trigger.route or function.get_function_name()), function.get_user_function(), methods=methods))
+        route = trigger.route or function.get_function_name() or ""
+        routes.append(Route(ROUTE_PREFIX + route, function.get_user_function(), methods=methods))
     return routes
 
 
