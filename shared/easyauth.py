@@ -113,7 +113,6 @@ def principal_from_headers(headers: Mapping[str, str], policy: AuthPolicy) -> Pr
     audiences = {val for typ, val in claims if typ == "aud" and val}
     if len(audiences) > 1:
         raise unauthenticated("X-MS-CLIENT-PRINCIPAL has conflicting aud claims")
-    types = {typ for typ, val in claims if val}
     principal = Principal(
         object_id=object_id,
         tenant_id=tenant_id,
@@ -121,20 +120,30 @@ def principal_from_headers(headers: Mapping[str, str], policy: AuthPolicy) -> Pr
         identity_provider=provider,
         roles=frozenset(val for typ, val in claims if val and (typ in ROLE_CLAIMS or typ == role_typ)),
         audience=audiences.pop() if audiences else None,
-        is_app=any(typ == "idtyp" and val.lower() == "app" for typ, val in claims)
-        or not (types & SCOPE_CLAIMS or types & USER_CLAIMS),
+        is_app=_is_app_only(claims),
         claims=claims,
     )
     _apply_policy(principal, policy)
     return principal
 
 
+def _is_app_only(claims: Claims) -> bool:
+    """``idtyp=app``, or neither a scope nor any user claim (SPEC §4).
+
+    An Easy Auth session from a browser sign-in carries the ID token's claims:
+    no scope, but user claims, so it counts as a user. A client-credentials
+    token carries neither, whether or not the optional ``idtyp`` claim is on.
+    """
+    if any(typ == "idtyp" and val.lower() == "app" for typ, val in claims):
+        return True
+    present = {typ for typ, val in claims if val}
+    return not (present & SCOPE_CLAIMS or present & USER_CLAIMS)
+
+
 def _apply_policy(principal: Principal, policy: AuthPolicy) -> None:
     if principal.is_app and not policy.allow_app_tokens:
         raise forbidden("app-only tokens are not allowed: call with a user's delegated token")
-    if policy.allowed_tenants is not None and principal.tenant_id not in {
-        tenant.lower() for tenant in policy.allowed_tenants
-    }:
+    if policy.allowed_tenants is not None and principal.tenant_id not in {tenant.lower() for tenant in policy.allowed_tenants}:
         raise forbidden("tenant not allowed")
     if policy.allowed_audiences is not None and principal.audience not in policy.allowed_audiences:
         raise forbidden("token audience not allowed")

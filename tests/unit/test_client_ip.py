@@ -1,0 +1,215 @@
+"""shared.client_ip: the caller's IP from trusted front-end headers (SPEC §5)."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.datastructures import Headers
+
+from shared.client_ip import MAX_HEADER_CHARS, client_ip_from_headers, parse_ip
+from shared.config import ClientIpPolicy
+from shared.errors import RelayError
+
+FDID = "55ce4ed1-4b06-4bf1-b40e-4638452104da"
+APP_SERVICE = ClientIpPolicy()
+FRONT_DOOR = ClientIpPolicy("front-door", front_door_id=FDID)
+
+
+def xff(hops: int) -> ClientIpPolicy:
+    return ClientIpPolicy("xff", hops=hops)
+
+
+PARSE: list[tuple[str, str, str | None]] = [
+    ("ipv4", "203.0.113.7", "203.0.113.7"),
+    ("ipv4-port", "203.0.113.7:51234", "203.0.113.7"),
+    ("ipv4-port-0", "203.0.113.7:0", "203.0.113.7"),
+    ("ipv4-port-max", "203.0.113.7:65535", "203.0.113.7"),
+    ("ipv4-whitespace", " \t203.0.113.7:51234 ", "203.0.113.7"),
+    ("ipv6", "2001:db8::7", "2001:db8::7"),
+    ("ipv6-upper-long-form", "2001:0DB8:0000:0000:0000:0000:0000:0007", "2001:db8::7"),
+    ("ipv6-bracketed", "[2001:db8::7]", "2001:db8::7"),
+    ("ipv6-bracketed-port", "[2001:db8::7]:51234", "2001:db8::7"),
+    ("ipv6-loopback-port", "[::1]:7071", "::1"),
+    ("ipv4-mapped", "::ffff:203.0.113.7", "203.0.113.7"),
+    ("ipv4-mapped-hex", "::ffff:cb00:7107", "203.0.113.7"),
+    ("ipv4-mapped-bracketed-port", "[::ffff:203.0.113.7]:443", "203.0.113.7"),
+    ("ipv4-compatible-not-unmapped", "::203.0.113.7", "::cb00:7107"),
+    ("loopback", "127.0.0.1:50000", "127.0.0.1"),
+    ("empty", "", None),
+    ("blank", "   ", None),
+    ("garbage", "not-an-ip", None),
+    ("hostname-port", "localhost:8080", None),
+    ("unknown", "unknown", None),
+    ("ipv4-octet-over-255", "203.0.113.256", None),
+    ("ipv4-leading-zero", "203.0.113.07", None),
+    ("ipv4-three-octets", "203.0.113", None),
+    ("ipv4-integer", "3405803783", None),
+    ("ipv4-port-too-big", "203.0.113.7:65536", None),
+    ("ipv4-port-too-long", "203.0.113.7:000080", None),
+    ("ipv4-port-empty", "203.0.113.7:", None),
+    ("ipv4-port-not-digits", "203.0.113.7:http", None),
+    ("ipv4-two-ports", "203.0.113.7:80:80", None),
+    ("ipv4-bracketed", "[203.0.113.7]:80", None),
+    ("ipv6-unbracketed-has-no-port", "2001:db8::7:8080", "2001:db8::7:8080"),
+    ("ipv6-unbracketed-5-digit-port", "2001:db8::7:51234", None),
+    ("ipv6-bracket-unclosed", "[2001:db8::7", None),
+    ("ipv6-bracket-trailing", "[2001:db8::7]x", None),
+    ("ipv6-bracket-port-too-big", "[2001:db8::7]:99999", None),
+    ("ipv6-zone", "fe80::1%eth0", None),
+    ("ipv6-zone-bracketed", "[fe80::1%25eth0]:80", None),
+    ("ipv6-invalid", "2001:db8:::7", None),
+    ("fullwidth-digits", "\uff12\uff10\uff13.0.113.7", None),
+    ("arabic-indic-digits", "\u0662\u0660\u0663.0.113.7", None),
+    ("fullwidth-colon-port", "203.0.113.7\uff1a80", None),
+    ("nbsp-padding", "\u00a0203.0.113.7", None),
+    ("newline-inside", "203.0.113.7\n", None),
+    ("cidr", "203.0.113.0/24", None),
+    ("too-long", "1" * 100, None),
+    ("list-not-single", "198.51.100.1, 203.0.113.7", None),
+]
+
+
+@pytest.mark.parametrize(("case", "value", "expected"), PARSE, ids=[case for case, *_ in PARSE])
+def test_parse_ip(case: str, value: str, expected: str | None) -> None:
+    assert parse_ip(value) == expected
+
+
+APP_SERVICE_CASES: list[tuple[str, dict[str, str], str | None]] = [
+    ("client-ip-ipv4", {"client-ip": "203.0.113.7:51234"}, "203.0.113.7"),
+    ("client-ip-ipv6", {"client-ip": "[2001:db8::7]:51234"}, "2001:db8::7"),
+    ("client-ip-title-case", {"Client-IP": "203.0.113.7:51234"}, "203.0.113.7"),
+    (
+        "client-ip-wins-over-xff",
+        {"client-ip": "203.0.113.7:51234", "X-Forwarded-For": "198.51.100.1, 192.0.2.9:1234"},
+        "203.0.113.7",
+    ),
+    (
+        "client-ip-garbage-no-fallback",
+        {"client-ip": "garbage", "X-Forwarded-For": "203.0.113.7:51234"},
+        None,
+    ),
+    ("client-ip-empty-no-fallback", {"client-ip": "", "X-Forwarded-For": "203.0.113.7"}, None),
+    ("client-ip-conflicting", {"client-ip": "203.0.113.7:1", "CLIENT-IP": "198.51.100.1:2"}, None),
+    ("client-ip-same-twice", {"client-ip": "203.0.113.7:1", "CLIENT-IP": "203.0.113.7:1"}, "203.0.113.7"),
+    ("xff-right-most", {"X-Forwarded-For": "198.51.100.1, 203.0.113.7:51234"}, "203.0.113.7"),
+    ("xff-single", {"x-forwarded-for": "203.0.113.7"}, "203.0.113.7"),
+    ("xff-ipv6", {"X-Forwarded-For": "198.51.100.1, [2001:db8::7]:51234"}, "2001:db8::7"),
+    ("xff-right-most-garbage", {"X-Forwarded-For": "203.0.113.7, garbage"}, None),
+    ("xff-trailing-comma", {"X-Forwarded-For": "203.0.113.7,"}, None),
+    ("x-client-ip-ignored", {"X-Client-IP": "203.0.113.7"}, None),
+    ("x-azure-clientip-ignored", {"X-Azure-ClientIP": "203.0.113.7"}, None),
+    ("nothing", {}, None),
+]
+
+
+@pytest.mark.parametrize(("case", "headers", "expected"), APP_SERVICE_CASES, ids=[case for case, *_ in APP_SERVICE_CASES])
+def test_app_service_mode(case: str, headers: dict[str, str], expected: str | None) -> None:
+    assert client_ip_from_headers(headers, APP_SERVICE) == expected
+
+
+def test_app_service_mode_with_starlette_headers() -> None:
+    headers = Headers(raw=[(b"client-ip", b"[2001:db8::7]:51234"), (b"x-forwarded-for", b"198.51.100.1")])
+    assert client_ip_from_headers(headers, APP_SERVICE) == "2001:db8::7"
+
+
+def test_repeated_xff_headers_are_one_list_in_order() -> None:
+    headers = Headers(
+        raw=[
+            (b"x-forwarded-for", b"192.0.2.1, 192.0.2.2"),
+            (b"x-forwarded-for", b"198.51.100.1"),
+            (b"x-forwarded-for", b"203.0.113.7:51234"),
+        ]
+    )
+    assert [client_ip_from_headers(headers, xff(n)) for n in range(1, 6)] == [
+        "203.0.113.7",
+        "198.51.100.1",
+        "192.0.2.2",
+        "192.0.2.1",
+        None,
+    ]
+    assert client_ip_from_headers(headers, APP_SERVICE) == "203.0.113.7"
+
+
+XFF_CASES: list[tuple[str, str, int, str | None]] = [
+    ("hop-1", "198.51.100.1, 192.0.2.9, 203.0.113.7:51234", 1, "203.0.113.7"),
+    ("hop-2", "198.51.100.1, 192.0.2.9, 203.0.113.7:51234", 2, "192.0.2.9"),
+    ("hop-3", "198.51.100.1, 192.0.2.9, 203.0.113.7:51234", 3, "198.51.100.1"),
+    ("hop-beyond-list", "198.51.100.1, 192.0.2.9, 203.0.113.7:51234", 4, None),
+    ("hop-far-beyond-list", "203.0.113.7", 32, None),
+    ("empty-entry-keeps-position", "198.51.100.1,, 203.0.113.7", 2, None),
+    ("empty-entry-skipped-over", "198.51.100.1,, 203.0.113.7", 3, "198.51.100.1"),
+    ("no-spaces", "198.51.100.1,203.0.113.7", 2, "198.51.100.1"),
+    ("ipv6-entries", "[2001:db8::1]:1, 2001:db8::2", 2, "2001:db8::1"),
+    ("mapped-entry", "::ffff:198.51.100.1, 203.0.113.7", 2, "198.51.100.1"),
+    ("garbage-entry", "evil, 203.0.113.7", 2, None),
+    ("empty-header", "", 1, None),
+]
+
+
+@pytest.mark.parametrize(("case", "value", "hops", "expected"), XFF_CASES, ids=[case for case, *_ in XFF_CASES])
+def test_xff_mode(case: str, value: str, hops: int, expected: str | None) -> None:
+    headers = {"X-Forwarded-For": value, "client-ip": "192.0.2.200:1"}  # client-ip is not used
+    assert client_ip_from_headers(headers, xff(hops)) == expected
+
+
+def test_xff_mode_without_header() -> None:
+    assert client_ip_from_headers({"client-ip": "203.0.113.7:1"}, xff(1)) is None
+
+
+def test_absurdly_long_xff_is_ignored() -> None:
+    long_list = ", ".join(["198.51.100.1"] * (MAX_HEADER_CHARS // 14 + 1)) + ", 203.0.113.7"
+    assert len(long_list) > MAX_HEADER_CHARS
+    assert client_ip_from_headers({"X-Forwarded-For": long_list}, APP_SERVICE) is None
+    assert client_ip_from_headers({"X-Forwarded-For": long_list}, xff(1)) is None
+
+
+FRONT_DOOR_OK: list[tuple[str, dict[str, str], str | None]] = [
+    ("ipv4", {"X-Azure-FDID": FDID, "X-Azure-ClientIP": "203.0.113.7"}, "203.0.113.7"),
+    ("ipv6", {"x-azure-fdid": FDID, "x-azure-clientip": "2001:db8::7"}, "2001:db8::7"),
+    ("fdid-upper", {"X-Azure-FDID": FDID.upper(), "X-Azure-ClientIP": "203.0.113.7"}, "203.0.113.7"),
+    (
+        "client-ip-is-the-edge",
+        {"X-Azure-FDID": FDID, "X-Azure-ClientIP": "203.0.113.7", "client-ip": "147.243.1.1:443"},
+        "203.0.113.7",
+    ),
+    ("clientip-missing", {"X-Azure-FDID": FDID, "client-ip": "147.243.1.1:443"}, None),
+    ("clientip-garbage", {"X-Azure-FDID": FDID, "X-Azure-ClientIP": "garbage"}, None),
+]
+
+
+@pytest.mark.parametrize(("case", "headers", "expected"), FRONT_DOOR_OK, ids=[case for case, *_ in FRONT_DOOR_OK])
+def test_front_door_mode(case: str, headers: dict[str, str], expected: str | None) -> None:
+    assert client_ip_from_headers(headers, FRONT_DOOR) == expected
+
+
+FRONT_DOOR_REFUSED: list[tuple[str, dict[str, str], ClientIpPolicy]] = [
+    ("fdid-missing", {"X-Azure-ClientIP": "203.0.113.7"}, FRONT_DOOR),
+    ("fdid-wrong", {"X-Azure-FDID": "a0a0a0a0-bbbb-cccc-dddd-e1e1e1e1e1e1", "X-Azure-ClientIP": "203.0.113.7"}, FRONT_DOOR),
+    ("fdid-empty", {"X-Azure-FDID": "", "X-Azure-ClientIP": "203.0.113.7"}, FRONT_DOOR),
+    ("fdid-braces", {"X-Azure-FDID": "{" + FDID + "}", "X-Azure-ClientIP": "203.0.113.7"}, FRONT_DOOR),
+    ("fdid-prefix", {"X-Azure-FDID": FDID + "0", "X-Azure-ClientIP": "203.0.113.7"}, FRONT_DOOR),
+    ("fdid-newline", {"X-Azure-FDID": FDID + "\n", "X-Azure-ClientIP": "203.0.113.7"}, FRONT_DOOR),
+    ("fdid-fullwidth", {"X-Azure-FDID": "\uff15\uff15ce4ed1-4b06-4bf1-b40e-4638452104da"}, FRONT_DOOR),
+    ("fdid-two-values", {"X-Azure-FDID": FDID, "x-azure-fdid": "a0a0a0a0-bbbb-cccc-dddd-e1e1e1e1e1e1"}, FRONT_DOOR),
+    ("no-configured-id", {"X-Azure-FDID": FDID, "X-Azure-ClientIP": "203.0.113.7"}, ClientIpPolicy("front-door")),
+]
+
+
+@pytest.mark.parametrize(("case", "headers", "policy"), FRONT_DOOR_REFUSED, ids=[case for case, *_ in FRONT_DOOR_REFUSED])
+def test_front_door_mode_refuses_requests_that_bypassed_it(case: str, headers: dict[str, str], policy: ClientIpPolicy) -> None:
+    with pytest.raises(RelayError) as caught:
+        client_ip_from_headers(headers, policy)
+    error = caught.value
+    assert (error.status, error.code) == (403, "forbidden")
+    assert error.body() == {
+        "error": {
+            "message": "request did not come through the configured Azure Front Door",
+            "type": "permission_error",
+            "param": None,
+            "code": "forbidden",
+        }
+    }
+
+
+def test_front_door_repeated_identical_fdid_is_accepted() -> None:
+    headers = Headers(raw=[(b"x-azure-fdid", FDID.encode()), (b"x-azure-fdid", FDID.encode()), (b"x-azure-clientip", b"203.0.113.7")])
+    assert client_ip_from_headers(headers, FRONT_DOOR) == "203.0.113.7"

@@ -1,0 +1,489 @@
+"""shared.easyauth: the caller from App Service Authentication headers (SPEC §4)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from starlette.datastructures import Headers
+
+from shared.config import AuthPolicy
+from shared.easyauth import (
+    MAX_PRINCIPAL_HEADER_CHARS,
+    Principal,
+    principal_from_headers,
+)
+from shared.errors import RelayError
+
+# Verbatim from /work/shared/reference/azure-openai-wire.md (decoded X-MS-CLIENT-PRINCIPAL).
+REFERENCE_PRINCIPAL = """{"auth_typ": "aad",
+ "claims": [
+  {"typ": "aud", "val": "api://6f1c2d3e-0000-4000-8000-000000000001"},
+  {"typ": "iss", "val": "https://sts.windows.net/72f988bf-0000-4000-8000-000000000002/"},
+  {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": "1b2c3d4e-0000-4000-8000-000000000003"},
+  {"typ": "http://schemas.microsoft.com/identity/claims/tenantid", "val": "72f988bf-0000-4000-8000-000000000002"},
+  {"typ": "name", "val": "Ada Lovelace"},
+  {"typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn", "val": "ada@contoso.example"},
+  {"typ": "http://schemas.microsoft.com/identity/claims/scope", "val": "user_impersonation"},
+  {"typ": "roles", "val": "Relay.User"}],
+ "name_typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+ "role_typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"}"""
+
+OID = "1b2c3d4e-0000-4000-8000-000000000003"
+TID = "72f988bf-0000-4000-8000-000000000002"
+AUD = "api://6f1c2d3e-0000-4000-8000-000000000001"
+OID_URI = "http://schemas.microsoft.com/identity/claims/objectidentifier"
+TID_URI = "http://schemas.microsoft.com/identity/claims/tenantid"
+SCOPE_URI = "http://schemas.microsoft.com/identity/claims/scope"
+ROLE_URI = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
+UPN_URI = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
+NAME_URI = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"
+
+EXPECTED = Principal(
+    object_id=OID,
+    tenant_id=TID,
+    name="Ada Lovelace",
+    identity_provider="aad",
+    roles=frozenset({"Relay.User"}),
+    audience=AUD,
+    is_app=False,
+    claims=(
+        ("aud", AUD),
+        ("iss", "https://sts.windows.net/72f988bf-0000-4000-8000-000000000002/"),
+        (OID_URI, OID),
+        (TID_URI, TID),
+        ("name", "Ada Lovelace"),
+        (UPN_URI, "ada@contoso.example"),
+        (SCOPE_URI, "user_impersonation"),
+        ("roles", "Relay.User"),
+    ),
+)
+
+
+def reference() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(REFERENCE_PRINCIPAL)
+    return document
+
+
+def encode(document: object, *, urlsafe: bool = False, padded: bool = True) -> str:
+    data = json.dumps(document).encode()
+    text = (base64.urlsafe_b64encode(data) if urlsafe else base64.b64encode(data)).decode()
+    return text if padded else text.rstrip("=")
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def with_claims(*claims: tuple[str, str], drop: tuple[str, ...] = (), **fields: Any) -> dict[str, Any]:
+    """The reference principal without claims of types ``drop``, plus ``claims`` and ``fields``."""
+    document = reference()
+    kept = [c for c in document["claims"] if c["typ"] not in drop]
+    document["claims"] = kept + [{"typ": typ, "val": val} for typ, val in claims]
+    document.update(fields)
+    return document
+
+
+def headers_for(document: object, **extra: str) -> dict[str, str]:
+    return {"X-MS-CLIENT-PRINCIPAL": encode(document), **{k.replace("_", "-"): v for k, v in extra.items()}}
+
+
+ANYONE = AuthPolicy()
+
+
+def refused(headers: dict[str, str] | Headers, policy: AuthPolicy = ANYONE) -> RelayError:
+    with pytest.raises(RelayError) as caught:
+        principal_from_headers(headers, policy)
+    return caught.value
+
+
+# --- the happy path, as App Service sends it -------------------------------------------------
+
+
+def test_reference_principal_decodes_exactly() -> None:
+    headers = {
+        "X-MS-CLIENT-PRINCIPAL": b64(REFERENCE_PRINCIPAL.encode()),
+        "X-MS-CLIENT-PRINCIPAL-ID": OID,
+        "X-MS-CLIENT-PRINCIPAL-NAME": "ada@contoso.example",
+        "X-MS-CLIENT-PRINCIPAL-IDP": "aad",
+    }
+    assert principal_from_headers(headers, AuthPolicy()) == EXPECTED
+
+
+@pytest.mark.parametrize(
+    ("urlsafe", "padded"),
+    [(False, True), (False, False), (True, True), (True, False)],
+    ids=["standard-padded", "standard-unpadded", "urlsafe-padded", "urlsafe-unpadded"],
+)
+def test_base64_alphabets_and_padding(urlsafe: bool, padded: bool) -> None:
+    # "~~~" and "???" encode to "+" and "/" in the standard alphabet, so the variants differ.
+    document = with_claims(("note", "~~~???>>>"))
+    value = encode(document, urlsafe=urlsafe, padded=padded)
+    assert ("-" in value or "_" in value) == urlsafe
+    assert principal_from_headers({"X-MS-CLIENT-PRINCIPAL": value}, AuthPolicy()).object_id == OID
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-ms-client-principal": encode(reference()), "x-ms-client-principal-id": OID},
+        {"X-Ms-Client-Principal": encode(reference()), "X-Ms-Client-Principal-Idp": "AAD"},
+        Headers(raw=[(b"x-ms-client-principal", encode(reference()).encode())]),
+        Headers(
+            raw=[
+                (b"x-ms-client-principal", encode(reference()).encode()),
+                (b"x-ms-client-principal-id", OID.upper().encode()),
+                (b"x-ms-client-principal-idp", b"aad"),
+            ]
+        ),
+    ],
+    ids=["dict-lower", "dict-title-idp-upper", "starlette", "starlette-id-upper"],
+)
+def test_header_names_are_case_insensitive(headers: dict[str, str] | Headers) -> None:
+    assert principal_from_headers(headers, AuthPolicy()) == EXPECTED
+
+
+def test_guids_are_lower_cased() -> None:
+    document = with_claims(("oid", OID.upper()), ("tid", TID.upper()), drop=(OID_URI, TID_URI))
+    principal = principal_from_headers(headers_for(document, X_MS_CLIENT_PRINCIPAL_ID=OID.upper()), AuthPolicy())
+    assert (principal.object_id, principal.tenant_id) == (OID, TID)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        [("oid", OID), ("tid", TID)],
+        [(OID_URI, OID), ("tid", TID), ("oid", OID.upper())],
+        [(OID_URI, OID), (TID_URI, TID), ("tid", TID), ("oid", OID)],
+    ],
+    ids=["short-names", "same-oid-twice-other-case", "both-forms-agree"],
+)
+def test_object_and_tenant_claim_forms(claims: list[tuple[str, str]]) -> None:
+    document = with_claims(*claims, drop=(OID_URI, TID_URI))
+    principal = principal_from_headers(headers_for(document), AuthPolicy())
+    assert (principal.object_id, principal.tenant_id) == (OID, TID)
+
+
+@pytest.mark.parametrize(
+    ("claims", "role_typ", "roles"),
+    [
+        ([("roles", "A"), ("roles", "B")], ROLE_URI, {"A", "B"}),
+        ([(ROLE_URI, "A")], ROLE_URI, {"A"}),
+        ([("custom/role", "A"), ("roles", "B")], "custom/role", {"A", "B"}),
+        ([(ROLE_URI, "A")], None, {"A"}),
+        ([("groups", "A"), ("roles", "")], ROLE_URI, set()),
+    ],
+    ids=["roles-claim", "role-uri", "custom-role-typ", "no-role-typ", "not-roles-or-empty"],
+)
+def test_roles(claims: list[tuple[str, str]], role_typ: str | None, roles: set[str]) -> None:
+    document = with_claims(*claims, drop=("roles",), role_typ=role_typ)
+    assert principal_from_headers(headers_for(document), AuthPolicy()).roles == roles
+
+
+@pytest.mark.parametrize(
+    ("claims", "name"),
+    [
+        ([("preferred_username", "ada@contoso.example")], "ada@contoso.example"),
+        ([(UPN_URI, "ada@contoso.example")], "ada@contoso.example"),
+        ([(NAME_URI, "ADA\\ada")], "ADA\\ada"),
+        ([("name", ""), ("preferred_username", "ada@x.example")], "ada@x.example"),
+        ([], None),
+    ],
+    ids=["preferred-username", "upn-uri", "name-typ", "empty-name-skipped", "none"],
+)
+def test_name_fallbacks(claims: list[tuple[str, str]], name: str | None) -> None:
+    document = with_claims(*claims, ("scp", "x"), drop=("name", UPN_URI))
+    assert principal_from_headers(headers_for(document), AuthPolicy()).name == name
+
+
+def test_no_audience_claim() -> None:
+    document = with_claims(drop=("aud",))
+    assert principal_from_headers(headers_for(document), AuthPolicy()).audience is None
+
+
+def test_repeated_identical_principal_headers_are_accepted() -> None:
+    value = encode(reference()).encode()
+    headers = Headers(raw=[(b"x-ms-client-principal", value), (b"x-ms-client-principal", value)])
+    assert principal_from_headers(headers, AuthPolicy()) == EXPECTED
+
+
+# --- app-only detection ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("claims", "drop", "is_app"),
+    [
+        ([], (), False),
+        ([("idtyp", "app")], (), True),
+        ([("idtyp", "APP")], (), True),
+        ([("idtyp", "user")], (), False),
+        ([], (SCOPE_URI,), False),  # ID token session: no scope, but user claims
+        ([], ("name", UPN_URI), False),  # delegated token with only a scope
+        ([], (SCOPE_URI, "name", UPN_URI), True),  # client credentials: roles, no scope, no user
+        ([("scp", "")], (SCOPE_URI, "name", UPN_URI), True),  # an empty scope is no scope
+        ([("scp", "Chat.Read")], (SCOPE_URI, "name", UPN_URI), False),
+        ([("preferred_username", "svc@x.example")], (SCOPE_URI, "name", UPN_URI), False),
+        ([("appid", "6f1c2d3e-0000-4000-8000-000000000009")], (SCOPE_URI, "name", UPN_URI), True),
+    ],
+    ids=[
+        "delegated-user",
+        "idtyp-app",
+        "idtyp-app-upper",
+        "idtyp-user",
+        "id-token-session",
+        "scope-only",
+        "client-credentials",
+        "empty-scp",
+        "scp-short-name",
+        "preferred-username",
+        "appid-no-user",
+    ],
+)
+def test_app_only_detection(claims: list[tuple[str, str]], drop: tuple[str, ...], is_app: bool) -> None:
+    headers = headers_for(with_claims(*claims, drop=drop))
+    assert principal_from_headers(headers, AuthPolicy(allow_app_tokens=True)).is_app is is_app
+    if is_app:
+        error = refused(headers)
+        assert (error.status, error.code, error.message) == (
+            403,
+            "forbidden",
+            "app-only tokens are not allowed: call with a user's delegated token",
+        )
+    else:
+        assert principal_from_headers(headers, AuthPolicy()).is_app is False
+
+
+# --- 401: no principal, malformed principal, inconsistent headers ----------------------------
+
+
+UNAUTHENTICATED: list[tuple[str, dict[str, str], str]] = [
+    ("missing", {}, "no X-MS-CLIENT-PRINCIPAL header"),
+    ("only-other-headers", {"X-MS-CLIENT-PRINCIPAL-ID": OID, "X-MS-CLIENT-PRINCIPAL-IDP": "aad"}, "no X-MS-CLIENT-PRINCIPAL header"),
+    ("empty", {"X-MS-CLIENT-PRINCIPAL": ""}, "is empty"),
+    ("blank", {"X-MS-CLIENT-PRINCIPAL": "  \t "}, "is empty"),
+    ("too-large", headers_for(with_claims(("pad", "x" * MAX_PRINCIPAL_HEADER_CHARS))), "too large"),
+    ("not-base64-chars", {"X-MS-CLIENT-PRINCIPAL": "eyJhdXRoX3R5cCI6!!"}, "is not base64"),
+    ("base64-bad-length", {"X-MS-CLIENT-PRINCIPAL": "abcde"}, "is not base64"),
+    ("base64-excess-padding", {"X-MS-CLIENT-PRINCIPAL": "e30==="}, "is not base64"),
+    ("base64-padding-inside", {"X-MS-CLIENT-PRINCIPAL": "e3=0"}, "is not base64"),
+    ("base64-internal-space", {"X-MS-CLIENT-PRINCIPAL": "e3 0="}, "is not base64"),
+    ("fullwidth-base64", {"X-MS-CLIENT-PRINCIPAL": "\uff45\uff13\uff10="}, "is not base64"),
+    ("not-utf8", {"X-MS-CLIENT-PRINCIPAL": b64(b"\xff\xfe{}")}, "not UTF-8"),
+    ("utf8-bom", {"X-MS-CLIENT-PRINCIPAL": b64(b"\xef\xbb\xbf" + REFERENCE_PRINCIPAL.encode())}, "is not valid JSON"),
+    ("not-json", {"X-MS-CLIENT-PRINCIPAL": b64(b"auth_typ=aad")}, "is not valid JSON"),
+    ("json-truncated", {"X-MS-CLIENT-PRINCIPAL": b64(REFERENCE_PRINCIPAL.encode()[:-1])}, "is not valid JSON"),
+    ("json-array", {"X-MS-CLIENT-PRINCIPAL": encode([reference()])}, "is not a JSON object"),
+    ("json-string", {"X-MS-CLIENT-PRINCIPAL": encode("aad")}, "is not a JSON object"),
+    ("json-null", {"X-MS-CLIENT-PRINCIPAL": encode(None)}, "is not a JSON object"),
+    ("json-deeply-nested", {"X-MS-CLIENT-PRINCIPAL": b64(b"[" * 5_000 + b"]" * 5_000)}, "is not valid JSON"),
+    ("json-duplicate-key", {"X-MS-CLIENT-PRINCIPAL": b64(b'{"auth_typ": "aad", "claims": [], "claims": []}')}, "is not valid JSON"),
+    ("json-huge-int", {"X-MS-CLIENT-PRINCIPAL": b64(b'{"auth_typ": ' + b"9" * 5000 + b"}")}, "is not valid JSON"),
+    ("no-claims", headers_for({"auth_typ": "aad"}), "claims is not a list"),
+    ("claims-object", headers_for({"auth_typ": "aad", "claims": {"oid": OID, "tid": TID}}), "claims is not a list"),
+    ("claim-not-object", headers_for({**reference(), "claims": ["oid", OID]}), "{typ, val} string pairs"),
+    (
+        "claim-typ-not-string",
+        headers_for({**reference(), "claims": [*reference()["claims"], {"typ": 1, "val": "x"}]}),
+        "{typ, val} string pairs",
+    ),
+    (
+        "claim-val-null",
+        headers_for({**reference(), "claims": [*reference()["claims"], {"typ": "x", "val": None}]}),
+        "{typ, val} string pairs",
+    ),
+    ("claim-val-missing", headers_for({**reference(), "claims": [*reference()["claims"], {"typ": "x"}]}), "{typ, val} string pairs"),
+    (
+        "claim-val-list",
+        headers_for({**reference(), "claims": [*reference()["claims"], {"typ": "oid", "val": [OID]}]}),
+        "{typ, val} string pairs",
+    ),
+    (
+        "claim-lone-surrogate",
+        {"X-MS-CLIENT-PRINCIPAL": b64(REFERENCE_PRINCIPAL.replace("Ada", "\\ud800").encode())},
+        "{typ, val} string pairs",
+    ),
+    ("auth-typ-missing", headers_for(with_claims(auth_typ=None)), "no auth_typ"),
+    ("auth-typ-empty", headers_for(with_claims(auth_typ="")), "no auth_typ"),
+    ("auth-typ-not-string", headers_for(with_claims(auth_typ=["aad"])), "auth_typ is not a string"),
+    ("name-typ-not-string", headers_for(with_claims(name_typ=1)), "name_typ is not a string"),
+    ("role-typ-not-string", headers_for(with_claims(role_typ={"x": 1})), "role_typ is not a string"),
+    ("oid-missing", headers_for(with_claims(drop=(OID_URI,))), "no object ID (oid) claim"),
+    ("tid-missing", headers_for(with_claims(drop=(TID_URI,))), "no tenant ID (tid) claim"),
+    ("oid-empty", headers_for(with_claims(("oid", ""), drop=(OID_URI,))), "object ID (oid) is not a GUID"),
+    ("oid-not-guid", headers_for(with_claims(("oid", "ada@contoso.example"), drop=(OID_URI,))), "object ID (oid) is not a GUID"),
+    ("oid-braces", headers_for(with_claims(("oid", "{" + OID + "}"), drop=(OID_URI,))), "object ID (oid) is not a GUID"),
+    ("oid-no-hyphens", headers_for(with_claims(("oid", OID.replace("-", "")), drop=(OID_URI,))), "object ID (oid) is not a GUID"),
+    ("oid-trailing-newline", headers_for(with_claims(("oid", OID + "\n"), drop=(OID_URI,))), "object ID (oid) is not a GUID"),
+    ("oid-padded", headers_for(with_claims(("oid", f" {OID} "), drop=(OID_URI,))), "object ID (oid) is not a GUID"),
+    (
+        "oid-fullwidth-digits",
+        headers_for(with_claims(("oid", "\uff11b2c3d4e-0000-4000-8000-000000000003"), drop=(OID_URI,))),
+        "object ID (oid) is not a GUID",
+    ),
+    (
+        "tid-arabic-indic-digits",
+        headers_for(with_claims(("tid", "\u06672f988bf-0000-4000-8000-000000000002"), drop=(TID_URI,))),
+        "tenant ID (tid) is not a GUID",
+    ),
+    (
+        "tid-superscript-digit",
+        headers_for(with_claims(("tid", "72f988bf-0000-4000-8000-00000000000²"), drop=(TID_URI,))),
+        "tenant ID (tid) is not a GUID",
+    ),
+    ("oid-conflict-forms", headers_for(with_claims(("oid", "2b2c3d4e-0000-4000-8000-000000000003"))), "conflicting object ID (oid) claims"),
+    ("tid-conflict-forms", headers_for(with_claims(("tid", "82f988bf-0000-4000-8000-000000000002"))), "conflicting tenant ID (tid) claims"),
+    ("oid-second-not-guid", headers_for(with_claims(("oid", "not-a-guid"))), "object ID (oid) is not a GUID"),
+    (
+        "principal-id-mismatch",
+        headers_for(reference(), X_MS_CLIENT_PRINCIPAL_ID="2b2c3d4e-0000-4000-8000-000000000003"),
+        "X-MS-CLIENT-PRINCIPAL-ID does not match",
+    ),
+    ("principal-id-empty", headers_for(reference(), X_MS_CLIENT_PRINCIPAL_ID=""), "X-MS-CLIENT-PRINCIPAL-ID does not match"),
+    (
+        "principal-id-upn",
+        headers_for(reference(), X_MS_CLIENT_PRINCIPAL_ID="ada@contoso.example"),
+        "X-MS-CLIENT-PRINCIPAL-ID does not match",
+    ),
+    (
+        "principal-id-fullwidth",
+        headers_for(reference(), X_MS_CLIENT_PRINCIPAL_ID="\uff11b2c3d4e-0000-4000-8000-000000000003"),
+        "X-MS-CLIENT-PRINCIPAL-ID does not match",
+    ),
+    ("idp-disagrees", headers_for(reference(), X_MS_CLIENT_PRINCIPAL_IDP="google"), "X-MS-CLIENT-PRINCIPAL-IDP does not match"),
+    ("idp-empty", headers_for(reference(), X_MS_CLIENT_PRINCIPAL_IDP=""), "X-MS-CLIENT-PRINCIPAL-IDP does not match"),
+    (
+        "idp-aad-but-auth-typ-other",
+        headers_for(with_claims(auth_typ="github"), X_MS_CLIENT_PRINCIPAL_IDP="aad"),
+        "X-MS-CLIENT-PRINCIPAL-IDP does not match",
+    ),
+    ("aud-conflict", headers_for(with_claims(("aud", "api://other"))), "conflicting aud claims"),
+    (
+        "principal-headers-conflict",
+        {"X-MS-CLIENT-PRINCIPAL": encode(reference()), "x-ms-client-principal": encode(with_claims(("x", "y")))},
+        "conflicting x-ms-client-principal headers",
+    ),
+    (
+        "principal-id-headers-conflict",
+        {**headers_for(reference()), "X-MS-CLIENT-PRINCIPAL-ID": OID, "x-ms-client-principal-id": OID.upper()},
+        "conflicting x-ms-client-principal-id headers",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "headers", "reason"), UNAUTHENTICATED, ids=[case for case, *_ in UNAUTHENTICATED])
+def test_unauthenticated(case: str, headers: dict[str, str], reason: str) -> None:
+    error = refused(headers)
+    assert (error.status, error.code) == (401, "unauthenticated")
+    assert reason in error.message
+    assert error.body() == {"error": {"message": error.message, "type": "authentication_error", "param": None, "code": "unauthenticated"}}
+    assert "X-MS-CLIENT-PRINCIPAL" in error.message or "x-ms-client-principal" in error.message
+    for value in headers.values():
+        if len(value) > 3:
+            assert value not in error.message
+    for secret in ("Ada", "ada@", "2b2c3d4e", "82f988bf", "google", "github", "api://other"):
+        assert secret not in error.message
+
+
+def test_starlette_repeated_conflicting_principal_headers() -> None:
+    headers = Headers(
+        raw=[
+            (b"x-ms-client-principal", encode(reference()).encode()),
+            (b"x-ms-client-principal", encode(with_claims(("oid", "2b2c3d4e-0000-4000-8000-000000000003"), drop=(OID_URI,))).encode()),
+        ]
+    )
+    assert (refused(headers).status, refused(headers).code) == (401, "unauthenticated")
+
+
+def test_oversized_header_is_refused_before_decoding() -> None:
+    just_fits = "e30=" + " " * (MAX_PRINCIPAL_HEADER_CHARS - 4)  # "{}" padded out to the cap
+    assert "claims is not a list" in refused({"X-MS-CLIENT-PRINCIPAL": just_fits}).message
+    assert "too large" in refused({"X-MS-CLIENT-PRINCIPAL": just_fits + " "}).message
+
+
+# --- 403: a well-formed caller this instance does not accept ---------------------------------
+
+OTHER_TENANT = "0a0a0a0a-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+
+FORBIDDEN: list[tuple[str, dict[str, str], AuthPolicy, str]] = [
+    ("auth-typ-google", headers_for(with_claims(auth_typ="google")), AuthPolicy(), "identity provider"),
+    (
+        "auth-typ-and-idp-github",
+        headers_for(with_claims(auth_typ="github"), X_MS_CLIENT_PRINCIPAL_IDP="GitHub"),
+        AuthPolicy(),
+        "identity provider",
+    ),
+    ("auth-typ-aad-lookalike", headers_for(with_claims(auth_typ="aad ")), AuthPolicy(), "identity provider"),
+    ("tenant", headers_for(reference()), AuthPolicy(allowed_tenants=frozenset({OTHER_TENANT})), "tenant not allowed"),
+    ("tenant-empty-allow-list", headers_for(reference()), AuthPolicy(allowed_tenants=frozenset()), "tenant not allowed"),
+    ("audience", headers_for(reference()), AuthPolicy(allowed_audiences=frozenset({"api://relay"})), "audience"),
+    (
+        "audience-case-differs",
+        headers_for(reference()),
+        AuthPolicy(allowed_audiences=frozenset({AUD.upper()})),
+        "audience",
+    ),
+    (
+        "audience-missing",
+        headers_for(with_claims(drop=("aud",))),
+        AuthPolicy(allowed_audiences=frozenset({AUD})),
+        "audience",
+    ),
+    ("role", headers_for(reference()), AuthPolicy(required_roles=frozenset({"Relay.Admin"})), "role"),
+    ("role-case-differs", headers_for(reference()), AuthPolicy(required_roles=frozenset({"relay.user"})), "role"),
+    (
+        "role-no-roles",
+        headers_for(with_claims(drop=("roles",))),
+        AuthPolicy(required_roles=frozenset({"Relay.User"})),
+        "role",
+    ),
+    ("app-only", headers_for(with_claims(("idtyp", "app"))), AuthPolicy(), "app-only"),
+]
+
+
+@pytest.mark.parametrize(("case", "headers", "policy", "reason"), FORBIDDEN, ids=[case for case, *_ in FORBIDDEN])
+def test_forbidden(case: str, headers: dict[str, str], policy: AuthPolicy, reason: str) -> None:
+    error = refused(headers, policy)
+    assert (error.status, error.code) == (403, "forbidden")
+    assert error.body() == {"error": {"message": error.message, "type": "permission_error", "param": None, "code": "forbidden"}}
+    assert reason in error.message
+    for secret in (OTHER_TENANT, "api://relay", "Relay.Admin", "Relay.User", AUD, TID, "google", "github"):
+        assert secret.lower() not in error.message.lower()
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        AuthPolicy(allowed_tenants=frozenset({OTHER_TENANT, TID})),
+        AuthPolicy(allowed_tenants=frozenset({TID.upper()})),
+        AuthPolicy(allowed_audiences=frozenset({AUD, "api://relay"})),
+        AuthPolicy(required_roles=frozenset({"Relay.Admin", "Relay.User"})),
+        AuthPolicy(
+            allowed_tenants=frozenset({TID}),
+            allowed_audiences=frozenset({AUD}),
+            required_roles=frozenset({"Relay.User"}),
+        ),
+    ],
+    ids=["tenant-listed", "tenant-upper-in-policy", "audience-listed", "any-one-role", "all-policies"],
+)
+def test_policy_allows(policy: AuthPolicy) -> None:
+    assert principal_from_headers(headers_for(reference()), policy) == EXPECTED
+
+
+def test_role_from_role_typ_satisfies_policy() -> None:
+    document = with_claims((ROLE_URI, "Relay.Admin"), drop=("roles",))
+    principal = principal_from_headers(headers_for(document), AuthPolicy(required_roles=frozenset({"Relay.Admin"})))
+    assert principal.roles == {"Relay.Admin"}
+
+
+def test_app_token_allowed_when_policy_says_so() -> None:
+    document = with_claims(("idtyp", "app"), drop=(SCOPE_URI, "name", UPN_URI))
+    principal = principal_from_headers(headers_for(document), AuthPolicy(allow_app_tokens=True))
+    assert (principal.is_app, principal.name, principal.object_id) == (True, None, OID)
+
+
+def test_provider_is_checked_before_identity_claims() -> None:
+    """A Google caller has no oid: the answer is "wrong provider", not "malformed"."""
+    document = {"auth_typ": "google", "claims": [{"typ": "sub", "val": "1234"}]}
+    assert (refused(headers_for(document)).status, refused(headers_for(document)).code) == (403, "forbidden")
