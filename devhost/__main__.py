@@ -90,7 +90,8 @@ def main() -> None:
         print(f"relay: http://127.0.0.1:{port}/api  (sample SPA: http://127.0.0.1:{port}/)", flush=True)
         print(f"dev token: curl 'http://127.0.0.1:{port}/_dev/token'", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
-            uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
+            # proxy_headers off: uvicorn would otherwise believe a client-sent X-Forwarded-For about the peer.
+            uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off", proxy_headers=False)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,47 @@
+"""The indexing contract the Functions host relies on."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import azure.functions as func
+import pytest
+
+from shared.config import ConfigError
+
+ENV = {
+    "AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com",
+    "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini",
+    "APPLICATION_NAME": "contoso-chat-spa",
+}
+
+
+def load_function_app(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> func.FunctionApp:
+    for name in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_DEPLOYMENTS", "APPLICATION_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    sys.modules.pop("function_app", None)
+    return importlib.import_module("function_app").app
+
+
+def test_routes_methods_and_anonymous_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = load_function_app(monkeypatch, ENV)
+    found = {}
+    for function in app.get_functions():
+        binding = function.get_trigger()
+        found[binding.route] = (tuple(m.value for m in binding.methods), binding.auth_level)
+        assert function.get_raw_bindings()
+    assert found == {
+        "v1/chat/completions": (("POST",), func.AuthLevel.ANONYMOUS),
+        "v1/models": (("GET",), func.AuthLevel.ANONYMOUS),
+        "me": (("GET",), func.AuthLevel.ANONYMOUS),
+        "healthz": (("GET",), func.AuthLevel.ANONYMOUS),
+    }
+
+
+def test_bad_setting_stops_start_up_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="RELAY_MAX_TOKENS"):
+        load_function_app(monkeypatch, {**ENV, "RELAY_MAX_TOKENS": "lots"})
+    sys.modules.pop("function_app", None)
