@@ -1,0 +1,319 @@
+"""Azure OpenAI chat completions: v1 and dated (deployments) paths, auth, validation, answers.
+
+Paths, auth and the ``user_security_context`` schema follow "Azure OpenAI in Azure AI
+Foundry Models REST API reference" (v1 and 2025-01-01-preview) and "Use Azure OpenAI with
+Microsoft Defender for Cloud / user security context" (learn.microsoft.com); the field is
+accepted from 2025-01-01-preview and in v1, an older dated version rejects it as an
+unrecognized argument. A dated path without ``api-version`` is a 404 "Resource not found"
+(MicrosoftDocs/azure-docs#114602). Response shapes: :mod:`devhost.emulator.shapes`;
+behaviours on demand: :mod:`devhost.emulator.directives`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from devhost.emulator import shapes
+from devhost.emulator.answers import Answer, last_user_text, plan_answer
+from devhost.emulator.directives import DirectiveError, Directives, parse_directives
+from devhost.emulator.records import Outcome, RequestRecord
+from devhost.emulator.state import EmulatorState, get_state
+from devhost.emulator.transport import (
+    DropConnection,
+    EventStream,
+    StreamAbort,
+    sleep_unless_disconnected,
+)
+from devhost.jwt import InvalidToken
+
+COGNITIVE_SERVICES_AUDIENCE = "https://cognitiveservices.azure.com"
+USC_FIELDS = ("application_name", "end_user_id", "end_user_tenant_id", "source_ip")
+USC_FIRST_DATED_VERSION = "2025-01-01"
+MIDSTREAM_FAIL_AFTER_WORDS = 3
+
+
+class _Rejected(Exception):
+    def __init__(
+        self,
+        status: int,
+        payload: dict[str, Any],
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.status, self.payload, self.headers = status, payload, headers
+
+
+async def chat_v1(request: Request) -> Response:
+    return await _chat(request, path_deployment=None, api_version=None)
+
+
+async def chat_dated(request: Request) -> Response:
+    deployment = request.path_params["deployment"]
+    return await _chat(
+        request,
+        path_deployment=deployment,
+        api_version=request.query_params.get("api-version", ""),
+    )
+
+
+async def _chat(request: Request, path_deployment: str | None, api_version: str | None) -> Response:
+    state = get_state(request)
+    state.stats.chat_requests += 1
+    auth, auth_error = _authenticate(request.headers, state)
+    record = state.records.add(request.url.path, api_version or None, auth, request.headers)
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        body = None
+    record.body = body
+    try:
+        if api_version == "":
+            raise _Rejected(404, shapes.azure_error("404", "Resource not found"))
+        if auth_error is not None:
+            raise _Rejected(401, auth_error)
+        deployment = _validate(body, path_deployment, api_version, record, state.config.deployments)
+        directives = _directives(body["messages"])
+        if await sleep_unless_disconnected(request.receive, directives.slow_s):
+            record.finish(None, "cancelled")
+            return Response(status_code=499)
+        _raise_for_directives(directives, api_version)
+    except _Rejected as rejected:
+        record.finish(rejected.status, "rejected")
+        return JSONResponse(rejected.payload, status_code=rejected.status, headers=rejected.headers)
+    if directives.disconnect:
+        record.finish(None, "failed")
+        return DropConnection()
+    answer = _answer(deployment, body, directives)
+    if record.stream:
+        return _stream(state, record, deployment, answer, directives, body)
+    return _complete(record, deployment, answer, directives)
+
+
+def _authenticate(headers: Mapping[str, str], state: EmulatorState) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A redacted summary of the credentials and, when they are not accepted, Azure's 401 body."""
+    key = headers.get("api-key")
+    if key is not None:
+        valid = secrets.compare_digest(key.encode(), state.api_key.encode())
+        summary = {
+            "scheme": "api-key",
+            "key_sha256": hashlib.sha256(key.encode()).hexdigest()[:12],
+            "valid": valid,
+        }
+        return summary, None if valid else shapes.azure_error("401", shapes.KEY_REJECTED_MESSAGE)
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return {"scheme": "none"}, shapes.azure_error("401", shapes.KEY_REJECTED_MESSAGE)
+    try:
+        claims, valid = (
+            state.issuer.verify(token.strip(), COGNITIVE_SERVICES_AUDIENCE),
+            True,
+        )
+    except InvalidToken:
+        claims, valid = _unverified_claims(token.strip()), False
+    summary = {
+        "scheme": "bearer",
+        **{k: claims.get(k) for k in ("aud", "oid", "appid", "exp")},
+        "valid": valid,
+    }
+    return summary, None if valid else {
+        "statusCode": 401,
+        "message": shapes.BEARER_REJECTED_MESSAGE,
+    }
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    """Claims for the record only (never trusted): empty if the token does not parse."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _validate(
+    body: Any,
+    path_deployment: str | None,
+    api_version: str | None,
+    record: RequestRecord,
+    known: tuple[str, ...],
+) -> str:
+    """The deployment to answer with; raises _Rejected as Azure does for a bad body."""
+    if not isinstance(body, dict):
+        raise _Rejected(
+            400,
+            shapes.openai_error("We could not parse the JSON body of your request."),
+        )
+    deployment = path_deployment if path_deployment is not None else body.get("model")
+    if not isinstance(deployment, str) or not deployment:
+        raise _Rejected(400, shapes.openai_error("you must provide a model parameter", "model"))
+    record.deployment = deployment
+    record.stream = body.get("stream") is True
+    record.user_security_context = body.get("user_security_context")
+    if deployment not in known:
+        raise _Rejected(
+            404,
+            shapes.azure_error("DeploymentNotFound", shapes.DEPLOYMENT_NOT_FOUND_MESSAGE),
+        )
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _Rejected(400, shapes.openai_error("'messages' must be a non-empty array", "messages"))
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise _Rejected(
+                400,
+                shapes.openai_error(f"messages[{index}] must be an object with a role", "messages"),
+            )
+    for name in ("stream", "max_tokens", "max_completion_tokens"):
+        expected = bool if name == "stream" else int
+        value = body.get(name)
+        if value is not None and (type(value) is not expected or (expected is int and value < 1)):
+            raise _Rejected(400, shapes.openai_error(f"Invalid value for '{name}'", name))
+    if "user_security_context" in body:
+        _validate_usc(body["user_security_context"], api_version)
+    return deployment
+
+
+def _validate_usc(context: Any, api_version: str | None) -> None:
+    if api_version is not None and api_version[:10] < USC_FIRST_DATED_VERSION:
+        raise _Rejected(
+            400,
+            shapes.openai_error("Unrecognized request argument supplied: user_security_context", None),
+        )
+    if not isinstance(context, dict):
+        raise _Rejected(
+            400,
+            shapes.openai_error("'user_security_context' must be an object", "user_security_context"),
+        )
+    for name in USC_FIELDS:
+        if name in context and not isinstance(context[name], str):
+            param = f"user_security_context.{name}"
+            raise _Rejected(400, shapes.openai_error(f"'{param}' must be a string", param))
+
+
+def _directives(messages: list[dict[str, Any]]) -> Directives:
+    try:
+        return parse_directives(last_user_text(messages))
+    except DirectiveError as exc:
+        raise _Rejected(400, shapes.openai_error(str(exc), "messages")) from None
+
+
+def _raise_for_directives(directives: Directives, api_version: str | None) -> None:
+    if directives.rate_limit_s is not None:
+        seconds = directives.rate_limit_s
+        headers = {"Retry-After": str(seconds), "retry-after-ms": str(seconds * 1000)}
+        raise _Rejected(429, shapes.rate_limited(api_version, seconds), headers)
+    if directives.status is not None:
+        raise _Rejected(directives.status, shapes.status_error(directives.status))
+    if directives.content_filter or directives.jailbreak:
+        raise _Rejected(400, shapes.prompt_filtered(jailbreak=directives.jailbreak))
+
+
+def _answer(deployment: str, body: dict[str, Any], directives: Directives) -> Answer:
+    cap = body.get("max_completion_tokens") or body.get("max_tokens")
+    answer = plan_answer(deployment, body["messages"], directives.words, cap)
+    if directives.output_filter:
+        kept = answer.words[: max(1, len(answer.words) // 2)]
+        answer = dataclasses.replace(answer, words=kept, finish_reason="content_filter")
+    return answer
+
+
+def _complete(record: RequestRecord, deployment: str, answer: Answer, directives: Directives) -> Response:
+    payload = shapes.completion(_completion_id(), int(time.time()), deployment, answer)
+    data = json.dumps(payload).encode()
+    if directives.midstream_fail:
+        return EventStream(
+            _truncated(data),
+            lambda outcome: record.finish(200, outcome),
+            media_type="application/json",
+        )
+    record.finish(200, "completed")
+    if directives.bad_json:
+        data = data[: len(data) // 2]
+    return Response(data, media_type="application/json")
+
+
+async def _truncated(data: bytes) -> AsyncIterator[bytes]:
+    yield data[: len(data) // 2]
+    raise StreamAbort
+
+
+def _stream(
+    state: EmulatorState,
+    record: RequestRecord,
+    deployment: str,
+    answer: Answer,
+    directives: Directives,
+    body: dict[str, Any],
+) -> Response:
+    def on_end(outcome: Outcome) -> None:
+        record.finish(200, outcome)
+        if outcome == "cancelled":
+            state.stats.cancelled_streams += 1
+
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    events = _events(deployment, answer, directives, include_usage)
+    return EventStream(events, on_end, headers={"Cache-Control": "no-cache"})
+
+
+async def _events(deployment: str, answer: Answer, directives: Directives, include_usage: bool) -> AsyncIterator[bytes]:
+    completion_id, created = _completion_id(), int(time.time())
+    delay = directives.chunk_delay_ms / 1000
+
+    def chunk(choice: dict[str, Any] | None) -> bytes:
+        return shapes.sse(shapes.chunk(completion_id, created, deployment, choice))
+
+    yield shapes.sse(shapes.stream_prologue())
+    yield chunk(
+        {
+            "delta": {"role": "assistant", "content": "", "refusal": None},
+            "finish_reason": None,
+            "content_filter_results": {},
+        }
+    )
+    pieces = answer.pieces[:MIDSTREAM_FAIL_AFTER_WORDS] if directives.midstream_fail else answer.pieces
+    for index, piece in enumerate(pieces):
+        if directives.bad_json and index == 1:
+            yield b'data: {"id": "chatcmpl-broken", "choices": [\n\n'
+        yield chunk(
+            {
+                "delta": {"content": piece},
+                "finish_reason": None,
+                "content_filter_results": shapes.filter_results(),
+            }
+        )
+        if delay:
+            await asyncio.sleep(delay)
+    if directives.midstream_fail:
+        raise StreamAbort
+    filtered = answer.finish_reason == "content_filter"
+    yield chunk(
+        {
+            "delta": {},
+            "finish_reason": answer.finish_reason,
+            "content_filter_results": shapes.filter_results("violence") if filtered else {},
+        }
+    )
+    if include_usage:
+        yield shapes.sse(
+            {
+                **shapes.chunk(completion_id, created, deployment, None),
+                "usage": answer.usage(),
+            }
+        )
+    yield b"data: [DONE]\n\n"
+
+
+def _completion_id() -> str:
+    return f"chatcmpl-{secrets.token_hex(12)}"

@@ -1,0 +1,44 @@
+"""The emulator's plain-HTTP app: managed identity endpoint, Azure OpenAI and control endpoints."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from devhost.emulator import aoai, control, identity
+from devhost.emulator.config import EmulatorConfig
+from devhost.emulator.identity import TokenIssuer
+from devhost.emulator.state import EmulatorState
+from devhost.emulator.transport import RawSendMiddleware
+
+
+def create_state(config: EmulatorConfig) -> EmulatorState:
+    return EmulatorState(
+        config=config,
+        issuer=TokenIssuer(config.token_lifetime_s),
+        api_key=config.api_key,
+    )
+
+
+def create_app(config: EmulatorConfig, state: EmulatorState | None = None) -> ASGIApp:
+    app = Starlette(
+        routes=[
+            Route("/msi/token", identity.msi_token, methods=["GET"]),
+            Route("/openai/v1/chat/completions", aoai.chat_v1, methods=["POST"]),
+            Route(
+                "/openai/deployments/{deployment}/chat/completions",
+                aoai.chat_dated,
+                methods=["POST"],
+            ),
+            Route("/_emulator/healthz", control.healthz, methods=["GET"]),
+            Route("/_emulator/requests", control.list_requests, methods=["GET"]),
+            Route("/_emulator/requests", control.clear_requests, methods=["DELETE"]),
+            Route("/_emulator/stats", control.stats, methods=["GET"]),
+            Route("/_emulator/reset", control.reset, methods=["POST"]),
+            Route("/_emulator/config", control.configure, methods=["POST"]),
+        ]
+    )
+    app.state.emulator = state or create_state(config)
+    # Outermost, so that it sees uvicorn's own send (see devhost.emulator.transport).
+    return RawSendMiddleware(app)

@@ -1,0 +1,171 @@
+"""Azure OpenAI's JSON shapes: completions, stream chunks, content filter results and errors.
+
+Sources: "Azure OpenAI in Azure AI Foundry Models REST API reference" and "Content
+filtering" (learn.microsoft.com/azure/ai-services/openai/reference,
+.../concepts/content-filter); a captured Azure stream (dto-btn/ssc-assistant,
+.../mergeOpenAiDelta/testHelpers/simple_chat.ts): first event ``id ""``, ``object ""``,
+``created 0``, ``choices []`` with ``prompt_filter_results``; a role chunk with empty
+``content_filter_results``; content chunks with per-category results. Error texts as
+the service sends them (seen in Azure-Samples/azure-search-openai-demo#458,
+MicrosoftDocs/azure-docs#114602, chatboxai/chatbox#646).
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from devhost.emulator.answers import Answer
+
+CATEGORIES = ("hate", "self_harm", "sexual", "violence")
+
+PROMPT_FILTERED_MESSAGE = (
+    "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. "
+    "Please modify your prompt and retry. To learn more about our content filtering policies please read "
+    "our documentation: https://go.microsoft.com/fwlink/?linkid=2198766"
+)
+BEARER_REJECTED_MESSAGE = (
+    "Unauthorized. Access token is missing, invalid, audience is incorrect (https://cognitiveservices.azure.com), or have expired."
+)
+KEY_REJECTED_MESSAGE = (
+    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key "
+    "for an active subscription and use a correct regional API endpoint for your resource."
+)
+DEPLOYMENT_NOT_FOUND_MESSAGE = (
+    "The API deployment for this resource does not exist. If you created the deployment within the last "
+    "5 minutes, please wait a moment and try again."
+)
+
+
+def filter_results(filtered: str | None = None, *, jailbreak: bool | None = None) -> dict[str, Any]:
+    """Per-category results; ``filtered`` names a category blocked at ``high``; ``jailbreak`` adds Prompt Shields."""
+    results: dict[str, Any] = {
+        name: {
+            "filtered": name == filtered,
+            "severity": "high" if name == filtered else "safe",
+        }
+        for name in CATEGORIES
+    }
+    if jailbreak is not None:
+        results["jailbreak"] = {"filtered": jailbreak, "detected": jailbreak}
+    return dict(sorted(results.items()))
+
+
+def prompt_filter_results() -> list[dict[str, Any]]:
+    return [{"prompt_index": 0, "content_filter_results": filter_results(jailbreak=False)}]
+
+
+def completion(completion_id: str, created: int, deployment: str, answer: Answer) -> dict[str, Any]:
+    """Non-streamed ``chat.completion``; an output-filtered choice has no content (Azure's usual behaviour)."""
+    output_filtered = answer.finish_reason == "content_filter"
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": deployment,
+        "system_fingerprint": "fp_emulator",
+        "prompt_filter_results": prompt_filter_results(),
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": answer.finish_reason,
+                "logprobs": None,
+                "message": {
+                    "role": "assistant",
+                    "content": None if output_filtered else answer.text,
+                    "refusal": None,
+                    "annotations": [],
+                },
+                "content_filter_results": filter_results("violence" if output_filtered else None),
+            }
+        ],
+        "usage": answer.usage(),
+    }
+
+
+def chunk(completion_id: str, created: int, deployment: str, choice: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": deployment,
+        "system_fingerprint": "fp_emulator",
+        "choices": [] if choice is None else [{"index": 0, "logprobs": None, **choice}],
+    }
+
+
+def stream_prologue() -> dict[str, Any]:
+    """The first event Azure sends: no choices, only the prompt's filter results."""
+    return {
+        "id": "",
+        "object": "",
+        "created": 0,
+        "model": "",
+        "choices": [],
+        "prompt_filter_results": prompt_filter_results(),
+    }
+
+
+def sse(payload: dict[str, Any] | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+    return f"data: {data}\n\n".encode()
+
+
+def openai_error(message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """Validation errors, which Azure reports in OpenAI's shape."""
+    return {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": param,
+            "code": code,
+        }
+    }
+
+
+def azure_error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def prompt_filtered(jailbreak: bool) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": PROMPT_FILTERED_MESSAGE,
+            "type": None,
+            "param": "prompt",
+            "code": "content_filter",
+            "status": 400,
+            "innererror": {
+                "code": "ResponsibleAIPolicyViolation",
+                "content_filter_result": filter_results(None if jailbreak else "hate", jailbreak=jailbreak),
+            },
+        }
+    }
+
+
+def rate_limited(api_version: str | None, retry_after_s: int) -> dict[str, Any]:
+    version = api_version or "v1"
+    return azure_error(
+        "429",
+        f"Requests to the ChatCompletions_Create Operation under Azure OpenAI API version {version} have exceeded "
+        f"token rate limit of your current OpenAI S0 pricing tier. Please retry after {retry_after_s} seconds. "
+        "Please go here: https://aka.ms/oai/quotaincrease if you would like to further increase the default rate limit.",
+    )
+
+
+def status_error(status: int) -> dict[str, Any]:
+    if status >= 500:
+        return {
+            "error": {
+                "message": "The server had an error while processing your request. Sorry about that!",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        }
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return azure_error(str(status), phrase)

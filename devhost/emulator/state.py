@@ -1,0 +1,33 @@
+"""The emulator's process-wide state, shared by the HTTP and Key Vault apps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+
+from devhost.emulator.config import EmulatorConfig
+from devhost.emulator.records import RecordStore, Stats
+
+if TYPE_CHECKING:
+    from devhost.emulator.identity import TokenIssuer
+
+
+@dataclass
+class EmulatorState:
+    config: EmulatorConfig
+    issuer: TokenIssuer
+    api_key: str
+    records: RecordStore = field(default_factory=RecordStore)
+    stats: Stats = field(default_factory=Stats)
+
+    def reset(self) -> None:
+        self.records.clear()
+        self.stats.reset()
+
+
+def get_state(request: Request) -> EmulatorState:
+    state = request.app.state.emulator
+    assert isinstance(state, EmulatorState)
+    return state
