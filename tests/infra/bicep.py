@@ -52,10 +52,9 @@ def example_param_files() -> list[Path]:
     return sorted(APPS_DIR.glob("*.bicepparam"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parse_text(text: str) -> dict[str, Any]:
-    result = BicepParser().parse(text=text)
-    assert isinstance(result, dict), "pycep returned no document"
+    result: dict[str, Any] = dict(BicepParser().parse(text=text))
     return result
 
 
@@ -158,7 +157,7 @@ class Unresolved(LookupError):
     """An expression needs a value the caller did not provide (e.g. a module output)."""
 
 
-PLATFORM = {
+PLATFORM: dict[str, dict[str, Any]] = {
     "environment": {
         "name": "AzureCloud",
         "authentication": {"loginEndpoint": "https://login.microsoftonline.com/"},
@@ -356,5 +355,58 @@ class Evaluator:
                 return args[1]
             raise Unresolved(f"readEnvironmentVariable({args[0]})")
         if name == "subscriptionresourceid":
-            return f"{PLATFORM['subscription']['id']}/providers/{args[0]}/{'/'.join(args[1:])}"
+            named = {k: self.eval(v) for k, v in fn["parameters"].items() if v is not None}
+            names = [v for k, v in named.items() if k.startswith("resource_name")]
+            return f"{PLATFORM['subscription']['id']}/providers/{named['resource_type']}/{'/'.join(names)}"
         raise NotImplementedError(f"function {fn['type']}")
+
+
+# ---- the relay as deployed with one example parameter file ----------------------------
+
+FUNCTION_APP = MODULES_DIR / "functionapp.bicep"
+
+#: Example values for what only a real deployment knows (module outputs).
+EXAMPLE_OUTPUTS: dict[str, Any] = {
+    "identity.outputs.id": (
+        "/subscriptions/00000000-0000-4000-8000-0000000000ff/resourceGroups/rg-example"
+        "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-example"
+    ),
+    "identity.outputs.clientId": "3e1f7a52-0000-4000-8000-0000000000c1",
+    "identity.outputs.principalId": "3e1f7a52-0000-4000-8000-0000000000c2",
+    "storage.outputs.name": "stexampletoken0",
+    "storage.outputs.deploymentContainerUrl": "https://stexampletoken0.blob.core.windows.net/app-package-example",
+    "monitoring.outputs.connectionString": (
+        "InstrumentationKey=3e1f7a52-0000-4000-8000-0000000000c3;"
+        "IngestionEndpoint=https://swedencentral-0.in.applicationinsights.azure.com/"
+    ),
+    "relay.outputs.url": "https://func-example.azurewebsites.net",
+    "relay.outputs.name": "func-example",
+    "rg.name": "rg-example",
+}
+
+
+def main_scope(param_file: Path) -> Evaluator:
+    """main.bicep evaluated with one parameter file (and example module outputs)."""
+    params = parse_bicepparam(param_file)
+    return Evaluator.for_template(parse_bicep(MAIN), params.values, EXAMPLE_OUTPUTS)
+
+
+def module_scope(param_file: Path, module_name: str) -> tuple[dict[str, Any], Evaluator]:
+    """A module of main.bicep, with the arguments main passes it for this app."""
+    main = parse_bicep(MAIN)
+    outer = main_scope(param_file)
+    module = main["modules"][module_name]
+    config = module_config(module)
+    parsed = parse_bicep((MAIN.parent / module["detail"]["path"]).resolve())
+    args = {name: outer.eval(value) for name, value in config.get("params", {}).items()}
+    return parsed, Evaluator.for_template(parsed, {}, evaluated=args)
+
+
+def relay_app_settings(param_file: Path) -> dict[str, str]:
+    """The function app's app settings, as deployed with this parameter file."""
+    parsed, scope = module_scope(param_file, "relay")
+    site = one_resource(parsed, "Microsoft.Web/sites")
+    settings = scope.eval(site["properties"]["siteConfig"]["appSettings"])
+    names = [s["name"] for s in settings]
+    assert len(names) == len(set(names)), f"duplicate app settings: {names}"
+    return {s["name"]: _to_str(s["value"]) for s in settings}

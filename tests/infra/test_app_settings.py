@@ -1,0 +1,115 @@
+"""Done-when 5 (and the §8 part of 2): the app settings the templates produce,
+fed to the relay's own configuration loader, are accepted, and every setting
+the loader reads that a deployment should set is set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from shared.config import load_settings
+from tests.infra import bicep
+
+APPS = bicep.example_param_files()
+APP_IDS = [p.stem for p in APPS]
+
+#: Set by App Service itself, never by the template (SPEC §9 / wire reference).
+PLATFORM_INJECTED = {"WEBSITE_AUTH_ENABLED": "true"}
+#: Read by the loader but only meaningful in key mode.
+KEY_MODE_ONLY = {"AZURE_KEYVAULT_URL", "AZURE_OPENAI_KEY_SECRET_NAME"}
+#: SPEC §8, as the relay reads them.
+SPEC_SETTINGS = {
+    "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_VERSION", "AZURE_OPENAI_DEPLOYMENTS", "AZURE_OPENAI_AUTH",
+    "AZURE_CLIENT_ID", "APPLICATION_NAME", "RELAY_ALLOWED_TENANTS", "RELAY_REQUIRED_ROLES",
+    "RELAY_ALLOWED_AUDIENCES", "RELAY_ALLOW_APP_TOKENS", "RELAY_CLIENT_IP_MODE", "RELAY_FRONT_DOOR_ID",
+    "RELAY_MAX_BODY_BYTES", "RELAY_MAX_TOKENS", "RELAY_MAX_N", "RELAY_UPSTREAM_TIMEOUT_S",
+}  # fmt: skip
+
+
+class RecordingEnv(Mapping[str, str]):
+    """A mapping that remembers which names the loader looked up."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = dict(values)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        return self._values[key]
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        self.read.add(key)
+        return self._values.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.read.add(key)
+        return key in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_template_settings_load(app: Path) -> None:
+    settings = bicep.relay_app_settings(app)
+    env = RecordingEnv({**settings, **PLATFORM_INJECTED})
+    loaded = load_settings(env)
+
+    main = bicep.main_scope(app)
+    assert loaded.easy_auth_enabled is True
+    assert loaded.application_name == main.lookup("applicationName")
+    assert list(loaded.deployments) == main.lookup("openAiDeployments")
+    assert loaded.endpoint == main.lookup("openAiEndpoint").rstrip("/")
+    assert loaded.api_version == main.lookup("openAiApiVersion")
+    assert loaded.auth_mode == main.lookup("openAiAuthMode")
+    assert loaded.client_id == bicep.EXAMPLE_OUTPUTS["identity.outputs.clientId"]
+    assert loaded.auth_policy.allowed_tenants == frozenset(t.lower() for t in main.lookup("allowedTenants"))
+    assert loaded.auth_policy.required_roles == frozenset(main.lookup("requiredRoles"))
+    assert loaded.auth_policy.allowed_audiences == frozenset(main.lookup("allowedAudiences"))
+    assert loaded.auth_policy.allow_app_tokens is False
+    assert loaded.max_tokens == main.lookup("maxTokens")
+    if loaded.auth_mode == "key":
+        assert loaded.keyvault_url and loaded.keyvault_url.startswith("https://")
+        assert loaded.key_secret_name == main.lookup("openAiKeySecretName")
+    else:
+        assert loaded.keyvault_url is None and loaded.key_secret_name is None
+
+    # Every name the loader reads that a deployment should provide is provided.
+    expected = env.read - set(PLATFORM_INJECTED)
+    if loaded.auth_mode != "key":
+        expected -= KEY_MODE_ONLY
+    assert expected <= set(settings), f"the template does not set {sorted(expected - set(settings))}"
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_every_spec_setting_is_set(app: Path) -> None:
+    settings = bicep.relay_app_settings(app)
+    missing = SPEC_SETTINGS - set(settings)
+    assert not missing, f"§8 settings missing from the function app: {sorted(missing)}"
+    assert settings["PYTHON_ENABLE_INIT_INDEXING"] == "1"
+    if settings["AZURE_OPENAI_AUTH"] == "key":
+        assert set(settings) >= KEY_MODE_ONLY
+    else:
+        assert not KEY_MODE_ONLY & set(settings), "key-mode settings must not appear in managed-identity mode"
+
+
+def test_secure_defaults_of_main() -> None:
+    main = bicep.parse_bicep(bicep.MAIN)["parameters"]
+    assert main["openAiAuthMode"]["default"] == "managed-identity"
+    assert main["allowAppTokens"]["default"] is False
+    assert main["enableLoginFlow"]["default"] is False
+    assert main["requiredRoles"]["default"] == ["Relay.User"]
+    assert main["allowedTenants"]["default"] == ["tenantId"]
+
+
+def test_loader_rejects_what_the_template_must_not_produce() -> None:
+    # The settings are real input to the loader: a broken one stops the app.
+    settings = {**bicep.relay_app_settings(APPS[0]), **PLATFORM_INJECTED}
+    with pytest.raises(ValueError, match="AZURE_OPENAI_DEPLOYMENTS"):
+        load_settings({**settings, "AZURE_OPENAI_DEPLOYMENTS": ""})

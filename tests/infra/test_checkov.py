@@ -1,0 +1,31 @@
+"""Done-when 3: checkov over infra/ passes; skipped checks are justified inline."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from tests.infra import bicep
+
+SCRIPT = bicep.ROOT / "scripts" / "checkov.sh"
+SKIP = re.compile(r"(?://|#)\s*checkov:skip=([A-Z0-9_]+)(?::(.*))?")
+
+
+def test_every_skip_has_a_reason() -> None:
+    skips = 0
+    for path in bicep.bicep_files():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            match = SKIP.search(line)
+            if match:
+                skips += 1
+                reason = (match.group(2) or "").strip()
+                assert len(reason) >= 20, f"{path.name}: {match.group(1)} skipped without a real justification"
+    assert skips, "expected the documented skips"
+
+
+def test_checkov_passes() -> None:
+    # First run creates .venv-checkov and installs a pinned checkov: slow.
+    result = subprocess.run(["bash", str(SCRIPT)], cwd=bicep.ROOT, capture_output=True, text=True, timeout=1800, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert "Failed checks: 0" in output, output[-5000:]

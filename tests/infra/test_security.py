@@ -1,0 +1,271 @@
+"""Done-when 2: the security properties of the templates, read from the parsed
+Bicep (structure) and from the templates evaluated with each example app."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.infra import bicep
+
+FA = bicep.parse_bicep(bicep.FUNCTION_APP)
+MAIN = bicep.parse_bicep(bicep.MAIN)
+APPS = bicep.example_param_files()
+APP_IDS = [p.stem for p in APPS]
+
+OPENAI_USER_ROLE = "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd"
+SECRETISH_NAME = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN|CONNECTION_STRING|SAS)(_|$)", re.IGNORECASE)
+SECRETISH_VALUE = re.compile(r"AccountKey=|SharedAccessSignature=|[?&]sig=|-----BEGIN|api-key\s*[:=]", re.IGNORECASE)
+
+
+def _site() -> dict[str, Any]:
+    return bicep.one_resource(FA, "Microsoft.Web/sites")
+
+
+def _auth() -> dict[str, Any]:
+    return bicep.one_resource(FA, "Microsoft.Web/sites/config", "authsettingsV2")
+
+
+# ---- Easy Auth ----------------------------------------------------------------------
+
+
+def test_easy_auth_is_on_and_required_with_401() -> None:
+    props = _auth()["properties"]
+    assert "condition" not in _auth(), "Easy Auth must not be conditional"
+    assert props["platform"]["enabled"] is True
+    validation = props["globalValidation"]
+    assert validation["requireAuthentication"] is True
+    assert validation["unauthenticatedClientAction"] == "Return401"
+    assert validation["excludedPaths"] == ["/api/healthz"], "/api/healthz must be the only unauthenticated path"
+    assert props["httpSettings"]["requireHttps"] is True
+
+
+def test_easy_auth_uses_only_the_entra_provider_with_audience_checks() -> None:
+    providers = _auth()["properties"]["identityProviders"]
+    assert set(providers) == {"azureActiveDirectory"}
+    aad = providers["azureActiveDirectory"]
+    assert aad["enabled"] is True
+    assert aad["registration"]["clientId"] == "authClientId"
+    assert aad["registration"]["openIdIssuer"] == "authOpenIdIssuer"
+    assert aad["validation"]["allowedAudiences"] == "allowedAudiences"
+    assert aad["validation"]["defaultAuthorizationPolicy"]["allowedApplications"] == "allowedClientApplications"
+    assert "clientSecret" not in aad["registration"], "a literal client secret must never be in the template"
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_easy_auth_as_deployed_for_each_app(app: Path) -> None:
+    _, scope = bicep.module_scope(app, "relay")
+    props = scope.eval(_auth()["properties"])
+    main = bicep.main_scope(app)
+    tenant = main.lookup("tenantId")
+    aad = props["identityProviders"]["azureActiveDirectory"]
+    assert aad["registration"]["clientId"] == main.lookup("relayApiClientId")
+    assert aad["registration"]["openIdIssuer"] == f"https://login.microsoftonline.com/{tenant}/v2.0"
+    assert aad["validation"]["allowedAudiences"], "Easy Auth must check the audience"
+    assert aad["validation"]["defaultAuthorizationPolicy"]["allowedApplications"] == [main.lookup("spaClientId")]
+    assert props["globalValidation"]["excludedPaths"] == ["/api/healthz"]
+    secret_setting = aad["registration"]["clientSecretSettingName"]
+    if main.lookup("enableLoginFlow"):
+        settings = bicep.relay_app_settings(app)
+        assert settings[secret_setting].startswith("@Microsoft.KeyVault(SecretUri=https://")
+    else:
+        assert secret_setting is None, "bearer-only validation needs no client secret"
+    assert props["login"]["tokenStore"]["enabled"] is False
+
+
+# ---- transport ----------------------------------------------------------------------------
+
+
+def _tls(value: str) -> float:
+    return float(value.replace("TLS", "").replace("_", "."))
+
+
+def test_https_only_and_tls_12_or_later() -> None:
+    props = _site()["properties"]
+    assert props["httpsOnly"] is True
+    assert _tls(props["siteConfig"]["minTlsVersion"]) >= 1.2
+    assert _tls(props["siteConfig"]["scmMinTlsVersion"]) >= 1.2
+    storage = bicep.one_resource(bicep.parse_bicep(bicep.MODULES_DIR / "storage.bicep"), "Microsoft.Storage/storageAccounts")
+    assert _tls(storage["properties"]["minimumTlsVersion"]) >= 1.2
+    assert storage["properties"]["supportsHttpsTrafficOnly"] is True
+
+
+def test_ftp_and_basic_publishing_credentials_are_off() -> None:
+    policies = bicep.resources(FA, "Microsoft.Web/sites/basicPublishingCredentialsPolicies")
+    by_name = {p["name"]: p for p in policies.values()}
+    assert set(by_name) == {"ftp", "scm"}
+    for policy in by_name.values():
+        assert policy["properties"]["allow"] is False
+        assert "condition" not in policy
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_cors_lists_only_the_spa_origins(app: Path) -> None:
+    assert _site()["properties"]["siteConfig"]["cors"]["allowedOrigins"] == "spaOrigins"
+    _, scope = bicep.module_scope(app, "relay")
+    cors = scope.eval(_site()["properties"]["siteConfig"]["cors"])
+    assert cors["allowedOrigins"], "CORS must list the SPA origins"
+    for origin in cors["allowedOrigins"]:
+        assert origin != "*" and "*" not in origin
+        assert re.fullmatch(r"https://[a-z0-9.-]+(:\d+)?", origin), f"not an https origin: {origin}"
+    # Credentials (cookies) only for the optional login flow.
+    assert cors["supportCredentials"] is scope.lookup("enableLoginFlow")
+
+
+# ---- secrets and keys --------------------------------------------------------------------
+
+
+def test_no_template_reads_keys_or_secrets() -> None:
+    for path in bicep.bicep_files():
+        called = bicep.functions_called(bicep.parse_bicep(path))
+        assert not {f for f in called if f.lower().startswith("list") or f == "getSecret"}, f"{path} reads keys: {called}"
+
+
+def test_no_secure_parameters_and_no_secret_outputs() -> None:
+    for path in bicep.bicep_files():
+        parsed = bicep.parse_bicep(path)
+        for name, param in parsed.get("parameters", {}).items():
+            assert bicep.decorator(param, "secure") is None, f"{path}: @secure param {name}: secrets belong in Key Vault"
+        for name, output in parsed.get("outputs", {}).items():
+            text = repr(output["value"])
+            assert not re.search(r"KEY|SECRET|PASSWORD", name, re.IGNORECASE), f"{path}: output {name}"
+            if path != bicep.MODULES_DIR / "monitoring.bicep":
+                assert "ConnectionString" not in text, f"{path}: output {name} exposes a connection string"
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_no_secret_or_key_in_app_settings(app: Path) -> None:
+    settings = bicep.relay_app_settings(app)
+    for name, value in settings.items():
+        assert not SECRETISH_VALUE.search(value), f"{name} carries a credential"
+        if not SECRETISH_NAME.search(name):
+            continue
+        if name == "AZURE_OPENAI_KEY_SECRET_NAME":
+            assert re.fullmatch(r"[A-Za-z0-9-]{1,127}", value), "must be a Key Vault secret *name*"
+        elif name == "MICROSOFT_PROVIDER_AUTHENTICATION_SECRET":
+            assert value.startswith("@Microsoft.KeyVault(SecretUri=https://") and value.endswith(")")
+        elif name == "APPLICATIONINSIGHTS_CONNECTION_STRING":
+            # Identifies the component; with local auth disabled it grants nothing.
+            monitoring = bicep.parse_bicep(bicep.MODULES_DIR / "monitoring.bicep")
+            component = bicep.one_resource(monitoring, "Microsoft.Insights/components")
+            assert component["properties"]["DisableLocalAuth"] is True
+            assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"].endswith("Authorization=AAD")
+        else:
+            pytest.fail(f"unexpected secret-looking app setting {name}")
+    assert "AzureWebJobsStorage" not in settings, "host storage must use the identity, not a connection string"
+    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert settings["AzureWebJobsStorage__clientId"] == settings["AZURE_CLIENT_ID"]
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_outputs_carry_no_secret(app: Path) -> None:
+    scope = bicep.main_scope(app)
+    for name, output in MAIN["outputs"].items():
+        text = repr(scope.eval(output["value"]))
+        assert not SECRETISH_VALUE.search(text), f"output {name}"
+        assert "InstrumentationKey" not in text, f"output {name}"
+
+
+# ---- storage and identity --------------------------------------------------------------
+
+
+def test_storage_shared_keys_and_anonymous_access_are_off() -> None:
+    storage = bicep.one_resource(bicep.parse_bicep(bicep.MODULES_DIR / "storage.bicep"), "Microsoft.Storage/storageAccounts")
+    props = storage["properties"]
+    assert props["allowSharedKeyAccess"] is False
+    assert props["allowBlobPublicAccess"] is False
+    assert props["defaultToOAuthAuthentication"] is True
+
+
+def test_flex_consumption_python_with_identity_based_deployment_storage() -> None:
+    plan = bicep.one_resource(FA, "Microsoft.Web/serverfarms")
+    assert plan["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
+    site = _site()
+    assert site["identity"]["type"] == "UserAssigned"
+    config = site["properties"]["functionAppConfig"]
+    assert config["runtime"]["name"] == "python"
+    assert config["deployment"]["storage"]["authentication"]["type"] == "UserAssignedIdentity"
+    # Settings Flex Consumption rejects or ignores (runtime lives in functionAppConfig).
+    names = {name for app in APPS for name in bicep.relay_app_settings(app)}
+    assert not names & {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE", "WEBSITE_CONTENTSHARE"}
+    assert "ftpsState" not in site["properties"]["siteConfig"], "deprecated on Flex Consumption"
+
+
+# ---- role assignments -------------------------------------------------------------------
+
+
+def _role_assignments() -> list[tuple[Path, dict[str, Any], dict[str, Any]]]:
+    found = []
+    for path in bicep.bicep_files():
+        parsed = bicep.parse_bicep(path)
+        for assignment in bicep.resources(parsed, "Microsoft.Authorization/roleAssignments").values():
+            found.append((path, parsed, assignment))
+    return found
+
+
+def test_every_role_assignment_is_scoped_to_one_resource() -> None:
+    assignments = _role_assignments()
+    assert assignments
+    for path, parsed, assignment in assignments:
+        scope = assignment.get("scope")
+        assert isinstance(scope, str) and scope in parsed["resources"], (
+            f"{path}: role assignment without a resource scope would apply to the whole resource group or subscription"
+        )
+        assert assignment["properties"]["principalType"] == "ServicePrincipal"
+
+
+def test_openai_role_is_openai_user_on_the_given_resource_only() -> None:
+    path = bicep.MODULES_DIR / "openai-role.bicep"
+    parsed = bicep.parse_bicep(path)
+    scope = bicep.Evaluator.for_template(parsed, {"principalId": "p", "openAiAccountName": "a"})
+    (assignment,) = bicep.resources(parsed, "Microsoft.Authorization/roleAssignments").values()
+    role = scope.eval(assignment["properties"]["roleDefinitionId"])
+    assert role.endswith(f"/providers/Microsoft.Authorization/roleDefinitions/{OPENAI_USER_ROLE}")
+    target = parsed["resources"][assignment["scope"]]
+    assert target["type"] == "Microsoft.CognitiveServices/accounts" and target["existing"] is True
+    # main.bicep deploys the module into the OpenAI resource's own group, named by the given ID.
+    module = bicep.module_config(MAIN["modules"]["openAiRole"])
+    assert "condition" not in module
+    assert module["params"]["openAiAccountName"] == {"function": {"type": "last", "parameters": {"arg_1": "openAiParts"}}}
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_openai_role_targets_the_resource_given_by_id(app: Path) -> None:
+    main = bicep.main_scope(app)
+    resource_id = main.lookup("openAiResourceId")
+    parts = resource_id.split("/")
+    scope_call = bicep.module_config(MAIN["modules"]["openAiRole"])["scope"]["function"]
+    assert scope_call["type"] == "resource_group"
+    sub = main.eval(scope_call["parameters"]["subscription_id"])
+    group = main.eval(scope_call["parameters"]["resource_group_name"])
+    assert (sub, group) == (parts[2], parts[4])
+    _, scope = bicep.module_scope(app, "openAiRole")
+    assert scope.lookup("openAiAccountName") == parts[-1]
+    assert "/providers/Microsoft.CognitiveServices/accounts/" in resource_id
+
+
+def test_key_vault_role_is_secrets_user_and_only_when_needed() -> None:
+    parsed = bicep.parse_bicep(bicep.MODULES_DIR / "keyvault-role.bicep")
+    (assignment,) = bicep.resources(parsed, "Microsoft.Authorization/roleAssignments").values()
+    role = bicep.Evaluator.for_template(parsed, {"principalId": "p", "keyVaultName": "k"}).eval(
+        assignment["properties"]["roleDefinitionId"]
+    )
+    assert role.endswith("/4633458b-17de-408a-b874-0445c86b69e6")  # Key Vault Secrets User
+    assert parsed["resources"][assignment["scope"]]["type"] == "Microsoft.KeyVault/vaults"
+    module = bicep.module_config(MAIN["modules"]["keyVaultRole"])
+    assert module["condition"] == "needsKeyVault"
+    for app in APPS:
+        main = bicep.main_scope(app)
+        assert main.lookup("needsKeyVault") is (main.lookup("openAiAuthMode") == "key" or main.lookup("enableLoginFlow"))
+
+
+def test_defender_ai_plan_is_optional_at_subscription_scope() -> None:
+    parsed = bicep.parse_bicep(bicep.MODULES_DIR / "defender-ai.bicep")
+    assert parsed["globals"]["scope"]["value"] == "subscription"
+    plan = bicep.one_resource(parsed, "Microsoft.Security/pricings")
+    assert plan["name"] == "AI" and plan["properties"]["pricingTier"] == "Standard"
+    assert bicep.module_config(MAIN["modules"]["defenderForAI"])["condition"] == "enableDefenderForAI"
+    assert MAIN["parameters"]["enableDefenderForAI"]["default"] is False
