@@ -24,8 +24,8 @@ _BRACKETED = re.compile(r"\[([^\]]+)\](?::([0-9]{1,5}))?")
 
 def client_ip_from_headers(headers: Mapping[str, str], policy: ClientIpPolicy) -> str | None:
     if policy.kind == "front-door":
-        fdids = set(header_values(headers, "x-azure-fdid"))
-        if len(fdids) != 1 or policy.front_door_id is None or not same_guid(fdids.pop().strip(" \t"), policy.front_door_id):
+        fdids = {value.strip(" \t").lower() for value in header_values(headers, "x-azure-fdid")}
+        if len(fdids) != 1 or policy.front_door_id is None or not same_guid(fdids.pop(), policy.front_door_id):
             raise forbidden("request did not come through the configured Azure Front Door")
         return _single_ip(headers, "x-azure-clientip")
     if policy.kind == "xff":
