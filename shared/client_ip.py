@@ -3,6 +3,11 @@
 ``None`` means "no usable address": the caller omits ``source_ip`` and logs a
 warning. Only the Front Door check raises, because a request that bypassed
 the configured Front Door must not be served at all.
+
+Behind Front Door the address is ``X-Azure-SocketIP``, the TCP peer Front Door
+saw. SPEC §5 names ``X-Azure-ClientIP``, but Microsoft's Front Door header
+reference says that value "can be arbitrarily overwritten by a user" (it is
+derived from a client-sent ``X-Forwarded-For``), so it is never trusted here.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ def client_ip_from_headers(headers: Mapping[str, str], policy: ClientIpPolicy) -
         fdids = {value.strip(" \t").lower() for value in header_values(headers, "x-azure-fdid")}
         if len(fdids) != 1 or policy.front_door_id is None or not same_guid(fdids.pop(), policy.front_door_id):
             raise forbidden("request did not come through the configured Azure Front Door")
-        return _single_ip(headers, "x-azure-clientip")
+        return _single_ip(headers, "x-azure-socketip")
     if policy.kind == "xff":
         return _forwarded_for(headers, policy.hops)
     if header_values(headers, "client-ip"):

@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 
 
 def is_guid(value: str) -> bool:
-    return bool(_GUID.match(value))
+    return bool(_GUID.fullmatch(value))
 
 
 def is_loopback_host(host: str | None) -> bool:

@@ -163,16 +163,23 @@ def test_absurdly_long_xff_is_ignored() -> None:
 
 
 FRONT_DOOR_OK: list[tuple[str, dict[str, str], str | None]] = [
-    ("ipv4", {"X-Azure-FDID": FDID, "X-Azure-ClientIP": "203.0.113.7"}, "203.0.113.7"),
-    ("ipv6", {"x-azure-fdid": FDID, "x-azure-clientip": "2001:db8::7"}, "2001:db8::7"),
-    ("fdid-upper", {"X-Azure-FDID": FDID.upper(), "X-Azure-ClientIP": "203.0.113.7"}, "203.0.113.7"),
+    ("ipv4", {"X-Azure-FDID": FDID, "X-Azure-SocketIP": "203.0.113.7"}, "203.0.113.7"),
+    ("ipv6", {"x-azure-fdid": FDID, "x-azure-socketip": "2001:db8::7"}, "2001:db8::7"),
+    ("fdid-upper", {"X-Azure-FDID": FDID.upper(), "X-Azure-SocketIP": "203.0.113.7"}, "203.0.113.7"),
     (
         "client-ip-is-the-edge",
-        {"X-Azure-FDID": FDID, "X-Azure-ClientIP": "203.0.113.7", "client-ip": "147.243.1.1:443"},
+        {"X-Azure-FDID": FDID, "X-Azure-SocketIP": "203.0.113.7", "client-ip": "147.243.1.1:443"},
         "203.0.113.7",
     ),
-    ("clientip-missing", {"X-Azure-FDID": FDID, "client-ip": "147.243.1.1:443"}, None),
-    ("clientip-garbage", {"X-Azure-FDID": FDID, "X-Azure-ClientIP": "garbage"}, None),
+    ("socketip-missing", {"X-Azure-FDID": FDID, "client-ip": "147.243.1.1:443"}, None),
+    ("socketip-garbage", {"X-Azure-FDID": FDID, "X-Azure-SocketIP": "garbage"}, None),
+    # Front Door derives X-Azure-ClientIP from what the client sent (X-Forwarded-For): never trusted.
+    (
+        "clientip-ignored-for-the-tcp-peer",
+        {"X-Azure-FDID": FDID, "X-Azure-ClientIP": "6.6.6.6", "X-Azure-SocketIP": "203.0.113.7"},
+        "203.0.113.7",
+    ),
+    ("clientip-alone-ignored", {"X-Azure-FDID": FDID, "X-Azure-ClientIP": "6.6.6.6"}, None),
 ]
 
 
@@ -182,15 +189,15 @@ def test_front_door_mode(case: str, headers: dict[str, str], expected: str | Non
 
 
 FRONT_DOOR_REFUSED: list[tuple[str, dict[str, str], ClientIpPolicy]] = [
-    ("fdid-missing", {"X-Azure-ClientIP": "203.0.113.7"}, FRONT_DOOR),
-    ("fdid-wrong", {"X-Azure-FDID": "a0a0a0a0-bbbb-cccc-dddd-e1e1e1e1e1e1", "X-Azure-ClientIP": "203.0.113.7"}, FRONT_DOOR),
-    ("fdid-empty", {"X-Azure-FDID": "", "X-Azure-ClientIP": "203.0.113.7"}, FRONT_DOOR),
-    ("fdid-braces", {"X-Azure-FDID": "{" + FDID + "}", "X-Azure-ClientIP": "203.0.113.7"}, FRONT_DOOR),
-    ("fdid-prefix", {"X-Azure-FDID": FDID + "0", "X-Azure-ClientIP": "203.0.113.7"}, FRONT_DOOR),
-    ("fdid-newline", {"X-Azure-FDID": FDID + "\n", "X-Azure-ClientIP": "203.0.113.7"}, FRONT_DOOR),
+    ("fdid-missing", {"X-Azure-SocketIP": "203.0.113.7"}, FRONT_DOOR),
+    ("fdid-wrong", {"X-Azure-FDID": "a0a0a0a0-bbbb-cccc-dddd-e1e1e1e1e1e1", "X-Azure-SocketIP": "203.0.113.7"}, FRONT_DOOR),
+    ("fdid-empty", {"X-Azure-FDID": "", "X-Azure-SocketIP": "203.0.113.7"}, FRONT_DOOR),
+    ("fdid-braces", {"X-Azure-FDID": "{" + FDID + "}", "X-Azure-SocketIP": "203.0.113.7"}, FRONT_DOOR),
+    ("fdid-prefix", {"X-Azure-FDID": FDID + "0", "X-Azure-SocketIP": "203.0.113.7"}, FRONT_DOOR),
+    ("fdid-newline", {"X-Azure-FDID": FDID + "\n", "X-Azure-SocketIP": "203.0.113.7"}, FRONT_DOOR),
     ("fdid-fullwidth", {"X-Azure-FDID": "\uff15\uff15ce4ed1-4b06-4bf1-b40e-4638452104da"}, FRONT_DOOR),
     ("fdid-two-values", {"X-Azure-FDID": FDID, "x-azure-fdid": "a0a0a0a0-bbbb-cccc-dddd-e1e1e1e1e1e1"}, FRONT_DOOR),
-    ("no-configured-id", {"X-Azure-FDID": FDID, "X-Azure-ClientIP": "203.0.113.7"}, ClientIpPolicy("front-door")),
+    ("no-configured-id", {"X-Azure-FDID": FDID, "X-Azure-SocketIP": "203.0.113.7"}, ClientIpPolicy("front-door")),
 ]
 
 
@@ -211,5 +218,5 @@ def test_front_door_mode_refuses_requests_that_bypassed_it(case: str, headers: d
 
 
 def test_front_door_repeated_identical_fdid_is_accepted() -> None:
-    headers = Headers(raw=[(b"x-azure-fdid", FDID.encode()), (b"x-azure-fdid", FDID.encode()), (b"x-azure-clientip", b"203.0.113.7")])
+    headers = Headers(raw=[(b"x-azure-fdid", FDID.encode()), (b"x-azure-fdid", FDID.encode()), (b"x-azure-socketip", b"203.0.113.7")])
     assert client_ip_from_headers(headers, FRONT_DOOR) == "203.0.113.7"

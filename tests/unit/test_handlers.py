@@ -152,7 +152,7 @@ async def test_app_tokens_allowed_when_configured() -> None:
 
 async def test_front_door_mode_with_wrong_fdid_is_403() -> None:
     env = {"RELAY_CLIENT_IP_MODE": "front-door", "RELAY_FRONT_DOOR_ID": "a1b2c3d4-0000-4000-8000-00000000fd01"}
-    headers = {**headers_for(user_claims()), "X-Azure-FDID": "a1b2c3d4-0000-4000-8000-00000000fd02", "X-Azure-ClientIP": "198.51.100.9"}
+    headers = {**headers_for(user_claims()), "X-Azure-FDID": "a1b2c3d4-0000-4000-8000-00000000fd02", "X-Azure-SocketIP": "198.51.100.9"}
     status, payload = await chat(relay(env), headers)
     assert_error(status, payload, 403, "forbidden")
 

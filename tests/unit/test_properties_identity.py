@@ -248,7 +248,7 @@ FDID = "55ce4ed1-4b06-4bf1-b40e-4638452104da"
 ip_headers = st.tuples(
     header_sets(["client-ip", "x-client-ip"], addresses, max_size=2),
     header_sets(["x-forwarded-for"], xff_values, max_size=2),
-    header_sets(["x-azure-clientip"], addresses, max_size=2),
+    header_sets(["x-azure-socketip"], addresses, max_size=2),
     header_sets(["x-azure-fdid"], st.sampled_from([FDID, FDID.upper(), f" {FDID}"]) | guid_like, max_size=2),
 ).map(lambda parts: [pair for part in parts for pair in part])
 ip_policies = st.one_of(
@@ -302,7 +302,7 @@ def test_front_door_with_the_right_id_never_refuses(pairs: list[tuple[str, str]]
     result = client_ip_from_headers(headers, ClientIpPolicy("front-door", front_door_id=FDID))
     event("address" if result else "no address")
     if result is not None:
-        assert any(result in normalized_candidates(value) for value in values_of(headers, "x-azure-clientip"))
+        assert any(result in normalized_candidates(value) for value in values_of(headers, "x-azure-socketip"))
 
 
 @FAST
@@ -323,7 +323,7 @@ def test_client_ip_comes_only_from_the_trusted_header(pairs: list[tuple[str, str
     assert str(ipaddress.ip_address(result)) == result
     xff_entries = ",".join(values_of(headers, "x-forwarded-for")).split(",")
     if policy.kind == "front-door":
-        trusted = values_of(headers, "x-azure-clientip")
+        trusted = values_of(headers, "x-azure-socketip")
     elif policy.kind == "xff":
         trusted = [xff_entries[-policy.hops]]
     elif values_of(headers, "client-ip"):
