@@ -1,7 +1,8 @@
 """Local emulators of the Azure services the relay uses (SPEC §9); never deployed.
 
 One process serves, on 127.0.0.1: the App Service managed identity endpoint and an
-Azure OpenAI emulator (plain HTTP, ``$EMULATOR_PORT``). How to drive them:
+Azure OpenAI emulator (plain HTTP, ``$EMULATOR_PORT``), and Key Vault secrets
+(HTTPS, ``$EMULATOR_KEYVAULT_PORT``). How to drive them:
 docs/emulators.md. ``create_app`` builds the app for in-process use.
 """
 

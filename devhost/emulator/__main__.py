@@ -1,4 +1,8 @@
-"""``python -m devhost.emulator [--port N]``: run the emulators on 127.0.0.1 until interrupted."""
+"""``python -m devhost.emulator [--port N]``: run the emulators on 127.0.0.1 until interrupted.
+
+Plain HTTP on ``$EMULATOR_PORT`` (managed identity, Azure OpenAI, control) and HTTPS on
+``$EMULATOR_KEYVAULT_PORT`` (Key Vault), with a CA written to ``$EMULATOR_CA_FILE``.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,36 @@ import asyncio
 
 import uvicorn
 
-from devhost.emulator.app import create_app
+from devhost.emulator.app import create_app, create_state
 from devhost.emulator.config import EmulatorConfig
+from devhost.emulator.keyvault import create_keyvault_app
+from devhost.emulator.tls import LocalTls
+
+
+async def serve(config: EmulatorConfig) -> None:
+    state = create_state(config)
+    tls = LocalTls(config.ca_file)
+    http = uvicorn.Config(create_app(config, state), host="127.0.0.1", port=config.port, log_level="warning")
+    vault = uvicorn.Config(
+        create_keyvault_app(state),
+        host="127.0.0.1",
+        port=config.keyvault_port,
+        log_level="warning",
+        ssl_certfile=str(tls.cert_file),
+    )
+    try:
+        # Each server restores the previous signal handler and re-raises the signal when it stops,
+        # so one SIGTERM/SIGINT stops both.
+        await asyncio.gather(uvicorn.Server(http).serve(), uvicorn.Server(vault).serve())
+    finally:
+        tls.cleanup()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m devhost.emulator", description=__doc__)
     parser.add_argument("--port", type=int, help="HTTP port (default: $EMULATOR_PORT or 7072)")
     args = parser.parse_args()
-    config = EmulatorConfig.from_env(port=args.port)
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=config.port, log_level="warning"))
-    asyncio.run(server.serve())
+    asyncio.run(serve(EmulatorConfig.from_env(port=args.port)))
 
 
 if __name__ == "__main__":

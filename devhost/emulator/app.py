@@ -9,15 +9,20 @@ from starlette.types import ASGIApp
 from devhost.emulator import aoai, control, identity
 from devhost.emulator.config import EmulatorConfig
 from devhost.emulator.identity import TokenIssuer
+from devhost.emulator.keyvault import SecretStore
 from devhost.emulator.state import EmulatorState
 from devhost.emulator.transport import RawSendMiddleware
 
 
 def create_state(config: EmulatorConfig) -> EmulatorState:
+    vault = SecretStore()
+    for name, value in config.keyvault_secrets.items():
+        vault.set(name, value)
     return EmulatorState(
         config=config,
         issuer=TokenIssuer(config.token_lifetime_s),
         api_key=config.api_key,
+        vault=vault,
     )
 
 
@@ -37,6 +42,7 @@ def create_app(config: EmulatorConfig, state: EmulatorState | None = None) -> AS
             Route("/_emulator/stats", control.stats, methods=["GET"]),
             Route("/_emulator/reset", control.reset, methods=["POST"]),
             Route("/_emulator/config", control.configure, methods=["POST"]),
+            Route("/_emulator/keyvault/secrets/{name}", control.set_secret, methods=["PUT"]),
         ]
     )
     app.state.emulator = state or create_state(config)

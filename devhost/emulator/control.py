@@ -7,6 +7,7 @@ import json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from devhost.emulator.keyvault import is_valid_name
 from devhost.emulator.state import get_state
 
 
@@ -43,3 +44,17 @@ async def configure(request: Request) -> Response:
         return JSONResponse({"error": 'expected {"api_key": "<non-empty string>"}'}, status_code=400)
     get_state(request).api_key = api_key
     return Response(status_code=204)
+
+
+async def set_secret(request: Request) -> Response:
+    """``PUT /_emulator/keyvault/secrets/{name}`` ``{"value": "..."}``: a new version (rotation)."""
+    name = request.path_params["name"]
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        body = None
+    value = body.get("value") if isinstance(body, dict) else None
+    if not is_valid_name(name) or not isinstance(value, str):
+        return JSONResponse({"error": 'expected a valid secret name and {"value": "<string>"}'}, status_code=400)
+    version = get_state(request).vault.set(name, value)
+    return JSONResponse({"name": name, "version": version.version}, status_code=201)

@@ -12,6 +12,7 @@ from devhost.emulator.records import RecordStore, Stats
 
 if TYPE_CHECKING:
     from devhost.emulator.identity import TokenIssuer
+    from devhost.emulator.keyvault import SecretStore
 
 
 @dataclass
@@ -19,6 +20,7 @@ class EmulatorState:
     config: EmulatorConfig
     issuer: TokenIssuer
     api_key: str
+    vault: SecretStore
     records: RecordStore = field(default_factory=RecordStore)
     stats: Stats = field(default_factory=Stats)
 

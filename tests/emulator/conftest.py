@@ -26,10 +26,15 @@ COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
 class Emulator:
     port: int
     keyvault_port: int
+    ca_file: Path
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def vault_url(self) -> str:
+        return f"https://127.0.0.1:{self.keyvault_port}"
 
     @property
     def identity_endpoint(self) -> str:
@@ -66,12 +71,12 @@ def running_emulator(tmp_dir: Path, **extra_env: str) -> Iterator[Emulator]:
         "EMULATOR_KEYVAULT_PORT": str(keyvault_port),
         "EMULATOR_IDENTITY_HEADER": IDENTITY_HEADER,
         "EMULATOR_API_KEY": API_KEY,
-        "EMULATOR_CA_FILE": str(tmp_dir / "ca.pem"),
+        "EMULATOR_CA_FILE": str(tmp_dir / "ca" / "ca.pem"),
         **extra_env,
     }
     ready = f"http://127.0.0.1:{port}/_emulator/healthz"
     with run_python_module("devhost.emulator", env=env, ready_url=ready, log_path=tmp_dir / "emulator.log"):
-        yield Emulator(port, keyvault_port)
+        yield Emulator(port, keyvault_port, tmp_dir / "ca" / "ca.pem")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,132 @@
+"""Azure Key Vault secrets (data plane), served over HTTPS.
+
+REST shapes from "Get Secret", "Get Secret Versions" (learn.microsoft.com/rest/api/keyvault/secrets)
+and "Azure Key Vault authentication" / "Key Vault error codes": a request without a valid bearer
+token gets 401 with ``WWW-Authenticate: Bearer authorization="https://login.microsoftonline.com/{tenant}",
+resource="https://vault.azure.net"`` — the challenge azure-keyvault-secrets' ``ChallengeAuthPolicy``
+parses (azure/keyvault/secrets/_shared/http_challenge.py: ``authorization``/``authorization_uri`` and
+``resource``/``scope``); errors are ``{"error": {"code", "message"}}`` (``Unauthorized``,
+``SecretNotFound``, ``BadParameter``). Secret versions are 32 hex characters.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from devhost.emulator.identity import TENANT_ID
+from devhost.emulator.state import EmulatorState, get_state
+from devhost.jwt import InvalidToken
+
+VAULT_AUDIENCE = "https://vault.azure.net"
+CHALLENGE = f'Bearer authorization="https://login.microsoftonline.com/{TENANT_ID}", resource="{VAULT_AUDIENCE}"'
+_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
+
+
+@dataclass(frozen=True)
+class SecretVersion:
+    version: str
+    value: str
+    created: int
+
+
+@dataclass
+class SecretStore:
+    secrets: dict[str, list[SecretVersion]] = field(default_factory=dict)
+
+    def set(self, name: str, value: str) -> SecretVersion:
+        version = SecretVersion(uuid.uuid4().hex, value, int(time.time()))
+        self.secrets.setdefault(name, []).append(version)
+        return version
+
+    def get(self, name: str, version: str | None = None) -> SecretVersion | None:
+        versions = self.secrets.get(name, [])
+        if version is None:
+            return versions[-1] if versions else None
+        return next((v for v in versions if v.version == version), None)
+
+
+def is_valid_name(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _refusal(request: Request, state: EmulatorState) -> JSONResponse | None:
+    """The response that refuses this request, or None if it may proceed."""
+    if not request.query_params.get("api-version"):
+        return _error(400, "BadParameter", "The api-version query parameter is missing.")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        message = "AKV10000: Request is missing a Bearer or PoP token."
+        return _error(401, "Unauthorized", message, {"WWW-Authenticate": CHALLENGE})
+    try:
+        state.issuer.verify(token.strip(), VAULT_AUDIENCE)
+    except InvalidToken as exc:
+        message = f"AKV10022: Invalid token ({exc}). Expected audience {VAULT_AUDIENCE}."
+        return _error(401, "Unauthorized", message, {"WWW-Authenticate": CHALLENGE})
+    return None
+
+
+def _not_found(name: str) -> JSONResponse:
+    return _error(404, "SecretNotFound", f"A secret with (name/id) {name} was not found in this key vault.")
+
+
+def _attributes(secret: SecretVersion) -> dict[str, Any]:
+    return {
+        "enabled": True,
+        "created": secret.created,
+        "updated": secret.created,
+        "recoveryLevel": "Recoverable+Purgeable",
+        "recoverableDays": 90,
+    }
+
+
+def _secret_id(request: Request, name: str, secret: SecretVersion) -> str:
+    return f"{str(request.base_url).rstrip('/')}/secrets/{name}/{secret.version}"
+
+
+async def get_secret(request: Request) -> Response:
+    state = get_state(request)
+    state.stats.keyvault_requests += 1
+    if refusal := _refusal(request, state):
+        return refusal
+    name = request.path_params["name"]
+    secret = state.vault.get(name, request.path_params.get("version"))
+    if secret is None:
+        return _not_found(name)
+    state.stats.keyvault_secret_reads += 1
+    return JSONResponse({"value": secret.value, "id": _secret_id(request, name, secret), "attributes": _attributes(secret), "tags": {}})
+
+
+async def list_versions(request: Request) -> Response:
+    state = get_state(request)
+    state.stats.keyvault_requests += 1
+    if refusal := _refusal(request, state):
+        return refusal
+    name = request.path_params["name"]
+    versions = state.vault.secrets.get(name, [])
+    items = [{"id": _secret_id(request, name, v), "attributes": _attributes(v), "tags": {}} for v in versions]
+    return JSONResponse({"value": items, "nextLink": None})
+
+
+def create_keyvault_app(state: EmulatorState) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/secrets/{name}/versions", list_versions, methods=["GET"]),
+            Route("/secrets/{name}", get_secret, methods=["GET"]),
+            Route("/secrets/{name}/{version}", get_secret, methods=["GET"]),
+        ]
+    )
+    app.state.emulator = state
+    return app

@@ -1,0 +1,180 @@
+"""The Key Vault emulator over TLS, and the relay's KeyVaultKeySource with the real SecretClient.
+
+In-process clients trust the emulator's CA through azure-core's ``connection_verify``
+transport option; the relay process is expected to use ``SSL_CERT_FILE`` (checked in a
+subprocess below, as aiohttp reads it when it is imported).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import httpx2
+import pytest
+import pytest_asyncio
+from azure.identity.aio import ManagedIdentityCredential
+from azure.keyvault.secrets.aio import SecretClient
+
+from devhost.emulator.keyvault import CHALLENGE
+from shared.keyvault_key import KeyVaultKeyError, KeyVaultKeySource
+from tests.emulator.conftest import API_KEY, IDENTITY_HEADER, Emulator
+from tests.support.servers import ROOT, free_port
+
+SECRET = "azure-openai-key"
+
+
+@pytest_asyncio.fixture
+async def credential(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ManagedIdentityCredential]:
+    monkeypatch.setenv("IDENTITY_ENDPOINT", emulator.identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", IDENTITY_HEADER)
+    async with ManagedIdentityCredential() as managed_identity:
+        yield managed_identity
+
+
+@pytest_asyncio.fixture
+async def vault(emulator: Emulator) -> AsyncIterator[httpx2.AsyncClient]:
+    context = ssl.create_default_context(cafile=str(emulator.ca_file))
+    async with httpx2.AsyncClient(base_url=emulator.vault_url, verify=context, timeout=5) as client:
+        yield client
+
+
+def source(emulator: Emulator, credential: ManagedIdentityCredential, name: str = SECRET) -> KeyVaultKeySource:
+    return KeyVaultKeySource(emulator.vault_url, name, credential, connection_verify=str(emulator.ca_file))
+
+
+@pytest.mark.asyncio
+async def test_unauthenticated_request_gets_the_challenge(vault: httpx2.AsyncClient, emulator: Emulator) -> None:
+    response = await vault.get(f"/secrets/{SECRET}", params={"api-version": "7.5"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == CHALLENGE
+    assert response.json()["error"]["code"] == "Unauthorized"
+    wrong_audience = await vault.get(
+        f"/secrets/{SECRET}", params={"api-version": "7.5"}, headers={"Authorization": f"Bearer {emulator.token()}"}
+    )
+    assert wrong_audience.status_code == 401
+    assert emulator.stats()["keyvault_secret_reads"] == 0
+
+
+@pytest.mark.asyncio
+async def test_secret_shape_and_missing_secret(vault: httpx2.AsyncClient, emulator: Emulator) -> None:
+    auth = {"Authorization": f"Bearer {emulator.token('https://vault.azure.net')}"}
+    found = await vault.get(f"/secrets/{SECRET}", params={"api-version": "7.5"}, headers=auth)
+    body = found.json()
+    assert body["value"] == API_KEY
+    assert body["id"].startswith(f"{emulator.vault_url}/secrets/{SECRET}/")
+    assert body["attributes"]["enabled"] is True and "recoveryLevel" in body["attributes"]
+    missing = await vault.get("/secrets/nope", params={"api-version": "7.5"}, headers=auth)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "SecretNotFound"
+    assert emulator.stats() | {"token_requests": 0} == {
+        "token_requests": 0,
+        "chat_requests": 0,
+        "cancelled_streams": 0,
+        "keyvault_requests": 2,
+        "keyvault_secret_reads": 1,
+    }
+
+
+@pytest.mark.asyncio
+async def test_real_secret_client_reads_versions(emulator: Emulator, credential: ManagedIdentityCredential) -> None:
+    emulator.control("PUT", "keyvault/secrets/other", {"value": "v1"})
+    emulator.control("PUT", "keyvault/secrets/other", {"value": "v2"})
+    async with SecretClient(
+        emulator.vault_url, credential, verify_challenge_resource=False, connection_verify=str(emulator.ca_file)
+    ) as client:
+        latest = await client.get_secret("other")
+        versions = [p.version async for p in client.list_properties_of_secret_versions("other")]
+        first = await client.get_secret("other", versions[0])
+    assert (latest.value, first.value, len(versions)) == ("v2", "v1", 2)
+
+
+@pytest.mark.asyncio
+async def test_many_gets_cause_one_read(emulator: Emulator, credential: ManagedIdentityCredential) -> None:
+    keys = source(emulator, credential)
+    try:
+        concurrent = await asyncio.gather(*(keys.get() for _ in range(100)))
+        sequential = [await keys.get() for _ in range(100)]
+    finally:
+        await keys.aclose()
+    assert set(concurrent) == set(sequential) == {API_KEY}
+    assert emulator.stats()["keyvault_secret_reads"] == 1
+
+
+@pytest.mark.asyncio
+async def test_rotation_refresh_reads_once(emulator: Emulator, credential: ManagedIdentityCredential) -> None:
+    emulator.control("PUT", "keyvault/secrets/rotating", {"value": "first-key"})
+    keys = source(emulator, credential, name="rotating")
+    try:
+        old = await keys.get()
+        emulator.control("PUT", "keyvault/secrets/rotating", {"value": "rotated-key"})
+        assert await keys.get() == old  # cached until the relay says it was refused
+        refreshed = await asyncio.gather(*(keys.refresh(old) for _ in range(20)))
+        again = await keys.refresh("some-older-key")
+    finally:
+        await keys.aclose()
+    assert old == "first-key" and set(refreshed) == {"rotated-key"} and again == "rotated-key"
+    assert emulator.stats()["keyvault_secret_reads"] == 2
+
+
+@pytest.mark.asyncio
+async def test_missing_secret_names_the_settings(emulator: Emulator, credential: ManagedIdentityCredential) -> None:
+    keys = source(emulator, credential, name="not-there")
+    try:
+        with pytest.raises(KeyVaultKeyError) as caught:
+            await keys.get()
+    finally:
+        await keys.aclose()
+    message = str(caught.value)
+    assert "not-there" in message and "AZURE_OPENAI_KEY_SECRET_NAME" in message and "AZURE_KEYVAULT_URL" in message
+    assert API_KEY not in message
+
+
+@pytest.mark.asyncio
+async def test_unreachable_vault_names_the_url_setting(credential: ManagedIdentityCredential) -> None:
+    keys = KeyVaultKeySource(f"https://127.0.0.1:{free_port()}", SECRET, credential, retry_total=0)
+    try:
+        with pytest.raises(KeyVaultKeyError, match="AZURE_KEYVAULT_URL"):
+            await keys.get()
+    finally:
+        await keys.aclose()
+
+
+@pytest.mark.asyncio
+async def test_challenge_verification_is_off_only_for_loopback(credential: ManagedIdentityCredential) -> None:
+    def verifies(url: str) -> bool:
+        keys = KeyVaultKeySource(url, SECRET, credential)
+        # The SDK has no public accessor for this flag.
+        return bool(keys._client._client._config.authentication_policy._verify_challenge_resource)
+
+    assert verifies("https://myvault.vault.azure.net")
+    assert not verifies("https://127.0.0.1:8443") and not verifies("https://localhost:8443")
+    with pytest.raises(TypeError):
+        KeyVaultKeySource("https://myvault.vault.azure.net", SECRET, credential, verify_challenge_resource=False)
+
+
+def test_relay_process_trusts_the_ca_through_ssl_cert_file(emulator: Emulator) -> None:
+    script = (
+        "import asyncio\n"
+        "from azure.identity.aio import ManagedIdentityCredential\n"
+        "from shared.keyvault_key import KeyVaultKeySource\n"
+        "async def main():\n"
+        "    async with ManagedIdentityCredential() as credential:\n"
+        f"        keys = KeyVaultKeySource({emulator.vault_url!r}, {SECRET!r}, credential)\n"
+        "        print(len(await keys.get()))\n"
+        "        await keys.aclose()\n"
+        "asyncio.run(main())\n"
+    )
+    env = {
+        **os.environ,
+        "SSL_CERT_FILE": str(emulator.ca_file),
+        "IDENTITY_ENDPOINT": emulator.identity_endpoint,
+        "IDENTITY_HEADER": IDENTITY_HEADER,
+    }
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert json.loads(done.stdout) == len(API_KEY)
