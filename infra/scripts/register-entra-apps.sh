@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Register the two Microsoft Entra applications one relay instance needs, with
+# the Azure CLI and Microsoft Graph (az ad / az rest). Safe to re-run: existing
+# registrations (matched by display name) are updated, their IDs kept.
+#
+#   relay-<app>-api  the relay's API: Easy Auth validates tokens issued for it.
+#                    App ID URI api://<clientId>, delegated scope
+#                    user_impersonation, app role Relay.User, v2 access tokens,
+#                    "assignment required" on its service principal, the SPA
+#                    pre-authorized (no consent prompt).
+#   relay-<app>-spa  the single-page app: SPA platform with the given redirect
+#                    URIs, permission to the relay's scope.
+#
+# Usage:
+#   infra/scripts/register-entra-apps.sh --app helpdesk \
+#       --spa-origin https://helpdesk.contoso.example [--spa-origin http://localhost:5173] \
+#       [--assign <user-or-group-object-id>]...
+#   # optional browser login flow, once the relay exists (its host name is an azd output):
+#   infra/scripts/register-entra-apps.sh --app helpdesk --spa-origin ... \
+#       --login-flow --relay-host func-helpdesk-abc123.azurewebsites.net \
+#       --key-vault kv-name --secret-name relay-helpdesk-client-secret
+#
+# Prints the values for infra/bicep/apps/<app>.bicepparam. Needs: az (logged
+# in as someone who may create app registrations), python3 (for GUIDs/JSON).
+set -euo pipefail
+
+GRAPH="https://graph.microsoft.com/v1.0"
+SCOPE_VALUE="user_impersonation"
+ROLE_VALUE="Relay.User"
+
+app=""
+origins=()
+assignees=()
+login_flow=false
+relay_host=""
+key_vault=""
+secret_name=""
+
+usage() {
+    sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --app) app="$2"; shift 2 ;;
+        --spa-origin) origins+=("$2"); shift 2 ;;
+        --assign) assignees+=("$2"); shift 2 ;;
+        --login-flow) login_flow=true; shift ;;
+        --relay-host) relay_host="$2"; shift 2 ;;
+        --key-vault) key_vault="$2"; shift 2 ;;
+        --secret-name) secret_name="$2"; shift 2 ;;
+        -h|--help) usage 0 ;;
+        *) echo "unknown argument: $1" >&2; usage 2 ;;
+    esac
+done
+
+die() { echo "register-entra-apps: $*" >&2; exit 1; }
+
+[[ "$app" =~ ^[a-z0-9][a-z0-9-]{0,39}$ ]] || die "--app must be lowercase letters, digits and '-'"
+[[ ${#origins[@]} -gt 0 ]] || die "give at least one --spa-origin"
+for origin in "${origins[@]}"; do
+    [[ "$origin" =~ ^https://[a-z0-9.-]+(:[0-9]+)?$ || "$origin" =~ ^http://localhost(:[0-9]+)?$ ]] \
+        || die "origin '$origin' must be https://host[:port] (or http://localhost[:port])"
+done
+if $login_flow; then
+    [[ -n "$relay_host" && -n "$key_vault" && -n "$secret_name" ]] \
+        || die "--login-flow needs --relay-host, --key-vault and --secret-name"
+fi
+
+new_guid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
+
+# JSON array of strings from the arguments.
+json_strings() { python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@"; }
+
+graph_patch() { # <object path> <json body>
+    az rest --method PATCH --uri "$GRAPH/$1" --headers "Content-Type=application/json" --body "$2" --output none
+}
+
+# Find or create an app registration by display name; prints its appId.
+ensure_app() {
+    local name="$1" id
+    id="$(az ad app list --display-name "$name" --query "[0].appId" --output tsv)"
+    if [[ -z "$id" ]]; then
+        id="$(az ad app create --display-name "$name" --sign-in-audience AzureADMyOrg --query appId --output tsv)"
+        echo "created app registration $name ($id)" >&2
+    else
+        echo "updating app registration $name ($id)" >&2
+    fi
+    echo "$id"
+}
+
+ensure_sp() { # <appId>; prints the service principal object ID
+    local sp
+    sp="$(az ad sp list --filter "appId eq '$1'" --query "[0].id" --output tsv)"
+    [[ -n "$sp" ]] || sp="$(az ad sp create --id "$1" --query id --output tsv)"
+    echo "$sp"
+}
+
+tenant_id="$(az account show --query tenantId --output tsv)"
+
+# ---- the relay API -----------------------------------------------------------------
+api_app_id="$(ensure_app "relay-$app-api")"
+api_object_id="$(az ad app show --id "$api_app_id" --query id --output tsv)"
+scope_id="$(az ad app show --id "$api_app_id" --query "api.oauth2PermissionScopes[?value=='$SCOPE_VALUE'].id | [0]" --output tsv)"
+[[ -n "$scope_id" ]] || scope_id="$(new_guid)"
+role_id="$(az ad app show --id "$api_app_id" --query "appRoles[?value=='$ROLE_VALUE'].id | [0]" --output tsv)"
+[[ -n "$role_id" ]] || role_id="$(new_guid)"
+
+scope_json="{\"id\": \"$scope_id\", \"value\": \"$SCOPE_VALUE\", \"type\": \"User\", \"isEnabled\": true,
+  \"adminConsentDisplayName\": \"Use the $app relay\", \"adminConsentDescription\": \"Call Azure OpenAI through the $app relay as the signed-in user.\",
+  \"userConsentDisplayName\": \"Use the $app relay\", \"userConsentDescription\": \"Call Azure OpenAI through the $app relay as you.\"}"
+
+graph_patch "applications/$api_object_id" "{
+  \"identifierUris\": [\"api://$api_app_id\"],
+  \"api\": {\"requestedAccessTokenVersion\": 2, \"oauth2PermissionScopes\": [$scope_json]},
+  \"appRoles\": [{\"id\": \"$role_id\", \"value\": \"$ROLE_VALUE\", \"displayName\": \"Relay user\",
+    \"description\": \"May call the $app relay.\", \"allowedMemberTypes\": [\"User\"], \"isEnabled\": true}]
+}"
+api_sp_id="$(ensure_sp "$api_app_id")"
+# Only users and groups assigned an app role can get a token for the relay.
+az ad sp update --id "$api_sp_id" --set appRoleAssignmentRequired=true --output none
+
+# ---- the SPA -----------------------------------------------------------------------------
+spa_app_id="$(ensure_app "relay-$app-spa")"
+spa_object_id="$(az ad app show --id "$spa_app_id" --query id --output tsv)"
+graph_patch "applications/$spa_object_id" "{
+  \"spa\": {\"redirectUris\": $(json_strings "${origins[@]}")},
+  \"requiredResourceAccess\": [{\"resourceAppId\": \"$api_app_id\",
+    \"resourceAccess\": [{\"id\": \"$scope_id\", \"type\": \"Scope\"}]}]
+}"
+ensure_sp "$spa_app_id" >/dev/null
+
+# Pre-authorize the SPA for the scope (the api object is replaced as a whole).
+graph_patch "applications/$api_object_id" "{
+  \"api\": {\"requestedAccessTokenVersion\": 2, \"oauth2PermissionScopes\": [$scope_json],
+    \"preAuthorizedApplications\": [{\"appId\": \"$spa_app_id\", \"delegatedPermissionIds\": [\"$scope_id\"]}]}
+}"
+
+# ---- who may use it ----------------------------------------------------------------------
+for principal in "${assignees[@]}"; do
+    existing="$(az rest --method GET --uri "$GRAPH/servicePrincipals/$api_sp_id/appRoleAssignedTo" \
+        --query "value[?principalId=='$principal' && appRoleId=='$role_id'] | length(@)" --output tsv)"
+    if [[ "$existing" == "0" ]]; then
+        az rest --method POST --uri "$GRAPH/servicePrincipals/$api_sp_id/appRoleAssignedTo" \
+            --headers "Content-Type=application/json" --output none \
+            --body "{\"principalId\": \"$principal\", \"resourceId\": \"$api_sp_id\", \"appRoleId\": \"$role_id\"}"
+        echo "assigned $ROLE_VALUE to $principal" >&2
+    fi
+done
+
+# ---- optional: Easy Auth browser login flow ----------------------------------------
+if $login_flow; then
+    graph_patch "applications/$api_object_id" "{
+      \"web\": {\"redirectUris\": [\"https://$relay_host/.auth/login/aad/callback\"],
+        \"implicitGrantSettings\": {\"enableIdTokenIssuance\": true}}
+    }"
+    # The secret goes straight from Entra ID into Key Vault, never to the screen or a file.
+    az ad app credential reset --id "$api_app_id" --append --display-name "easy-auth-login" --years 1 \
+        --query password --output tsv \
+        | az keyvault secret set --vault-name "$key_vault" --name "$secret_name" --file /dev/stdin --output none
+    echo "stored the login client secret in Key Vault $key_vault as $secret_name (rotate before it expires)" >&2
+fi
+
+cat <<OUT
+
+# For infra/bicep/apps/$app.bicepparam:
+param relayApiClientId = '$api_app_id'
+param spaClientId = '$spa_app_id'
+param tenantId = '$tenant_id'
+param spaOrigins = $(json_strings "${origins[@]}" | sed "s/\"/'/g")
+
+# For the SPA (MSAL): authority https://login.microsoftonline.com/$tenant_id,
+# clientId $spa_app_id, scope api://$api_app_id/$SCOPE_VALUE
+OUT
