@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, MutableMapping
+from pathlib import Path
 
 import uvicorn
 
@@ -27,6 +28,7 @@ from shared.config import ConfigError
 DEFAULT_PORT = 7071
 DEFAULT_EMULATOR_PORT = 7072
 IDENTITY_HEADER = "local-identity-header"
+STATE_DIR = Path(__file__).resolve().parent.parent / ".devhost"
 
 
 def _wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -49,6 +51,8 @@ def emulators(env: MutableMapping[str, str]) -> Iterator[None]:
     port = int(env.get("EMULATOR_PORT", DEFAULT_EMULATOR_PORT))
     base = f"http://127.0.0.1:{port}"
     env.setdefault("EMULATOR_IDENTITY_HEADER", IDENTITY_HEADER)
+    env.setdefault("EMULATOR_KEYVAULT_PORT", str(port + 1))
+    env.setdefault("EMULATOR_CA_FILE", str(STATE_DIR / "emulator-ca.pem"))
     proc = subprocess.Popen([sys.executable, "-m", "devhost.emulator", "--port", str(port)], env={**env})
     try:
         _wait_until_up(f"{base}/_emulator/healthz", proc)
@@ -56,6 +60,11 @@ def emulators(env: MutableMapping[str, str]) -> Iterator[None]:
         env["IDENTITY_ENDPOINT"] = f"{base}/msi/token"
         env["IDENTITY_HEADER"] = env["EMULATOR_IDENTITY_HEADER"]
         env.setdefault("AZURE_OPENAI_DEPLOYMENTS", env.get("EMULATOR_DEPLOYMENTS", "gpt-4o-mini,gpt-4o"))
+        if env.get("AZURE_OPENAI_AUTH") == "key":
+            env.setdefault("AZURE_KEYVAULT_URL", f"https://127.0.0.1:{env['EMULATOR_KEYVAULT_PORT']}")
+            env.setdefault("AZURE_OPENAI_KEY_SECRET_NAME", "azure-openai-key")
+            # Trust the emulator's locally generated CA; read by the SDK's aiohttp transport when it is first imported.
+            env["SSL_CERT_FILE"] = env["EMULATOR_CA_FILE"]
         yield
     finally:
         proc.terminate()

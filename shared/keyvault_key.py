@@ -23,9 +23,10 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoun
 from azure.keyvault.secrets.aio import SecretClient
 
 from shared.config import is_loopback_host
+from shared.upstream_auth import UpstreamCredentialError
 
 
-class KeyVaultKeyError(RuntimeError):
+class KeyVaultKeyError(UpstreamCredentialError):
     """The key could not be read; the message says which setting or secret to check (never the value)."""
 
 

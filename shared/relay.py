@@ -23,7 +23,7 @@ from shared.client_ip import client_ip_from_headers
 from shared.config import Settings, load_settings
 from shared.easyauth import Principal, principal_from_headers
 from shared.errors import RelayError
-from shared.request_log import RequestLog
+from shared.request_log import RequestLog, quiet_client_loggers
 from shared.request_policy import parse_body, prepare_chat_body
 from shared.security_context import build_security_context
 from shared.sse import MalformedStream, SseForwarder, error_event
@@ -61,6 +61,7 @@ class Relay:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Relay:
+        quiet_client_loggers()
         return cls(load_settings(env))
 
     async def upstream(self) -> Upstream:

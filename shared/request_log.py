@@ -14,6 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 logger = logging.getLogger("relay.request")
+# Client libraries that log every HTTP call at INFO: their lines would break "one line per request".
+_CHATTY_LOGGERS = ("httpx2", "httpx", "openai", "azure.core.pipeline.policies.http_logging_policy", "azure.identity")
+
+
+def quiet_client_loggers() -> None:
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @dataclass

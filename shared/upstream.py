@@ -10,6 +10,8 @@ on an upstream URL, token or key.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import math
 import random
 import re
@@ -21,10 +23,13 @@ import httpx2
 
 from shared.config import Settings
 from shared.errors import RelayError
+from shared.upstream_auth import UpstreamCredentialError
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
     from openai._response import AsyncAPIResponse
+
+log = logging.getLogger("relay")
 
 MAX_RETRIES = 2
 # A 429 whose Retry-After is longer than this goes back to the caller instead of holding its request.
@@ -93,11 +98,15 @@ class Upstream:
         )
         try:
             response = await context.__aenter__()
+        except UpstreamCredentialError as exc:
+            raise _credential_error(exc) from None
         except APIStatusError as exc:
             raise _status_error(exc.status_code, exc.body, exc.response.headers) from None
         except APITimeoutError:
             raise RelayError(504, "upstream_timeout", "Azure OpenAI did not answer in time.", error_type="api_error") from None
-        except APIConnectionError:
+        except APIConnectionError as exc:
+            if isinstance(exc.__cause__, UpstreamCredentialError):
+                raise _credential_error(exc.__cause__) from None
             raise _Retryable(upstream_error("Azure OpenAI could not be reached."), None) from None
         return UpstreamResponse(response, context)
 
@@ -130,6 +139,11 @@ class _Retryable(Exception):
 
 def _backoff(attempt: int) -> float:
     return float(0.1 * 2**attempt + random.uniform(0, 0.05))
+
+
+def _credential_error(exc: UpstreamCredentialError) -> RelayError:
+    log.error(json.dumps({"event": "relay.credential_error", "detail": str(exc)}))
+    return upstream_error("The relay could not obtain its credentials for Azure OpenAI.")
 
 
 def upstream_error(message: str) -> RelayError:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 import httpx2
 
 if TYPE_CHECKING:
+    from azure.core.credentials import AccessToken
     from azure.core.credentials_async import AsyncTokenCredential
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -38,6 +39,10 @@ def create_credential(client_id: str | None, env: Mapping[str, str] = os.environ
     return DefaultAzureCredential(managed_identity_client_id=client_id)
 
 
+class UpstreamCredentialError(RuntimeError):
+    """The relay's own credential could not be had; the message names what to check, never a secret."""
+
+
 class CachedToken:
     """An Entra access token for one scope, cached until near expiry, fetched single-flight."""
 
@@ -53,14 +58,27 @@ class CachedToken:
             return self._token
         async with self._lock:
             if self._token is None or time.time() >= self._refresh_at:
-                access = await self._credential.get_token(self._scope)
+                access = await self._get_token()
                 lifetime = access.expires_on - time.time()
                 self._refresh_at = access.expires_on - min(_REFRESH_MARGIN_S, lifetime / 2)
                 self._token = access.token
             return self._token
 
+    async def _get_token(self) -> AccessToken:
+        from azure.core.exceptions import AzureError
+
+        try:
+            return await self._credential.get_token(self._scope)
+        except AzureError as exc:
+            raise UpstreamCredentialError(
+                f"no token for {self._scope} from the managed identity ({type(exc).__name__}): check the identity "
+                "assigned to the function app and AZURE_CLIENT_ID (IDENTITY_ENDPOINT locally)"
+            ) from None
+
 
 class KeySource(Protocol):
+    """Both methods raise :class:`UpstreamCredentialError` when the key cannot be read."""
+
     async def get(self) -> str: ...
 
     async def refresh(self, stale: str) -> str: ...

@@ -108,6 +108,7 @@ def _authenticate(headers: Mapping[str, str], state: EmulatorState) -> tuple[dic
             "scheme": "api-key",
             "key_sha256": hashlib.sha256(key.encode()).hexdigest()[:12],
             "valid": valid,
+            "authorization_header": "authorization" in headers,
         }
         return summary, None if valid else shapes.azure_error("401", shapes.KEY_REJECTED_MESSAGE)
     scheme, _, token = headers.get("authorization", "").partition(" ")
