@@ -124,6 +124,9 @@ class Relay:
             upstream = await (await self.upstream()).open(body, record.request_id)
         except RelayError as error:
             return _error_response(error, record)
+        except Exception:
+            log.exception("relay.unhandled request_id=%s", record.request_id)
+            return _error_response(RelayError(500, "internal_error", "The relay failed unexpectedly.", error_type="api_error"), record)
         if record.stream:
             return _stream_response(upstream, record)
         return await _complete_response(upstream, record, self.settings.upstream_timeout_s)

@@ -182,3 +182,13 @@ async def test_declared_oversize_body_is_413_before_reading() -> None:
     headers = {**headers_for(user_claims()), "content-length": str(10 * 1024 * 1024)}
     status, payload = await chat(relay(), headers)
     assert_error(status, payload, 413, "request_too_large")
+
+
+async def test_an_unexpected_failure_is_a_500_in_the_openai_shape_without_a_trace() -> None:
+    async def broken_upstream(settings: Settings) -> Upstream:
+        raise RuntimeError("secret internal detail at /srv/relay.py line 42")
+
+    r = Relay(load_settings(BASE_ENV), broken_upstream)
+    status, payload = await chat(r, headers_for(user_claims()))
+    assert_error(status, payload, 500, "internal_error")
+    assert "secret internal detail" not in json.dumps(payload)
