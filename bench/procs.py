@@ -1,0 +1,202 @@
+"""The processes under test: the emulator and the local host, each in its own process; /proc readings."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IDENTITY_HEADER = "local-identity-header"
+DEPLOYMENTS = "gpt-4o-mini,gpt-4o"
+APPLICATION_NAME = "bench-spa"
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """Current (VmRSS) and peak (VmHWM) resident set size, in MB (10^6 bytes)."""
+    out = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                out[name] = int(value.split()[0]) * 1024 / 1e6
+    return {"rss_mb": round(out.get("VmRSS", 0.0), 2), "peak_rss_mb": round(out.get("VmHWM", 0.0), 2)}
+
+
+def machine() -> dict[str, object]:
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as info:
+        for line in info:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_total = 0.0
+    with contextlib.suppress(OSError), open("/proc/meminfo", encoding="ascii") as info:
+        for line in info:
+            if line.startswith("MemTotal:"):
+                mem_total = int(line.split()[1]) / 1e6
+    return {
+        "cpu_model": model,
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "memory_gb": round(mem_total, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+    }
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5, check=False)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "shared", "function_app.py", "devhost"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def get_json(url: str, headers: Mapping[str, str] | None = None, timeout: float = 5.0) -> object:
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        return json.load(resp)
+
+
+def post(url: str, body: bytes = b"", headers: Mapping[str, str] | None = None, timeout: float = 10.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"content-type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float, interval: float = 0.005) -> float:
+    """Poll ``url`` until it answers (any status); return the monotonic time it did."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return time.monotonic()
+        except urllib.error.HTTPError:
+            return time.monotonic()
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer within {timeout}s") from None
+            time.sleep(interval)
+
+
+def base_env() -> dict[str, str]:
+    """The environment of the processes under test: the caller's, minus settings that would change the relay."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "RELAY_", "IDENTITY_", "EMULATOR_", "MSI_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def relay_env(emulator_url: str, port: int) -> dict[str, str]:
+    """What ``python -m devhost`` needs to run the relay against an emulator that is already up."""
+    return {
+        **base_env(),
+        "PORT": str(port),
+        "AZURE_OPENAI_ENDPOINT": emulator_url,
+        "AZURE_OPENAI_DEPLOYMENTS": DEPLOYMENTS,
+        "IDENTITY_ENDPOINT": f"{emulator_url}/msi/token",
+        "IDENTITY_HEADER": IDENTITY_HEADER,
+        "APPLICATION_NAME": APPLICATION_NAME,
+    }
+
+
+@dataclass
+class Proc:
+    popen: subprocess.Popen[bytes]
+    url: str
+    started: float  # time.monotonic() just before the spawn
+    ready: float  # time.monotonic() when its readiness URL first answered
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def spawn(args: list[str], env: Mapping[str, str], ready_path: str, port: int, log_path: Path, timeout: float = 30.0) -> Iterator[Proc]:
+    """Run ``python <args>`` from the repository root in its own session; stop it (TERM, then KILL) afterwards."""
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "ab") as log:
+        started = time.monotonic()
+        popen = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            ready = wait_for(url + ready_path, popen, timeout)
+            yield Proc(popen, url, started, ready)
+        finally:
+            _stop(popen)
+
+
+@contextlib.contextmanager
+def emulator(work: Path) -> Iterator[Proc]:
+    port = free_port()
+    env = {
+        **base_env(),
+        "EMULATOR_PORT": str(port),
+        "EMULATOR_KEYVAULT_PORT": str(free_port()),
+        "EMULATOR_CA_FILE": str(work / "emulator-ca.pem"),
+        "EMULATOR_IDENTITY_HEADER": IDENTITY_HEADER,
+        "EMULATOR_DEPLOYMENTS": DEPLOYMENTS,
+    }
+    with spawn(["-m", "devhost.emulator", "--port", str(port)], env, "/_emulator/healthz", port, work / "emulator.log") as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def relay_host(emulator_url: str, work: Path, prefix: list[str] | None = None) -> Iterator[Proc]:
+    """``python -m devhost`` (optionally under ``prefix``, e.g. ``-m cProfile -o f``) against a running emulator."""
+    port = free_port()
+    args = [*(prefix or []), "-m", "devhost"]
+    with spawn(args, relay_env(emulator_url, port), "/api/healthz", port, work / f"relay-{port}.log") as proc:
+        yield proc

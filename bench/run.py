@@ -1,0 +1,470 @@
+"""``python -m bench``: the relay path against calling the emulator directly, side by side (issue 6).
+
+A = the request straight to the Azure OpenAI emulator (bearer token from its
+managed identity endpoint); B = the same request through the local host
+(App Service front end + Easy Auth emulation + the relay), which calls the
+same emulator. A and B alternate in small blocks (ABBA order), so drift of the
+machine hits both; what the relay adds is B minus A, percentile by percentile.
+
+Exit status: 0 all targets met, 1 a target missed (printed), 2 the harness failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import itertools
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import loadgen, procs, report
+from bench.loadgen import Block, Side, run_block
+from bench.stats import added_ms, percentile, slope, summary_ms
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of each measurement to take; every loop is bounded by a count and by a deadline."""
+
+    warmup: int
+    c1_pairs: int
+    c16_rounds: int
+    c64_rounds: int
+    per_worker: int
+    stream_pairs: int
+    gap_pairs: int
+    soak_requests: int
+    soak_sample_every: int
+    cold_starts: int
+    import_runs: int
+    phase_deadline_s: float
+
+
+FULL = Plan(
+    warmup=300,
+    c1_pairs=2000,
+    c16_rounds=24,
+    c64_rounds=12,
+    per_worker=8,
+    stream_pairs=500,
+    gap_pairs=12,
+    soak_requests=10_000,
+    soak_sample_every=500,
+    cold_starts=5,
+    import_runs=6,
+    phase_deadline_s=60.0,
+)
+QUICK = Plan(
+    warmup=32,
+    c1_pairs=60,
+    c16_rounds=2,
+    c64_rounds=1,
+    per_worker=2,
+    stream_pairs=20,
+    gap_pairs=1,
+    soak_requests=256,
+    soak_sample_every=64,
+    cold_starts=1,
+    import_runs=1,
+    phase_deadline_s=5.0,
+)
+
+# name, limit, unit, how to read the measured value from the results
+TARGETS: list[tuple[str, float, str, tuple[str, ...]]] = [
+    ("added p50, non-streamed, concurrency 1", 1.0, "ms", ("latency", "c1", "added", "p50")),
+    ("added p99, non-streamed, concurrency 1", 5.0, "ms", ("latency", "c1", "added", "p99")),
+    ("added p50, non-streamed, concurrency 16", 3.0, "ms", ("latency", "c16", "added", "p50")),
+    ("added time to first content chunk p50, streamed", 1.0, "ms", ("streaming", "added_first_content", "p50")),
+    ("inter-chunk gap distortion (worst of |Δp50|, |Δp95|)", 1.0, "ms", ("chunk_gaps", "distortion_ms")),
+    ("chunks coalesced by the relay", 0.0, "", ("chunk_gaps", "relay_coalesced")),
+    ("managed-identity token requests per 1,000 relayed (warm)", 0.0, "", ("identity", "token_requests_per_1000")),
+    ("cold start to first relayed completion (median)", 1500.0, "ms", ("cold_start", "first_completion_ms", "median")),
+    ("import function_app (median)", 600.0, "ms", ("import", "function_app_ms", "median")),
+    ("relay RSS after the soak", 120.0, "MB", ("memory", "rss_after_mb")),
+    ("relay RSS growth over the second half of the soak", 2.0, "MB", ("memory", "second_half_growth_mb")),
+    ("failed requests", 0.0, "", ("errors", "total")),
+]
+
+
+class Bench:
+    def __init__(self, plan: Plan, emulator: procs.Proc, relay: procs.Proc) -> None:
+        self.plan = plan
+        self.emulator = emulator
+        self.relay = relay
+        self.watch = {"relay": relay.pid, "emulator": emulator.pid}
+        mi = procs.get_json(
+            f"{emulator.url}/msi/token?api-version=2019-08-01&resource=https://cognitiveservices.azure.com",
+            {"X-IDENTITY-HEADER": procs.IDENTITY_HEADER},
+        )
+        dev = procs.get_json(f"{relay.url}/_dev/token")
+        assert isinstance(mi, dict) and isinstance(dev, dict)
+        self.direct = Side.make("direct", emulator.url, loadgen.CHAT_PATH_DIRECT, str(mi["access_token"]))
+        self.via_relay = Side.make("relay", relay.url, loadgen.CHAT_PATH_RELAY, str(dev["access_token"]))
+        self.errors: list[str] = []
+        self.relayed = 0  # requests sent through the relay since the warm-up
+        self.samples: dict[str, Any] = {}  # raw samples for the chart, not written to JSON
+
+    async def _block(self, side: Side, conns: list[Any], raw: bytes, per_worker: int) -> Block:
+        block = await run_block(conns, raw, per_worker, self.watch)
+        self.errors += block.errors
+        if side is self.via_relay:
+            self.relayed += len(block.responses) + len(block.errors)
+        return block
+
+    async def warmup(self) -> None:
+        for side in (self.direct, self.via_relay):
+            conns = side.connections(16)
+            await self._block(side, conns, side.plain, max(1, self.plan.warmup // 16))
+            await self._block(side, conns, side.stream, 2)
+            for conn in conns:
+                conn.close()
+        self.relayed = 0
+
+    async def latency(self, concurrency: int, rounds: int, per_worker: int) -> dict[str, Any]:
+        """Non-streamed completions at ``concurrency``: ``rounds`` of A and B blocks, in ABBA order."""
+        conns = {side.name: side.connections(concurrency) for side in (self.direct, self.via_relay)}
+        latencies: dict[str, list[float]] = {"direct": [], "relay": []}
+        wall = {"direct": 0.0, "relay": 0.0}
+        cpu: dict[str, dict[str, float]] = {"direct": {}, "relay": {}}
+        count = {"direct": 0, "relay": 0}
+        pairs: list[float] = []
+        deadline = time.monotonic() + self.plan.phase_deadline_s
+        for index in range(rounds):
+            order = (self.direct, self.via_relay) if index % 2 == 0 else (self.via_relay, self.direct)
+            got: dict[str, list[float]] = {}
+            for side in order:
+                block = await self._block(side, conns[side.name], side.plain, per_worker)
+                got[side.name] = [r.latency for r in block.responses]
+                latencies[side.name] += got[side.name]
+                wall[side.name] += block.wall_s
+                count[side.name] += len(block.responses)
+                for name, seconds in block.cpu_s.items():
+                    cpu[side.name][name] = cpu[side.name].get(name, 0.0) + seconds
+            if concurrency == 1 and got["direct"] and got["relay"]:
+                pairs.append(got["relay"][0] - got["direct"][0])
+            if time.monotonic() > deadline and index >= 1:
+                break
+        for side_conns in conns.values():
+            for conn in side_conns:
+                conn.close()
+        self.samples[f"c{concurrency}"] = latencies
+        direct, relayed = summary_ms(latencies["direct"]), summary_ms(latencies["relay"])
+        out: dict[str, Any] = {
+            "concurrency": concurrency,
+            "direct": direct,
+            "relay": relayed,
+            "added": added_ms(direct, relayed),
+            "throughput_rps": {name: round(count[name] / wall[name], 1) if wall[name] else 0.0 for name in wall},
+            "cpu_ms_per_request": {
+                side: {proc: round(seconds * 1000 / max(1, count[side]), 4) for proc, seconds in cpu[side].items()} for side in cpu
+            },
+        }
+        if pairs:
+            out["paired_added"] = summary_ms(pairs)
+        return out
+
+    async def streaming(self, pairs: int) -> dict[str, Any]:
+        """Streamed completions at concurrency 1: time to the first byte and to the first content chunk."""
+        conns = {side.name: side.connections(1) for side in (self.direct, self.via_relay)}
+        first_byte: dict[str, list[float]] = {"direct": [], "relay": []}
+        first_content: dict[str, list[float]] = {"direct": [], "relay": []}
+        total: dict[str, list[float]] = {"direct": [], "relay": []}
+        deadline = time.monotonic() + self.plan.phase_deadline_s
+        for index in range(pairs):
+            order = (self.direct, self.via_relay) if index % 2 == 0 else (self.via_relay, self.direct)
+            for side in order:
+                block = await self._block(side, conns[side.name], side.stream, 1)
+                for response in block.responses:
+                    first_byte[side.name].append(response.t_first_byte - response.t_start)
+                    first_content[side.name].append(response.content_times()[0] - response.t_start)
+                    total[side.name].append(response.latency)
+            if time.monotonic() > deadline and index >= 1:
+                break
+        for side_conns in conns.values():
+            side_conns[0].close()
+        self.samples["stream_first_content"] = first_content
+        out: dict[str, Any] = {}
+        for label, values in (("first_byte", first_byte), ("first_content", first_content), ("complete", total)):
+            direct, relayed = summary_ms(values["direct"]), summary_ms(values["relay"])
+            out[label] = {"direct": direct, "relay": relayed}
+            out[f"added_{label}"] = added_ms(direct, relayed)
+        return out
+
+    async def chunk_gaps(self, pairs: int) -> dict[str, Any]:
+        """Paced streams (the emulator waits between content chunks): are the gaps the same through the relay?"""
+        conns = {side.name: side.connections(1) for side in (self.direct, self.via_relay)}
+        gaps: dict[str, list[float]] = {"direct": [], "relay": []}
+        chunks: dict[str, list[int]] = {"direct": [], "relay": []}
+        paired: list[float] = []
+        deadline = time.monotonic() + self.plan.phase_deadline_s
+        for index in range(pairs):
+            order = (self.direct, self.via_relay) if index % 2 == 0 else (self.via_relay, self.direct)
+            got: dict[str, list[float]] = {}
+            for side in order:
+                block = await self._block(side, conns[side.name], side.gaps, 1)
+                for response in block.responses:
+                    times = response.content_times()
+                    chunks[side.name].append(len(times))
+                    got[side.name] = [b - a for a, b in itertools.pairwise(times)]
+                    gaps[side.name] += got[side.name]
+            if "direct" in got and "relay" in got:
+                paired += [abs(b - a) for a, b in zip(got["direct"], got["relay"], strict=False)]
+            if time.monotonic() > deadline and index >= 1:
+                break
+        for side_conns in conns.values():
+            side_conns[0].close()
+        self.samples["gaps"] = gaps
+        direct, relayed = summary_ms(gaps["direct"]), summary_ms(gaps["relay"])
+        half = loadgen.GAP_DELAY_MS / 2000
+        distortion = max((abs(relayed.get(p, 0.0) - direct.get(p, 0.0)) for p in ("p50", "p95")), default=0.0)
+        return {
+            "chunk_delay_ms": loadgen.GAP_DELAY_MS,
+            "words": loadgen.GAP_WORDS,
+            "direct": direct,
+            "relay": relayed,
+            "added": added_ms(direct, relayed),
+            "paired_abs_diff": summary_ms(paired),
+            "distortion_ms": round(distortion, 4),
+            "content_chunks_per_stream": {name: sorted(set(values)) for name, values in chunks.items()},
+            "direct_coalesced": sum(1 for gap in gaps["direct"] if gap < half),
+            "relay_coalesced": sum(1 for gap in gaps["relay"] if gap < half),
+        }
+
+    async def soak(self, requests: int, sample_every: int, concurrency: int = 16) -> dict[str, Any]:
+        """Relay-only load (every tenth request streamed), sampling the relay's RSS and CPU as it goes."""
+        conns = self.via_relay.connections(concurrency)
+        side = self.via_relay
+
+        def raw(index: int) -> bytes:
+            return side.stream if index % 10 == 9 else side.plain
+
+        samples: list[dict[str, float]] = [{"requests": 0, **procs.memory_mb(self.relay.pid)}]
+        done, wall, cpu = 0, 0.0, 0.0
+        deadline = time.monotonic() + 3 * self.plan.phase_deadline_s
+        per_worker = max(1, sample_every // concurrency)
+        while done < requests and time.monotonic() < deadline:
+            block = await run_block(conns, raw, per_worker, self.watch)
+            self.errors += block.errors
+            count = len(block.responses) + len(block.errors)
+            done += count
+            self.relayed += count
+            wall += block.wall_s
+            cpu += block.cpu_s["relay"]
+            samples.append({"requests": done, **procs.memory_mb(self.relay.pid)})
+        for conn in conns:
+            conn.close()
+        self.samples["rss"] = samples
+        second = [s for s in samples if s["requests"] >= done / 2]
+        growth = statistics.mean(s["rss_mb"] for s in second[-3:]) - statistics.mean(s["rss_mb"] for s in second[:3]) if second else 0.0
+        per_1000 = slope([s["requests"] / 1000 for s in second], [s["rss_mb"] for s in second])
+        return {
+            "requests": done,
+            "concurrency": concurrency,
+            "streamed_share": 0.1,
+            "throughput_rps": round(done / wall, 1) if wall else 0.0,
+            "relay_cpu_ms_per_request": round(cpu * 1000 / max(1, done), 4),
+            "rss_before_mb": samples[0]["rss_mb"],
+            "rss_after_mb": samples[-1]["rss_mb"],
+            "peak_rss_mb": samples[-1]["peak_rss_mb"],
+            "second_half_growth_mb": round(growth, 2),
+            "second_half_slope_mb_per_1000": round(per_1000, 3),
+            "samples": samples,
+        }
+
+    def stats(self) -> dict[str, int]:
+        value = procs.get_json(f"{self.emulator.url}/_emulator/stats")
+        assert isinstance(value, dict)
+        return {k: int(v) for k, v in value.items()}
+
+
+def cold_starts(emulator: procs.Proc, work: Path, runs: int) -> dict[str, Any]:
+    """Fresh ``python -m devhost`` processes: spawn to listening, and spawn to the first relayed completion."""
+    listening, first = [], []
+    body = loadgen.chat_body()
+    for _ in range(runs):
+        with procs.relay_host(emulator.url, work) as proc:
+            # relay_host returns once /api/healthz answered; then the dev token and the first completion.
+            token = procs.get_json(f"{proc.url}/_dev/token")
+            assert isinstance(token, dict)
+            status, answer = procs.post(
+                f"{proc.url}{loadgen.CHAT_PATH_RELAY}", body, {"Authorization": f"Bearer {token['access_token']}"}, timeout=30
+            )
+            done = time.monotonic()
+            if status != 200 or b'"choices"' not in answer:
+                raise RuntimeError(f"cold start: first completion failed with {status}: {answer[:200]!r}")
+            listening.append((proc.ready - proc.started) * 1000)
+            first.append((done - proc.started) * 1000)
+    return {
+        "runs": runs,
+        "listening_ms": _ms_stats(listening),
+        "first_completion_ms": _ms_stats(first),
+    }
+
+
+_IMPORT_SNIPPET = "import time; t = time.perf_counter(); import function_app; print(time.perf_counter() - t)"
+
+
+def import_time(emulator_url: str, runs: int) -> dict[str, Any]:
+    """``import function_app`` in a fresh interpreter (bytecode already compiled by a discarded first run)."""
+    env = procs.relay_env(emulator_url, procs.free_port())
+    times = []
+    for index in range(runs + 1):
+        out = subprocess.run(
+            [sys.executable, "-c", _IMPORT_SNIPPET], cwd=procs.ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
+        )
+        if index:
+            times.append(float(out.stdout.strip().splitlines()[-1]) * 1000)
+    detail = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import function_app"],
+        cwd=procs.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return {"runs": runs, "function_app_ms": _ms_stats(times), "heaviest": _heaviest_imports(detail.stderr)}
+
+
+def _heaviest_imports(importtime: str, top: int = 12) -> list[dict[str, Any]]:
+    """The heaviest modules one or two levels below ``function_app`` (from ``-X importtime``)."""
+    rows = []
+    for line in importtime.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) != 3 or not parts[0].strip().isdigit():
+            continue
+        name = parts[2].rstrip()
+        depth = (len(name) - len(name.lstrip()) - 1) // 2
+        rows.append({"module": name.strip(), "depth": depth, "self_ms": int(parts[0]) / 1000, "cumulative_ms": int(parts[1]) / 1000})
+    # -X importtime prints children before their parent, at one more level of indentation.
+    return sorted((row for row in rows if 1 <= row["depth"] <= 2), key=lambda row: -row["cumulative_ms"])[:top]
+
+
+def _ms_stats(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    return {
+        "median": round(statistics.median(values), 1),
+        "min": round(min(values), 1),
+        "max": round(max(values), 1),
+        "p90": round(percentile(values, 90), 1),
+    }
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    checks = []
+    for name, limit, unit, path in TARGETS:
+        value: Any = results
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        ok = isinstance(value, (int, float)) and value <= limit
+        checks.append({"target": name, "limit": limit, "unit": unit, "value": value, "pass": ok})
+    return checks
+
+
+async def measure(plan: Plan, work: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    results: dict[str, Any] = {}
+    with procs.emulator(work) as emulator:
+        with procs.relay_host(emulator.url, work) as relay:
+            bench = Bench(plan, emulator, relay)
+            results["startup"] = {"relay_listening_ms": round((relay.ready - relay.started) * 1000, 1)}
+            await bench.warmup()
+            before = bench.stats()
+            lat: dict[str, Any] = {}
+            lat["c1"] = await bench.latency(1, plan.c1_pairs, 1)
+            lat["c16"] = await bench.latency(16, plan.c16_rounds, plan.per_worker)
+            lat["c64"] = await bench.latency(64, plan.c64_rounds, max(2, plan.per_worker // 2))
+            results["latency"] = lat
+            results["streaming"] = await bench.streaming(plan.stream_pairs)
+            results["chunk_gaps"] = await bench.chunk_gaps(plan.gap_pairs)
+            soak = await bench.soak(plan.soak_requests, plan.soak_sample_every)
+            after = bench.stats()
+            tokens = after["token_requests"] - before["token_requests"]
+            results["identity"] = {
+                "relayed_requests": bench.relayed,
+                "token_requests": tokens,
+                "token_requests_per_1000": round(tokens * 1000 / max(1, bench.relayed), 3),
+                "token_requests_total_since_start": after["token_requests"],
+            }
+            results["throughput"] = {
+                f"c{c}": {**lat[f"c{c}"]["throughput_rps"], "ratio": _ratio(lat[f"c{c}"]["throughput_rps"])} for c in (1, 16, 64)
+            } | {"soak_c16_relay_only_rps": soak["throughput_rps"]}
+            results["cpu"] = {
+                f"c{c}": {
+                    "relay_ms_per_relayed_request": lat[f"c{c}"]["cpu_ms_per_request"]["relay"].get("relay"),
+                    "emulator_ms_per_direct_request": lat[f"c{c}"]["cpu_ms_per_request"]["direct"].get("emulator"),
+                    "emulator_ms_per_relayed_request": lat[f"c{c}"]["cpu_ms_per_request"]["relay"].get("emulator"),
+                    "loadgen_ms_per_request": lat[f"c{c}"]["cpu_ms_per_request"]["relay"].get("loadgen"),
+                }
+                for c in (1, 16, 64)
+            } | {"soak_relay_ms_per_request": soak["relay_cpu_ms_per_request"]}
+            samples = soak.pop("samples")
+            results["memory"] = {**soak, "rss_samples": [[s["requests"], s["rss_mb"]] for s in samples]}
+            results["errors"] = {"total": len(bench.errors), "first": bench.errors[:5]}
+            chart_samples = bench.samples
+        results["cold_start"] = cold_starts(emulator, work, plan.cold_starts)
+        results["import"] = import_time(emulator.url, plan.import_runs)
+    return results, chart_samples
+
+
+def _ratio(rps: dict[str, float]) -> float | None:
+    return round(rps["relay"] / rps["direct"], 3) if rps.get("direct") else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a few seconds of each measurement (smoke run; figures are not meaningful)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for latest.json and latest.png (default: bench/results)")
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    started = time.monotonic()
+    try:
+        with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
+            results, samples = asyncio.run(measure(plan, Path(tmp)))
+    except Exception:  # noqa: BLE001 - any failure of the harness is exit 2, with its traceback
+        traceback.print_exc()
+        print("bench: the harness failed (exit 2)", file=sys.stderr)
+        return 2
+    checks = evaluate(results)
+    document = {
+        "schema": 1,
+        "mode": "quick" if args.quick else "full",
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "commit": procs.git_commit(),
+        "machine": procs.machine(),
+        "duration_s": round(time.monotonic() - started, 1),
+        "method": {
+            "direct": "POST {emulator}/openai/v1/chat/completions, bearer token from the emulator's managed identity endpoint",
+            "relay": "POST {host}/api/v1/chat/completions with a dev token: App Service front end + Easy Auth emulation + relay",
+            "interleaving": "A and B blocks alternate in ABBA order; added = relay percentile minus direct percentile",
+            "plan": plan.__dict__,
+        },
+        "results": results,
+        "targets": checks,
+        "passed": all(check["pass"] for check in checks),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    print(report.table(document))
+    if not args.no_chart:
+        print(f"chart: {report.chart(samples, document, args.out / 'latest.png')}")
+    print(f"results: {args.out / 'latest.json'}")
+    missed = [check for check in checks if not check["pass"]]
+    for check in missed:
+        print(
+            f"MISSED: {check['target']}: {report.fmt(check['value'])} {check['unit']} > {report.fmt(check['limit'])} {check['unit']}",
+            file=sys.stderr,
+        )
+    return 1 if missed else 0
