@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx2
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from shared.client_ip import client_ip_from_headers
@@ -124,6 +124,10 @@ class Relay:
             upstream = await (await self.upstream()).open(body, record.request_id)
         except RelayError as error:
             return _error_response(error, record)
+        except ClientDisconnect:
+            # The caller hung up: nobody reads this answer, and it is not a relay failure.
+            record.emit(499, "client_closed_request")
+            return Response(status_code=499, headers={"x-request-id": record.request_id})
         except Exception:
             log.exception("relay.unhandled request_id=%s", record.request_id)
             return _error_response(RelayError(500, "internal_error", "The relay failed unexpectedly.", error_type="api_error"), record)
