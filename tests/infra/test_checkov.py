@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
+
 from tests.infra import bicep
 
 SCRIPT = bicep.ROOT / "scripts" / "checkov.sh"
@@ -23,8 +25,8 @@ def test_every_skip_has_a_reason() -> None:
     assert skips, "expected the documented skips"
 
 
+@pytest.mark.timeout(1800)  # first run creates .venv-checkov and installs a pinned checkov
 def test_checkov_passes() -> None:
-    # First run creates .venv-checkov and installs a pinned checkov: slow.
     result = subprocess.run(["bash", str(SCRIPT)], cwd=bicep.ROOT, capture_output=True, text=True, timeout=1800, check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
