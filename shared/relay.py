@@ -7,13 +7,14 @@ policy, then Azure OpenAI with the relay-built ``user_security_context``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 from starlette.requests import ClientDisconnect, Request
@@ -36,6 +37,7 @@ _JSON = "application/json"
 _NO_STORE = {"Cache-Control": "no-store"}
 
 UpstreamFactory = Callable[[Settings], Awaitable[Upstream]]
+_T = TypeVar("_T")
 
 
 async def default_upstream(settings: Settings) -> Upstream:
@@ -121,7 +123,8 @@ class Relay:
             record.deployment = body["model"]
             record.stream = body.get("stream") is True
             body["user_security_context"] = self._security_context(principal, source_ip)
-            upstream = await (await self.upstream()).open(body, record.request_id)
+            client = await self.upstream()
+            upstream = await _unless_caller_leaves(req, client.open(body, record.request_id))
         except RelayError as error:
             return _error_response(error, record)
         except ClientDisconnect:
@@ -133,7 +136,11 @@ class Relay:
             return _error_response(RelayError(500, "internal_error", "The relay failed unexpectedly.", error_type="api_error"), record)
         if record.stream:
             return _stream_response(upstream, record)
-        return await _complete_response(upstream, record, self.settings.upstream_timeout_s)
+        try:
+            return await _unless_caller_leaves(req, _complete_response(upstream, record, self.settings.upstream_timeout_s))
+        except ClientDisconnect:
+            record.emit(499, "client_closed_request")
+            return Response(status_code=499, headers={"x-request-id": record.request_id})
 
     # Steps --------------------------------------------------------------------
 
@@ -170,6 +177,34 @@ class Relay:
                 raise too_large
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+async def _caller_left(req: Request) -> None:
+    """Return when the caller disconnects (the body has been read, so ``receive`` only reports that)."""
+    while (await req.receive())["type"] != "http.disconnect":
+        # Not an ASGI server that reports disconnects this way: stop watching rather than spin.
+        await asyncio.Event().wait()
+
+
+async def _unless_caller_leaves(req: Request, work: Awaitable[_T]) -> _T:
+    """Await ``work``; if the caller disconnects first, cancel it (which closes the upstream request) and raise ClientDisconnect.
+
+    A StreamingResponse watches for the caller itself once it has started; before
+    that, nothing would notice, and Azure OpenAI would keep generating for no one.
+    """
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_caller_left(req))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        raise ClientDisconnect()
+    return task.result()
 
 
 def _request_id(req: Request) -> str:
