@@ -1,0 +1,82 @@
+"""Helpers shared by the reliability tests: clients, emulator records by request id, health checks."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+from typing import Any
+
+import openai
+
+from tests.support.stack import Stack
+
+RELAY_TIMEOUT_S = 1.5  # RELAY_UPSTREAM_TIMEOUT_S of the fault stacks
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def client(stack: Stack, request_id: str | None = None, token: str | None = None, **kwargs: Any) -> openai.OpenAI:
+    headers = {"x-request-id": request_id} if request_id else None
+    return openai.OpenAI(
+        base_url=f"{stack.api}/v1", api_key=token or stack.token(), max_retries=0, timeout=20, default_headers=headers, **kwargs
+    )
+
+
+def user(text: str) -> list[Any]:
+    return [{"role": "user", "content": text}]
+
+
+def records_for(stack: Stack, request_id: str) -> list[dict[str, Any]]:
+    return [r for r in stack.requests() if r["headers"].get("x-ms-client-request-id") == request_id]
+
+
+def wait_for_outcomes(stack: Stack, request_id: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The emulator's records for ``request_id`` once ``count`` of them are finished."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = records_for(stack, request_id)
+        if len(records) >= count and all(r["outcome"] is not None for r in records):
+            return records
+        if time.monotonic() > deadline:
+            return records
+        time.sleep(0.02)
+
+
+def probe(stack: Stack, collect: bool = False) -> dict[str, int]:
+    with urllib.request.urlopen(f"{stack.base_url}/_probe/stats{'?gc=1' if collect else ''}", timeout=5) as resp:
+        return dict(json.load(resp))
+
+
+def assert_healthy(stack: Stack) -> None:
+    """Liveness answers and the next ordinary request, streamed and not, succeeds."""
+    with urllib.request.urlopen(f"{stack.api}/healthz", timeout=5) as resp:
+        assert resp.status == 200
+    sdk = client(stack)
+    answer = sdk.chat.completions.create(model="gpt-4o-mini", messages=user("still there?"))
+    assert answer.choices[0].message.content
+    streamed = "".join(
+        c.choices[0].delta.content or ""
+        for c in sdk.chat.completions.create(model="gpt-4o-mini", messages=user("still there?"), stream=True)
+        if c.choices
+    )
+    assert streamed == answer.choices[0].message.content
+
+
+def sse_events(raw: bytes) -> list[tuple[str | None, str]]:
+    """(event name, data) for each SSE event in ``raw``."""
+    events = []
+    for block in raw.split(b"\n\n"):
+        if not block.strip():
+            continue
+        name, data = None, []
+        for line in block.decode().split("\n"):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+        events.append((name, "\n".join(data)))
+    return events
