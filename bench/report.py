@@ -133,6 +133,9 @@ def chart(samples: dict[str, Any], document: dict[str, Any], path: Path) -> str:
     ax = axes.flat[-1]
     rss = samples.get("rss", [])
     ax.plot([s["requests"] for s in rss], [s["rss_mb"] for s in rss], marker=".", color="tab:green")
+    ax.ticklabel_format(axis="y", useOffset=False)
+    if rss:
+        ax.set_ylim(0, max(s["rss_mb"] for s in rss) * 1.25)
     ax.set_title("relay RSS during the soak")
     ax.set_xlabel("relayed requests")
     ax.set_ylabel("MB")

@@ -16,6 +16,7 @@ import asyncio
 import datetime
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -430,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     started = time.monotonic()
+    load_before = os.getloadavg()
     try:
         with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
             results, samples = asyncio.run(measure(plan, Path(tmp)))
@@ -444,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "commit": procs.git_commit(),
         "machine": procs.machine(),
+        # Other work on the machine shows here: the A/B interleaving cancels slow drift, not contention.
+        "loadavg_1m": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
         "duration_s": round(time.monotonic() - started, 1),
         "method": {
             "direct": "POST {emulator}/openai/v1/chat/completions, bearer token from the emulator's managed identity endpoint",

@@ -1,0 +1,84 @@
+"""A quick smoke run of ``python -m bench``: the harness runs end to end and writes a well-formed result.
+
+Timing targets are not asserted here (a smoke run is far too short, and test
+machines are busy): only that every measurement is present and numeric, that
+no request failed, and that the exit status means "met" or "missed", never
+"the harness broke".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.client import Response
+from bench.stats import added_ms, percentile, summary_ms
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _number(document: dict, *path: str) -> float:
+    value = document
+    for key in path:
+        assert isinstance(value, dict) and key in value, f"missing {'.'.join(path)}"
+        value = value[key]
+    assert isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value), f"{'.'.join(path)} = {value!r}"
+    return float(value)
+
+
+def test_quick_run_writes_a_well_formed_result(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--no-chart", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert run.returncode in (0, 1), run.stdout + run.stderr
+    document = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))
+    assert document["mode"] == "quick"
+    results = document["results"]
+    for key in ("c1", "c16", "c64"):
+        for side in ("direct", "relay"):
+            for pct in ("p50", "p95", "p99"):
+                assert _number(results, "latency", key, side, pct) > 0
+        assert _number(results, "latency", key, "throughput_rps", "relay") > 0
+        assert _number(results, "cpu", key, "relay_ms_per_relayed_request") > 0
+        _number(results, "latency", key, "added", "p99")
+    assert _number(results, "streaming", "first_content", "relay", "p50") > 0
+    _number(results, "streaming", "added_first_content", "p50")
+    assert _number(results, "chunk_gaps", "relay", "p50") > 0
+    assert results["chunk_gaps"]["content_chunks_per_stream"] == {"direct": [20], "relay": [20]}
+    assert _number(results, "identity", "relayed_requests") > 0
+    _number(results, "identity", "token_requests_per_1000")
+    assert _number(results, "cold_start", "first_completion_ms", "median") > 0
+    assert _number(results, "import", "function_app_ms", "median") > 0
+    assert _number(results, "memory", "rss_after_mb") > 0
+    assert results["errors"]["total"] == 0, results["errors"]
+    assert len(document["targets"]) >= 10
+    assert all(isinstance(check["pass"], bool) for check in document["targets"])
+    assert document["passed"] == (run.returncode == 0)
+    missed = [check["target"] for check in document["targets"] if not check["pass"]]
+    assert all(f"MISSED: {name}" in run.stderr for name in missed)
+
+
+def test_stats_and_event_timing() -> None:
+    assert percentile([3.0, 1.0, 2.0, 4.0], 50) == 2.5
+    assert summary_ms([0.001, 0.002, 0.003])["p50"] == 2.0
+    assert added_ms({"p50": 1.0, "p95": 2.0, "p99": 3.0}, {"p50": 1.5, "p95": 2.0, "p99": 5.0}) == {"p50": 0.5, "p95": 0.0, "p99": 2.0}
+    content = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
+    response = Response(
+        status=200,
+        t_start=0.0,
+        pieces=[
+            (1.0, b'data: {"choices":[]}\n\ndata: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n'),
+            (2.0, content[:10]),
+            (3.0, content[10:] + content),
+            (4.0, b"data: [DONE]\n\n"),
+        ],
+    )
+    # An event counts when the piece completing it arrives; empty content (the role chunk) is not content.
+    assert response.content_times() == [3.0, 3.0]
