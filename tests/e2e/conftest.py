@@ -1,0 +1,61 @@
+"""Fixtures for the browser and Node tests: one local host, two other-origin sites, one Chromium."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.e2e.support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REQUIRED_ROLE, Site, require_tools, static_site
+from tests.support.stack import Stack, run_stack
+
+
+@pytest.fixture(scope="session")
+def allowed_site() -> Iterator[Site]:
+    """An SPA origin listed in CORS_ALLOWED_ORIGINS."""
+    with static_site() as site:
+        yield site
+
+
+@pytest.fixture(scope="session")
+def unlisted_site() -> Iterator[Site]:
+    """An origin the relay does not know."""
+    with static_site() as site:
+        yield site
+
+
+@pytest.fixture(scope="session")
+def e2e_stack(tmp_path_factory: pytest.TempPathFactory, allowed_site: Site) -> Iterator[Stack]:
+    env = {"CORS_ALLOWED_ORIGINS": allowed_site.origin, "RELAY_REQUIRED_ROLES": REQUIRED_ROLE}
+    with run_stack(tmp_path_factory.mktemp("e2e-stack"), env) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    require_tools()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh browser profile (no cookies) per test; its last state is saved as a screenshot."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(10_000)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield tab
+    finally:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+        if not tab.is_closed():
+            tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
