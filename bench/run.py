@@ -376,20 +376,33 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 async def measure(plan: Plan, work: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     results: dict[str, Any] = {}
+    phases: dict[str, float] = {}
+    mark = time.monotonic()
+
+    def phase(name: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        phases[name] = round(now - mark, 2)
+        mark = now
+
     with procs.emulator(work) as emulator:
         with procs.relay_host(emulator.url, work) as relay:
             bench = Bench(plan, emulator, relay)
             results["startup"] = {"relay_listening_ms": round((relay.ready - relay.started) * 1000, 1)}
             await bench.warmup()
+            phase("start_and_warmup")
             before = bench.stats()
             lat: dict[str, Any] = {}
             lat["c1"] = await bench.latency(1, plan.c1_pairs, 1)
             lat["c16"] = await bench.latency(16, plan.c16_rounds, plan.per_worker)
             lat["c64"] = await bench.latency(64, plan.c64_rounds, max(2, plan.per_worker // 2))
+            phase("latency")
             results["latency"] = lat
             results["streaming"] = await bench.streaming(plan.stream_pairs)
             results["chunk_gaps"] = await bench.chunk_gaps(plan.gap_pairs)
+            phase("streaming")
             soak = await bench.soak(plan.soak_requests, plan.soak_sample_every)
+            phase("soak")
             after = bench.stats()
             tokens = after["token_requests"] - before["token_requests"]
             results["identity"] = {
@@ -414,8 +427,13 @@ async def measure(plan: Plan, work: Path) -> tuple[dict[str, Any], dict[str, Any
             results["memory"] = {**soak, "rss_samples": [[s["requests"], s["rss_mb"]] for s in samples]}
             results["errors"] = {"total": len(bench.errors), "first": bench.errors[:5]}
             chart_samples = bench.samples
+        phase("stop_relay")
         results["cold_start"] = cold_starts(emulator, work, plan.cold_starts)
+        phase("cold_start")
         results["import"] = import_time(emulator.url, plan.import_runs)
+        phase("import")
+    phase("stop_emulator")
+    results["phase_seconds"] = phases
     return results, chart_samples
 
 
@@ -432,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     started = time.monotonic()
     load_before = os.getloadavg()
+    if load_before[0] > 1.0:
+        print(f"bench: warning: load average {load_before[0]:.1f} before the run; other work will distort the figures", file=sys.stderr)
     try:
         with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
             results, samples = asyncio.run(measure(plan, Path(tmp)))
