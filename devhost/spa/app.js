@@ -87,7 +87,8 @@ async function loadAccount() {
       showSignedOut();
     } else {
       ui.accountText.textContent = error instanceof RelayError && error.status === 403 ? "Signed in, without access." : "Session unknown.";
-      ui.signOut.hidden = error?.status !== 403;
+      ui.signOut.hidden = error?.status !== 403; // signing out lets them switch accounts
+      ui.welcomeOut.hidden = true;
       ui.defenderStatus.textContent = "Not available: the relay refused the request.";
       showError(error);
     }

@@ -1,0 +1,149 @@
+// The relay as a drop-in OpenAI endpoint for JS: the official openai npm package, unchanged,
+// with baseURL = the relay and the caller's access token as apiKey.
+// Run by tests/e2e/test_openai_js.py against the local host, which sets:
+//   RELAY_BASE_URL  http://127.0.0.1:<port>/api/v1
+//   RELAY_TOKEN     a dev access token (Easy Auth validates it like an Entra token)
+//   RELAY_OID, RELAY_TID, RELAY_APPLICATION_NAME   whom the token names
+//   EMULATOR_URL    the Azure OpenAI emulator, to see what the relay sent upstream
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { describe, it } from "node:test";
+
+import OpenAI from "openai";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run this through tests/e2e/test_openai_js.py`);
+  return value;
+};
+const baseURL = env("RELAY_BASE_URL");
+const apiKey = env("RELAY_TOKEN");
+const emulator = env("EMULATOR_URL");
+const expectedContext = {
+  application_name: env("RELAY_APPLICATION_NAME"),
+  end_user_id: env("RELAY_OID"),
+  end_user_tenant_id: env("RELAY_TID"),
+  source_ip: "127.0.0.1",
+};
+
+const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 20_000 });
+const tag = () => `js${randomUUID().slice(0, 8)}`;
+
+/** The emulator's record of the request whose last message contains marker. */
+async function upstreamRecord(marker) {
+  const records = await (await fetch(`${emulator}/_emulator/requests`)).json();
+  return records.reverse().find((r) => JSON.stringify(r.body?.messages?.at(-1) ?? "").includes(marker));
+}
+
+describe("openai npm package against the relay", () => {
+  it("lists the allowed deployments as models", async () => {
+    const ids = [];
+    for await (const model of client.models.list()) ids.push(model.id);
+    assert.deepEqual(ids, ["gpt-4o-mini", "gpt-4o"]);
+  });
+
+  it("completes without streaming", async () => {
+    const marker = tag();
+    const { data: completion, response } = await client.chat.completions
+      .create({ model: "gpt-4o", messages: [{ role: "user", content: `Say hello ${marker}` }] })
+      .withResponse();
+    assert.equal(completion.object, "chat.completion");
+    assert.match(completion.choices[0].message.content, new RegExp(`^Emulated gpt-4o answer to: Say hello ${marker}`));
+    assert.equal(completion.choices[0].finish_reason, "stop");
+    assert.ok(completion.usage.total_tokens > 0);
+    assert.match(response.headers.get("x-request-id"), /^[0-9a-f]{32}$/);
+    const record = await upstreamRecord(marker);
+    assert.deepEqual(record.user_security_context, expectedContext);
+    assert.equal(record.stream, false);
+  });
+
+  it("streams, chunk by chunk, the same answer", async () => {
+    const marker = tag();
+    const messages = [{ role: "user", content: `Stream this ${marker}` }];
+    const whole = await client.chat.completions.create({ model: "gpt-4o-mini", messages });
+    const stream = await client.chat.completions.create({ model: "gpt-4o-mini", messages, stream: true, stream_options: { include_usage: true } });
+    let text = "";
+    let contentChunks = 0;
+    let usage = null;
+    let finish = null;
+    for await (const chunk of stream) {
+      const choice = chunk.choices[0];
+      if (choice?.delta?.content) {
+        text += choice.delta.content;
+        contentChunks += 1;
+      }
+      finish = choice?.finish_reason ?? finish;
+      usage = chunk.usage ?? usage;
+    }
+    assert.equal(text, whole.choices[0].message.content);
+    assert.ok(contentChunks >= 10, `${contentChunks} content chunks`);
+    assert.equal(finish, "stop");
+    assert.ok(usage && usage.completion_tokens > 0);
+    const record = await upstreamRecord(marker);
+    assert.equal(record.stream, true);
+    assert.deepEqual(record.user_security_context, expectedContext);
+  });
+
+  it("streams with the SDK's stream helper and final message", async () => {
+    const runner = client.chat.completions.stream({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Helper" }] });
+    const deltas = [];
+    runner.on("content", (delta) => deltas.push(delta));
+    const final = await runner.finalChatCompletion();
+    assert.equal(deltas.join(""), final.choices[0].message.content);
+    assert.ok(deltas.length > 1);
+  });
+
+  it("aborting a stream cancels the upstream request", async () => {
+    const marker = tag();
+    const controller = new AbortController();
+    const stream = await client.chat.completions.create(
+      { model: "gpt-4o-mini", stream: true, messages: [{ role: "user", content: `Long ${marker} [emulate:words=400] [emulate:chunk_delay_ms=20]` }] },
+      { signal: controller.signal },
+    );
+    let seen = 0;
+    for await (const chunk of stream) {
+      // The SDK's stream simply ends once its signal aborts.
+      if (chunk.choices[0]?.delta?.content && ++seen === 5) controller.abort();
+    }
+    assert.ok(seen >= 5 && seen < 400, `${seen} chunks`);
+    const deadline = Date.now() + 2000;
+    let record;
+    while (Date.now() < deadline && (record = await upstreamRecord(marker))?.outcome !== "cancelled") {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(record?.outcome, "cancelled");
+  });
+
+  it("maps relay errors to the SDK's error classes", async () => {
+    const ask = (content) => client.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content }] });
+    await assert.rejects(ask("hi [emulate:rate_limit=30]"), (error) => {
+      assert.ok(error instanceof OpenAI.RateLimitError);
+      assert.equal(error.status, 429);
+      assert.equal(error.code, "rate_limited");
+      assert.equal(error.headers.get("retry-after"), "30");
+      return true;
+    });
+    await assert.rejects(ask("hi [emulate:content_filter]"), (error) => {
+      assert.ok(error instanceof OpenAI.BadRequestError);
+      assert.equal(error.code, "content_filter");
+      assert.equal(error.error.content_filter_result.hate.filtered, true);
+      return true;
+    });
+    await assert.rejects(
+      client.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }], user: "mallory" }),
+      (error) => error instanceof OpenAI.BadRequestError && error.code === "parameter_not_allowed" && error.param === "user",
+    );
+    await assert.rejects(client.chat.completions.create({ model: "gpt-5-huge", messages: [{ role: "user", content: "hi" }] }), (error) => error.code === "model_not_allowed");
+    const stranger = new OpenAI({ baseURL, apiKey: "not-a-token", maxRetries: 0 });
+    await assert.rejects(stranger.models.list(), (error) => error instanceof OpenAI.AuthenticationError && error.status === 401);
+  });
+
+  it("a stream that breaks off surfaces as an error, after the first words", async () => {
+    const stream = await client.chat.completions.create({ model: "gpt-4o-mini", stream: true, messages: [{ role: "user", content: "hi [emulate:midstream_fail]" }] });
+    let text = "";
+    await assert.rejects(async () => {
+      for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+    }, (error) => error instanceof OpenAI.APIError && /broke off/.test(error.message));
+    assert.equal(text, "Emulated gpt-4o-mini answer");
+  });
+});

@@ -1,0 +1,86 @@
+// Unit tests of the sample SPA's wire module (devhost/spa/relay.js): SSE parsing and error wording.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+
+import { RelayError, createRelayClient, describeError, errorFromResponse, flaggedCategories, parseRetryAfter, parseSse } from "../../../devhost/spa/relay.js";
+
+const streamOf = (...pieces) =>
+  new ReadableStream({
+    start(controller) {
+      for (const piece of pieces) controller.enqueue(new TextEncoder().encode(piece));
+      controller.close();
+    },
+  });
+
+async function collect(stream) {
+  const events = [];
+  for await (const event of parseSse(stream)) events.push(event);
+  return events;
+}
+
+describe("parseSse", () => {
+  it("joins events split anywhere, including inside a UTF-8 character and a CRLF", async () => {
+    const bytes = new TextEncoder().encode('data: {"a":"é"}\r\n\r\nevent: error\ndata: x\ndata: y\n\n: comment\n\ndata: [DONE]\n\n');
+    const stream = new ReadableStream({
+      start(controller) {
+        for (const b of bytes) controller.enqueue(new Uint8Array([b])); // one byte at a time
+        controller.close();
+      },
+    });
+    assert.deepEqual(await collect(stream), [
+      { event: "message", data: '{"a":"é"}' },
+      { event: "error", data: "x\ny" },
+      { event: "message", data: "[DONE]" },
+    ]);
+  });
+
+  it("drops an event that never got its blank line", async () => {
+    assert.deepEqual(await collect(streamOf("data: one\n\ndata: half")), [{ event: "message", data: "one" }]);
+  });
+});
+
+describe("errors", () => {
+  it("reads Retry-After as seconds or a date", () => {
+    assert.equal(parseRetryAfter("7"), 7);
+    assert.equal(parseRetryAfter(new Date(Date.now() + 10_000).toUTCString()) >= 9, true);
+    assert.equal(parseRetryAfter(null), null);
+    assert.equal(parseRetryAfter("soon"), null);
+  });
+
+  it("names the categories the content filter flagged", () => {
+    const result = { hate: { filtered: true, severity: "high" }, sexual: { filtered: false, severity: "safe" }, jailbreak: { filtered: true, detected: true } };
+    assert.deepEqual(flaggedCategories(result), [
+      { category: "hate", severity: "high" },
+      { category: "jailbreak", severity: null },
+    ]);
+    const text = describeError(new RelayError({ status: 400, code: "content_filter", filters: flaggedCategories(result) }));
+    assert.equal(text.title, "Blocked by the content filter");
+    assert.match(text.detail, /hate \(severity high\), a jailbreak attempt/);
+  });
+
+  it("turns Easy Auth's plain-text 401 and the relay's 429 into actions", async () => {
+    const unauthenticated = await errorFromResponse(new Response("You do not have permission", { status: 401 }));
+    assert.equal(describeError(unauthenticated).signIn, true);
+    const limited = await errorFromResponse(
+      new Response(JSON.stringify({ error: { code: "rate_limited", message: "slow down" } }), { status: 429, headers: { "retry-after": "12", "x-request-id": "abc" } }),
+    );
+    assert.deepEqual([limited.code, limited.retryAfter, limited.requestId], ["rate_limited", 12, "abc"]);
+    assert.equal(describeError(limited).retryAfter, 12);
+    assert.equal(describeError(new RelayError({ status: 403, message: "required app role missing" })).detail.startsWith("Required app role missing."), true);
+  });
+
+  it("sends the bearer token when an SPA on another origin gives one", async () => {
+    let seen;
+    const client = createRelayClient({
+      baseUrl: "https://relay.example",
+      getToken: async () => "tok",
+      credentials: "omit",
+      fetchImpl: async (url, init) => {
+        seen = { url, auth: init.headers.get("authorization"), credentials: init.credentials };
+        return new Response(JSON.stringify({ data: [{ id: "gpt-4o-mini" }] }), { headers: { "content-type": "application/json" } });
+      },
+    });
+    assert.deepEqual(await client.models(), ["gpt-4o-mini"]);
+    assert.deepEqual(seen, { url: "https://relay.example/api/v1/models", auth: "Bearer tok", credentials: "omit" });
+  });
+});
