@@ -93,6 +93,15 @@ describe("openai npm package against the relay", () => {
     assert.ok(deltas.length > 1);
   });
 
+  it("takes the token from an async function, called before each request (MSAL's acquireTokenSilent)", async () => {
+    let calls = 0;
+    const refreshing = new OpenAI({ baseURL, apiKey: async () => (calls++, apiKey), maxRetries: 0 });
+    await refreshing.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "one" }] });
+    const stream = await refreshing.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "two" }], stream: true });
+    for await (const _ of stream);
+    assert.equal(calls, 2);
+  });
+
   it("aborting a stream cancels the upstream request", async () => {
     const marker = tag();
     const controller = new AbortController();
