@@ -203,7 +203,7 @@ async function send(text) {
     } else if (result.finishReason === "length") {
       addNote(item, "The answer reached its length limit.");
     }
-    setStatus("Answer complete.");
+    setStatus(result.finishReason === "content_filter" ? "Answer stopped by the content filter." : "Answer complete.");
   } catch (error) {
     if (error?.name === "AbortError") {
       addNote(item, "Stopped.");

@@ -124,6 +124,7 @@ def test_content_filter_blocks_are_explained(page: Page, e2e_stack: Stack) -> No
     send(page, "Tell me a story [emulate:output_filter] [emulate:words=10]")
     expect(alert).to_contain_text("Answer stopped by the content filter")
     expect(alert).to_contain_text("violence (severity high)")
+    expect(page.locator("#status")).to_have_text("Answer stopped by the content filter.")
     expect(last_answer(page)).to_contain_text("Emulated gpt-4o-mini answer")
 
 
