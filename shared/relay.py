@@ -16,7 +16,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-import httpx2
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
@@ -28,7 +27,7 @@ from shared.request_log import RequestLog, quiet_client_loggers
 from shared.request_policy import parse_body, prepare_chat_body
 from shared.security_context import build_security_context
 from shared.sse import MalformedStream, SseForwarder, error_event
-from shared.upstream import Upstream, UpstreamResponse, upstream_error
+from shared.upstream import Upstream, UpstreamResponse, upstream_error, upstream_timeout
 
 log = logging.getLogger("relay")
 
@@ -232,12 +231,14 @@ async def _complete_response(upstream: UpstreamResponse, record: RequestLog, tim
         answer = json.loads(content)
         if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
             raise ValueError("not a chat completion")
-    except (TimeoutError, httpx2.TimeoutException):
-        return _error_response(RelayError(504, "upstream_timeout", "Azure OpenAI did not answer in time.", error_type="api_error"), record)
-    except (ValueError, httpx2.HTTPError):
+    except TimeoutError:
+        return _error_response(upstream_timeout(), record)
+    except RelayError as error:
+        return _error_response(error, record)
+    except ValueError:
         return _error_response(upstream_error("Azure OpenAI sent a response the relay could not read."), record)
     finally:
-        await upstream.aclose()
+        upstream.close()
     usage = answer.get("usage")
     record.usage = usage if isinstance(usage, dict) else None
     record.emit(200)
@@ -262,13 +263,8 @@ async def _forward(upstream: UpstreamResponse, record: RequestLog) -> AsyncItera
             if events:
                 yield events
         forwarder.finish()
-    except (MalformedStream, httpx2.HTTPError) as exc:
-        if isinstance(exc, httpx2.TimeoutException):
-            error = RelayError(504, "upstream_timeout", "Azure OpenAI stopped sending in time.", error_type="api_error")
-        elif isinstance(exc, MalformedStream):
-            error = upstream_error("Azure OpenAI sent a malformed stream.")
-        else:
-            error = upstream_error("The stream from Azure OpenAI broke off.")
+    except (MalformedStream, RelayError) as exc:
+        error = exc if isinstance(exc, RelayError) else upstream_error("Azure OpenAI sent a malformed stream.")
         status, code = error.status, error.code
         yield error_event(error)
     except BaseException:
@@ -276,6 +272,6 @@ async def _forward(upstream: UpstreamResponse, record: RequestLog) -> AsyncItera
         status, code = 499, "client_closed_request"
         raise
     finally:
-        await upstream.aclose()
+        upstream.close()
         record.usage = forwarder.usage
         record.emit(status, code)

@@ -15,7 +15,7 @@ from typing import Any
 
 logger = logging.getLogger("relay.request")
 # Client libraries that log every HTTP call at INFO: their lines would break "one line per request".
-_CHATTY_LOGGERS = ("httpx2", "httpx", "openai", "azure.core.pipeline.policies.http_logging_policy", "azure.identity")
+_CHATTY_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity")
 
 
 def quiet_client_loggers() -> None:

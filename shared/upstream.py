@@ -1,10 +1,13 @@
 """The one Azure OpenAI client of this worker process (SPEC §7).
 
-Uses the official ``openai`` SDK with a raw streaming response, so the relay
-forwards Azure's bytes instead of parsing and re-serialising them. Retries are
-the relay's own, bounded, and happen only before anything reached the caller;
-Azure's errors are mapped to the error table of SPEC §3 without ever passing
-on an upstream URL, token or key.
+A single ``aiohttp`` session (one connection pool) posts the validated body
+and hands back Azure's response unread, so the relay forwards Azure's bytes
+instead of parsing and re-serialising them. The official ``openai`` SDK is not
+used here: for a byte-forwarding relay its request building and validation
+cost more CPU than everything else the relay does (docs/performance.md).
+Retries are the relay's own, bounded, and happen only before anything reached
+the caller; Azure's errors are mapped to the error table of SPEC §3 without
+ever passing on an upstream URL, token or key.
 """
 
 from __future__ import annotations
@@ -16,18 +19,13 @@ import math
 import random
 import re
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import httpx2
+import aiohttp
 
 from shared.config import Settings
 from shared.errors import RelayError
-from shared.upstream_auth import UpstreamCredentialError
-
-if TYPE_CHECKING:
-    from openai import AsyncOpenAI
-    from openai._response import AsyncAPIResponse
+from shared.upstream_auth import UpstreamAuth, UpstreamCredentialError
 
 log = logging.getLogger("relay")
 
@@ -36,98 +34,128 @@ MAX_RETRIES = 2
 MAX_RETRY_AFTER_S = 2.0
 _RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
 _URL = re.compile(r"https?://\S+")
-# The SDK insists on an API key; the real credential is set by the transport's auth flow.
-_AUTH_BY_TRANSPORT = "set-by-upstream-auth-flow"
+_USER_AGENT = "aoai-defender-relay/0.1"
+
+
+def upstream_timeout(message: str = "Azure OpenAI did not answer in time.") -> RelayError:
+    return RelayError(504, "upstream_timeout", message, error_type="api_error")
+
+
+def upstream_error(message: str) -> RelayError:
+    return RelayError(502, "upstream_error", message, error_type="api_error")
 
 
 class UpstreamResponse:
-    """A 2xx answer from Azure OpenAI whose body has not been read yet."""
+    """A 2xx answer from Azure OpenAI whose body has not been read yet.
 
-    def __init__(self, response: AsyncAPIResponse[Any], context: AbstractAsyncContextManager[Any]) -> None:
+    Transport failures while reading surface as :class:`RelayError` (502 or 504).
+    """
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
-        self._context = context
 
     @property
     def headers(self) -> Mapping[str, str]:
         return self._response.headers
 
     async def read(self) -> bytes:
-        return await self._response.read()
+        try:
+            return await self._response.read()
+        except TimeoutError:
+            raise upstream_timeout() from None
+        except aiohttp.ClientError:
+            raise upstream_error("Azure OpenAI's response broke off.") from None
 
-    def iter_bytes(self) -> AsyncIterator[bytes]:
-        return self._response.iter_bytes()
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            async for data in self._response.content.iter_any():
+                yield data
+        except TimeoutError:
+            raise upstream_timeout("Azure OpenAI stopped sending in time.") from None
+        except aiohttp.ClientError:
+            raise upstream_error("The stream from Azure OpenAI broke off.") from None
 
-    async def aclose(self) -> None:
-        await self._context.__aexit__(None, None, None)
+    def close(self) -> None:
+        """Return the connection to the pool when the body was read to the end, else drop it (cancels upstream)."""
+        if self._response.content.at_eof():
+            self._response.release()
+        else:
+            self._response.close()
 
 
 class Upstream:
-    def __init__(self, settings: Settings, auth: httpx2.Auth, transport: httpx2.AsyncBaseTransport | None = None) -> None:
-        self._timeout = settings.upstream_timeout_s
-        http_client = httpx2.AsyncClient(
-            auth=auth,
-            transport=transport,
-            timeout=httpx2.Timeout(settings.upstream_timeout_s, connect=min(10.0, settings.upstream_timeout_s)),
-            limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64),
+    def __init__(self, settings: Settings, auth: UpstreamAuth) -> None:
+        """Create inside the worker's event loop (the session binds to it)."""
+        self._auth = auth
+        self._endpoint = settings.endpoint
+        self._api_version = settings.api_version
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=min(10.0, settings.upstream_timeout_s), sock_read=settings.upstream_timeout_s
         )
-        self._client = _sdk_client(settings, http_client)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=60),
+            timeout=timeout,
+            headers={"User-Agent": _USER_AGENT},
+        )
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._session.close()
+
+    def url(self, deployment: str) -> str:
+        if self._api_version == "v1":
+            return f"{self._endpoint}/openai/v1/chat/completions"
+        return f"{self._endpoint}/openai/deployments/{deployment}/chat/completions?api-version={self._api_version}"
 
     async def open(self, body: dict[str, Any], request_id: str) -> UpstreamResponse:
         """Send the chat completion; return once Azure answered 2xx, or raise a mapped RelayError."""
+        url = self.url(body["model"])
+        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         for attempt in range(MAX_RETRIES + 1):
             try:
-                return await self._open_once(body, request_id)
+                return await self._open_once(url, payload, request_id)
             except _Retryable as retry:
                 if attempt == MAX_RETRIES:
                     raise retry.error from None
                 await asyncio.sleep(retry.delay if retry.delay is not None else _backoff(attempt))
         raise AssertionError("unreachable")
 
-    async def _open_once(self, body: dict[str, Any], request_id: str) -> UpstreamResponse:
-        from openai import APIConnectionError, APIStatusError, APITimeoutError
-
-        extra = {name: value for name, value in body.items() if name not in ("model", "messages")}
-        context = self._client.chat.completions.with_streaming_response.create(
-            model=body["model"],
-            messages=body["messages"],
-            extra_body=extra,
-            extra_headers={"x-ms-client-request-id": request_id},
-        )
+    async def _open_once(self, url: str, payload: bytes, request_id: str) -> UpstreamResponse:
+        headers = {"Content-Type": "application/json", "x-ms-client-request-id": request_id}
         try:
-            response = await context.__aenter__()
+            headers.update(await self._auth.headers())
+            response = await self._session.post(url, data=payload, headers=headers)
+            if response.status == 401:
+                retry_headers = await self._auth.after_rejection(headers)
+                if retry_headers is not None:
+                    response.release()
+                    response = await self._session.post(url, data=payload, headers={**headers, **retry_headers})
         except UpstreamCredentialError as exc:
             raise _credential_error(exc) from None
-        except APIStatusError as exc:
-            raise _status_error(exc.status_code, exc.body, exc.response.headers) from None
-        except APITimeoutError:
-            raise RelayError(504, "upstream_timeout", "Azure OpenAI did not answer in time.", error_type="api_error") from None
-        except APIConnectionError as exc:
-            if isinstance(exc.__cause__, UpstreamCredentialError):
-                raise _credential_error(exc.__cause__) from None
+        except TimeoutError:
+            raise upstream_timeout() from None
+        except aiohttp.ClientError:
             raise _Retryable(upstream_error("Azure OpenAI could not be reached."), None) from None
-        return UpstreamResponse(response, context)
+        if 200 <= response.status < 300:
+            return UpstreamResponse(response)
+        try:
+            raw = await response.read()
+        except (TimeoutError, aiohttp.ClientError):
+            raw = b""
+        finally:
+            response.release()
+        raise _status_error(response.status, _json_or_none(raw), response.headers)
 
 
-def _sdk_client(settings: Settings, http_client: httpx2.AsyncClient) -> AsyncOpenAI:
-    from openai import AsyncAzureOpenAI, AsyncOpenAI
+def _json_or_none(raw: bytes) -> object:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
 
-    if settings.api_version == "v1":
-        return AsyncOpenAI(
-            base_url=f"{settings.endpoint}/openai/v1/",
-            api_key=_AUTH_BY_TRANSPORT,
-            http_client=http_client,
-            max_retries=0,
-        )
-    return AsyncAzureOpenAI(
-        azure_endpoint=settings.endpoint,
-        api_version=settings.api_version,
-        api_key=_AUTH_BY_TRANSPORT,
-        http_client=http_client,
-        max_retries=0,
-    )
+
+def _credential_error(exc: UpstreamCredentialError) -> RelayError:
+    log.error(json.dumps({"event": "relay.credential_error", "detail": str(exc)}))
+    return upstream_error("The relay could not obtain its credentials for Azure OpenAI.")
 
 
 class _Retryable(Exception):
@@ -139,15 +167,6 @@ class _Retryable(Exception):
 
 def _backoff(attempt: int) -> float:
     return float(0.1 * 2**attempt + random.uniform(0, 0.05))
-
-
-def _credential_error(exc: UpstreamCredentialError) -> RelayError:
-    log.error(json.dumps({"event": "relay.credential_error", "detail": str(exc)}))
-    return upstream_error("The relay could not obtain its credentials for Azure OpenAI.")
-
-
-def upstream_error(message: str) -> RelayError:
-    return RelayError(502, "upstream_error", message, error_type="api_error")
 
 
 def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:

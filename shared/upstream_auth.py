@@ -1,12 +1,13 @@
 """How the relay authenticates to Azure OpenAI (SPEC §7).
 
-Both modes are an ``httpx2.Auth`` flow on the one upstream HTTP client, so the
-header handling, and the key-rotation retry, live in one place:
+Both modes give the headers for the next upstream request, and say what to
+retry with when Azure OpenAI answers 401:
 
 - managed identity: ``Authorization: Bearer <Entra token>``, the token cached
   until shortly before it expires and fetched once however many requests wait;
-- key: ``api-key: <key from Key Vault>``; when Azure OpenAI answers 401 the key
-  was rotated, so it is re-read once and the request retried once.
+  a 401 is not retried (a fresh token from the same identity would fail alike);
+- key: ``api-key: <key from Key Vault>``; a 401 means the key was rotated, so it
+  is re-read once (single flight) and the request retried once.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
-
-import httpx2
 
 if TYPE_CHECKING:
     from azure.core.credentials import AccessToken
@@ -84,25 +83,33 @@ class KeySource(Protocol):
     async def refresh(self, stale: str) -> str: ...
 
 
-class BearerTokenAuth(httpx2.Auth):
+class UpstreamAuth(Protocol):
+    async def headers(self) -> dict[str, str]:
+        """Headers that authenticate the next request; raise :class:`UpstreamCredentialError` when unavailable."""
+        ...
+
+    async def after_rejection(self, sent: Mapping[str, str]) -> dict[str, str] | None:
+        """Headers to retry with once after a 401 to ``sent``, or None when a retry cannot help."""
+        ...
+
+
+class BearerTokenAuth:
     def __init__(self, token: CachedToken) -> None:
         self._token = token
 
-    async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
-        request.headers.pop("api-key", None)
-        request.headers["Authorization"] = f"Bearer {await self._token.get()}"
-        yield request
+    async def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await self._token.get()}"}
+
+    async def after_rejection(self, sent: Mapping[str, str]) -> dict[str, str] | None:
+        return None
 
 
-class ApiKeyAuth(httpx2.Auth):
+class ApiKeyAuth:
     def __init__(self, keys: KeySource) -> None:
         self._keys = keys
 
-    async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
-        request.headers.pop("Authorization", None)
-        key = await self._keys.get()
-        request.headers["api-key"] = key
-        response = yield request
-        if response.status_code == 401:
-            request.headers["api-key"] = await self._keys.refresh(key)
-            yield request
+    async def headers(self) -> dict[str, str]:
+        return {"api-key": await self._keys.get()}
+
+    async def after_rejection(self, sent: Mapping[str, str]) -> dict[str, str] | None:
+        return {"api-key": await self._keys.refresh(sent["api-key"])}

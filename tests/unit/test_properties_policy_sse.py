@@ -19,7 +19,6 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
@@ -32,7 +31,7 @@ from shared.relay import Relay, _forward
 from shared.request_log import RequestLog
 from shared.request_policy import ALLOWED_PARAMETERS, parse_body, prepare_chat_body
 from shared.sse import MalformedStream, SseForwarder
-from shared.upstream import Upstream
+from shared.upstream import Upstream, upstream_error, upstream_timeout
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -251,7 +250,7 @@ class FakeUpstream:
         if self.error is not None:
             raise self.error
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
         self.closed = True
 
 
@@ -259,7 +258,7 @@ class FakeUpstream:
 @given(
     stream=sse_noise | well_formed_events,
     cuts=st.lists(st.integers(0, 10**6), max_size=8),
-    error=st.sampled_from([None, httpx2.ReadTimeout("t"), httpx2.RemoteProtocolError("r"), httpx2.ReadError("e")]),
+    error=st.sampled_from([None, upstream_timeout(), upstream_error("The stream from Azure OpenAI broke off.")]),
 )
 def test_forward_never_raises_and_ends_with_done_or_one_error_event(stream: bytes, cuts: list[int], error: BaseException | None) -> None:
     upstream = FakeUpstream(split(stream, cuts), error)
