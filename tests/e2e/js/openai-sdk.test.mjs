@@ -148,7 +148,7 @@ describe("openai npm package against the relay", () => {
   });
 
   it("a stream that breaks off surfaces as an error, after the first words", async () => {
-    const stream = await client.chat.completions.create({ model: "gpt-4o-mini", stream: true, messages: [{ role: "user", content: "hi [emulate:midstream_fail]" }] });
+    const stream = await client.chat.completions.create({ model: "gpt-4o-mini", stream: true, messages: [{ role: "user", content: "hi [emulate:midstream_fail] [emulate:chunk_delay_ms=30]" }] });
     let text = "";
     await assert.rejects(async () => {
       for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
