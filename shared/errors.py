@@ -54,3 +54,11 @@ def unauthenticated(message: str) -> RelayError:
 
 def forbidden(message: str) -> RelayError:
     return RelayError(403, "forbidden", message, error_type="permission_error")
+
+
+def upstream_error(message: str) -> RelayError:
+    return RelayError(502, "upstream_error", message, error_type="api_error")
+
+
+def upstream_timeout(message: str = "Azure OpenAI did not answer in time.") -> RelayError:
+    return RelayError(504, "upstream_timeout", message, error_type="api_error")

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from shared.config import Settings
-from shared.errors import RelayError
+from shared.errors import RelayError, upstream_error, upstream_timeout
 from shared.upstream_auth import UpstreamAuth, UpstreamCredentialError
 
 log = logging.getLogger("relay")
@@ -35,14 +35,6 @@ MAX_RETRY_AFTER_S = 2.0
 _RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
 _URL = re.compile(r"https?://\S+")
 _USER_AGENT = "aoai-defender-relay/0.1"
-
-
-def upstream_timeout(message: str = "Azure OpenAI did not answer in time.") -> RelayError:
-    return RelayError(504, "upstream_timeout", message, error_type="api_error")
-
-
-def upstream_error(message: str) -> RelayError:
-    return RelayError(502, "upstream_error", message, error_type="api_error")
 
 
 class UpstreamResponse:

@@ -26,12 +26,12 @@ from starlette.types import Message
 
 from devhost.easyauth import principal_headers
 from shared.config import Settings, load_settings
-from shared.errors import RelayError
+from shared.errors import RelayError, upstream_error, upstream_timeout
 from shared.relay import Relay, _forward
 from shared.request_log import RequestLog
 from shared.request_policy import ALLOWED_PARAMETERS, parse_body, prepare_chat_body
 from shared.sse import MalformedStream, SseForwarder
-from shared.upstream import Upstream, upstream_error, upstream_timeout
+from shared.upstream import Upstream
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
