@@ -12,29 +12,31 @@ from tests.e2e.support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REQUIRED_ROLE,
 from tests.support.stack import Stack, run_stack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def allowed_site() -> Iterator[Site]:
     """An SPA origin listed in CORS_ALLOWED_ORIGINS."""
     with static_site() as site:
         yield site
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def unlisted_site() -> Iterator[Site]:
     """An origin the relay does not know."""
     with static_site() as site:
         yield site
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def e2e_stack(tmp_path_factory: pytest.TempPathFactory, allowed_site: Site) -> Iterator[Stack]:
     env = {"CORS_ALLOWED_ORIGINS": allowed_site.origin, "RELAY_REQUIRED_ROLES": REQUIRED_ROLE}
     with run_stack(tmp_path_factory.mktemp("e2e-stack"), env) as stack:
         yield stack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    # Package scope, not session: Playwright's sync API keeps an asyncio loop running in this thread,
+    # which must end before the rest of the suite's asyncio tests run.
     require_tools()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
