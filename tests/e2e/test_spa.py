@@ -139,8 +139,8 @@ def test_rate_limit_shows_when_to_retry(page: Page, e2e_stack: Stack) -> None:
 
 def test_a_stream_that_breaks_off_keeps_what_arrived(page: Page, e2e_stack: Stack) -> None:
     sign_in(page, e2e_stack, ADA)
-    # chunk_delay_ms: the words reach the relay before the break (without it the relay sometimes loses
-    # the words that arrived in the same read as the broken connection).
+    # chunk_delay_ms: the words reach the relay in reads of their own, before the connection breaks
+    # (the httpx-based upstream once lost words that arrived in the same read as the break).
     send(page, "Hello there [emulate:midstream_fail] [emulate:chunk_delay_ms=30]")
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("The answer broke off")
