@@ -119,7 +119,8 @@ def check(outcome: Outcome, records: list[dict[str, Any]]) -> list[str]:
     if len(records) != attempts:
         problems.append(f"{len(records)} upstream records, expected {attempts}")
     if upstream_outcome is not None and any(r["outcome"] != upstream_outcome for r in records):
-        problems.append(f"upstream outcomes {[r['outcome'] for r in records]}, expected {upstream_outcome}")
+        spans = [round((r["finished_at"] or 0) - r["received_at"], 2) for r in records]
+        problems.append(f"upstream outcomes {[r['outcome'] for r in records]} after {spans}s, expected {upstream_outcome}")
     if outcome.expected_text is not None and outcome.text != outcome.expected_text:
         problems.append(f"truncated or altered: {outcome.text!r:.80}")
     return problems
