@@ -29,6 +29,10 @@ def _is_str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
+def _is_one_of(value: Any, choices: frozenset[str]) -> bool:
+    return isinstance(value, str) and value in choices
+
+
 def _in_range(low: float, high: float) -> Callable[[Any], bool]:
     return lambda value: _is_number(value) and low <= value <= high
 
@@ -53,7 +57,7 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tools": (lambda v: isinstance(v, list) and all(isinstance(t, dict) for t in v), "a list of tool objects"),
     "tool_choice": (lambda v: isinstance(v, (str, dict)), "a string or an object"),
     "parallel_tool_calls": (lambda v: isinstance(v, bool), "a boolean"),
-    "reasoning_effort": (lambda v: v in _REASONING_EFFORTS, "one of minimal, low, medium, high"),
+    "reasoning_effort": (lambda v: _is_one_of(v, _REASONING_EFFORTS), "one of minimal, low, medium, high"),
     "prediction": (lambda v: isinstance(v, dict), "an object"),
     "modalities": (_is_str_list, "a list of strings"),
     "audio": (lambda v: isinstance(v, dict), "an object"),
@@ -114,7 +118,7 @@ def _check_messages(messages: Any) -> None:
     if not isinstance(messages, list) or not messages:
         raise invalid_request("'messages' must be a non-empty list.", param="messages")
     for index, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in _ROLES:
+        if not isinstance(message, dict) or not _is_one_of(message.get("role"), _ROLES):
             raise invalid_request(
                 f"messages[{index}] must be an object with a role of system, developer, user, assistant or tool.",
                 param="messages",

@@ -165,6 +165,8 @@ async def test_front_door_mode_with_wrong_fdid_is_403() -> None:
         (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', 400, "invalid_request", None),
         (b'{"messages": "hi"}', 400, "invalid_request", "messages"),
         (b'{"messages": [{"role": "wizard", "content": "hi"}]}', 400, "invalid_request", "messages"),
+        (b'{"messages": [{"role": ["user"], "content": "hi"}]}', 400, "invalid_request", "messages"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": []}', 400, "invalid_request", "reasoning_effort"),
         (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}', 400, "invalid_request", "temperature"),
         (b'{"messages": [{"role": "user", "content": "hi"}], "n": 2}', 400, "invalid_request", "n"),
         (b'{"messages": [{"role": "user", "content": "hi"}], "model": "gpt-5"}', 400, "model_not_allowed", "model"),
