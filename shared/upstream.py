@@ -65,6 +65,9 @@ class UpstreamResponse:
         except TimeoutError:
             raise upstream_timeout("Azure OpenAI stopped sending in time.") from None
         except aiohttp.ClientError:
+            leftover = _received_before_the_break(self._response.content)
+            if leftover:
+                yield leftover
             raise upstream_error("The stream from Azure OpenAI broke off.") from None
 
     def close(self) -> None:
@@ -221,3 +224,12 @@ def _status_error(status: int, body: object, headers: Mapping[str, str]) -> Exce
     if status in _RETRYABLE_STATUS:
         return _Retryable(error, None)
     return error
+
+
+def _received_before_the_break(content: aiohttp.StreamReader) -> bytes:
+    # aiohttp raises a broken connection before it hands over the bytes that
+    # arrived with it; those hold whole events the caller should still get.
+    # Its public readers all raise first, so this takes the buffer directly.
+    if not content._buffer:
+        return b""
+    return content._read_nowait(-1)
