@@ -51,7 +51,8 @@ def create_host_app(
         app,
         allow_origins=list(cors_origins),
         allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["authorization", "content-type", "x-request-id"],
+        # Any request header, as App Service's platform CORS allows: the openai SDK sends X-Stainless-* headers.
+        allow_headers=["*"],
         expose_headers=["x-request-id", "retry-after"],
         max_age=600,
     )

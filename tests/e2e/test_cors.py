@@ -68,13 +68,6 @@ def test_an_unlisted_origin_is_blocked_by_the_browser(page: Page, e2e_stack: Sta
     assert record_for(e2e_stack, tag) is None, "the prompt never reached Azure OpenAI"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "devhost/host.py allows only authorization/content-type/x-request-id in preflights, so the SDK's X-Stainless-* "
-        "headers are refused; App Service's platform CORS echoes Access-Control-Request-Headers. Fix: allow_headers=['*']."
-    ),
-)
 def test_the_openai_sdk_in_the_browser_from_a_listed_origin(page: Page, e2e_stack: Stack, allowed_site: Site) -> None:
     tag = f"c{uuid.uuid4().hex[:8]}"
     result = call(page, allowed_site, e2e_stack, CALL_WITH_OPENAI_SDK, f"Hello from the SDK {tag}")
