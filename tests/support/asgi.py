@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -31,7 +32,7 @@ def make_request(
     async def receive() -> Message:
         nonlocal sent
         if sent:
-            return {"type": "http.disconnect"}
+            await asyncio.Event().wait()  # like a server: http.disconnect only comes when the caller leaves
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
