@@ -127,7 +127,7 @@ class Relay:
             record.stream = body.get("stream") is True
             body["user_security_context"] = self._security_context(principal, source_ip)
             client = await self.upstream()
-            upstream = await _unless_caller_leaves(req, client.open(body, record.request_id))
+            return await _unless_caller_leaves(req, self._answer(client, body, record))
         except RelayError as error:
             return _error_response(error, record)
         except ClientDisconnect:
@@ -137,15 +137,14 @@ class Relay:
         except Exception:
             log.exception("relay.unhandled request_id=%s", record.request_id)
             return _error_response(RelayError(500, "internal_error", "The relay failed unexpectedly.", error_type="api_error"), record)
-        if record.stream:
-            return _stream_response(upstream, record)
-        try:
-            return await _unless_caller_leaves(req, _complete_response(upstream, record, self.settings.upstream_timeout_s))
-        except ClientDisconnect:
-            record.emit(499, "client_closed_request")
-            return Response(status_code=499, headers={"x-request-id": record.request_id})
 
     # Steps --------------------------------------------------------------------
+
+    async def _answer(self, client: Upstream, body: dict[str, Any], record: RequestLog) -> Response:
+        upstream = await client.open(body, record.request_id)
+        if record.stream:
+            return _stream_response(upstream, record)
+        return await _complete_response(upstream, record, self.settings.upstream_timeout_s)
 
     def _caller(self, req: Request, record: RequestLog) -> tuple[Principal, str | None]:
         if not self.settings.easy_auth_enabled:
@@ -231,7 +230,8 @@ def _error_response(error: RelayError, record: RequestLog) -> Response:
 
 async def _complete_response(upstream: UpstreamResponse, record: RequestLog, timeout_s: float) -> Response:
     try:
-        content = await asyncio.wait_for(upstream.read(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            content = await upstream.read()
         answer = json.loads(content)
         if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
             raise ValueError("not a chat completion")
