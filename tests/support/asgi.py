@@ -15,6 +15,7 @@ from starlette.types import Message
 def make_request(
     method: str, path: str, headers: Mapping[str, str] | None = None, body: bytes = b"", client: str = "203.0.113.7"
 ) -> Request:
+    """A request whose caller stays connected after sending ``body``, as with a real server."""
     scope = {
         "type": "http",
         "method": method,

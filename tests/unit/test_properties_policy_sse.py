@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from starlette.requests import Request
-from starlette.types import Message
 
 from devhost.easyauth import principal_headers
 from shared.config import Settings, load_settings
@@ -32,6 +30,7 @@ from shared.request_log import RequestLog
 from shared.request_policy import ALLOWED_PARAMETERS, parse_body, prepare_chat_body
 from shared.sse import MalformedStream, SseForwarder
 from shared.upstream import Upstream
+from tests.support.asgi import make_request
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -128,32 +127,6 @@ class CapturingUpstream:
         pass
 
 
-def chat_request(headers: Mapping[str, str], body: bytes) -> Request:
-    """A request whose caller stays connected (receive blocks after the body, as a real server's does)."""
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/api/v1/chat/completions",
-        "raw_path": b"/api/v1/chat/completions",
-        "query_string": b"",
-        "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
-        "client": ("203.0.113.7", 51234),
-        "server": ("127.0.0.1", 7071),
-        "scheme": "http",
-        "http_version": "1.1",
-    }
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            await asyncio.Event().wait()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return Request(scope, receive)
-
-
 TRUSTED_HEADERS = {
     **{k.decode(): v.decode() for k, v in principal_headers({"oid": OID, "tid": TID, "scp": "user_impersonation", "name": "Ada"})},
     "client-ip": "203.0.113.7:51234",
@@ -169,7 +142,7 @@ def test_no_body_gets_a_500_or_changes_the_security_context(body: bytes) -> None
         return upstream  # type: ignore[return-value]
 
     relay = Relay(SETTINGS, factory)
-    response = asyncio.run(relay.chat_completions(chat_request(TRUSTED_HEADERS, body)))
+    response = asyncio.run(relay.chat_completions(make_request("POST", "/api/v1/chat/completions", TRUSTED_HEADERS, body)))
     assert response.status_code in {400, 413, 502}, response.body
     payload = json.loads(bytes(response.body))
     assert set(payload["error"]) >= {"message", "type", "param", "code"}
