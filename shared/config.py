@@ -96,10 +96,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     assert endpoint is not None
     api_version = env.get("AZURE_OPENAI_API_VERSION", "").strip() or DEFAULT_API_VERSION
     if api_version != "v1" and not _DATED_API_VERSION.match(api_version):
-        raise ConfigError(
-            f"AZURE_OPENAI_API_VERSION must be 'v1' or a dated version such as "
-            f"'2025-01-01-preview', got {api_version!r}"
-        )
+        raise ConfigError(f"AZURE_OPENAI_API_VERSION must be 'v1' or a dated version such as '2025-01-01-preview', got {api_version!r}")
     deployments = _list(env, "AZURE_OPENAI_DEPLOYMENTS")
     if not deployments:
         raise ConfigError("AZURE_OPENAI_DEPLOYMENTS is required (comma-separated deployment names)")
