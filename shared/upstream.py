@@ -33,7 +33,13 @@ MAX_RETRIES = 2
 # A 429 whose Retry-After is longer than this goes back to the caller instead of holding its request.
 MAX_RETRY_AFTER_S = 2.0
 _RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
-_URL = re.compile(r"https?://\S+")
+# What an upstream message may hold that the caller must not see: URLs, Azure host names, tokens.
+_UPSTREAM_DETAILS = re.compile(
+    r"https?://\S+"
+    r"|\b[\w-]+(?:\.[\w-]+)*\.(?:azure\.com|azure\.net|windows\.net|azure\.us|azure\.cn|microsoft\.com)\b"
+    r"|\beyJ[\w-]*\.[\w-]+\.[\w-]*",
+    re.IGNORECASE,
+)
 _USER_AGENT = "aoai-defender-relay/0.1"
 
 
@@ -213,7 +219,7 @@ def _status_error(status: int, body: object, headers: Mapping[str, str]) -> Exce
         return error
     if status in (400, 422):
         message = fields.get("message")
-        text = _URL.sub("<url>", message)[:500] if isinstance(message, str) else "Azure OpenAI rejected the request."
+        text = _UPSTREAM_DETAILS.sub("<redacted>", message)[:500] if isinstance(message, str) else "Azure OpenAI rejected the request."
         param = fields.get("param")
         return RelayError(400, "invalid_request", text, param=param if isinstance(param, str) else None)
     if status in (401, 403):

@@ -1,9 +1,10 @@
-"""The upstream client against a raw socket server that breaks a stream off on purpose."""
+"""The upstream client against a raw socket server that answers exactly as each test scripts it."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import pytest
 
@@ -12,6 +13,9 @@ from shared.errors import RelayError
 from shared.upstream import Upstream
 
 EVENTS = [b'data: {"choices":[{"delta":{"content":"Once"}}]}\n\n', b'data: {"choices":[{"delta":{"content":" upon"}}]}\n\n']
+BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+Script = Callable[[asyncio.StreamWriter], Awaitable[None]]
 
 
 class NoAuth:
@@ -26,34 +30,47 @@ def _chunked(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-async def _break_after_events(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-    # The events and the end of the connection leave in one write, so they arrive together.
-    writer.write(head + b"".join(_chunked(event) for event in EVENTS))
-    writer.transport.abort()
-
-
 @pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    server = await asyncio.start_server(_break_after_events, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    settings = load_settings(
-        {
-            "AZURE_OPENAI_ENDPOINT": f"http://127.0.0.1:{port}",
+async def serve() -> AsyncIterator[Callable[[Script], Awaitable[Upstream]]]:
+    """Start a server that reads one request and runs the test's script; return an Upstream pointed at it."""
+    servers: list[asyncio.Server] = []
+    clients: list[Upstream] = []
+
+    async def start(script: Script) -> Upstream:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            await script(writer)
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        servers.append(server)
+        env = {
+            "AZURE_OPENAI_ENDPOINT": f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}",
             "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini",
             "APPLICATION_NAME": "contoso-chat-spa",
         }
-    )
-    client = Upstream(settings, NoAuth())
-    yield client
-    await client.aclose()
-    server.close()
-    await server.wait_closed()
+        client = Upstream(load_settings(env), NoAuth())
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        await client.aclose()
+    for server in servers:
+        server.close()
+        await server.wait_closed()
 
 
-async def test_events_that_arrived_with_the_broken_connection_are_forwarded_before_the_error(upstream: Upstream) -> None:
-    response = await upstream.open({"model": "gpt-4o-mini", "messages": [], "stream": True}, "req-1")
+async def test_events_that_arrived_with_the_broken_connection_are_forwarded_before_the_error(
+    serve: Callable[[Script], Awaitable[Upstream]],
+) -> None:
+    async def break_after_events(writer: asyncio.StreamWriter) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        # The events and the end of the connection leave in one write, so they arrive together.
+        writer.write(head + b"".join(_chunked(event) for event in EVENTS))
+        writer.transport.abort()
+
+    upstream = await serve(break_after_events)
+    response = await upstream.open({**BODY, "stream": True}, "req-1")
     await asyncio.sleep(0.2)  # a slow caller: the events and the break are both in before the relay reads
     received = b""
     with pytest.raises(RelayError) as caught:
@@ -61,3 +78,25 @@ async def test_events_that_arrived_with_the_broken_connection_are_forwarded_befo
             received += data
     assert received == b"".join(EVENTS)
     assert (caught.value.status, caught.value.code) == (502, "upstream_error")
+
+
+async def test_a_rejected_request_passes_on_azures_reason_without_hosts_urls_or_tokens(
+    serve: Callable[[Script], Awaitable[Upstream]],
+) -> None:
+    message = (
+        "Invalid 'messages[0]': see https://contoso-aoai.openai.azure.com/openai/v1/chat/completions?x=1 "
+        "(resource contoso-aoai.openai.azure.com, vault kv-relay.vault.azure.net, "
+        "token eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJjb2cifQ.c2lnbmF0dXJl)"
+    )
+    body = json.dumps({"error": {"code": "invalid_value", "message": message, "param": "messages"}}).encode()
+
+    async def reject(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+
+    upstream = await serve(reject)
+    with pytest.raises(RelayError) as caught:
+        await upstream.open(BODY, "req-2")
+    error = caught.value
+    assert (error.status, error.code, error.param) == (400, "invalid_request", "messages")
+    assert error.message == ("Invalid 'messages[0]': see <redacted> (resource <redacted>, vault <redacted>, token <redacted>)")
