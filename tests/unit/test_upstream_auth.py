@@ -1,0 +1,80 @@
+"""The relay's managed-identity token: cached, refreshed before it lapses, fetched once however many wait."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError
+
+from shared import upstream_auth
+from shared.upstream_auth import COGNITIVE_SERVICES_SCOPE, CachedToken, UpstreamCredentialError
+
+
+class FakeCredential:
+    """Hands out token-1, token-2, ... each valid for ``lifetime_s``, after ``delay_s``."""
+
+    def __init__(self, lifetime_s: float = 3600, delay_s: float = 0.0, fail: bool = False, clock: Any = time) -> None:
+        self.clock = clock
+        self.lifetime_s = lifetime_s
+        self.delay_s = delay_s
+        self.fail = fail
+        self.calls: list[tuple[str, ...]] = []
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.calls.append(scopes)
+        await asyncio.sleep(self.delay_s)
+        if self.fail:
+            raise ClientAuthenticationError("IDENTITY_ENDPOINT answered 400: secret-detail")
+        return AccessToken(f"token-{len(self.calls)}", int(self.clock.time() + self.lifetime_s))
+
+
+async def test_a_warm_token_is_reused_without_asking_the_identity_again() -> None:
+    credential = FakeCredential()
+    token = CachedToken(credential, COGNITIVE_SERVICES_SCOPE)  # type: ignore[arg-type]
+    assert [await token.get() for _ in range(50)] == ["token-1"] * 50
+    assert credential.calls == [(COGNITIVE_SERVICES_SCOPE,)]
+
+
+async def test_many_requests_waiting_on_a_cold_cache_cause_one_token_request() -> None:
+    credential = FakeCredential(delay_s=0.05)
+    token = CachedToken(credential, COGNITIVE_SERVICES_SCOPE)  # type: ignore[arg-type]
+    got = await asyncio.gather(*(token.get() for _ in range(20)))
+    assert set(got) == {"token-1"} and len(credential.calls) == 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("lifetime_s", "reused_until_s"),
+    [(3600, 3300), (600, 300), (300, 150)],  # refreshed five minutes before expiry, or at half a shorter lifetime
+)
+async def test_a_token_is_replaced_before_it_lapses(monkeypatch: pytest.MonkeyPatch, lifetime_s: int, reused_until_s: int) -> None:
+    clock = Clock()
+    monkeypatch.setattr(upstream_auth, "time", clock)
+    credential = FakeCredential(lifetime_s=lifetime_s, clock=clock)
+    token = CachedToken(credential, COGNITIVE_SERVICES_SCOPE)  # type: ignore[arg-type]
+    assert await token.get() == "token-1"
+    clock.now += reused_until_s - 1
+    assert await token.get() == "token-1"
+    clock.now += 1
+    assert await token.get() == "token-2"
+    assert len(credential.calls) == 2
+
+
+async def test_an_identity_failure_names_what_to_check_and_leaks_nothing() -> None:
+    token = CachedToken(FakeCredential(fail=True), COGNITIVE_SERVICES_SCOPE)  # type: ignore[arg-type]
+    with pytest.raises(UpstreamCredentialError) as caught:
+        await token.get()
+    message = str(caught.value)
+    assert "AZURE_CLIENT_ID" in message and "ClientAuthenticationError" in message
+    assert "secret-detail" not in message
