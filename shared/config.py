@@ -107,10 +107,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     auth_mode = env.get("AZURE_OPENAI_AUTH", "").strip() or "managed-identity"
     if auth_mode not in ("managed-identity", "key"):
         raise ConfigError(f"AZURE_OPENAI_AUTH must be 'managed-identity' or 'key', got {auth_mode!r}")
-    keyvault_url = _url(env, "AZURE_KEYVAULT_URL", required=auth_mode == "key")
+    if auth_mode == "key":
+        missing = [name for name in ("AZURE_KEYVAULT_URL", "AZURE_OPENAI_KEY_SECRET_NAME") if not env.get(name, "").strip()]
+        if missing:
+            raise ConfigError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required when AZURE_OPENAI_AUTH=key")
+    keyvault_url = _url(env, "AZURE_KEYVAULT_URL", required=False)
     key_secret_name = env.get("AZURE_OPENAI_KEY_SECRET_NAME", "").strip() or None
-    if auth_mode == "key" and not key_secret_name:
-        raise ConfigError("AZURE_OPENAI_KEY_SECRET_NAME is required when AZURE_OPENAI_AUTH=key")
 
     client_id = env.get("AZURE_CLIENT_ID", "").strip() or None
     if client_id is not None and not is_guid(client_id):

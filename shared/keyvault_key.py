@@ -2,9 +2,13 @@
 
 The value is cached in the process. After an upstream 401 the relay calls
 ``refresh(stale)`` with the key it used: only the first caller that still sees
-that key re-reads the secret, the others wait for it and share the new value
-(single flight), so a rotation costs one Key Vault read however many requests
-saw the 401. The value is never logged or put in an error message.
+that key re-reads the secret, the others join that read and share its result,
+the new key or the failure (single flight), so a rotation costs one Key Vault
+read however many requests saw the 401, and an unreachable vault fails them
+together instead of one after another. While the vault still holds the refused
+key (the key was regenerated in Azure OpenAI before the secret was updated), it
+is re-read at most every ``MIN_REREAD_INTERVAL_S``. The value is never logged or
+put in an error message.
 
 Key Vault's challenge names ``https://vault.azure.net`` as the resource; the SDK
 checks that the vault's host is under that domain, which a loopback emulator
@@ -15,6 +19,7 @@ address — never through a setting.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +29,8 @@ from azure.keyvault.secrets.aio import SecretClient
 
 from shared.config import is_loopback_host
 from shared.upstream_auth import UpstreamCredentialError
+
+MIN_REREAD_INTERVAL_S = 10.0
 
 
 class KeyVaultKeyError(UpstreamCredentialError):
@@ -46,22 +53,42 @@ class KeyVaultKeySource:
             **client_options,
         )
         self._value: str | None = None
-        self._lock = asyncio.Lock()
+        # When a re-read after a 401 last found the vault still holding the refused key.
+        self._unchanged_at = float("-inf")
+        self._reading: asyncio.Task[str] | None = None
 
     async def get(self) -> str:
         if self._value is not None:
             return self._value
-        async with self._lock:
-            if self._value is None:
-                self._value = await self._read()
-            return self._value
+        return await self._read_once()
 
     async def refresh(self, stale: str) -> str:
         """Re-read the secret unless someone already replaced ``stale``; return the current key."""
-        async with self._lock:
-            if self._value is None or self._value == stale:
-                self._value = await self._read()
-            return self._value
+        current = self._value
+        if self._reading is None and current is not None:
+            recently_unchanged = time.monotonic() - self._unchanged_at < MIN_REREAD_INTERVAL_S
+            if current != stale or recently_unchanged:
+                return current
+        value = await self._read_once()
+        if value == stale:
+            self._unchanged_at = time.monotonic()
+        return value
+
+    async def _read_once(self) -> str:
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self._read_and_keep())
+            self._reading.add_done_callback(self._read_done)
+        # Shielded: a caller that goes away must not cancel the read the others are waiting for.
+        return await asyncio.shield(self._reading)
+
+    def _read_done(self, task: asyncio.Task[str]) -> None:
+        self._reading = None
+        if not task.cancelled():
+            task.exception()  # retrieved here, so a read nobody waits for any more is not reported as unhandled
+
+    async def _read_and_keep(self) -> str:
+        self._value = await self._read()
+        return self._value
 
     async def aclose(self) -> None:
         await self._client.close()

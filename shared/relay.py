@@ -52,7 +52,16 @@ async def default_upstream(settings: Settings) -> Upstream:
         from shared.keyvault_key import KeyVaultKeySource
 
         assert settings.keyvault_url is not None and settings.key_secret_name is not None
-        keys = KeyVaultKeySource(settings.keyvault_url, settings.key_secret_name, credential)
+        # Bounded like the upstream call: azure-core's default of ten retries would hold requests for a minute.
+        timeout = settings.upstream_timeout_s
+        keys = KeyVaultKeySource(
+            settings.keyvault_url,
+            settings.key_secret_name,
+            credential,
+            retry_total=1,
+            connection_timeout=min(10.0, timeout),
+            read_timeout=timeout,
+        )
         return Upstream(settings, ApiKeyAuth(keys))
     return Upstream(settings, BearerTokenAuth(CachedToken(credential, COGNITIVE_SERVICES_SCOPE)))
 

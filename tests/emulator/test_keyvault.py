@@ -22,6 +22,7 @@ from azure.identity.aio import ManagedIdentityCredential
 from azure.keyvault.secrets.aio import SecretClient
 
 from devhost.emulator.keyvault import CHALLENGE
+from shared import keyvault_key
 from shared.keyvault_key import KeyVaultKeyError, KeyVaultKeySource
 from tests.emulator.conftest import API_KEY, IDENTITY_HEADER, Emulator
 from tests.support.servers import ROOT, free_port
@@ -119,6 +120,39 @@ async def test_rotation_refresh_reads_once(emulator: Emulator, credential: Manag
         await keys.aclose()
     assert old == "first-key" and set(refreshed) == {"rotated-key"} and again == "rotated-key"
     assert emulator.stats()["keyvault_secret_reads"] == 2
+
+
+@pytest.mark.asyncio
+async def test_a_vault_still_holding_the_refused_key_is_re_read_at_most_every_interval(
+    emulator: Emulator, credential: ManagedIdentityCredential, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The key was regenerated in Azure OpenAI before the secret was updated: every request sees a 401.
+    emulator.control("PUT", "keyvault/secrets/lagging", {"value": "refused-key"})
+    keys = source(emulator, credential, name="lagging")
+    try:
+        old = await keys.get()
+        after_401s = [await keys.refresh(old) for _ in range(10)]
+        reads_while_unchanged = emulator.stats()["keyvault_secret_reads"]
+        emulator.control("PUT", "keyvault/secrets/lagging", {"value": "updated-key"})
+        monkeypatch.setattr(keyvault_key, "MIN_REREAD_INTERVAL_S", 0.0)  # the interval has passed
+        updated = await keys.refresh(old)
+    finally:
+        await keys.aclose()
+    assert after_401s == ["refused-key"] * 10 and reads_while_unchanged == 2  # the first get, then one re-read
+    assert updated == "updated-key"
+
+
+@pytest.mark.asyncio
+async def test_callers_waiting_on_a_failing_read_share_its_failure(emulator: Emulator, credential: ManagedIdentityCredential) -> None:
+    keys = source(emulator, credential, name="not-there")
+    before = emulator.stats()["keyvault_requests"]
+    try:
+        results = await asyncio.gather(*(keys.get() for _ in range(20)), return_exceptions=True)
+    finally:
+        await keys.aclose()
+    assert all(isinstance(result, KeyVaultKeyError) for result in results)
+    # One read (after Key Vault's authentication challenge), not one per waiting caller.
+    assert emulator.stats()["keyvault_requests"] - before <= 2
 
 
 @pytest.mark.asyncio
