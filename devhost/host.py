@@ -52,7 +52,7 @@ def create_host_app(
         allow_origins=list(cors_origins),
         allow_methods=["GET", "POST", "OPTIONS"],
         # Any request header, as App Service's platform CORS allows: the openai SDK sends X-Stainless-* headers.
+        # No expose_headers: the platform cannot set them, so the relay sends its own.
         allow_headers=["*"],
-        expose_headers=["x-request-id", "retry-after"],
         max_age=600,
     )

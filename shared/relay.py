@@ -36,7 +36,10 @@ log = logging.getLogger("relay")
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _JSON = "application/json"
-_NO_STORE = {"Cache-Control": "no-store"}
+# App Service's platform CORS cannot expose response headers, so the relay names them itself:
+# a cross-origin SPA needs the request ID for support and Retry-After to back off.
+_EXPOSE = {"Access-Control-Expose-Headers": "x-request-id, retry-after"}
+_NO_STORE = {"Cache-Control": "no-store", **_EXPOSE}
 
 UpstreamFactory = Callable[[Settings], Awaitable["Upstream"]]
 _T = TypeVar("_T")
@@ -142,7 +145,7 @@ class Relay:
         except ClientDisconnect:
             # The caller hung up: nobody reads this answer, and it is not a relay failure.
             record.emit(499, "client_closed_request")
-            return Response(status_code=499, headers={"x-request-id": record.request_id})
+            return Response(status_code=499, headers={**_EXPOSE, "x-request-id": record.request_id})
         except Exception:
             log.exception("relay.unhandled request_id=%s", record.request_id)
             return _error_response(RelayError(500, "internal_error", "The relay failed unexpectedly.", error_type="api_error"), record)
@@ -263,7 +266,7 @@ def _stream_response(upstream: UpstreamResponse, record: RequestLog) -> Streamin
         _forward(upstream, record),
         status_code=200,
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "x-request-id": record.request_id},
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_EXPOSE, "x-request-id": record.request_id},
     )
 
 

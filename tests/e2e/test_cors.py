@@ -26,6 +26,21 @@ CALL_RELAY = """async ({relay, token, prompt}) => {
   }
 }"""
 
+# A non-streamed request the emulator rate-limits: can the page read Retry-After and the request ID?
+CALL_RATE_LIMITED = """async ({relay, token, prompt}) => {
+  try {
+    const chat = await fetch(`${relay}/api/v1/chat/completions`, {
+      method: 'POST', headers: {Authorization: `Bearer ${token}`, 'Content-Type': 'application/json'},
+      body: JSON.stringify({messages: [{role: 'user', content: prompt}]}),
+    });
+    const body = await chat.json();
+    return {ok: true, status: chat.status, code: body.error.code, retryAfter: chat.headers.get('retry-after'),
+            requestId: chat.headers.get('x-request-id')};
+  } catch (error) {
+    return {ok: false, error: `${error.name}: ${error.message}`};
+  }
+}"""
+
 # The official openai package's ES modules, loaded as-is by the browser (no build step).
 CALL_WITH_OPENAI_SDK = """async ({relay, token, prompt}) => {
   const { default: OpenAI } = await import('/vendor/openai/index.mjs');
@@ -58,6 +73,14 @@ def test_a_listed_origin_calls_the_relay_with_a_bearer_token(page: Page, e2e_sta
     assert tag in result["sse"] and result["sse"].rstrip().endswith("data: [DONE]")
     record = record_for(e2e_stack, tag)
     assert record is not None and record["user_security_context"]["end_user_id"] == ADA.oid
+
+
+def test_a_listed_origin_reads_retry_after_and_the_request_id_of_a_429(page: Page, e2e_stack: Stack, allowed_site: Site) -> None:
+    # The relay names these headers itself: App Service's platform CORS has no setting to expose them.
+    result = call(page, allowed_site, e2e_stack, CALL_RATE_LIMITED, "[emulate:rate_limit=7] hello")
+    assert result["ok"], result
+    assert (result["status"], result["code"], result["retryAfter"]) == (429, "rate_limited", "7")
+    assert result["requestId"], result
 
 
 def test_an_unlisted_origin_is_blocked_by_the_browser(page: Page, e2e_stack: Stack, unlisted_site: Site) -> None:
