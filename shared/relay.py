@@ -137,9 +137,13 @@ class Relay:
             body = prepare_chat_body(parse_body(await self._read_body(req)), self.settings)
             record.deployment = body["model"]
             record.stream = body.get("stream") is True
+            caller_wants_usage = record.stream and body.get("stream_options", {}).get("include_usage") is True
+            if record.stream and not caller_wants_usage:
+                # Azure reports a stream's token usage only when asked; the log line needs it.
+                body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
             body["user_security_context"] = self._security_context(principal, source_ip)
             client = await self.upstream()
-            return await _unless_caller_leaves(req, self._answer(client, body, record))
+            return await _unless_caller_leaves(req, self._answer(client, body, record, hide_usage=not caller_wants_usage))
         except RelayError as error:
             return _error_response(error, record)
         except ClientDisconnect:
@@ -152,10 +156,10 @@ class Relay:
 
     # Steps --------------------------------------------------------------------
 
-    async def _answer(self, client: Upstream, body: dict[str, Any], record: RequestLog) -> Response:
+    async def _answer(self, client: Upstream, body: dict[str, Any], record: RequestLog, *, hide_usage: bool) -> Response:
         upstream = await client.open(body, record.request_id)
         if record.stream:
-            return _stream_response(upstream, record)
+            return _stream_response(upstream, record, hide_usage)
         return await _complete_response(upstream, record, self.settings.upstream_timeout_s)
 
     def _caller(self, req: Request, record: RequestLog) -> tuple[Principal, str | None]:
@@ -261,17 +265,16 @@ async def _complete_response(upstream: UpstreamResponse, record: RequestLog, tim
     return Response(content, status_code=200, media_type=_JSON, headers={**_NO_STORE, "x-request-id": record.request_id})
 
 
-def _stream_response(upstream: UpstreamResponse, record: RequestLog) -> StreamingResponse:
+def _stream_response(upstream: UpstreamResponse, record: RequestLog, hide_usage: bool) -> StreamingResponse:
     return StreamingResponse(
-        _forward(upstream, record),
+        _forward(upstream, record, SseForwarder(hide_usage=hide_usage)),
         status_code=200,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_EXPOSE, "x-request-id": record.request_id},
     )
 
 
-async def _forward(upstream: UpstreamResponse, record: RequestLog) -> AsyncIterator[bytes]:
-    forwarder = SseForwarder()
+async def _forward(upstream: UpstreamResponse, record: RequestLog, forwarder: SseForwarder) -> AsyncIterator[bytes]:
     status, code = 200, None
     try:
         async for data in upstream.iter_bytes():

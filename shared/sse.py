@@ -5,6 +5,8 @@ are never parsed and re-serialised. Each event gets a cheap shape check, so a
 malformed stream ends with an ``error`` event rather than garbage, and the
 relay never emits half an event before that ``error`` event. The usage chunk
 (``stream_options.include_usage``) is the only one decoded, for the request log.
+The relay asks Azure for it on every stream; when the caller did not, the
+forwarder takes it out (``hide_usage``) so the caller gets the stream it asked for.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ class MalformedStream(Exception):
 
 
 class SseForwarder:
-    def __init__(self) -> None:
+    def __init__(self, *, hide_usage: bool = False) -> None:
+        self._hide_usage = hide_usage
         self._pending = b""
         self.done = False
         self.usage: dict[str, Any] | None = None
@@ -38,16 +41,19 @@ class SseForwarder:
             self._pending = buffer
             return b""
         complete, self._pending = buffer[: end + 2], buffer[end + 2 :]
-        for event in complete.split(b"\n\n")[:-1]:
-            self._check(event)
-        return complete
+        events = complete.split(b"\n\n")[:-1]
+        keep = [self._check(event) for event in events]
+        if all(keep):
+            return complete
+        return b"".join(event + b"\n\n" for event, kept in zip(events, keep, strict=True) if kept)
 
     def finish(self) -> None:
         """The upstream body ended: it must have ended with ``data: [DONE]``."""
         if self._pending.strip() or not self.done:
             raise MalformedStream("stream ended before [DONE]")
 
-    def _check(self, event: bytes) -> None:
+    def _check(self, event: bytes) -> bool:
+        """Raise MalformedStream for a bad event; return whether the caller gets it."""
         if self.done:
             raise MalformedStream("data after [DONE]")
         for line in event.split(b"\n"):
@@ -60,16 +66,21 @@ class SseForwarder:
                 self.done = True
             elif not (payload.startswith(b"{") and payload.endswith(b"}")):
                 raise MalformedStream("data is not a JSON object")
-            elif b'"usage"' in payload and b'"completion_tokens"' in payload:
-                self._read_usage(payload)
+            elif b'"usage"' in payload and b'"completion_tokens"' in payload and self._is_usage_chunk(payload):
+                return not self._hide_usage
+        return True
 
-    def _read_usage(self, payload: bytes) -> None:
+    def _is_usage_chunk(self, payload: bytes) -> bool:
+        """Record the usage a chunk carries; return whether it is the usage-only chunk (no choices)."""
         try:
-            usage = json.loads(payload).get("usage")
+            chunk = json.loads(payload)
+            usage = chunk.get("usage")
         except (ValueError, AttributeError):
             raise MalformedStream("data is not JSON") from None
-        if isinstance(usage, dict):
-            self.usage = usage
+        if not isinstance(usage, dict):
+            return False
+        self.usage = usage
+        return bool(chunk.get("choices") == [])
 
 
 def error_event(error: RelayError) -> bytes:

@@ -6,6 +6,7 @@ import json
 import urllib.error
 import urllib.request
 from typing import Any
+from unittest.mock import ANY
 
 import openai
 import pytest
@@ -221,8 +222,25 @@ def test_one_log_line_per_request_without_prompt_or_token(stack: Stack) -> None:
     assert len(lines) == 1
     assert lines[0]["oid"] == ADA_OID and lines[0]["tid"] == ADA_TID and lines[0]["status"] == 200
     assert lines[0]["deployment"] == "gpt-4o-mini" and lines[0]["total_tokens"] > 0
+    assert lines[0]["request_id"] == "log-probe-1" and lines[0]["latency_ms"] > 0
     text = "\n".join(stack.log_lines())
     assert secret_prompt not in text and token not in text
+
+
+def test_a_streamed_request_logs_its_usage_though_the_caller_did_not_ask_for_it(stack: Stack) -> None:
+    stream = client(stack, default_headers={"x-request-id": "log-probe-stream"}).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "count [emulate:words=6]"}], stream=True
+    )
+    chunks = list(stream)
+    assert chunks and all(chunk.usage is None for chunk in chunks), "no usage chunk reaches a caller that did not ask for one"
+    # The only chunk without choices is Azure's prompt-filter prologue.
+    assert [chunk.model_extra for chunk in chunks if not chunk.choices] == [{"prompt_filter_results": ANY}]
+    sent = [r for r in stack.requests() if r["headers"].get("x-ms-client-request-id") == "log-probe-stream"]
+    assert sent and sent[-1]["body"]["stream_options"] == {"include_usage": True}
+    [line] = [json.loads(line) for line in stack.log_lines() if '"log-probe-stream"' in line]
+    assert line["stream"] is True and line["status"] == 200
+    assert line["completion_tokens"] > 0 and line["total_tokens"] == line["prompt_tokens"] + line["completion_tokens"]
+    assert isinstance(line["latency_ms"], float) and line["latency_ms"] > 0
 
 
 def test_me_shows_the_exact_security_context(stack: Stack) -> None:

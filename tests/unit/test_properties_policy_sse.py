@@ -194,6 +194,18 @@ sse_noise = st.lists(
 
 
 @FAST
+@given(stream=well_formed_events, cuts=st.lists(st.integers(0, 10**6), max_size=12))
+def test_a_usage_chunk_the_caller_did_not_ask_for_is_logged_but_not_forwarded(stream: bytes, cuts: list[int]) -> None:
+    forwarder = SseForwarder(hide_usage=True)
+    out = b"".join(forwarder.feed(piece) for piece in split(stream, cuts))
+    forwarder.finish()
+    events = [event + b"\n\n" for event in stream.split(b"\n\n")[:-1]]
+    usage_only = [e for e in events if e.startswith(b"data: {") and json.loads(e[6:]).get("choices") == [] and "usage" in json.loads(e[6:])]
+    assert out == b"".join(e for e in events if e not in usage_only)
+    assert forwarder.usage == (json.loads(usage_only[-1][6:])["usage"] if usage_only else None)
+
+
+@FAST
 @given(stream=sse_noise, cuts=st.lists(st.integers(0, 10**6), max_size=12))
 def test_arbitrary_bytes_give_whole_checked_events_or_malformed_stream(stream: bytes, cuts: list[int]) -> None:
     forwarder = SseForwarder()
@@ -238,7 +250,7 @@ def test_forward_never_raises_and_ends_with_done_or_one_error_event(stream: byte
     record = RequestLog("prop", "chat.completions")
 
     async def run() -> bytes:
-        return b"".join([piece async for piece in _forward(upstream, record)])  # type: ignore[arg-type]
+        return b"".join([piece async for piece in _forward(upstream, record, SseForwarder())])  # type: ignore[arg-type]
 
     out = asyncio.run(run())
     assert upstream.closed and record.status is not None
