@@ -97,7 +97,9 @@ class Relay:
     # Routes -----------------------------------------------------------------
 
     async def healthz(self, req: Request) -> Response:
-        return _json({"status": "ok"}, 200, _request_id(req))
+        record = RequestLog(_request_id(req), "healthz")
+        record.emit(200)
+        return _json({"status": "ok"}, 200, record.request_id)
 
     async def models(self, req: Request) -> Response:
         record = RequestLog(_request_id(req), "models")

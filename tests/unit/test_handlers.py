@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -84,10 +85,13 @@ async def test_easy_auth_disabled_fails_closed(enabled: str | None) -> None:
         assert headers["x-request-id"]
 
 
-async def test_healthz_needs_no_auth() -> None:
+async def test_healthz_needs_no_auth_and_logs_its_line(caplog: pytest.LogCaptureFixture) -> None:
     r = Relay(load_settings({k: v for k, v in BASE_ENV.items() if k != "WEBSITE_AUTH_ENABLED"}), no_upstream)
-    status, payload, _ = await call(r.healthz, "GET", "/api/healthz")
+    with caplog.at_level(logging.INFO, logger="relay.request"):
+        status, payload, _ = await call(r.healthz, "GET", "/api/healthz", {"x-request-id": "probe-7"})
     assert (status, payload) == (200, {"status": "ok"})
+    [line] = [json.loads(record.getMessage()) for record in caplog.records if record.name == "relay.request"]
+    assert (line["request_id"], line["route"], line["status"]) == ("probe-7", "healthz", 200)
 
 
 @pytest.mark.parametrize(
