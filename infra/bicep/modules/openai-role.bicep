@@ -11,7 +11,7 @@ param principalId string
 // Cognitive Services OpenAI User: inference only, no keys, no management.
 var cognitiveServicesOpenAiUserRoleId = '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd'
 
-resource openAi 'Microsoft.CognitiveServices/accounts@2024-10-01' existing = {
+resource openAi 'Microsoft.CognitiveServices/accounts@2025-06-01' existing = {
   name: openAiAccountName
 }
 

@@ -25,7 +25,7 @@ param principalId string
 // queue and table roles are deliberately not granted.
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 
-resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' = {
   //checkov:skip=CKV_AZURE_35:Flex Consumption reaches this account over its public endpoint unless the app gets VNet integration and private endpoints (a documented hardening option, not the per-app default). Shared keys are disabled, so only Entra identities holding a data role (the relay identity) get in.
   //checkov:skip=CKV_AZURE_59:Same as CKV_AZURE_35: network access stays enabled for the Functions host; anonymous blob access and shared-key access are both disabled.
   name: name
