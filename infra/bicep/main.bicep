@@ -40,7 +40,7 @@ param applicationName string
 @description('Origins of the SPA (scheme://host[:port]); used for CORS. Never "*".')
 param spaOrigins array
 
-@description('Client ID of the SPA app registration: the only application whose tokens the relay accepts.')
+@description('Client ID of the SPA app registration: the application whose tokens the relay accepts (with the login flow, also the relay API registration itself).')
 param spaClientId string
 
 // ---- Microsoft Entra ID (Easy Auth) ------------------------------------------------
@@ -165,14 +165,36 @@ var allTags = union(tags, {
 var rgName = empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
 var functionAppName = 'func-${environmentName}-${take(resourceToken, 6)}'
 var deploymentContainerName = 'app-package-${take(resourceToken, 8)}'
+// Suffix of every nested deployment name. Some of them run in resource groups
+// shared by several relays (the Azure OpenAI and Key Vault groups) or at
+// subscription scope (Defender), where a fixed name would let two apps
+// provisioning at once overwrite each other's deployment. environmentName is
+// at most 40 characters; take(..., 64) keeps every name within the ARM limit.
+var deploymentSuffix = '${environmentName}-${take(resourceToken, 6)}'
 
 // /subscriptions/<sub>/resourceGroups/<rg>/providers/<ns>/<type>/<name>
 var openAiParts = split(openAiResourceId, '/')
 var keyVaultParts = split(keyVaultResourceId, '/')
 var isKeyMode = openAiAuthMode == 'key'
 var needsKeyVault = isKeyMode || enableLoginFlow
-var keyVaultName = empty(keyVaultResourceId) ? '' : last(keyVaultParts)
-var keyVaultUrl = empty(keyVaultResourceId) ? '' : 'https://${keyVaultName}${environment().suffixes.keyvaultDns}'
+// Fail fast: key mode and the login flow read their secret from Key Vault, so
+// without the vault and the secret name the deployment must stop at validation
+// instead of producing a relay that fails every call. The guard looks the
+// message up as a property of an empty object, which ARM refuses with
+// "The language expression property '<message>' doesn't exist", and ARM's if()
+// (a Bicep ternary) evaluates only the branch it takes, so it fires only when
+// the settings are incomplete. It works with every Bicep version; fail() would
+// read better but needs Bicep CLI 0.33.93+ and the pycep parser checkov uses
+// cannot parse it. Everything that uses the vault (the Key Vault role module,
+// the relay's key-mode settings and its login-flow secret reference) goes
+// through keyVaultName.
+// https://learn.microsoft.com/azure/azure-resource-manager/templates/template-functions-logical#if
+var keyModeIncomplete = isKeyMode && (empty(keyVaultResourceId) || empty(openAiKeySecretName))
+var loginFlowIncomplete = enableLoginFlow && (empty(keyVaultResourceId) || empty(loginClientSecretName))
+var keyModeIncompleteError = 'Key mode (openAiAuthMode = key) needs keyVaultResourceId (an RBAC-mode Key Vault) and openAiKeySecretName (the secret that holds the Azure OpenAI key).'
+var loginFlowIncompleteError = 'The login flow (enableLoginFlow = true) needs keyVaultResourceId (an RBAC-mode Key Vault) and loginClientSecretName (the secret that holds the relay API client secret).'
+var keyVaultName = keyModeIncomplete ? any({})[keyModeIncompleteError] : (loginFlowIncomplete ? any({})[loginFlowIncompleteError] : (empty(keyVaultResourceId) ? '' : last(keyVaultParts)))
+var keyVaultUrl = empty(keyVaultName) ? '' : 'https://${keyVaultName}${environment().suffixes.keyvaultDns}'
 // Guarded so that a conditional module's scope never indexes an empty ID.
 var keyVaultSubscriptionId = empty(keyVaultResourceId) ? subscription().subscriptionId : keyVaultParts[2]
 var keyVaultResourceGroupName = empty(keyVaultResourceId) ? rgName : keyVaultParts[4]
@@ -187,7 +209,7 @@ resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
 }
 
 module identity 'modules/identity.bicep' = {
-  name: 'relay-identity'
+  name: take('relay-identity-${deploymentSuffix}', 64)
   scope: rg
   params: {
     name: 'id-${environmentName}-${take(resourceToken, 6)}'
@@ -197,7 +219,7 @@ module identity 'modules/identity.bicep' = {
 }
 
 module monitoring 'modules/monitoring.bicep' = {
-  name: 'relay-monitoring'
+  name: take('relay-monitoring-${deploymentSuffix}', 64)
   scope: rg
   params: {
     logAnalyticsName: 'log-${environmentName}-${take(resourceToken, 6)}'
@@ -209,7 +231,7 @@ module monitoring 'modules/monitoring.bicep' = {
 }
 
 module storage 'modules/storage.bicep' = {
-  name: 'relay-storage'
+  name: take('relay-storage-${deploymentSuffix}', 64)
   scope: rg
   params: {
     name: 'st${resourceToken}'
@@ -221,7 +243,7 @@ module storage 'modules/storage.bicep' = {
 }
 
 module openAiRole 'modules/openai-role.bicep' = {
-  name: 'relay-openai-role'
+  name: take('relay-openai-role-${deploymentSuffix}', 64)
   scope: resourceGroup(openAiParts[2], openAiParts[4])
   params: {
     openAiAccountName: last(openAiParts)
@@ -230,7 +252,7 @@ module openAiRole 'modules/openai-role.bicep' = {
 }
 
 module keyVaultRole 'modules/keyvault-role.bicep' = if (needsKeyVault) {
-  name: 'relay-keyvault-role'
+  name: take('relay-keyvault-role-${deploymentSuffix}', 64)
   scope: resourceGroup(keyVaultSubscriptionId, keyVaultResourceGroupName)
   params: {
     keyVaultName: keyVaultName
@@ -239,7 +261,7 @@ module keyVaultRole 'modules/keyvault-role.bicep' = if (needsKeyVault) {
 }
 
 module relay 'modules/functionapp.bicep' = {
-  name: 'relay-functionapp'
+  name: take('relay-functionapp-${deploymentSuffix}', 64)
   scope: rg
   dependsOn: [
     storage
@@ -288,7 +310,7 @@ module relay 'modules/functionapp.bicep' = {
 }
 
 module defenderForAI 'modules/defender-ai.bicep' = if (enableDefenderForAI) {
-  name: 'relay-defender-ai'
+  name: take('relay-defender-ai-${deploymentSuffix}', 64)
   params: {
     promptEvidence: defenderPromptEvidence
   }

@@ -157,6 +157,10 @@ class Unresolved(LookupError):
     """An expression needs a value the caller did not provide (e.g. a module output)."""
 
 
+class BicepFail(RuntimeError):
+    """ARM would stop the deployment here: ``fail(message)``, or a missing object property."""
+
+
 PLATFORM: dict[str, dict[str, Any]] = {
     "environment": {
         "name": "AzureCloud",
@@ -291,7 +295,11 @@ class Evaluator:
                 value = value[attr]
             return value
         if kind == "index_accessor":
-            return self.eval(operands["operand_1"])[self.eval(operands["operand_2"])]
+            base, key = self.eval(operands["operand_1"]), self.eval(operands["operand_2"])
+            if isinstance(base, dict) and key not in base:
+                # What ARM does with a missing property: the deployment stops.
+                raise BicepFail(f"The language expression property '{key}' doesn't exist, available properties are '{', '.join(base)}'.")
+            return base[key]
         if kind == "conditional":
             return self.eval(operands["true_value"] if self.eval(operands["condition"]) else operands["false_value"])
         if kind == "not":
@@ -319,6 +327,10 @@ class Evaluator:
         args = [self.eval(arg) for arg in (fn.get("parameters") or {}).values()]
         if name in PLATFORM:
             return PLATFORM[name]
+        if name == "fail":
+            raise BicepFail(args[0])
+        if name == "any":
+            return args[0]
         if name == "join":
             return args[1].join(_to_str(a) for a in args[0])
         if name == "string":
@@ -385,16 +397,20 @@ EXAMPLE_OUTPUTS: dict[str, Any] = {
 }
 
 
-def main_scope(param_file: Path) -> Evaluator:
-    """main.bicep evaluated with one parameter file (and example module outputs)."""
+def main_scope(param_file: Path, overrides: Mapping[str, Node] | None = None) -> Evaluator:
+    """main.bicep evaluated with one parameter file (and example module outputs).
+
+    ``overrides`` replaces or adds parameter values (raw, like the file's) to
+    try variants of an example without writing a parameter file.
+    """
     params = parse_bicepparam(param_file)
-    return Evaluator.for_template(parse_bicep(MAIN), params.values, EXAMPLE_OUTPUTS)
+    return Evaluator.for_template(parse_bicep(MAIN), {**params.values, **(overrides or {})}, EXAMPLE_OUTPUTS)
 
 
-def module_scope(param_file: Path, module_name: str) -> tuple[dict[str, Any], Evaluator]:
+def module_scope(param_file: Path, module_name: str, overrides: Mapping[str, Node] | None = None) -> tuple[dict[str, Any], Evaluator]:
     """A module of main.bicep, with the arguments main passes it for this app."""
     main = parse_bicep(MAIN)
-    outer = main_scope(param_file)
+    outer = main_scope(param_file, overrides)
     module = main["modules"][module_name]
     config = module_config(module)
     parsed = parse_bicep((MAIN.parent / module["detail"]["path"]).resolve())

@@ -16,7 +16,14 @@ MAIN = bicep.parse_bicep(bicep.MAIN)
 APPS = bicep.example_param_files()
 APP_IDS = [p.stem for p in APPS]
 
-OPENAI_USER_ROLE = "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd"
+# Built-in role IDs, from https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
+OPENAI_USER_ROLE = "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd"  # Cognitive Services OpenAI User
+STORAGE_BLOB_DATA_OWNER_ROLE = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+MONITORING_METRICS_PUBLISHER_ROLE = "3913510d-42f4-4e42-8a64-420c390055eb"
+#: Roles the host storage identity must NOT get: the relay has no queue or table triggers.
+STORAGE_QUEUE_DATA_CONTRIBUTOR_ROLE = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
+STORAGE_TABLE_DATA_CONTRIBUTOR_ROLE = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+FLEX_DEPRECATIONS_DOC = "https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations"
 SECRETISH_NAME = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN|CONNECTION_STRING|SAS)(_|$)", re.IGNORECASE)
 SECRETISH_VALUE = re.compile(r"AccountKey=|SharedAccessSignature=|[?&]sig=|-----BEGIN|api-key\s*[:=]", re.IGNORECASE)
 
@@ -51,7 +58,7 @@ def test_easy_auth_uses_only_the_entra_provider_with_audience_checks() -> None:
     assert aad["registration"]["clientId"] == "authClientId"
     assert aad["registration"]["openIdIssuer"] == "authOpenIdIssuer"
     assert aad["validation"]["allowedAudiences"] == "allowedAudiences"
-    assert aad["validation"]["defaultAuthorizationPolicy"]["allowedApplications"] == "allowedClientApplications"
+    assert aad["validation"]["defaultAuthorizationPolicy"]["allowedApplications"] == "allowedApplications"
     assert "clientSecret" not in aad["registration"], "a literal client secret must never be in the template"
 
 
@@ -65,7 +72,11 @@ def test_easy_auth_as_deployed_for_each_app(app: Path) -> None:
     assert aad["registration"]["clientId"] == main.lookup("relayApiClientId")
     assert aad["registration"]["openIdIssuer"] == f"https://login.microsoftonline.com/{tenant}/v2.0"
     assert aad["validation"]["allowedAudiences"], "Easy Auth must check the audience"
-    assert aad["validation"]["defaultAuthorizationPolicy"]["allowedApplications"] == [main.lookup("spaClientId")]
+    allowed = aad["validation"]["defaultAuthorizationPolicy"]["allowedApplications"]
+    if main.lookup("enableLoginFlow"):
+        assert allowed == [main.lookup("spaClientId"), main.lookup("relayApiClientId")]
+    else:
+        assert allowed == [main.lookup("spaClientId")]
     assert props["globalValidation"]["excludedPaths"] == ["/api/healthz"]
     secret_setting = aad["registration"]["clientSecretSettingName"]
     if main.lookup("enableLoginFlow"):
@@ -74,6 +85,28 @@ def test_easy_auth_as_deployed_for_each_app(app: Path) -> None:
     else:
         assert secret_setting is None, "bearer-only validation needs no client secret"
     assert props["login"]["tokenStore"]["enabled"] is False
+
+
+def _allowed_applications(app: Path, overrides: dict[str, Any]) -> list[str]:
+    _, scope = bicep.module_scope(app, "relay", overrides)
+    aad = scope.eval(_auth()["properties"])["identityProviders"]["azureActiveDirectory"]
+    allowed: list[str] = aad["validation"]["defaultAuthorizationPolicy"]["allowedApplications"]
+    return allowed
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_login_flow_sessions_pass_the_allowed_applications_check(app: Path) -> None:
+    # Easy Auth accepts only tokens whose appid/azp is in allowedApplications
+    # (403 otherwise). Login-flow sessions are obtained by the relay API
+    # registration itself, so with the login flow on its client ID must be
+    # listed; without it only the SPA may call.
+    # https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad#use-a-built-in-authorization-policy
+    main = bicep.main_scope(app)
+    spa, relay_api = main.lookup("spaClientId"), main.lookup("relayApiClientId")
+    vault = "/subscriptions/00000000-0000-4000-8000-0000000000cc/resourceGroups/rg-kv/providers/Microsoft.KeyVault/vaults/kv-login"
+    with_login = {"enableLoginFlow": True, "keyVaultResourceId": vault, "loginClientSecretName": "relay-client-secret"}
+    assert _allowed_applications(app, with_login) == [spa, relay_api]
+    assert _allowed_applications(app, {"enableLoginFlow": False}) == [spa]
 
 
 # ---- transport ----------------------------------------------------------------------------
@@ -191,7 +224,15 @@ def test_flex_consumption_python_with_identity_based_deployment_storage() -> Non
     # Settings Flex Consumption rejects or ignores (runtime lives in functionAppConfig).
     names = {name for app in APPS for name in bicep.relay_app_settings(app)}
     assert not names & {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE", "WEBSITE_CONTENTSHARE"}
-    assert "ftpsState" not in site["properties"]["siteConfig"], "deprecated on Flex Consumption"
+    assert "ftpsState" not in site["properties"]["siteConfig"], f"FTPS is not supported on Flex Consumption: {FLEX_DEPRECATIONS_DOC}"
+
+
+def test_ftps_skip_cites_the_flex_consumption_deprecations() -> None:
+    # properties.ftpsState is listed as "FTPS not supported" among the Flex
+    # Consumption deprecations, so the CKV_AZURE_78 skip must say where.
+    lines = [line for line in bicep.FUNCTION_APP.read_text(encoding="utf-8").splitlines() if "checkov:skip=CKV_AZURE_78" in line]
+    assert len(lines) == 1
+    assert FLEX_DEPRECATIONS_DOC in lines[0]
 
 
 # ---- role assignments -------------------------------------------------------------------
@@ -245,6 +286,40 @@ def test_openai_role_targets_the_resource_given_by_id(app: Path) -> None:
     _, scope = bicep.module_scope(app, "openAiRole")
     assert scope.lookup("openAiAccountName") == parts[-1]
     assert "/providers/Microsoft.CognitiveServices/accounts/" in resource_id
+
+
+def _role_ids(module: str) -> list[str]:
+    parsed = bicep.parse_bicep(bicep.MODULES_DIR / module)
+    scope = bicep.Evaluator.for_template(parsed, {}, evaluated={name: "x" for name in parsed["parameters"]})
+    prefix = f"{bicep.PLATFORM['subscription']['id']}/providers/Microsoft.Authorization/roleDefinitions/"
+    ids = []
+    for assignment in bicep.resources(parsed, "Microsoft.Authorization/roleAssignments").values():
+        role = scope.eval(assignment["properties"]["roleDefinitionId"])
+        assert role.startswith(prefix), role
+        ids.append(role.removeprefix(prefix))
+    return ids
+
+
+def test_host_storage_role_is_exactly_storage_blob_data_owner() -> None:
+    # Storage Blob Data Owner covers the Functions host (no extension) and the
+    # Flex Consumption deployment container; queue/table roles are only for
+    # triggers the relay does not have.
+    # https://learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity
+    assert _role_ids("storage.bicep") == [STORAGE_BLOB_DATA_OWNER_ROLE]
+    assert not {STORAGE_QUEUE_DATA_CONTRIBUTOR_ROLE, STORAGE_TABLE_DATA_CONTRIBUTOR_ROLE} & set(_role_ids("storage.bicep"))
+    parsed = bicep.parse_bicep(bicep.MODULES_DIR / "storage.bicep")
+    (assignment,) = bicep.resources(parsed, "Microsoft.Authorization/roleAssignments").values()
+    assert parsed["resources"][assignment["scope"]]["type"] == "Microsoft.Storage/storageAccounts"
+
+
+def test_telemetry_role_is_monitoring_metrics_publisher_on_application_insights() -> None:
+    # Entra-authenticated ingestion (local auth off) needs Monitoring Metrics
+    # Publisher on the Application Insights resource.
+    # https://learn.microsoft.com/azure/azure-monitor/app/azure-ad-authentication
+    assert _role_ids("monitoring.bicep") == [MONITORING_METRICS_PUBLISHER_ROLE]
+    parsed = bicep.parse_bicep(bicep.MODULES_DIR / "monitoring.bicep")
+    (assignment,) = bicep.resources(parsed, "Microsoft.Authorization/roleAssignments").values()
+    assert parsed["resources"][assignment["scope"]]["type"] == "Microsoft.Insights/components"
 
 
 def test_key_vault_role_is_secrets_user_and_only_when_needed() -> None:

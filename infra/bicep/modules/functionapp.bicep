@@ -121,7 +121,7 @@ param authClientId string
 @description('OpenID issuer, https://login.microsoftonline.com/<tenant>/v2.0')
 param authOpenIdIssuer string
 
-@description('Client IDs of the applications (the SPA) allowed to call the relay.')
+@description('Client IDs of the applications (the SPA) allowed to call the relay. With the login flow the relay registration itself (authClientId) is added.')
 @minLength(1)
 param allowedClientApplications array
 
@@ -258,6 +258,21 @@ var loginFlowAppSettings = [
 
 var appSettings = concat(baseAppSettings, isKeyMode ? keyModeAppSettings : [], enableLoginFlow ? loginFlowAppSettings : [])
 
+// ---- Easy Auth authorization ----------------------------------------------------------
+
+// defaultAuthorizationPolicy.allowedApplications: "only tokens obtained by an
+// application specified in the list are accepted" (Easy Auth checks the appid
+// or azp claim; a failed check is a 403). Bearer callers get their tokens
+// through the SPA registration. The browser login flow signs users in through
+// the relay API registration itself (authClientId does the code exchange), so
+// its sessions carry that client ID and it must be allowed too - the portal's
+// "Allow requests only from this application itself". Without the login flow
+// nothing obtains tokens as the relay registration, so it stays off the list.
+// https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad#use-a-built-in-authorization-policy
+var allowedApplications = enableLoginFlow ? union(allowedClientApplications, [
+  authClientId
+]) : allowedClientApplications
+
 // ---- resources ------------------------------------------------------------------------
 
 resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
@@ -279,7 +294,7 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
   //checkov:skip=CKV_AZURE_212:Flex Consumption scales per request, from zero; there is no fixed worker count (siteConfig.numberOfWorkers) to raise.
   //checkov:skip=CKV_AZURE_213:The App Service health-check eviction works on a fixed instance pool, which Flex Consumption does not have; /api/healthz (excluded from Easy Auth) serves external availability tests instead.
   //checkov:skip=CKV_AZURE_17:Callers authenticate with Entra bearer tokens validated by Easy Auth; browsers (SPAs) cannot present client certificates.
-  //checkov:skip=CKV_AZURE_78:FTP does not exist on Flex Consumption (siteConfig.ftpsState is a deprecated property there); FTP and SCM basic-auth publishing are disabled through basicPublishingCredentialsPolicies below.
+  //checkov:skip=CKV_AZURE_78:Flex Consumption does not support FTPS and lists properties.ftpsState among its deprecated site properties (https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations); FTP and SCM basic-auth publishing are disabled through basicPublishingCredentialsPolicies below.
   //checkov:skip=CKV_AZURE_222:The relay is a public API for browser SPAs; Easy Auth (requireAuthentication, Return401) gates every call.
   name: name
   location: location
@@ -396,7 +411,7 @@ resource authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
         validation: {
           allowedAudiences: allowedAudiences
           defaultAuthorizationPolicy: {
-            allowedApplications: allowedClientApplications
+            allowedApplications: allowedApplications
           }
         }
         login: {

@@ -1,0 +1,156 @@
+"""main.bicep as a deployer meets it: nested deployment names that cannot
+collide between relays, the outputs docs/deployment.md promises, and GA API
+versions."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.infra import bicep
+
+MAIN = bicep.parse_bicep(bicep.MAIN)
+APPS = bicep.example_param_files()
+APP_IDS = [p.stem for p in APPS]
+DEPLOYMENT_DOC = bicep.ROOT / "docs" / "deployment.md"
+
+#: ARM limit for a deployment name.
+MAX_DEPLOYMENT_NAME = 64
+#: The longest environmentName main.bicep accepts (@maxLength).
+LONGEST_ENV = "app-" + "x" * 36
+
+
+def _scope_kind(module: dict[str, Any]) -> str:
+    """'own' (the relay's resource group), 'resource-group' (another one) or 'subscription'."""
+    scope = bicep.module_config(module).get("scope")
+    if scope == "rg":
+        return "own"
+    if scope is None:
+        return "subscription"  # main.bicep is a subscription-scope template
+    assert scope["function"]["type"] == "resource_group", scope
+    return "resource-group"
+
+
+def _deployment_names(app: Path, environment_name: str | None = None) -> dict[str, str]:
+    overrides = {} if environment_name is None else {"environmentName": environment_name}
+    scope = bicep.main_scope(app, overrides)
+    return {name: scope.eval(bicep.module_config(module)["name"]) for name, module in MAIN["modules"].items()}
+
+
+def test_the_max_length_assumption_holds() -> None:
+    assert bicep.decorator(MAIN["parameters"]["environmentName"], "max_length") == len(LONGEST_ENV)
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+@pytest.mark.parametrize("environment_name", [None, LONGEST_ENV], ids=["example", "longest"])
+def test_shared_scope_deployments_are_named_after_the_relay(app: Path, environment_name: str | None) -> None:
+    # Nested deployments into a resource group other than the relay's own (the
+    # Azure OpenAI and Key Vault groups, shared by many relays) or at
+    # subscription scope must not share a name between relays: two apps
+    # provisioning at once would overwrite each other's deployment.
+    names = _deployment_names(app, environment_name)
+    env = environment_name or bicep.main_scope(app).lookup("environmentName")
+    shared = {name for name, module in MAIN["modules"].items() if _scope_kind(module) != "own"}
+    assert {"openAiRole", "keyVaultRole", "defenderForAI"} <= shared
+    for module in shared:
+        assert env in names[module], f"deployment {module} ({names[module]}) does not name the relay"
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_deployment_names_are_valid_and_distinct(app: Path) -> None:
+    for environment_name in (None, LONGEST_ENV):
+        names = _deployment_names(app, environment_name)
+        assert len(set(names.values())) == len(names), names
+        for module, name in names.items():
+            assert 1 <= len(name) <= MAX_DEPLOYMENT_NAME, f"{module}: {name!r} is {len(name)} characters"
+            assert re.fullmatch(r"[-\w.()]+", name), f"{module}: {name!r}"
+    # Two relays (different environment names) never share a deployment name.
+    other = _deployment_names(app, "another-relay")
+    assert not set(_deployment_names(app).values()) & set(other.values())
+
+
+# ---- outputs --------------------------------------------------------------------------------
+
+
+def _documented_outputs() -> tuple[set[str], set[str]]:
+    """Output names and SPA_CONFIG keys from the outputs table in docs/deployment.md."""
+    text = DEPLOYMENT_DOC.read_text(encoding="utf-8")
+    section = text.split("### Outputs: what the SPA needs", 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    names: set[str] = set()
+    spa_keys: set[str] = set()
+    for row in rows:
+        first, use = row.split("|")[1:3]
+        names.update(re.findall(r"`([A-Z_]+)`", first))
+        if "`SPA_CONFIG`" in first:
+            spa_keys.update(re.findall(r"`([a-zA-Z]+)`", use))
+    return names, spa_keys
+
+
+def test_the_outputs_table_is_where_the_test_reads_it() -> None:
+    names, spa_keys = _documented_outputs()
+    assert {"RELAY_URL", "RELAY_OPENAI_BASE_URL", "RELAY_API_SCOPE", "SPA_CONFIG"} <= names
+    assert {"relayUrl", "openAiBaseUrl", "clientId", "scopes"} <= spa_keys
+
+
+def test_every_documented_output_exists() -> None:
+    names, _ = _documented_outputs()
+    missing = names - set(MAIN["outputs"])
+    assert not missing, f"docs/deployment.md promises outputs main.bicep lacks: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_outputs_carry_what_the_spa_needs(app: Path) -> None:
+    scope = bicep.main_scope(app)
+    out = {name: scope.eval(output["value"]) for name, output in MAIN["outputs"].items()}
+    relay_url = bicep.EXAMPLE_OUTPUTS["relay.outputs.url"]
+    api_client = scope.lookup("relayApiClientId")
+    tenant = scope.lookup("tenantId")
+
+    assert out["RELAY_URL"] == relay_url
+    assert out["RELAY_OPENAI_BASE_URL"] == f"{relay_url}/api/v1"
+    assert out["RELAY_API_SCOPE"] == f"api://{api_client}/user_impersonation"
+    assert out["AZURE_FUNCTION_NAME"] == bicep.EXAMPLE_OUTPUTS["relay.outputs.name"]
+    assert out["AZURE_RESOURCE_GROUP"] == bicep.EXAMPLE_OUTPUTS["rg.name"]
+
+    _, spa_keys = _documented_outputs()
+    spa = out["SPA_CONFIG"]
+    assert set(spa) == spa_keys, "SPA_CONFIG and its description in docs/deployment.md differ"
+    assert spa["relayUrl"] == out["RELAY_URL"]
+    assert spa["openAiBaseUrl"] == out["RELAY_OPENAI_BASE_URL"]
+    assert spa["authority"] == f"https://login.microsoftonline.com/{tenant}"
+    assert spa["tenantId"] == tenant
+    assert spa["clientId"] == scope.lookup("spaClientId")
+    assert spa["scopes"] == [out["RELAY_API_SCOPE"]]
+    assert spa["models"] == scope.lookup("openAiDeployments")
+    assert spa["defaultModel"] == spa["models"][0]
+    assert spa["allowedOrigins"] == scope.lookup("spaOrigins")
+
+
+# ---- API versions ---------------------------------------------------------------------------
+
+
+def _api_versions() -> list[tuple[Path, str, str]]:
+    found = []
+    for path in bicep.bicep_files():
+        for resource in bicep.parse_bicep(path).get("resources", {}).values():
+            found.append((path, resource["type"], resource["api_version"]))
+    return found
+
+
+def test_resources_use_ga_api_versions() -> None:
+    versions = _api_versions()
+    assert versions
+    for path, type_, version in versions:
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", version), f"{path.name}: {type_}@{version} is not a GA version"
+
+
+def test_one_api_version_per_resource_type() -> None:
+    seen: dict[str, set[str]] = {}
+    for _, type_, version in _api_versions():
+        seen.setdefault(type_.lower(), set()).add(version)
+    mixed = {type_: versions for type_, versions in seen.items() if len(versions) > 1}
+    assert not mixed, f"resource types declared with several API versions: {mixed}"
