@@ -12,6 +12,7 @@ Unauthenticated requests to protected paths get 401, as with
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import secrets
@@ -56,6 +57,8 @@ class DevIdentityProvider:
 
     audience: str = DEFAULT_AUDIENCE
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    # Sessions ended by /.auth/logout (SHA-256 of the cookie -> its expiry), as App Service ends them server-side.
+    ended_sessions: dict[str, int] = field(default_factory=dict)
 
     def mint(
         self,
@@ -92,6 +95,24 @@ class DevIdentityProvider:
 
     def verify(self, token: str) -> dict[str, Any]:
         return jwt.decode(token, self.key, audience=self.audience)
+
+    def end_session(self, session: str) -> None:
+        now = int(time.time())
+        for ended, expires in list(self.ended_sessions.items()):
+            if expires < now:
+                del self.ended_sessions[ended]
+        try:
+            expires = int(self.verify(session)["exp"])
+        except jwt.InvalidToken:
+            return
+        self.ended_sessions[_digest(session)] = expires
+
+    def session_ended(self, session: str) -> bool:
+        return _digest(session) in self.ended_sessions
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def principal_claims(claims: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -146,6 +167,8 @@ def authenticate(provider: DevIdentityProvider, scope: Scope) -> dict[str, Any] 
     token = _bearer(scope)
     if token is None:
         token = _session(scope)
+        if token and provider.session_ended(token):
+            return None
     if not token:
         return None
     try:
@@ -238,6 +261,9 @@ def auth_routes(provider: DevIdentityProvider) -> list[Route]:
         }], headers={"Cache-Control": "no-store"})
 
     async def logout(request: Request) -> Response:
+        session = _session(request.scope)
+        if session:
+            provider.end_session(session)
         response = RedirectResponse(_safe_redirect(request.query_params.get("post_logout_redirect_uri")), status_code=302)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
