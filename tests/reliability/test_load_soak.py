@@ -7,18 +7,26 @@ mixed requests. Long form: ``RELAY_SOAK=long`` — 200 concurrent streams, then
 Every request is checked against the emulator's record of it (found by the
 request id the relay forwards as ``x-ms-client-request-id``): the status and
 error code the caller got, the number of upstream attempts, the upstream
-outcome, and for answers the exact deterministic text. Afterwards the relay's
-asyncio tasks and open sockets are back to their warmed-up baseline and its
-RSS shows no growth trend (tests.support.probe).
+outcome, and for answers the exact deterministic text.
+
+The baseline is taken after a warm-up, before any load. After each phase the
+relay's asyncio tasks (tests.support.probe) are back to it, and so are the
+relay process's file descriptors, read from /proc and split into caller-side
+connections (none may stay open), upstream connections (at most the phase's
+concurrency more: the keep-alive pool), half-closed connections (none) and the
+rest (no more). Its RSS, sampled after every WAVE requests, shows no growth trend.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import statistics
+import sys
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +40,14 @@ from tests.support.stack import Stack
 LONG = os.environ.get("RELAY_SOAK", "").lower() == "long"
 CONCURRENT_STREAMS = 200
 MIX_REQUESTS = 20_000 if LONG else 1_500
-WAVE = 500  # the emulator keeps its last 1000 records; a wave makes at most ~1.2 per request
+# The emulator keeps its last 1000 records; a wave makes at most ~1.2 per request. RSS is sampled after
+# each wave, so the short form gets 10 samples (9 fitted) and the long form 40.
+WAVE = 500 if LONG else 150
 CONCURRENCY = 48
 SEED = 7
+# Time for the relay to close what its callers and Azure OpenAI closed. It covers the emulator's
+# keep-alive timeout (uvicorn's default, 5 s), after which the emulator closes idle pooled connections.
+SETTLE_S = 10.0
 
 # kind: (weight, expected status, expected code, upstream attempts, upstream outcome)
 KINDS: dict[str, tuple[int, int, str | None, int, str | None]] = {
@@ -177,6 +190,104 @@ async def settled_probe(stack: Stack, tasks_at_most: int | None = None, timeout:
         await asyncio.sleep(0.2)
 
 
+TCP_LISTEN, TCP_CLOSE_WAIT = "0A", "08"
+
+
+@dataclass(frozen=True)
+class Descriptors:
+    """The relay process's open file descriptors, by what they are connected to (from /proc/<pid>)."""
+
+    caller: int  # TCP connections accepted on the relay's port: callers, through the local App Service front end
+    upstream: int  # TCP connections to the emulator's port: Azure OpenAI and the managed identity endpoint
+    close_wait: int  # caller or upstream connections the peer has closed and the relay still holds open
+    other: int  # everything else: listening sockets, asyncio's self-pipe, files, ...
+
+    def __str__(self) -> str:
+        return f"caller {self.caller}, upstream {self.upstream}, close-wait {self.close_wait}, other {self.other}"
+
+
+def _fd_targets(pid: int | str) -> list[str]:
+    targets = []
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return targets
+
+
+def _tcp_table(pid: int | str) -> dict[str, tuple[int, int, str]]:
+    """Socket inode -> (local port, remote port, state) for the TCP sockets of pid's network namespace."""
+    table: dict[str, tuple[int, int, str]] = {}
+    for name in ("tcp", "tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(f"/proc/{pid}/net/{name}", encoding="ascii") as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                local, remote = (int(address.rsplit(":", 1)[1], 16) for address in fields[1:3])
+                table[f"socket:[{fields[9]}]"] = (local, remote, fields[3])
+    return table
+
+
+def relay_pid(stack: Stack) -> int:
+    """The process listening on the relay's port (the devhost process the fixture started)."""
+    port = urllib.parse.urlsplit(stack.base_url).port
+    listening = {inode for inode, (local, _, state) in _tcp_table("self").items() if local == port and state == TCP_LISTEN}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if listening & set(_fd_targets(pid)):
+            return int(pid)
+    raise AssertionError(f"no process listens on {stack.base_url}")
+
+
+def descriptors(stack: Stack, pid: int) -> Descriptors:
+    relay_port = urllib.parse.urlsplit(stack.base_url).port
+    emulator_port = urllib.parse.urlsplit(stack.emulator_url).port
+    targets = _fd_targets(pid)
+    table = _tcp_table(pid)
+    caller = upstream = close_wait = 0
+    for target in targets:
+        local, remote, state = table.get(target, (0, 0, TCP_LISTEN))
+        if state == TCP_LISTEN:
+            continue
+        caller += local == relay_port
+        upstream += remote == emulator_port
+        close_wait += state == TCP_CLOSE_WAIT and (local == relay_port or remote == emulator_port)
+    return Descriptors(caller, upstream, close_wait, len(targets) - caller - upstream)
+
+
+def excess(now: Descriptors, baseline: Descriptors, pooled: int) -> list[str]:
+    """What the relay holds beyond its baseline, allowing ``pooled`` more idle upstream connections."""
+    found = []
+    if now.caller > baseline.caller:
+        found.append(f"{now.caller - baseline.caller} caller connections left open")
+    if now.upstream > baseline.upstream + pooled:
+        found.append(f"{now.upstream - baseline.upstream} upstream connections, at most {pooled} may be pooled")
+    if now.close_wait > baseline.close_wait:
+        found.append(f"{now.close_wait - baseline.close_wait} connections closed by the peer and still held")
+    if now.other > baseline.other:
+        found.append(f"{now.other - baseline.other} other descriptors")
+    return found
+
+
+async def settled_descriptors(stack: Stack, pid: int, baseline: Descriptors, pooled: int) -> tuple[Descriptors, list[str]]:
+    """The relay's descriptors once back within ``excess`` of the baseline, or after SETTLE_S, with what is still over."""
+    deadline = time.monotonic() + SETTLE_S
+    while True:
+        now = descriptors(stack, pid)
+        found = excess(now, baseline, pooled)
+        if not found or time.monotonic() > deadline:
+            return now, found
+        await asyncio.sleep(0.2)
+
+
+async def warm_up(stack: Stack) -> None:
+    """One answer and one stream per model: the managed identity token, the upstream session and lazy imports."""
+    async with new_client(stack) as sdk:
+        for model in ("gpt-4o-mini", "gpt-4o"):
+            await sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": "warm up"}])
+            async for _ in await sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": "warm up"}], stream=True):
+                pass
+
+
 def rss_growth_projection_kb(samples: list[tuple[int, int]]) -> float:
     """Least-squares RSS slope (KB per request) times the requests in the run."""
     xs, ys = [float(x) for x, _ in samples], [float(y) for _, y in samples]
@@ -187,8 +298,24 @@ def rss_growth_projection_kb(samples: list[tuple[int, int]]) -> float:
 @pytest.mark.timeout(1200 if LONG else 120)
 async def test_concurrent_streams_then_mixed_soak(load_stack: Stack) -> None:
     stack = load_stack
+    pid = relay_pid(stack)
+    await warm_up(stack)
+    # Baseline: warmed up, before any load, once no caller is connected (the warm-up client is closed)
+    # and nothing is half-closed.
+    baseline_tasks = await settled_probe(stack, timeout=2)
+    quiet = Descriptors(caller=0, upstream=0, close_wait=0, other=sys.maxsize)
+    baseline, _ = await settled_descriptors(stack, pid, quiet, pooled=sys.maxsize)
+
+    # Margin, upstream side only: the relay keeps one aiohttp pool towards Azure OpenAI (keep-alive 60 s).
+    # The pool reuses an idle connection before it opens one, so it never holds more connections than there
+    # were upstream requests in flight at once: at most the phase's concurrency (one upstream request per
+    # caller request at a time; retries are sequential). The managed identity token is cached since the
+    # warm-up. The caller side has no margin: every client here is closed after its phase, so the relay
+    # must have closed every caller connection; no connection may stay half-closed (the peer hung up, the
+    # relay did not), whatever its side; nothing else (listeners, files) may grow.
     stream_s = await concurrent_streams(stack)
-    baseline = await settled_probe(stack, timeout=2)
+    after_streams_tasks = await settled_probe(stack, tasks_at_most=baseline_tasks["tasks"])
+    after_streams, streams_excess = await settled_descriptors(stack, pid, baseline, pooled=CONCURRENT_STREAMS)
 
     rng = random.Random(SEED)
     kinds = [k for k, spec in KINDS.items() for _ in range(spec[0])]
@@ -217,15 +344,23 @@ async def test_concurrent_streams_then_mixed_soak(load_stack: Stack) -> None:
             done += len(wave)
             rss.append((done, (await settled_probe(stack))["rss_kb"]))
     mix_s = time.monotonic() - started
-    after = await settled_probe(stack, tasks_at_most=baseline["tasks"])
+    after_tasks = await settled_probe(stack, tasks_at_most=baseline_tasks["tasks"])
+    # Connections pooled during the streams phase and not reused are closed by the emulator's keep-alive timeout.
+    after, mix_excess = await settled_descriptors(stack, pid, baseline, pooled=CONCURRENCY)
     growth_kb = rss_growth_projection_kb(rss[1:]) if len(rss) > 2 else 0.0
     print(
         f"\nload: {CONCURRENT_STREAMS} concurrent streams in {stream_s:.1f}s; soak: {done} requests in {mix_s:.1f}s "
-        f"({done / mix_s:.0f}/s) {counts}; problems {len(problems)}; tasks {baseline['tasks']}->{after['tasks']}, "
-        f"sockets {baseline['sockets']}->{after['sockets']}, rss {[kb // 1024 for _, kb in rss]} MB, projected growth {growth_kb / 1024:.1f} MB"
+        f"({done / mix_s:.0f}/s) {counts}; problems {len(problems)}; "
+        f"tasks {baseline_tasks['tasks']}->{after_streams_tasks['tasks']}->{after_tasks['tasks']}; "
+        f"descriptors: baseline ({baseline}) -> after streams ({after_streams}) -> after soak ({after}); "
+        f"rss {[kb // 1024 for _, kb in rss]} MB, projected growth {growth_kb / 1024:.1f} MB"
     )
     assert not problems, problems[:10]
-    assert after["tasks"] <= baseline["tasks"], (baseline, after)
-    # The relay's upstream keep-alive pool may hold a few more idle connections than after the first phase.
-    assert after["sockets"] <= baseline["sockets"] + 16, (baseline, after)
+    assert after_streams_tasks["tasks"] <= baseline_tasks["tasks"], (baseline_tasks, after_streams_tasks)
+    assert after_tasks["tasks"] <= baseline_tasks["tasks"], (baseline_tasks, after_tasks)
+    leaks = {
+        f"after {CONCURRENT_STREAMS} concurrent streams ({after_streams})": streams_excess,
+        f"after the mixed soak ({after})": mix_excess,
+    }
+    assert not any(leaks.values()), f"baseline ({baseline}); {leaks}"
     assert growth_kb < 16 * 1024, f"RSS grows: {rss}"
