@@ -138,6 +138,17 @@ class Upstream:
             raise _Retryable(upstream_error("Azure OpenAI could not be reached."), None) from None
         if 200 <= response.status < 300:
             return UpstreamResponse(response)
+        if response.status in (401, 403):
+            log.error(
+                json.dumps(
+                    {
+                        "event": "relay.upstream_auth_rejected",
+                        "status": response.status,
+                        "request_id": request_id,
+                        "detail": self._auth.rejection_hint,
+                    }
+                )
+            )
         try:
             raw = await response.read()
         except (TimeoutError, aiohttp.ClientError):

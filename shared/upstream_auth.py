@@ -84,6 +84,9 @@ class KeySource(Protocol):
 
 
 class UpstreamAuth(Protocol):
+    # What an operator should check when Azure OpenAI refuses these credentials (logged, never sent to callers).
+    rejection_hint: str
+
     async def headers(self) -> dict[str, str]:
         """Headers that authenticate the next request; raise :class:`UpstreamCredentialError` when unavailable."""
         ...
@@ -94,6 +97,11 @@ class UpstreamAuth(Protocol):
 
 
 class BearerTokenAuth:
+    rejection_hint = (
+        "Azure OpenAI refused the managed identity's token: check that the identity (AZURE_CLIENT_ID) has the "
+        "Cognitive Services OpenAI User role on the resource named by AZURE_OPENAI_ENDPOINT"
+    )
+
     def __init__(self, token: CachedToken) -> None:
         self._token = token
 
@@ -105,6 +113,11 @@ class BearerTokenAuth:
 
 
 class ApiKeyAuth:
+    rejection_hint = (
+        "Azure OpenAI refused the key from Key Vault, also after re-reading it: check that the secret named by "
+        "AZURE_OPENAI_KEY_SECRET_NAME holds a current key of the resource named by AZURE_OPENAI_ENDPOINT"
+    )
+
     def __init__(self, keys: KeySource) -> None:
         self._keys = keys
 

@@ -70,6 +70,25 @@ def test_rotation_is_invisible_to_the_caller(key_stack: Stack) -> None:
     assert key_stack.stats()["keyvault_secret_reads"] == before["keyvault_secret_reads"] + 1
 
 
+def test_a_key_regenerated_before_the_vault_was_updated_is_a_502_and_a_log_line_naming_the_secret(key_stack: Stack) -> None:
+    regenerated = "kv-held-aoai-key-0003"
+    key_stack.emulator("POST", "/_emulator/config", {"api_key": regenerated})  # Azure OpenAI only; the vault lags
+    reads = key_stack.stats()["keyvault_secret_reads"]
+    try:
+        with pytest.raises(openai.APIStatusError) as caught:
+            ask(key_stack, "after a careless rotation")
+        assert (caught.value.status_code, caught.value.code) == (502, "upstream_error")
+        with pytest.raises(openai.APIStatusError):
+            ask(key_stack, "and once more")
+        assert key_stack.stats()["keyvault_secret_reads"] == reads + 1, "re-read once, not once per request"
+        hints = [json.loads(line) for line in key_stack.log_lines() if "relay.upstream_auth_rejected" in line]
+        assert hints and "AZURE_OPENAI_KEY_SECRET_NAME" in hints[-1]["detail"] and hints[-1]["status"] == 401
+        text = "\n".join(key_stack.log_lines())
+        assert ROTATED_KEY not in text and regenerated not in text
+    finally:
+        key_stack.emulator("POST", "/_emulator/config", {"api_key": ROTATED_KEY})
+
+
 def test_no_key_in_logs_error_bodies_or_me(key_stack: Stack) -> None:
     import urllib.request
 

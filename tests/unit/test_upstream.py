@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import pytest
@@ -19,6 +20,8 @@ Script = Callable[[asyncio.StreamWriter], Awaitable[None]]
 
 
 class NoAuth:
+    rejection_hint = "check the test's credentials"
+
     async def headers(self) -> dict[str, str]:
         return {}
 
@@ -100,3 +103,21 @@ async def test_a_rejected_request_passes_on_azures_reason_without_hosts_urls_or_
     error = caught.value
     assert (error.status, error.code, error.param) == (400, "invalid_request", "messages")
     assert error.message == ("Invalid 'messages[0]': see <redacted> (resource <redacted>, vault <redacted>, token <redacted>)")
+
+
+async def test_refused_credentials_are_a_502_for_the_caller_and_a_hint_for_the_operator(
+    serve: Callable[[Script], Awaitable[Upstream]], caplog: pytest.LogCaptureFixture
+) -> None:
+    body = b'{"error":{"code":"PermissionDenied","message":"Principal does not have access to API/Operation."}}'
+
+    async def refuse(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+
+    upstream = await serve(refuse)
+    with caplog.at_level(logging.ERROR, logger="relay"), pytest.raises(RelayError) as caught:
+        await upstream.open(BODY, "req-3")
+    assert (caught.value.status, caught.value.code) == (502, "upstream_error")
+    assert "Principal" not in caught.value.message
+    [line] = [json.loads(r.getMessage()) for r in caplog.records if "relay.upstream_auth_rejected" in r.getMessage()]
+    assert line == {"event": "relay.upstream_auth_rejected", "status": 403, "request_id": "req-3", "detail": NoAuth.rejection_hint}
