@@ -79,6 +79,8 @@ class DevIdentityProvider:
             "oid": oid,
             "sub": uuid.uuid5(uuid.NAMESPACE_URL, oid).hex,
             "tid": tid,
+            # Entra's unique token identifier: two tokens minted in the same second are still two sessions.
+            "uti": secrets.token_urlsafe(16),
             "ver": "2.0",
         }
         if app_only:

@@ -163,7 +163,7 @@ def test_auth_me_with_a_bearer_token_is_shaped_as_app_service_documents(stack: S
     expected = [
         ("aud", "api://relay-local"),
         ("iss", f"https://login.microsoftonline.com/{ADA_TID}/v2.0"),
-        *((name, str(claims[name])) for name in ("iat", "nbf", "exp", "sub")),
+        *((name, str(claims[name])) for name in ("iat", "nbf", "exp", "sub", "uti")),
         (OID_TYP, ADA_OID),
         (TID_TYP, ADA_TID),
         ("ver", "2.0"),
@@ -227,11 +227,14 @@ def test_sign_out_clears_the_session_cookie_and_returns_to_the_app(http: httpx2.
 
 
 def test_a_session_cookie_replayed_after_sign_out_is_refused(http: httpx2.Client) -> None:
+    # Two sign-ins within one second are two sessions: ending one must not end the other.
+    other = {"Cookie": f"{SESSION}={set_cookie(sign_in(http)).value}"}
     session = {"Cookie": f"{SESSION}={set_cookie(sign_in(http)).value}"}
     assert http.get("/api/me", headers=session).status_code == 200
     http.get("/.auth/logout", headers=session)
     assert http.get("/.auth/me", headers=session).status_code == 401
     assert http.get("/api/me", headers=session).status_code == 401
+    assert http.get("/api/me", headers=other).status_code == 200
 
 
 # The gate in front of the relay -----------------------------------------------
