@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from typing import Any
@@ -225,6 +226,7 @@ def test_one_log_line_per_request_without_prompt_or_token(stack: Stack) -> None:
     assert lines[0]["request_id"] == "log-probe-1" and lines[0]["latency_ms"] > 0
     text = "\n".join(stack.log_lines())
     assert secret_prompt not in text and token not in text
+    assert not re.search(r"eyJ[\w-]{8,}\.[\w-]{8,}\.", text), "a JWT (the caller's or the managed identity's) is in the log"
 
 
 def test_a_streamed_request_logs_its_usage_though_the_caller_did_not_ask_for_it(stack: Stack) -> None:

@@ -12,6 +12,7 @@ body, or in any SSE error event.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import httpx2
@@ -93,3 +94,7 @@ def test_no_token_key_or_prompt_in_logs_or_error_bodies(key_stack: Stack) -> Non
             assert not leaking, f"the {label} appears in an error body: {leaking[0][:300]}"
     assert "Traceback" not in log
     assert not any("Traceback" in body or "127.0.0.1" in body for body in bodies)
+    # Tokens the test never sees (the relay's own managed-identity tokens) are JWTs too: none may appear anywhere.
+    jwt_shaped = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.")
+    assert not jwt_shaped.search(log), "a JWT appears in the log"
+    assert not any(jwt_shaped.search(body) for body in bodies), "a JWT appears in an error body"
