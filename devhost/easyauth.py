@@ -58,7 +58,7 @@ class DevIdentityProvider:
     audience: str = DEFAULT_AUDIENCE
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     # Sessions ended by /.auth/logout (SHA-256 of the cookie -> its expiry), as App Service ends them server-side.
-    ended_sessions: dict[str, int] = field(default_factory=dict)
+    ended_sessions: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def mint(
         self,

@@ -39,7 +39,7 @@ _JSON = "application/json"
 # App Service's platform CORS cannot expose response headers, so the relay names them itself:
 # a cross-origin SPA needs the request ID for support and Retry-After to back off.
 _EXPOSE = {"Access-Control-Expose-Headers": "x-request-id, retry-after"}
-_NO_STORE = {"Cache-Control": "no-store", **_EXPOSE}
+_JSON_HEADERS = {"Cache-Control": "no-store", **_EXPOSE}
 
 UpstreamFactory = Callable[[Settings], Awaitable["Upstream"]]
 _T = TypeVar("_T")
@@ -139,13 +139,10 @@ class Relay:
             body = prepare_chat_body(parse_body(await self._read_body(req)), self.settings)
             record.deployment = body["model"]
             record.stream = body.get("stream") is True
-            caller_wants_usage = record.stream and body.get("stream_options", {}).get("include_usage") is True
-            if record.stream and not caller_wants_usage:
-                # Azure reports a stream's token usage only when asked; the log line needs it.
-                body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
+            hide_usage = record.stream and _request_usage(body)
             body["user_security_context"] = self._security_context(principal, source_ip)
             client = await self.upstream()
-            return await _unless_caller_leaves(req, self._answer(client, body, record, hide_usage=not caller_wants_usage))
+            return await _unless_caller_leaves(req, self._answer(client, body, record, hide_usage=hide_usage))
         except RelayError as error:
             return _error_response(error, record)
         except ClientDisconnect:
@@ -227,6 +224,15 @@ async def _unless_caller_leaves(req: Request, work: Awaitable[_T]) -> _T:
     return task.result()
 
 
+def _request_usage(body: dict[str, Any]) -> bool:
+    """Ask Azure for a stream's usage chunk, which the log line needs; return True if the caller had not asked (so it is hidden)."""
+    options = body.get("stream_options", {})
+    if options.get("include_usage") is True:
+        return False
+    body["stream_options"] = {**options, "include_usage": True}
+    return True
+
+
 def _request_id(req: Request) -> str:
     sent = req.headers.get("x-request-id", "")
     return sent if _SANE_REQUEST_ID.match(sent) else uuid.uuid4().hex
@@ -237,7 +243,7 @@ def _json(body: Any, status: int, request_id: str, headers: Mapping[str, str] | 
         json.dumps(body, separators=(",", ":")),
         status_code=status,
         media_type=_JSON,
-        headers={**_NO_STORE, **(headers or {}), "x-request-id": request_id},
+        headers={**_JSON_HEADERS, **(headers or {}), "x-request-id": request_id},
     )
 
 
@@ -264,7 +270,7 @@ async def _complete_response(upstream: UpstreamResponse, record: RequestLog, tim
     usage = answer.get("usage")
     record.usage = usage if isinstance(usage, dict) else None
     record.emit(200)
-    return Response(content, status_code=200, media_type=_JSON, headers={**_NO_STORE, "x-request-id": record.request_id})
+    return Response(content, status_code=200, media_type=_JSON, headers={**_JSON_HEADERS, "x-request-id": record.request_id})
 
 
 def _stream_response(upstream: UpstreamResponse, record: RequestLog, hide_usage: bool) -> StreamingResponse:

@@ -66,21 +66,21 @@ class SseForwarder:
                 self.done = True
             elif not (payload.startswith(b"{") and payload.endswith(b"}")):
                 raise MalformedStream("data is not a JSON object")
-            elif b'"usage"' in payload and b'"completion_tokens"' in payload and self._is_usage_chunk(payload):
+            elif b'"usage"' in payload and b'"completion_tokens"' in payload and self._record_usage(payload):
                 return not self._hide_usage
         return True
 
-    def _is_usage_chunk(self, payload: bytes) -> bool:
-        """Record the usage a chunk carries; return whether it is the usage-only chunk (no choices)."""
+    def _record_usage(self, payload: bytes) -> bool:
+        """Keep the usage a chunk carries; return whether it is the usage-only chunk (empty choices)."""
         try:
             chunk = json.loads(payload)
-            usage = chunk.get("usage")
+            usage, choices = chunk.get("usage"), chunk.get("choices")
         except (ValueError, AttributeError):
             raise MalformedStream("data is not JSON") from None
         if not isinstance(usage, dict):
             return False
         self.usage = usage
-        return bool(chunk.get("choices") == [])
+        return isinstance(choices, list) and not choices
 
 
 def error_event(error: RelayError) -> bytes:
