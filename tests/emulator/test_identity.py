@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import time
-from typing import Any
 
 import httpx2
 import pytest
@@ -13,15 +10,10 @@ from azure.identity.aio import ManagedIdentityCredential
 
 from devhost.emulator.identity import DEFAULT_CLIENT_ID, TENANT_ID
 from tests.emulator.conftest import COGNITIVE_SCOPE, IDENTITY_HEADER, Emulator
+from tests.support.tokens import claims_of as claims
 
 pytestmark = pytest.mark.asyncio
 USER_ASSIGNED = "11111111-2222-4333-8444-555555555555"
-
-
-def claims(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    result: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    return result
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from devhost import jwt
 from devhost.easyauth import DevIdentityProvider
 from devhost.host import create_host_app
 from tests.support.stack import Stack
+from tests.support.tokens import claims_of
 
 ADA_OID = "1b2c3d4e-0000-4000-8000-000000000003"
 ADA_TID = "72f988bf-0000-4000-8000-000000000002"
@@ -51,11 +52,6 @@ FORGED = {
     "X-Client-IP": "6.6.6.6",
     "X-Forwarded-For": "6.6.6.6",
 }
-
-
-def payload(token: str) -> dict[str, Any]:
-    part = token.split(".")[1]
-    return dict(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
 
 
 def b64url(obj: Any) -> str:
@@ -100,7 +96,7 @@ def host_app(provider: DevIdentityProvider, calls: list[str] | None = None) -> A
 
 
 def test_dev_token_carries_the_requested_identity(stack: Stack) -> None:
-    user = payload(stack.token(oid=ADA_OID.upper(), tid=ADA_TID, name="Ada Lovelace", roles="Relay.User, Relay.Admin"))
+    user = claims_of(stack.token(oid=ADA_OID.upper(), tid=ADA_TID, name="Ada Lovelace", roles="Relay.User, Relay.Admin"))
     assert {k: user[k] for k in ("aud", "iss", "oid", "tid", "name", "preferred_username", "scp", "roles", "ver")} == {
         "aud": "api://relay-local",
         "iss": f"https://login.microsoftonline.com/{ADA_TID}/v2.0",
@@ -115,7 +111,7 @@ def test_dev_token_carries_the_requested_identity(stack: Stack) -> None:
     assert user["exp"] - user["iat"] == 3600 and abs(user["iat"] - time.time()) < 60
     assert "idtyp" not in user
 
-    daemon = payload(stack.token(oid=MALLORY_OID, tid=ADA_TID, app="true", aud="https://cognitiveservices.azure.com"))
+    daemon = claims_of(stack.token(oid=MALLORY_OID, tid=ADA_TID, app="true", aud="https://cognitiveservices.azure.com"))
     assert daemon["idtyp"] == "app" and daemon["azp"] == MALLORY_OID
     assert daemon["aud"] == "https://cognitiveservices.azure.com"
     assert not {"scp", "name", "preferred_username"} & daemon.keys()
@@ -137,7 +133,7 @@ def test_dev_token_is_issued_to_loopback_peers_only_whatever_the_headers_say() -
     for peer in ("127.0.0.1", "::1"):
         local = TestClient(app, client=(peer, 51234)).get("/_dev/token")
         assert local.status_code == 200, peer
-        assert payload(local.json()["access_token"])["aud"] == "api://relay-local"
+        assert claims_of(local.json()["access_token"])["aud"] == "api://relay-local"
 
 
 # /.auth/me ------------------------------------------------------------------
@@ -155,7 +151,7 @@ def test_auth_me_with_a_bearer_token_is_shaped_as_app_service_documents(stack: S
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"
     [entry] = response.json()
-    claims = payload(token)
+    claims = claims_of(token)
     assert entry["access_token"] == token
     assert entry["expires_on"] == datetime.fromtimestamp(claims["exp"], UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
     assert entry["provider_name"] == "aad"
@@ -252,7 +248,7 @@ def test_relay_routes_need_credentials_and_healthz_does_not(http: httpx2.Client)
 def bad_authorization(stack: Stack, kind: str) -> str:
     genuine = stack.token(oid=ADA_OID, tid=ADA_TID)
     header, _, signature = genuine.split(".")
-    mallory = {**payload(genuine), "oid": MALLORY_OID}
+    mallory = {**claims_of(genuine), "oid": MALLORY_OID}
     return {
         "other key": f"Bearer {DevIdentityProvider().mint(oid=ADA_OID, tid=ADA_TID)}",
         "alg none": f"Bearer {unsigned(mallory, 'none')}",
@@ -277,8 +273,8 @@ def test_expired_or_wrong_alg_tokens_signed_with_the_host_key_are_401_and_the_fu
     provider, calls = DevIdentityProvider(), list[str]()
     client = TestClient(host_app(provider, calls), client=("127.0.0.1", 51234))
     fresh = provider.mint(oid=ADA_OID, tid=ADA_TID)
-    expired = jwt.encode({**payload(fresh), "exp": int(time.time()) - 1}, provider.key)
-    signing_input = unsigned(payload(fresh), "none").rstrip(".")
+    expired = jwt.encode({**claims_of(fresh), "exp": int(time.time()) - 1}, provider.key)
+    signing_input = unsigned(claims_of(fresh), "none").rstrip(".")
     signature = base64.urlsafe_b64encode(hmac.new(provider.key, signing_input.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
     alg_none = f"{signing_input}.{signature}"
     assert client.get("/api/echo", headers={"Authorization": f"Bearer {fresh}"}).status_code == 200

@@ -10,12 +10,8 @@ the caller's ``user_security_context``.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,13 +19,13 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
 
-from tests.support.servers import ROOT, free_port, wait_for_http
+from tests.support.servers import ROOT, free_port, stop_process_group, wait_for_http
 from tests.support.stack import Stack
+from tests.support.tokens import claims_of
 
 BUDGET_S = 60.0
 STAMP = ".installed"
@@ -82,24 +78,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
 
 
-def stop_group(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """SIGTERM the whole process group (make, the host, the emulators), then SIGKILL what is left after ``grace``."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=5)
-
-
 @pytest.fixture
 def make_run(tmp_path: Path) -> Iterator[MakeRun]:
     clone = fresh_clone(tmp_path / "clone")
@@ -116,13 +94,7 @@ def make_run(tmp_path: Path) -> Iterator[MakeRun]:
             stack = Stack(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{emulator_port}", log_path)
             yield MakeRun(clone, proc, started, stack)
         finally:
-            stop_group(proc)
-
-
-def token_claims(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    return claims
+            stop_process_group(proc)
 
 
 def test_make_run_on_a_fresh_clone_serves_healthz_and_a_completion_within_a_minute(make_run: MakeRun) -> None:
@@ -133,7 +105,7 @@ def test_make_run_on_a_fresh_clone_serves_healthz_and_a_completion_within_a_minu
             assert resp.status == 200, f"healthz answered {resp.status}"
 
         token = stack.token()
-        oid = token_claims(token)["oid"]
+        oid = claims_of(token)["oid"]
         sdk = openai.OpenAI(base_url=f"{stack.api}/v1", api_key=token, max_retries=0, timeout=20)
         completion = sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello"}])
         answer = completion.choices[0].message.content

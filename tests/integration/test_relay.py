@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import urllib.error
 import urllib.request
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 
 from devhost.easyauth import DEV_OBJECT_ID, DEV_TENANT_ID
 from tests.support.stack import APPLICATION_NAME, Stack
+from tests.support.tokens import JWT_SHAPED
 
 ADA_OID = "1b2c3d4e-0000-4000-8000-000000000003"
 ADA_TID = "72f988bf-0000-4000-8000-000000000002"
@@ -226,7 +226,7 @@ def test_one_log_line_per_request_without_prompt_or_token(stack: Stack) -> None:
     assert lines[0]["request_id"] == "log-probe-1" and lines[0]["latency_ms"] > 0
     text = "\n".join(stack.log_lines())
     assert secret_prompt not in text and token not in text
-    assert not re.search(r"eyJ[\w-]{8,}\.[\w-]{8,}\.", text), "a JWT (the caller's or the managed identity's) is in the log"
+    assert not JWT_SHAPED.search(text), "a JWT (the caller's or the managed identity's) is in the log"
 
 
 def test_a_streamed_request_logs_its_usage_though_the_caller_did_not_ask_for_it(stack: Stack) -> None:

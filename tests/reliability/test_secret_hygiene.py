@@ -12,7 +12,6 @@ body, or in any SSE error event.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 
 import httpx2
@@ -21,6 +20,7 @@ import pytest
 from tests.reliability.common import RELAY_TIMEOUT_S
 from tests.support.probe import run_probed_stack
 from tests.support.stack import Stack
+from tests.support.tokens import JWT_SHAPED
 
 KNOWN_KEY = "kv-aoai-key-hygiene-7f3a9c1e5b"
 KNOWN_PROMPT = "the vault combination is orchid-4471-tangerine"
@@ -95,6 +95,5 @@ def test_no_token_key_or_prompt_in_logs_or_error_bodies(key_stack: Stack) -> Non
     assert "Traceback" not in log
     assert not any("Traceback" in body or "127.0.0.1" in body for body in bodies)
     # Tokens the test never sees (the relay's own managed-identity tokens) are JWTs too: none may appear anywhere.
-    jwt_shaped = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.")
-    assert not jwt_shaped.search(log), "a JWT appears in the log"
-    assert not any(jwt_shaped.search(body) for body in bodies), "a JWT appears in an error body"
+    assert not JWT_SHAPED.search(log), "a JWT appears in the log"
+    assert not any(JWT_SHAPED.search(body) for body in bodies), "a JWT appears in an error body"
