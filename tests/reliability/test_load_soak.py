@@ -206,7 +206,7 @@ class Descriptors:
         return f"caller {self.caller}, upstream {self.upstream}, close-wait {self.close_wait}, other {self.other}"
 
 
-def _fd_targets(pid: int | str) -> list[str]:
+def _fd_targets(pid: int) -> list[str]:
     targets = []
     with contextlib.suppress(OSError):
         for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -215,7 +215,7 @@ def _fd_targets(pid: int | str) -> list[str]:
     return targets
 
 
-def _tcp_table(pid: int | str) -> dict[str, tuple[int, int, str]]:
+def _tcp_table(pid: int) -> dict[str, tuple[int, int, str]]:
     """Socket inode -> (local port, remote port, state) for the TCP sockets of pid's network namespace."""
     table: dict[str, tuple[int, int, str]] = {}
     for name in ("tcp", "tcp6"):
@@ -226,16 +226,6 @@ def _tcp_table(pid: int | str) -> dict[str, tuple[int, int, str]]:
                 local, remote = (int(address.rsplit(":", 1)[1], 16) for address in fields[1:3])
                 table[f"socket:[{fields[9]}]"] = (local, remote, fields[3])
     return table
-
-
-def relay_pid(stack: Stack) -> int:
-    """The process listening on the relay's port (the devhost process the fixture started)."""
-    port = urllib.parse.urlsplit(stack.base_url).port
-    listening = {inode for inode, (local, _, state) in _tcp_table("self").items() if local == port and state == TCP_LISTEN}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        if listening & set(_fd_targets(pid)):
-            return int(pid)
-    raise AssertionError(f"no process listens on {stack.base_url}")
 
 
 def descriptors(stack: Stack, pid: int) -> Descriptors:
@@ -298,11 +288,11 @@ def rss_growth_projection_kb(samples: list[tuple[int, int]]) -> float:
 @pytest.mark.timeout(1200 if LONG else 120)
 async def test_concurrent_streams_then_mixed_soak(load_stack: Stack) -> None:
     stack = load_stack
-    pid = relay_pid(stack)
     await warm_up(stack)
     # Baseline: warmed up, before any load, once no caller is connected (the warm-up client is closed)
     # and nothing is half-closed.
     baseline_tasks = await settled_probe(stack, timeout=2)
+    pid = baseline_tasks["pid"]  # the relay process: the probe answers from inside it
     quiet = Descriptors(caller=0, upstream=0, close_wait=0, other=sys.maxsize)
     baseline, _ = await settled_descriptors(stack, pid, quiet, pooled=sys.maxsize)
 

@@ -35,7 +35,7 @@ def process_stats() -> dict[str, Any]:
         for line in status:
             if line.startswith("VmRSS:"):
                 rss_kb = int(line.split()[1])
-    return {"tasks": len(asyncio.all_tasks()), "fds": len(fds), "sockets": sockets, "rss_kb": rss_kb}
+    return {"pid": os.getpid(), "tasks": len(asyncio.all_tasks()), "fds": len(fds), "sockets": sockets, "rss_kb": rss_kb}
 
 
 class ProbeMiddleware:
