@@ -200,9 +200,10 @@ def test_a_usage_chunk_the_caller_did_not_ask_for_is_logged_but_not_forwarded(st
     out = b"".join(forwarder.feed(piece) for piece in split(stream, cuts))
     forwarder.finish()
     events = [event + b"\n\n" for event in stream.split(b"\n\n")[:-1]]
-    usage_only = [e for e in events if e.startswith(b"data: {") and json.loads(e[6:]).get("choices") == [] and "usage" in json.loads(e[6:])]
-    assert out == b"".join(e for e in events if e not in usage_only)
-    assert forwarder.usage == (json.loads(usage_only[-1][6:])["usage"] if usage_only else None)
+    chunks = [(event, json.loads(event[6:])) for event in events if event.startswith(b"data: {")]
+    usage_only = [(event, chunk) for event, chunk in chunks if chunk.get("choices") == [] and "usage" in chunk]
+    assert out == b"".join(event for event in events if event not in {e for e, _ in usage_only})
+    assert forwarder.usage == (usage_only[-1][1]["usage"] if usage_only else None)
 
 
 @FAST

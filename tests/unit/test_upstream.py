@@ -33,6 +33,16 @@ def _chunked(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+def _answer(status_line: bytes, body: bytes) -> Script:
+    """A script that answers with ``status_line`` and a JSON ``body``."""
+
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (status_line, len(body), body))
+        await writer.drain()
+
+    return answer
+
+
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[[Script], Awaitable[Upstream]]]:
     """Start a server that reads one request and runs the test's script; return an Upstream pointed at it."""
@@ -92,12 +102,7 @@ async def test_a_rejected_request_passes_on_azures_reason_without_hosts_urls_or_
         "token eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJjb2cifQ.c2lnbmF0dXJl)"
     )
     body = json.dumps({"error": {"code": "invalid_value", "message": message, "param": "messages"}}).encode()
-
-    async def reject(writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-        await writer.drain()
-
-    upstream = await serve(reject)
+    upstream = await serve(_answer(b"400 Bad Request", body))
     with pytest.raises(RelayError) as caught:
         await upstream.open(BODY, "req-2")
     error = caught.value
@@ -109,12 +114,7 @@ async def test_refused_credentials_are_a_502_for_the_caller_and_a_hint_for_the_o
     serve: Callable[[Script], Awaitable[Upstream]], caplog: pytest.LogCaptureFixture
 ) -> None:
     body = b'{"error":{"code":"PermissionDenied","message":"Principal does not have access to API/Operation."}}'
-
-    async def refuse(writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-        await writer.drain()
-
-    upstream = await serve(refuse)
+    upstream = await serve(_answer(b"403 Forbidden", body))
     with caplog.at_level(logging.ERROR, logger="relay"), pytest.raises(RelayError) as caught:
         await upstream.open(BODY, "req-3")
     assert (caught.value.status, caught.value.code) == (502, "upstream_error")
