@@ -158,7 +158,7 @@ class Unresolved(LookupError):
 
 
 class BicepFail(RuntimeError):
-    """ARM would stop the deployment here: ``fail(message)``, or a missing object property."""
+    """ARM would stop the deployment here: the template reads an object property that does not exist."""
 
 
 PLATFORM: dict[str, dict[str, Any]] = {
@@ -327,8 +327,6 @@ class Evaluator:
         args = [self.eval(arg) for arg in (fn.get("parameters") or {}).values()]
         if name in PLATFORM:
             return PLATFORM[name]
-        if name == "fail":
-            raise BicepFail(args[0])
         if name == "any":
             return args[0]
         if name == "join":
