@@ -274,8 +274,10 @@ async def warm_up(stack: Stack) -> None:
     async with new_client(stack) as sdk:
         for model in ("gpt-4o-mini", "gpt-4o"):
             await sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": "warm up"}])
-            async for _ in await sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": "warm up"}], stream=True):
-                pass
+            stream = await sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": "warm up"}], stream=True)
+            async with stream:  # closed here, not by the garbage collector after the client is gone
+                async for _ in stream:
+                    pass
 
 
 def rss_growth_projection_kb(samples: list[tuple[int, int]]) -> float:
