@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from devhost import jwt
 from devhost.appservice import peer_address
-from shared.config import is_guid, is_loopback_host
+from shared.values import is_guid, is_loopback_host
 
 SESSION_COOKIE = "AppServiceAuthSession"
 DEFAULT_AUDIENCE = "api://relay-local"

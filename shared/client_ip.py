@@ -17,8 +17,8 @@ import re
 from collections.abc import Mapping
 
 from shared.config import ClientIpPolicy
-from shared.easyauth import header_values, same_guid
 from shared.errors import forbidden
+from shared.values import header_values, same_guid
 
 MAX_HEADER_CHARS = 8 * 1024
 MAX_ADDRESS_CHARS = 64  # "[" + 45-char IPv6 + "]:65535", with room to spare

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse
 
 from devhost import jwt
 from devhost.emulator.state import get_state
-from shared.config import is_guid
+from shared.values import is_guid
 
 TENANT_ID = "7e57e000-0000-4000-8000-00000000a001"
 DEFAULT_CLIENT_ID = "7e57e000-0000-4000-8000-00000000c001"

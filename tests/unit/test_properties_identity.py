@@ -21,8 +21,9 @@ from starlette.datastructures import Headers
 
 from shared.client_ip import client_ip_from_headers, parse_ip
 from shared.config import AuthPolicy, ClientIpPolicy
-from shared.easyauth import OID_CLAIMS, TID_CLAIMS, is_ascii_guid, principal_from_headers
+from shared.easyauth import OID_CLAIMS, TID_CLAIMS, principal_from_headers
 from shared.errors import RelayError
+from shared.values import is_guid
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -190,8 +191,8 @@ def check_principal(headers: dict[str, str] | Headers, policy: AuthPolicy) -> No
         return
     event("accepted")
     present = claims_of(headers)
-    assert is_ascii_guid(principal.object_id) and principal.object_id == principal.object_id.lower()
-    assert is_ascii_guid(principal.tenant_id) and principal.tenant_id == principal.tenant_id.lower()
+    assert is_guid(principal.object_id) and principal.object_id == principal.object_id.lower()
+    assert is_guid(principal.tenant_id) and principal.tenant_id == principal.tenant_id.lower()
     assert principal.object_id in {val.lower() for typ, val in present if typ in OID_CLAIMS}
     assert principal.tenant_id in {val.lower() for typ, val in present if typ in TID_CLAIMS}
     assert {val.lower() for typ, val in present if typ in OID_CLAIMS} == {principal.object_id}
@@ -221,7 +222,7 @@ def test_a_well_formed_principal_is_accepted_exactly_when_its_ids_are_ascii_guid
         principal = principal_from_headers(headers, AuthPolicy())
     except RelayError as error:
         assert (error.status, error.code) == (401, "unauthenticated")
-        assert not (is_ascii_guid(oid) and is_ascii_guid(tid))
+        assert not (is_guid(oid) and is_guid(tid))
         return
     assert (principal.object_id, principal.tenant_id) == (oid.lower(), tid.lower())
     uuid.UUID(principal.object_id)
