@@ -1,0 +1,326 @@
+"""shared.relay: the handlers without a server, the Easy Auth gate, identity policy, input errors, and how a stream ends.
+
+Examples first; then properties: whatever the body, the answer is never a 500
+and the ``user_security_context`` sent upstream is exactly the one built from
+the Easy Auth principal and the front end's ``client-ip``; whatever the
+upstream stream does, it is closed and the request's log line written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from devhost.easyauth import principal_headers
+from shared.config import Settings, load_settings
+from shared.errors import RelayError, upstream_error, upstream_timeout
+from shared.relay import Relay
+from shared.upstream import Upstream
+from tests.support.asgi import call, make_request
+from tests.support.strategies import bodies, split, sse_noise, well_formed_events
+
+OID = "1b2c3d4e-0000-4000-8000-000000000003"
+TID = "72f988bf-0000-4000-8000-000000000002"
+OTHER_TID = "0badf00d-0000-4000-8000-000000000009"
+BODY = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
+
+BASE_ENV = {
+    "AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com",
+    "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini",
+    "APPLICATION_NAME": "contoso-chat-spa",
+    "WEBSITE_AUTH_ENABLED": "True",
+}
+
+
+async def no_upstream(settings: Settings) -> Upstream:
+    raise AssertionError("the upstream must not be reached")
+
+
+def relay(env: dict[str, str] | None = None, **policy: Any) -> Relay:
+    settings = load_settings({**BASE_ENV, **(env or {})})
+    if policy:
+        settings = dataclasses.replace(settings, auth_policy=dataclasses.replace(settings.auth_policy, **policy))
+    return Relay(settings, no_upstream)
+
+
+def user_claims(**overrides: Any) -> dict[str, Any]:
+    claims: dict[str, Any] = {
+        "aud": "api://relay",
+        "oid": OID,
+        "tid": TID,
+        "name": "Ada",
+        "scp": "user_impersonation",
+        "roles": ["Relay.User"],
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def headers_for(claims: dict[str, Any]) -> dict[str, str]:
+    return {name.decode(): value.decode() for name, value in principal_headers(claims)}
+
+
+async def chat(r: Relay, headers: dict[str, str], body: bytes = BODY) -> tuple[int, Any]:
+    status, payload, _ = await call(r.chat_completions, "POST", "/api/v1/chat/completions", headers, body)
+    return status, payload
+
+
+def assert_error(status: int, payload: Any, expected_status: int, code: str) -> None:
+    assert status == expected_status
+    assert set(payload["error"]) >= {"message", "type", "param", "code"}
+    assert payload["error"]["code"] == code
+
+
+@pytest.mark.parametrize("enabled", [None, "false", "False", "0"])
+async def test_easy_auth_disabled_fails_closed(enabled: str | None) -> None:
+    env = dict(BASE_ENV)
+    env.pop("WEBSITE_AUTH_ENABLED")
+    if enabled is not None:
+        env["WEBSITE_AUTH_ENABLED"] = enabled
+    r = Relay(load_settings(env), no_upstream)
+    for handler, method, path in (
+        (r.chat_completions, "POST", "/api/v1/chat/completions"),
+        (r.models, "GET", "/api/v1/models"),
+        (r.me, "GET", "/api/me"),
+    ):
+        status, payload, headers = await call(handler, method, path, headers_for(user_claims()), BODY)
+        assert_error(status, payload, 503, "easy_auth_disabled")
+        assert headers["x-request-id"]
+
+
+async def test_healthz_needs_no_auth_and_logs_its_line(caplog: pytest.LogCaptureFixture) -> None:
+    r = Relay(load_settings({k: v for k, v in BASE_ENV.items() if k != "WEBSITE_AUTH_ENABLED"}), no_upstream)
+    with caplog.at_level(logging.INFO, logger="relay.request"):
+        status, payload, _ = await call(r.healthz, "GET", "/api/healthz", {"x-request-id": "probe-7"})
+    assert (status, payload) == (200, {"status": "ok"})
+    [line] = [json.loads(record.getMessage()) for record in caplog.records if record.name == "relay.request"]
+    assert (line["request_id"], line["route"], line["status"]) == ("probe-7", "healthz", 200)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({}, id="no-principal"),
+        pytest.param({"X-MS-CLIENT-PRINCIPAL": "%%%not-base64%%%"}, id="garbled-base64"),
+        pytest.param({"X-MS-CLIENT-PRINCIPAL": base64.b64encode(b"[1,2,3]").decode()}, id="not-an-object"),
+        pytest.param({"X-MS-CLIENT-PRINCIPAL": base64.b64encode(b'{"auth_typ":"aad","claims":[]}').decode()}, id="no-oid"),
+        pytest.param({**headers_for(user_claims()), "x-ms-client-principal-id": "99999999-9999-4999-8999-999999999999"}, id="id-mismatch"),
+        pytest.param(headers_for(user_claims(oid="not-a-guid")), id="oid-not-guid"),
+    ],
+)
+async def test_missing_garbled_or_inconsistent_principal_is_401(headers: dict[str, str]) -> None:
+    status, payload = await chat(relay(), headers)
+    assert_error(status, payload, 401, "unauthenticated")
+
+
+async def test_wrong_identity_provider_is_403() -> None:
+    headers = headers_for(user_claims())
+    principal = json.loads(base64.b64decode(headers["x-ms-client-principal"]))
+    principal["auth_typ"] = "google"
+    headers["x-ms-client-principal"] = base64.b64encode(json.dumps(principal).encode()).decode()
+    headers["x-ms-client-principal-idp"] = "google"
+    status, payload = await chat(relay(), headers)
+    assert_error(status, payload, 403, "forbidden")
+
+
+@pytest.mark.parametrize(
+    ("policy", "claims"),
+    [
+        pytest.param({"allowed_tenants": frozenset({OTHER_TID})}, user_claims(), id="tenant"),
+        pytest.param({"required_roles": frozenset({"Relay.Admin"})}, user_claims(), id="role"),
+        pytest.param({"allowed_audiences": frozenset({"api://other"})}, user_claims(), id="audience"),
+        pytest.param({}, user_claims(scp=None, name=None, idtyp="app"), id="app-only-token"),
+    ],
+)
+async def test_policy_violations_are_403(policy: dict[str, Any], claims: dict[str, Any]) -> None:
+    status, payload = await chat(relay(**policy), headers_for(claims))
+    assert_error(status, payload, 403, "forbidden")
+
+
+async def test_policy_from_settings_admits_the_right_caller() -> None:
+    env = {"RELAY_ALLOWED_TENANTS": TID, "RELAY_REQUIRED_ROLES": "Relay.User", "RELAY_ALLOWED_AUDIENCES": "api://relay"}
+    headers = {**headers_for(user_claims()), "client-ip": "203.0.113.7:51234"}
+    status, payload, _ = await call(relay(env).me, "GET", "/api/me", headers)
+    assert status == 200
+    assert payload["user_security_context"] == {
+        "application_name": "contoso-chat-spa",
+        "end_user_id": OID,
+        "end_user_tenant_id": TID,
+        "source_ip": "203.0.113.7",
+    }
+
+
+async def test_app_tokens_allowed_when_configured() -> None:
+    status, payload, _ = await call(
+        relay({"RELAY_ALLOW_APP_TOKENS": "true"}).me, "GET", "/api/me", headers_for(user_claims(scp=None, name=None, idtyp="app"))
+    )
+    assert status == 200 and payload["principal"]["is_app"] is True
+
+
+async def test_front_door_mode_with_wrong_fdid_is_403() -> None:
+    env = {"RELAY_CLIENT_IP_MODE": "front-door", "RELAY_FRONT_DOOR_ID": "a1b2c3d4-0000-4000-8000-00000000fd01"}
+    headers = {**headers_for(user_claims()), "X-Azure-FDID": "a1b2c3d4-0000-4000-8000-00000000fd02", "X-Azure-SocketIP": "198.51.100.9"}
+    status, payload = await chat(relay(env), headers)
+    assert_error(status, payload, 403, "forbidden")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "param"),
+    [
+        (b"not json", 400, "invalid_request", None),
+        (b"[]", 400, "invalid_request", None),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', 400, "invalid_request", None),
+        (b'{"messages": "hi"}', 400, "invalid_request", "messages"),
+        (b'{"messages": [{"role": "wizard", "content": "hi"}]}', 400, "invalid_request", "messages"),
+        (b'{"messages": [{"role": ["user"], "content": "hi"}]}', 400, "invalid_request", "messages"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": []}', 400, "invalid_request", "reasoning_effort"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}', 400, "invalid_request", "temperature"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "n": 2}', 400, "invalid_request", "n"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "model": "gpt-5"}', 400, "model_not_allowed", "model"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "data_sources": []}', 400, "parameter_not_allowed", "data_sources"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "functions": []}', 400, "parameter_not_allowed", "functions"),
+    ],
+)
+async def test_bad_bodies_never_reach_upstream(body: bytes, status: int, code: str, param: str | None) -> None:
+    got_status, payload = await chat(relay(), headers_for(user_claims()), body)
+    assert_error(got_status, payload, status, code)
+    assert payload["error"]["param"] == param
+
+
+async def test_declared_oversize_body_is_413_before_reading() -> None:
+    headers = {**headers_for(user_claims()), "content-length": str(10 * 1024 * 1024)}
+    status, payload = await chat(relay(), headers)
+    assert_error(status, payload, 413, "request_too_large")
+
+
+async def test_an_unexpected_failure_is_a_500_in_the_openai_shape_without_a_trace() -> None:
+    async def broken_upstream(settings: Settings) -> Upstream:
+        raise RuntimeError("secret internal detail at /srv/relay.py line 42")
+
+    r = Relay(load_settings(BASE_ENV), broken_upstream)
+    status, payload = await chat(r, headers_for(user_claims()))
+    assert_error(status, payload, 500, "internal_error")
+    assert "secret internal detail" not in json.dumps(payload)
+
+
+# --- properties ------------------------------------------------------------------------------
+
+FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = load_settings(
+    {
+        "AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com",
+        "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini,gpt-4o",
+        "APPLICATION_NAME": "contoso-chat-spa",
+        "WEBSITE_AUTH_ENABLED": "true",
+        "RELAY_MAX_TOKENS": "100",
+        "RELAY_MAX_N": "2",
+    }
+)
+EXPECTED_CONTEXT = {"application_name": "contoso-chat-spa", "end_user_id": OID, "end_user_tenant_id": TID, "source_ip": "203.0.113.7"}
+
+
+class CapturingUpstream:
+    """Records what the relay would send to Azure OpenAI, then answers 502 (nothing is streamed)."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def open(self, body: dict[str, Any], request_id: str) -> Any:
+        self.sent.append(json.loads(json.dumps(body)))
+        raise RelayError(502, "upstream_error", "stub")
+
+    async def aclose(self) -> None:
+        pass
+
+
+TRUSTED_HEADERS = {
+    **{k.decode(): v.decode() for k, v in principal_headers({"oid": OID, "tid": TID, "scp": "user_impersonation", "name": "Ada"})},
+    "client-ip": "203.0.113.7:51234",
+}
+
+
+@FAST
+@given(body=bodies.map(lambda b: json.dumps(b).encode()) | st.binary(max_size=200))
+def test_no_body_gets_a_500_or_changes_the_security_context(body: bytes) -> None:
+    upstream = CapturingUpstream()
+
+    async def factory(settings: Settings) -> Upstream:
+        return upstream  # type: ignore[return-value]
+
+    relay = Relay(SETTINGS, factory)
+    response = asyncio.run(relay.chat_completions(make_request("POST", "/api/v1/chat/completions", TRUSTED_HEADERS, body)))
+    assert response.status_code in {400, 413, 502}, response.body
+    payload = json.loads(bytes(response.body))
+    assert set(payload["error"]) >= {"message", "type", "param", "code"}
+    for sent in upstream.sent:
+        assert sent["user_security_context"] == EXPECTED_CONTEXT
+        assert "data_sources" not in sent and "user" not in sent
+
+
+class StreamingUpstream:
+    """An Azure OpenAI client whose stream delivers ``pieces``, then raises ``error`` (if any)."""
+
+    def __init__(self, pieces: list[bytes], error: BaseException | None) -> None:
+        self.pieces, self.error, self.closed = pieces, error, False
+
+    async def open(self, body: dict[str, Any], request_id: str) -> StreamingUpstream:
+        return self
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces:
+            yield piece
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self.closed = True
+
+
+STREAM_BODY = json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+
+
+@FAST
+@given(
+    stream=sse_noise | well_formed_events,
+    cuts=st.lists(st.integers(0, 10**6), max_size=8),
+    error=st.sampled_from([None, upstream_timeout(), upstream_error("The stream from Azure OpenAI broke off.")]),
+)
+def test_however_a_stream_ends_the_upstream_is_closed_and_its_status_logged(stream: bytes, cuts: list[int], error: BaseException | None) -> None:
+    upstream = StreamingUpstream(split(stream, cuts), error)
+
+    async def factory(settings: Settings) -> Upstream:
+        return upstream  # type: ignore[return-value]
+
+    async def run() -> tuple[bytes, list[dict[str, Any]]]:
+        lines: list[dict[str, Any]] = []
+        handler = logging.Handler()
+        handler.emit = lambda record: lines.append(json.loads(record.getMessage()))  # type: ignore[method-assign]
+        request_logger = logging.getLogger("relay.request")
+        request_logger.addHandler(handler)
+        request_logger.setLevel(logging.INFO)
+        try:
+            response = await Relay(SETTINGS, factory).chat_completions(
+                make_request("POST", "/api/v1/chat/completions", TRUSTED_HEADERS, STREAM_BODY)
+            )
+            out = b"".join([piece async for piece in response.body_iterator])  # type: ignore[attr-defined]
+        finally:
+            request_logger.removeHandler(handler)
+        return out, lines
+
+    out, lines = asyncio.run(run())
+    assert upstream.closed
+    [line] = lines
+    if out.endswith(b"data: [DONE]\n\n") and error is None:
+        assert line["status"] == 200
+    else:
+        assert out.count(b"event: error\n") == 1
+        assert (line["status"], line["code"]) in {(502, "upstream_error"), (504, "upstream_timeout")}
