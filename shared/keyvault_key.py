@@ -27,7 +27,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 from azure.keyvault.secrets.aio import SecretClient
 
-from shared.upstream_auth import UpstreamCredentialError
+from shared.errors import UpstreamCredentialError
 from shared.values import is_loopback_host
 
 MIN_REREAD_INTERVAL_S = 10.0
