@@ -24,7 +24,7 @@ from azure.keyvault.secrets.aio import SecretClient
 from devhost.emulator.keyvault import CHALLENGE
 from shared import keyvault_key
 from shared.keyvault_key import KeyVaultKeyError, KeyVaultKeySource
-from tests.emulator.conftest import API_KEY, IDENTITY_HEADER, Emulator
+from tests.support.emulator import API_KEY, IDENTITY_HEADER, Emulator
 from tests.support.servers import ROOT, free_port
 
 SECRET = "azure-openai-key"
