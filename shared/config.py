@@ -1,4 +1,4 @@
-"""Configuration (SPEC §8): read and validated once per process.
+"""Configuration: read and validated once per process (README.md, "Configuration").
 
 A bad value raises :class:`ConfigError` naming the setting, so the app stops at
 start-up instead of failing on the first request.
@@ -35,7 +35,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class AuthPolicy:
-    """Who may call this instance (SPEC §4). ``None`` means "any"."""
+    """Who may call this instance (docs/design.md, "Identity"). ``None`` means "any"."""
 
     allowed_tenants: frozenset[str] | None = None
     required_roles: frozenset[str] = frozenset()
@@ -45,7 +45,7 @@ class AuthPolicy:
 
 @dataclass(frozen=True)
 class ClientIpPolicy:
-    """How the caller's IP is found (SPEC §5)."""
+    """How the caller's IP is found (docs/design.md, "Client IP")."""
 
     kind: ClientIpKind = "app-service"
     hops: int = 1

@@ -1,4 +1,4 @@
-"""The caller, as App Service Authentication ("Easy Auth") describes it (SPEC §4).
+"""The caller, as App Service Authentication ("Easy Auth") describes it (docs/design.md, "Identity").
 
 Only meaningful when Easy Auth is enabled: App Service strips client-sent
 ``X-MS-CLIENT-PRINCIPAL*`` headers and injects its own. Anything malformed or
@@ -110,7 +110,7 @@ def principal_from_headers(headers: Mapping[str, str], policy: AuthPolicy) -> Pr
 
 
 def _is_app_only(claims: Claims) -> bool:
-    """``idtyp=app``, or neither a scope nor any user claim (SPEC §4).
+    """``idtyp=app``, or neither a scope nor any user claim.
 
     An Easy Auth session from a browser sign-in carries the ID token's claims:
     no scope, but user claims, so it counts as a user. A client-credentials

@@ -1,4 +1,4 @@
-"""The Azure OpenAI API key, read from Key Vault with the managed identity (SPEC §7, ``AZURE_OPENAI_AUTH=key``).
+"""The Azure OpenAI API key, read from Key Vault with the managed identity (``AZURE_OPENAI_AUTH=key``).
 
 The value is cached in the process. After an upstream 401 the relay calls
 ``refresh(stale)`` with the key it used: only the first caller that still sees

@@ -1,4 +1,4 @@
-"""Fault injection over real sockets: every upstream and caller failure gets its SPEC §3 answer.
+"""Fault injection over real sockets: every upstream and caller failure gets its answer from the error table (docs/design.md).
 
 openai SDK / raw socket -> local App Service front end -> relay -> (FaultProxy ->) Azure OpenAI emulator.
 After each fault the relay must still be healthy: liveness answers, the next

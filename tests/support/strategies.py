@@ -7,6 +7,7 @@ import json
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
+from shared.config import load_settings
 from shared.request_policy import ALLOWED_PARAMETERS
 
 guids = st.uuids().map(str)
@@ -58,7 +59,18 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
 
 
-# Chat completion bodies: allowed, smuggled and arbitrary parameters with arbitrary JSON values.
+# Chat completion bodies: allowed, smuggled and arbitrary parameters with arbitrary JSON values,
+# for a relay configured with BODY_SETTINGS (two deployments, small caps, so caps are hit).
+BODY_SETTINGS = load_settings(
+    {
+        "AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com",
+        "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini,gpt-4o",
+        "APPLICATION_NAME": "contoso-chat-spa",
+        "WEBSITE_AUTH_ENABLED": "true",
+        "RELAY_MAX_TOKENS": "100",
+        "RELAY_MAX_N": "2",
+    }
+)
 body_texts = st.text(max_size=30)
 body_json = json_values(body_texts, finite=True, max_leaves=10)
 smuggled = st.sampled_from(["user_security_context", "data_sources", "user", "User_Security_Context", "functions", "extra_body"])

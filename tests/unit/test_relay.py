@@ -26,6 +26,7 @@ from shared.errors import RelayError, upstream_error, upstream_timeout
 from shared.relay import Relay
 from shared.upstream import Upstream
 from tests.support.asgi import call, make_request
+from tests.support.strategies import BODY_SETTINGS as SETTINGS
 from tests.support.strategies import bodies, split, sse_noise, well_formed_events
 
 OID = "1b2c3d4e-0000-4000-8000-000000000003"
@@ -215,16 +216,6 @@ async def test_an_unexpected_failure_is_a_500_in_the_openai_shape_without_a_trac
 # --- properties ------------------------------------------------------------------------------
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SETTINGS = load_settings(
-    {
-        "AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com",
-        "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini,gpt-4o",
-        "APPLICATION_NAME": "contoso-chat-spa",
-        "WEBSITE_AUTH_ENABLED": "true",
-        "RELAY_MAX_TOKENS": "100",
-        "RELAY_MAX_N": "2",
-    }
-)
 EXPECTED_CONTEXT = {"application_name": "contoso-chat-spa", "end_user_id": OID, "end_user_tenant_id": TID, "source_ip": "203.0.113.7"}
 
 

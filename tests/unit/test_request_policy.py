@@ -12,22 +12,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.config import load_settings
 from shared.errors import RelayError
 from shared.request_policy import ALLOWED_PARAMETERS, parse_body, prepare_chat_body
+from tests.support.strategies import BODY_SETTINGS as SETTINGS
 from tests.support.strategies import bodies, body_json
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SETTINGS = load_settings(
-    {
-        "AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com",
-        "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini,gpt-4o",
-        "APPLICATION_NAME": "contoso-chat-spa",
-        "WEBSITE_AUTH_ENABLED": "true",
-        "RELAY_MAX_TOKENS": "100",
-        "RELAY_MAX_N": "2",
-    }
-)
 
 
 @FAST
