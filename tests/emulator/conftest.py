@@ -1,29 +1,14 @@
-"""Fixtures of the emulator tests: one emulator process shared by the session, reset before each test."""
+"""Clients of the emulator tests (the emulator fixture itself is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx2
 import openai
-import pytest
 import pytest_asyncio
 
-from tests.support.emulator import API_KEY, Emulator, running_emulator
-
-
-@pytest.fixture(scope="session")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    with running_emulator(tmp_path_factory.mktemp("emulator")) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _fresh_emulator(request: pytest.FixtureRequest) -> None:
-    if "emulator" in request.fixturenames:
-        emulator: Emulator = request.getfixturevalue("emulator")
-        emulator.control("POST", "reset")
-        emulator.control("POST", "config", {"api_key": API_KEY})
+from tests.support.emulator import Emulator
 
 
 @pytest_asyncio.fixture
