@@ -35,7 +35,7 @@ APPS_DIR = BICEP_DIR / "apps"
 
 _USING = re.compile(r"^\s*using\s+'([^']+)'\s*$", re.MULTILINE)
 _PARAM_LINE = re.compile(r"^(\s*)param(\s+[A-Za-z_][A-Za-z0-9_]*\s*=)", re.MULTILINE)
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 Node = Any
 
@@ -236,7 +236,7 @@ class Evaluator:
         if node is None or isinstance(node, (bool, int, float)):
             return node
         if isinstance(node, str):
-            if _IDENT.match(node) and self.knows(node):
+            if IDENT.match(node) and self.knows(node):
                 return self.lookup(node)
             if "${" in node:
                 return self._interpolate(node)
@@ -285,7 +285,7 @@ class Evaluator:
         kind, operands = op["type"], op.get("operands", {})
         if kind == "property_accessor":
             base, *attrs = self._path({"operator": op})
-            if isinstance(base, str) and _IDENT.match(base) and not self.knows(base):
+            if isinstance(base, str) and IDENT.match(base) and not self.knows(base):
                 dotted = ".".join([base, *map(str, attrs)])
                 if dotted in self.externals:
                     return self.externals[dotted]
