@@ -8,8 +8,13 @@
 // Creates: resource group, user-assigned identity, storage for the Functions
 // host (shared keys off), Log Analytics + Application Insights (local auth off),
 // Flex Consumption plan + Python function app behind Easy Auth, and the role
-// assignments the identity needs. Optionally enables Defender for Cloud's AI
-// threat protection plan on the subscription.
+// assignments the identity needs.
+//
+// The template is subscription-scoped only to create the resource group: that
+// is the one subscription-scope resource it writes (asserted by tests/infra).
+// Subscription-wide settings, such as the Defender for Cloud AI plan, are
+// deployed once per subscription by its security admin
+// (subscription/defender-ai.bicep, see docs/deployment.md).
 targetScope = 'subscription'
 
 // ---- deployment -----------------------------------------------------------------
@@ -147,14 +152,6 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
-// ---- Defender for Cloud ------------------------------------------------------------
-
-@description('Enable Defender for Cloud threat protection for AI services on the whole subscription (billing!).')
-param enableDefenderForAI bool = false
-
-@description('With the AI plan: include suspicious prompt segments as alert evidence.')
-param defenderPromptEvidence bool = true
-
 // ---- names ---------------------------------------------------------------------------
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -166,9 +163,9 @@ var rgName = empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupN
 var functionAppName = 'func-${environmentName}-${take(resourceToken, 6)}'
 var deploymentContainerName = 'app-package-${take(resourceToken, 8)}'
 // Suffix of every nested deployment name. Some of them run in resource groups
-// shared by several relays (the Azure OpenAI and Key Vault groups) or at
-// subscription scope (Defender), where a fixed name would let two apps
-// provisioning at once overwrite each other's deployment. environmentName is
+// shared by several relays (the Azure OpenAI and Key Vault groups), where a
+// fixed name would let two apps provisioning at once overwrite each other's
+// deployment. environmentName is
 // at most 40 characters; take(..., 64) keeps every name within the ARM limit.
 var deploymentSuffix = '${environmentName}-${take(resourceToken, 6)}'
 
@@ -306,13 +303,6 @@ module relay 'modules/functionapp.bicep' = {
     spaOrigins: spaOrigins
     enableLoginFlow: enableLoginFlow
     loginClientSecretUri: enableLoginFlow ? '${keyVaultUrl}/secrets/${loginClientSecretName}' : ''
-  }
-}
-
-module defenderForAI 'modules/defender-ai.bicep' = if (enableDefenderForAI) {
-  name: take('relay-defender-ai-${deploymentSuffix}', 64)
-  params: {
-    promptEvidence: defenderPromptEvidence
   }
 }
 

@@ -337,10 +337,28 @@ def test_key_vault_role_is_secrets_user_and_only_when_needed() -> None:
         assert main.lookup("needsKeyVault") is (main.lookup("openAiAuthMode") == "key" or main.lookup("enableLoginFlow"))
 
 
-def test_defender_ai_plan_is_optional_at_subscription_scope() -> None:
-    parsed = bicep.parse_bicep(bicep.MODULES_DIR / "defender-ai.bicep")
+def test_defender_ai_plan_is_its_own_subscription_template() -> None:
+    path = bicep.BICEP_DIR / "subscription" / "defender-ai.bicep"
+    parsed = bicep.parse_bicep(path)
     assert parsed["globals"]["scope"]["value"] == "subscription"
     plan = bicep.one_resource(parsed, "Microsoft.Security/pricings")
     assert plan["name"] == "AI" and plan["properties"]["pricingTier"] == "Standard"
-    assert bicep.module_config(MAIN["modules"]["defenderForAI"])["condition"] == "enableDefenderForAI"
-    assert MAIN["parameters"]["enableDefenderForAI"]["default"] is False
+    (extension,) = plan["properties"]["extensions"]
+    assert extension["name"] == "AIPromptEvidence"
+    scope = bicep.Evaluator.for_template(parsed, {})
+    assert scope.eval(extension["isEnabled"]) == "True"
+    assert bicep.Evaluator.for_template(parsed, {"promptEvidence": False}).eval(extension["isEnabled"]) == "False"
+    # The per-app deployment neither deploys it nor offers a switch for it.
+    assert path.resolve() not in {target for _, target in bicep.module_paths(bicep.MAIN)}
+    assert not {name for name in MAIN["parameters"] if "defender" in name.lower()}
+
+
+def test_the_defender_command_in_the_docs_deploys_that_template() -> None:
+    text = (bicep.ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    command = re.search(r"az deployment sub create[^`]*?--template-file (\S+)[^`]*?--parameters ((?:\w+=\S+ ?)+)", text)
+    assert command, "docs/deployment.md must give the az command for the Defender template"
+    template = bicep.ROOT / command.group(1)
+    assert template == bicep.BICEP_DIR / "subscription" / "defender-ai.bicep"
+    declared = bicep.parse_bicep(template)["parameters"]
+    for assignment in command.group(2).split():
+        assert assignment.split("=", 1)[0] in declared, assignment

@@ -39,6 +39,3 @@ param requiredRoles = [
 param maxTokens = 8192
 param maxBodyBytes = 8388608
 param upstreamTimeoutSeconds = 180
-
-// Defender for Cloud AI threat protection for this subscription.
-param enableDefenderForAI = true
