@@ -34,6 +34,13 @@ param resourceGroupName string = ''
 @description('Extra tags for every resource.')
 param tags object = {}
 
+@allowed([
+  'production'
+  'development'
+])
+@description('production (default) accepts only https:// SPA origins of real hosts; a development parameter file may also list http:// and localhost origins.')
+param environmentType string = 'production'
+
 // ---- the application ------------------------------------------------------------
 
 @minLength(1)
@@ -42,7 +49,7 @@ param tags object = {}
 param applicationName string
 
 @minLength(1)
-@description('Origins of the SPA (scheme://host[:port]); used for CORS. Never "*".')
+@description('Origins of the SPA (https://host[:port]); used for CORS and post-login redirects. Never a wildcard; http:// and localhost only with environmentType development.')
 param spaOrigins array
 
 @description('Client ID of the SPA app registration: the application whose tokens the relay accepts (with the login flow, also the relay API registration itself).')
@@ -78,11 +85,8 @@ param requiredRoles array = [
 @description('Accept app-only tokens (RELAY_ALLOW_APP_TOKENS).')
 param allowAppTokens bool = false
 
-@description('Enable the browser login flow (/.auth/login/aad and its session cookie). Needs loginClientSecretName in the Key Vault.')
+@description('Enable the browser login flow (/.auth/login/aad and its session cookie). Easy Auth redeems the code with a federated identity credential of the relay identity, never a client secret: run infra/scripts/register-entra-apps.sh --login-flow first.')
 param enableLoginFlow bool = false
-
-@description('Name of the Key Vault secret holding the relay API app registration client secret (login flow only).')
-param loginClientSecretName string = ''
 
 // ---- Azure OpenAI ------------------------------------------------------------------
 
@@ -106,7 +110,7 @@ param openAiApiVersion string = 'v1'
 @description('AZURE_OPENAI_AUTH. managed-identity (default) needs no secret at all.')
 param openAiAuthMode string = 'managed-identity'
 
-@description('Resource ID of an existing RBAC-mode Key Vault (key mode and/or login flow).')
+@description('Resource ID of an existing Key Vault with the Azure RBAC permission model (key mode only).')
 param keyVaultResourceId string = ''
 
 @description('Name of the Key Vault secret that holds the Azure OpenAI key (key mode).')
@@ -173,29 +177,33 @@ var deploymentSuffix = '${environmentName}-${take(resourceToken, 6)}'
 var openAiParts = split(openAiResourceId, '/')
 var keyVaultParts = split(keyVaultResourceId, '/')
 var isKeyMode = openAiAuthMode == 'key'
-var needsKeyVault = isKeyMode || enableLoginFlow
-// Fail fast: key mode and the login flow read their secret from Key Vault, so
-// without the vault and the secret name the deployment must stop at validation
-// instead of producing a relay that fails every call. The guard looks the
-// message up as a property of an empty object, which ARM refuses with
-// "The language expression property '<message>' doesn't exist", and ARM's if()
-// (a Bicep ternary) evaluates only the branch it takes, so it fires only when
-// the settings are incomplete. It works with every Bicep version; fail() would
-// read better but needs Bicep CLI 0.33.93+ and the pycep parser checkov uses
-// cannot parse it. Everything that uses the vault (the Key Vault role module,
-// the relay's key-mode settings and its login-flow secret reference) goes
-// through keyVaultName.
+// Fail fast: key mode reads the Azure OpenAI key from Key Vault, so without
+// the vault and the secret name the deployment must stop at validation instead
+// of producing a relay that fails every call. The guard looks the message up as
+// a property of an empty object, which ARM refuses with "The language
+// expression property '<message>' doesn't exist", and ARM's if() (a Bicep
+// ternary) evaluates only the branch it takes, so it fires only when the
+// settings are incomplete. It works with every Bicep version; fail() would read
+// better but needs Bicep CLI 0.33.93+ and the pycep parser checkov uses cannot
+// parse it. Everything that uses the vault (the Key Vault role module and the
+// relay's key-mode settings) goes through keyVaultName.
 // https://learn.microsoft.com/azure/azure-resource-manager/templates/template-functions-logical#if
 var keyModeIncomplete = isKeyMode && (empty(keyVaultResourceId) || empty(openAiKeySecretName))
-var loginFlowIncomplete = enableLoginFlow && (empty(keyVaultResourceId) || empty(loginClientSecretName))
 var keyModeIncompleteError = 'Key mode (openAiAuthMode = key) needs keyVaultResourceId (an RBAC-mode Key Vault) and openAiKeySecretName (the secret that holds the Azure OpenAI key).'
-var loginFlowIncompleteError = 'The login flow (enableLoginFlow = true) needs keyVaultResourceId (an RBAC-mode Key Vault) and loginClientSecretName (the secret that holds the relay API client secret).'
-var keyVaultName = keyModeIncomplete ? any({})[keyModeIncompleteError] : (loginFlowIncomplete ? any({})[loginFlowIncompleteError] : (empty(keyVaultResourceId) ? '' : last(keyVaultParts)))
+var keyVaultName = keyModeIncomplete ? any({})[keyModeIncompleteError] : (empty(keyVaultResourceId) ? '' : last(keyVaultParts))
 var keyVaultUrl = empty(keyVaultName) ? '' : 'https://${keyVaultName}${environment().suffixes.keyvaultDns}'
 // Guarded so that a conditional module's scope never indexes an empty ID.
 var keyVaultSubscriptionId = empty(keyVaultResourceId) ? subscription().subscriptionId : keyVaultParts[2]
 var keyVaultResourceGroupName = empty(keyVaultResourceId) ? rgName : keyVaultParts[4]
 var openIdIssuer = '${environment().authentication.loginEndpoint}${tenantId}/v2.0'
+// CORS (and, with the login flow, post-login redirects) trust these origins
+// with users' tokens and session cookies. A wildcard would trust every site, so
+// it is refused everywhere; http:// and loopback origins belong to development
+// machines, so production refuses them too, with the same guard as key mode.
+var isProduction = environmentType == 'production'
+var refusedOrigins = filter(spaOrigins, origin => contains(origin, '*') || (isProduction && ((!startsWith(origin, 'https://')) || (toLower(origin) == 'https://localhost') || startsWith(origin, 'https://localhost:') || startsWith(origin, 'https://127.') || startsWith(origin, 'https://[::1]'))))
+var refusedOriginsError = 'spaOrigins refused for environmentType ${environmentType}: ${join(refusedOrigins, ', ')}. Use https://host[:port] origins without wildcards; http:// and localhost origins only in a parameter file that sets environmentType to development.'
+var corsOrigins = empty(refusedOrigins) ? spaOrigins : any({})[refusedOriginsError]
 
 // ---- resources ------------------------------------------------------------------------
 
@@ -248,11 +256,12 @@ module openAiRole 'modules/openai-role.bicep' = {
   }
 }
 
-module keyVaultRole 'modules/keyvault-role.bicep' = if (needsKeyVault) {
+module keyVaultRole 'modules/keyvault-role.bicep' = if (isKeyMode) {
   name: take('relay-keyvault-role-${deploymentSuffix}', 64)
   scope: resourceGroup(keyVaultSubscriptionId, keyVaultResourceGroupName)
   params: {
     keyVaultName: keyVaultName
+    secretName: openAiKeySecretName
     principalId: identity.outputs.principalId
   }
 }
@@ -300,9 +309,8 @@ module relay 'modules/functionapp.bicep' = {
     allowedClientApplications: [
       spaClientId
     ]
-    spaOrigins: spaOrigins
+    spaOrigins: corsOrigins
     enableLoginFlow: enableLoginFlow
-    loginClientSecretUri: enableLoginFlow ? '${keyVaultUrl}/secrets/${loginClientSecretName}' : ''
   }
 }
 
@@ -312,6 +320,9 @@ output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_NAME string = relay.outputs.name
+
+@description('Object (principal) ID of the relay identity: the subject of the federated identity credential of the login flow (register-entra-apps.sh --identity-principal-id).')
+output RELAY_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 
 @description('Base URL of the relay.')
 output RELAY_URL string = relay.outputs.url
@@ -334,5 +345,5 @@ output SPA_CONFIG object = {
   ]
   models: openAiDeployments
   defaultModel: first(openAiDeployments)
-  allowedOrigins: spaOrigins
+  allowedOrigins: corsOrigins
 }

@@ -13,8 +13,9 @@ pycep 0.7 has no grammar for ``.bicepparam`` files: :func:`parse_bicepparam`
 checks the ``using`` line itself and parses each ``param name = <expr>`` as
 the Bicep expression it is (by rewriting it to ``var name = <expr>``).
 
-Known pycep quirk: ``a == b ? x : y`` parses as ``a == (b ? x : y)``; the
-templates parenthesise such conditions (checkov uses pycep as well).
+Known pycep quirks: ``a == b ? x : y`` parses as ``a == (b ? x : y)``, ``!a || b``
+as ``!(a || b)`` and ``a == b || c`` as ``a == (b || c)``; the templates
+parenthesise such conditions and negations (checkov uses pycep as well).
 """
 
 from __future__ import annotations
@@ -286,12 +287,19 @@ class Evaluator:
         if kind == "property_accessor":
             base, *attrs = self._path({"operator": op})
             if isinstance(base, str) and IDENT.match(base) and not self.knows(base):
-                dotted = ".".join([base, *map(str, attrs)])
-                if dotted in self.externals:
-                    return self.externals[dotted]
-                raise Unresolved(dotted)
-            value = self.eval(base)
+                names = [base, *map(str, attrs)]
+                # The longest known prefix (``vault.properties``), then its attributes.
+                known = next((n for n in range(len(names), 0, -1) if ".".join(names[:n]) in self.externals), 0)
+                if not known:
+                    raise Unresolved(".".join(names))
+                value, attrs = self.externals[".".join(names[:known])], names[known:]
+            else:
+                value = self.eval(base)
             for attr in attrs:
+                if isinstance(value, dict) and attr not in value:
+                    raise BicepFail(
+                        f"The language expression property '{attr}' doesn't exist, available properties are '{', '.join(value)}'."
+                    )
                 value = value[attr]
             return value
         if kind == "index_accessor":
@@ -322,8 +330,18 @@ class Evaluator:
 
     # -- functions
 
+    def _bind(self, name: str, value: Any) -> Evaluator:
+        """This scope plus one lambda or loop variable."""
+        inner = Evaluator(self.symbols, self.externals)
+        inner._cache = {**self._cache, name: value}
+        return inner
+
     def _function(self, fn: Mapping[str, Any]) -> Any:
         name = str(fn["type"]).lower().replace("_", "")
+        if name == "filter":
+            items = self.eval(fn["parameters"]["input_array"])
+            lambda_ = fn["parameters"]["expression"]["detail"]
+            return [item for item in items if self._bind(lambda_["var_1"], item).eval(lambda_["expression"])]
         args = [self.eval(arg) for arg in (fn.get("parameters") or {}).values()]
         if name in PLATFORM:
             return PLATFORM[name]
@@ -346,6 +364,10 @@ class Evaluator:
             return list(dict.fromkeys(item for a in args for item in a))
         if name == "empty":
             return not args[0]
+        if name == "contains":
+            return args[1] in args[0]
+        if name == "startswith":
+            return args[0].lower().startswith(args[1].lower())
         if name == "first":
             return args[0][0]
         if name == "last":

@@ -23,6 +23,9 @@ MONITORING_METRICS_PUBLISHER_ROLE = "3913510d-42f4-4e42-8a64-420c390055eb"
 #: Roles the host storage identity must NOT get: the relay has no queue or table triggers.
 STORAGE_QUEUE_DATA_CONTRIBUTOR_ROLE = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 STORAGE_TABLE_DATA_CONTRIBUTOR_ROLE = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+#: Easy Auth's client-secret setting name that means "federated credential of this identity".
+#: https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad#use-a-managed-identity-instead-of-a-secret-preview
+FIC_ASSERTION_SETTING = "OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID"
 FLEX_DEPRECATIONS_DOC = "https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations"
 SECRETISH_NAME = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN|CONNECTION_STRING|SAS)(_|$)", re.IGNORECASE)
 SECRETISH_VALUE = re.compile(r"AccountKey=|SharedAccessSignature=|[?&]sig=|-----BEGIN|api-key\s*[:=]", re.IGNORECASE)
@@ -79,11 +82,15 @@ def test_easy_auth_as_deployed_for_each_app(app: Path) -> None:
         assert allowed == [main.lookup("spaClientId")]
     assert props["globalValidation"]["excludedPaths"] == ["/api/healthz"]
     secret_setting = aad["registration"]["clientSecretSettingName"]
+    settings = bicep.relay_app_settings(app)
     if main.lookup("enableLoginFlow"):
-        settings = bicep.relay_app_settings(app)
-        assert settings[secret_setting].startswith("@Microsoft.KeyVault(SecretUri=https://")
+        # The login flow redeems codes with the relay identity's federated
+        # credential: the setting names that identity, it holds no secret.
+        assert secret_setting == FIC_ASSERTION_SETTING
+        assert settings[FIC_ASSERTION_SETTING] == bicep.EXAMPLE_OUTPUTS["identity.outputs.clientId"]
     else:
-        assert secret_setting is None, "bearer-only validation needs no client secret"
+        assert secret_setting is None, "bearer-only validation needs no client credential"
+        assert FIC_ASSERTION_SETTING not in settings
     assert props["login"]["tokenStore"]["enabled"] is False
 
 
@@ -103,9 +110,7 @@ def test_login_flow_sessions_pass_the_allowed_applications_check(app: Path) -> N
     # https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad#use-a-built-in-authorization-policy
     main = bicep.main_scope(app)
     spa, relay_api = main.lookup("spaClientId"), main.lookup("relayApiClientId")
-    vault = "/subscriptions/00000000-0000-4000-8000-0000000000cc/resourceGroups/rg-kv/providers/Microsoft.KeyVault/vaults/kv-login"
-    with_login = {"enableLoginFlow": True, "keyVaultResourceId": vault, "loginClientSecretName": "relay-client-secret"}
-    assert _allowed_applications(app, with_login) == [spa, relay_api]
+    assert _allowed_applications(app, {"enableLoginFlow": True}) == [spa, relay_api]
     assert _allowed_applications(app, {"enableLoginFlow": False}) == [spa]
 
 
@@ -148,6 +153,40 @@ def test_cors_lists_only_the_spa_origins(app: Path) -> None:
     assert cors["supportCredentials"] is scope.lookup("enableLoginFlow")
 
 
+def _deployed_cors(overrides: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(CORS origins, SPA_CONFIG.allowedOrigins) for helpdesk with ``overrides``."""
+    app = bicep.APPS_DIR / "helpdesk.bicepparam"
+    _, scope = bicep.module_scope(app, "relay", overrides)
+    cors = scope.eval(_site()["properties"]["siteConfig"]["cors"])["allowedOrigins"]
+    spa_config = bicep.main_scope(app, overrides).eval(MAIN["outputs"]["SPA_CONFIG"]["value"])["allowedOrigins"]
+    return cors, spa_config
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["http://helpdesk.contoso.example", "https://localhost:5173", "HTTPS://LOCALHOST", "https://127.0.0.1:8443", "http://localhost:5173"],
+)
+def test_production_refuses_development_origins(origin: str) -> None:
+    origins = ["https://helpdesk.contoso.example", origin]
+    with pytest.raises(bicep.BicepFail, match=rf"spaOrigins refused for environmentType production: {re.escape(origin)}\."):
+        _deployed_cors({"spaOrigins": origins})
+    # A parameter file that declares itself a development environment may list them.
+    assert _deployed_cors({"spaOrigins": origins, "environmentType": "development"}) == (origins, origins)
+
+
+@pytest.mark.parametrize("environment_type", ["production", "development"])
+@pytest.mark.parametrize("origin", ["*", "https://*.contoso.example"])
+def test_wildcard_origins_are_refused_everywhere(environment_type: str, origin: str) -> None:
+    with pytest.raises(bicep.BicepFail, match="spaOrigins refused"):
+        _deployed_cors({"spaOrigins": [origin], "environmentType": environment_type})
+
+
+def test_production_is_the_default_and_the_examples_are_production() -> None:
+    assert MAIN["parameters"]["environmentType"]["default"] == "production"
+    for app in APPS:
+        assert bicep.main_scope(app).lookup("environmentType") == "production", app.name
+
+
 # ---- secrets and keys --------------------------------------------------------------------
 
 
@@ -178,8 +217,6 @@ def test_no_secret_or_key_in_app_settings(app: Path) -> None:
             continue
         if name == "AZURE_OPENAI_KEY_SECRET_NAME":
             assert re.fullmatch(r"[A-Za-z0-9-]{1,127}", value), "must be a Key Vault secret *name*"
-        elif name == "MICROSOFT_PROVIDER_AUTHENTICATION_SECRET":
-            assert value.startswith("@Microsoft.KeyVault(SecretUri=https://") and value.endswith(")")
         elif name == "APPLICATIONINSIGHTS_CONNECTION_STRING":
             # Identifies the component; with local auth disabled it grants nothing.
             monitoring = bicep.parse_bicep(bicep.MODULES_DIR / "monitoring.bicep")
@@ -322,19 +359,59 @@ def test_telemetry_role_is_monitoring_metrics_publisher_on_application_insights(
     assert parsed["resources"][assignment["scope"]]["type"] == "Microsoft.Insights/components"
 
 
-def test_key_vault_role_is_secrets_user_and_only_when_needed() -> None:
-    parsed = bicep.parse_bicep(bicep.MODULES_DIR / "keyvault-role.bicep")
+KEY_VAULT_ROLE = bicep.MODULES_DIR / "keyvault-role.bicep"
+KEY_VAULT_SECRETS_USER_ROLE = "4633458b-17de-408a-b874-0445c86b69e6"
+
+
+def _key_vault_role_scope(vault_properties: dict[str, Any]) -> tuple[dict[str, Any], bicep.Evaluator]:
+    parsed = bicep.parse_bicep(KEY_VAULT_ROLE)
+    args = {"principalId": "p", "keyVaultName": "kv-shared", "secretName": "aoai-api-key"}
+    return parsed, bicep.Evaluator.for_template(parsed, {}, {"vault.properties": vault_properties}, evaluated=args)
+
+
+def test_key_vault_role_is_secrets_user_on_the_one_secret_only() -> None:
+    # The vault may be shared: the grant covers the Azure OpenAI key secret,
+    # not every secret in it.
+    # https://learn.microsoft.com/azure/key-vault/general/rbac-guide
+    parsed, scope = _key_vault_role_scope({"enableRbacAuthorization": True})
     (assignment,) = bicep.resources(parsed, "Microsoft.Authorization/roleAssignments").values()
-    role = bicep.Evaluator.for_template(parsed, {"principalId": "p", "keyVaultName": "k"}).eval(
-        assignment["properties"]["roleDefinitionId"]
-    )
-    assert role.endswith("/4633458b-17de-408a-b874-0445c86b69e6")  # Key Vault Secrets User
-    assert parsed["resources"][assignment["scope"]]["type"] == "Microsoft.KeyVault/vaults"
+    assert scope.eval(assignment["properties"]["roleDefinitionId"]).endswith(f"/{KEY_VAULT_SECRETS_USER_ROLE}")
+    target = parsed["resources"][assignment["scope"]]
+    assert target["type"] == "Microsoft.KeyVault/vaults/secrets" and target["existing"] is True
+    assert scope.eval(target["config"]["name"]) == "aoai-api-key"
+    vault = parsed["resources"][target["config"]["parent"]]
+    assert vault["type"] == "Microsoft.KeyVault/vaults" and vault["existing"] is True
+    assert scope.eval(vault["config"]["name"]) == "kv-shared"
+    assert [r["type"] for r in parsed["resources"].values() if not r["existing"]] == ["Microsoft.Authorization/roleAssignments"]
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_key_vault_role_is_granted_in_key_mode_only_on_the_key_secret(app: Path) -> None:
     module = bicep.module_config(MAIN["modules"]["keyVaultRole"])
-    assert module["condition"] == "needsKeyVault"
-    for app in APPS:
-        main = bicep.main_scope(app)
-        assert main.lookup("needsKeyVault") is (main.lookup("openAiAuthMode") == "key" or main.lookup("enableLoginFlow"))
+    assert module["condition"] == "isKeyMode"
+    main = bicep.main_scope(app)
+    if main.lookup("openAiAuthMode") == "key":
+        _, scope = bicep.module_scope(app, "keyVaultRole")
+        assert scope.lookup("secretName") == main.lookup("openAiKeySecretName")
+        assert scope.lookup("keyVaultName") == main.lookup("keyVaultResourceId").rsplit("/", 1)[1]
+
+
+@pytest.mark.parametrize("vault_properties", [{"enableRbacAuthorization": False}, {}], ids=["access-policies", "property-absent"])
+def test_an_access_policy_vault_is_refused_with_a_clear_message(vault_properties: dict[str, Any]) -> None:
+    # Role assignments are ignored in the access policy model: the deployment
+    # stops before writing one, naming the vault and the fix.
+    parsed, scope = _key_vault_role_scope(vault_properties)
+    (assignment,) = bicep.resources(parsed, "Microsoft.Authorization/roleAssignments").values()
+    with pytest.raises(
+        bicep.BicepFail, match=r"Key Vault kv-shared uses the access policy permission model .*--enable-rbac-authorization true"
+    ):
+        scope.eval(assignment["properties"])
+
+
+def test_an_rbac_vault_is_accepted() -> None:
+    parsed, scope = _key_vault_role_scope({"enableRbacAuthorization": True, "vaultUri": "https://kv-shared.vault.azure.net/"})
+    (assignment,) = bicep.resources(parsed, "Microsoft.Authorization/roleAssignments").values()
+    assert scope.eval(assignment["properties"])["description"] == "Relay reads the Azure OpenAI key"
 
 
 def test_defender_ai_plan_is_its_own_subscription_template() -> None:

@@ -6,7 +6,9 @@
 //   callers get 401 (never a redirect, never anonymous).
 // - HTTPS only, TLS 1.2 minimum, FTP and SCM basic-auth publishing disabled.
 // - No key or secret in app settings: the relay reaches Azure OpenAI, Key Vault,
-//   storage and Application Insights with its user-assigned identity.
+//   storage and Application Insights with its user-assigned identity, and the
+//   optional login flow redeems its codes with a federated identity credential
+//   of that identity instead of a client secret.
 // - CORS lists the SPA origins only, never '*'.
 
 // ---- hosting -----------------------------------------------------------------
@@ -129,16 +131,18 @@ param allowedClientApplications array
 @minLength(1)
 param spaOrigins array
 
-@description('Enable the browser login flow (/.auth/login/aad, session cookie). Needs a client secret in Key Vault.')
+@description('Enable the browser login flow (/.auth/login/aad, session cookie). The relay API registration must trust the relay identity with a federated identity credential.')
 param enableLoginFlow bool = false
-
-@description('Key Vault secret URI of the relay app registration client secret (login flow only).')
-param loginClientSecretUri string = ''
 
 // ---- app settings ------------------------------------------------------------------
 
 var isKeyMode = openAiAuthMode == 'key'
-var loginSecretSettingName = 'MICROSOFT_PROVIDER_AUTHENTICATION_SECRET'
+// Easy Auth's "client secret setting name" that makes it use a federated
+// identity credential instead of a secret: the app setting of that name holds
+// the client ID of the user-assigned identity whose token Easy Auth presents as
+// the client assertion when it redeems the login flow's authorization code.
+// https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad#use-a-managed-identity-instead-of-a-secret-preview
+var ficAssertionSettingName = 'OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID'
 
 var baseAppSettings = [
   // Functions host: identity-based storage (shared keys are off on the account).
@@ -247,12 +251,11 @@ var keyModeAppSettings = [
   }
 ]
 
-// Login flow: the client secret as a Key Vault reference, resolved by the
-// platform with the user-assigned identity (keyVaultReferenceIdentity).
+// Login flow: the identity whose federated credential replaces the client secret.
 var loginFlowAppSettings = [
   {
-    name: loginSecretSettingName
-    value: '@Microsoft.KeyVault(SecretUri=${loginClientSecretUri})'
+    name: ficAssertionSettingName
+    value: identityClientId
   }
 ]
 
@@ -313,7 +316,6 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
     httpsOnly: true
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
-    keyVaultReferenceIdentity: identityId
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
@@ -405,8 +407,8 @@ resource authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
         registration: {
           clientId: authClientId
           openIdIssuer: authOpenIdIssuer
-          // Only the login flow needs a secret; bearer validation does not.
-          clientSecretSettingName: enableLoginFlow ? loginSecretSettingName : null
+          // Only the login flow redeems codes; bearer validation needs no client credential.
+          clientSecretSettingName: enableLoginFlow ? ficAssertionSettingName : null
         }
         validation: {
           allowedAudiences: allowedAudiences
