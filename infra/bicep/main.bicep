@@ -281,7 +281,9 @@ module relay 'modules/functionapp.bicep' = {
     tags: allTags
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
-    storageAccountName: storage.outputs.name
+    hostStorageBlobUri: storage.outputs.blobEndpoint
+    hostStorageQueueUri: storage.outputs.queueEndpoint
+    hostStorageTableUri: storage.outputs.tableEndpoint
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
     appInsightsConnectionString: monitoring.outputs.connectionString
     pythonVersion: pythonVersion

@@ -405,7 +405,9 @@ EXAMPLE_OUTPUTS: dict[str, Any] = {
     ),
     "identity.outputs.clientId": "3e1f7a52-0000-4000-8000-0000000000c1",
     "identity.outputs.principalId": "3e1f7a52-0000-4000-8000-0000000000c2",
-    "storage.outputs.name": "stexampletoken0",
+    "storage.outputs.blobEndpoint": "https://stexampletoken0.blob.core.windows.net/",
+    "storage.outputs.queueEndpoint": "https://stexampletoken0.queue.core.windows.net/",
+    "storage.outputs.tableEndpoint": "https://stexampletoken0.table.core.windows.net/",
     "storage.outputs.deploymentContainerUrl": "https://stexampletoken0.blob.core.windows.net/app-package-example",
     "monitoring.outputs.connectionString": (
         "InstrumentationKey=3e1f7a52-0000-4000-8000-0000000000c3;"

@@ -226,8 +226,51 @@ def test_no_secret_or_key_in_app_settings(app: Path) -> None:
         else:
             pytest.fail(f"unexpected secret-looking app setting {name}")
     assert "AzureWebJobsStorage" not in settings, "host storage must use the identity, not a connection string"
-    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
-    assert settings["AzureWebJobsStorage__clientId"] == settings["AZURE_CLIENT_ID"]
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_host_storage_uses_the_identity_and_the_accounts_own_service_uris(app: Path) -> None:
+    # By service URI (from the account's primaryEndpoints), not by account
+    # name: the name form assumes the public cloud's storage DNS suffix.
+    # https://learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity
+    settings = bicep.relay_app_settings(app)
+    host = {name.removeprefix("AzureWebJobsStorage__"): value for name, value in settings.items() if name.startswith("AzureWebJobsStorage")}
+    assert host == {
+        "blobServiceUri": bicep.EXAMPLE_OUTPUTS["storage.outputs.blobEndpoint"],
+        "queueServiceUri": bicep.EXAMPLE_OUTPUTS["storage.outputs.queueEndpoint"],
+        "tableServiceUri": bicep.EXAMPLE_OUTPUTS["storage.outputs.tableEndpoint"],
+        "credential": "managedidentity",
+        "clientId": settings["AZURE_CLIENT_ID"],
+    }
+    # The storage module hands on what the account reports, e.g. in Azure Government.
+    storage = bicep.parse_bicep(bicep.MODULES_DIR / "storage.bicep")
+    endpoints = {service: f"https://stexample.{service}.core.usgovcloudapi.net/" for service in ("blob", "queue", "table")}
+    scope = bicep.Evaluator.for_template(storage, {}, {"storage.properties.primaryEndpoints": endpoints})
+    for service, uri in endpoints.items():
+        assert scope.eval(storage["outputs"][f"{service}Endpoint"]["value"]) == uri
+
+
+@pytest.mark.parametrize("login_flow", [False, True])
+def test_no_client_secret_anywhere_in_the_deployment(login_flow: bool) -> None:
+    # The login flow is the only part of Easy Auth that redeems codes; it uses
+    # the relay identity's federated credential. No template names, takes,
+    # stores or references a client secret.
+    for path in bicep.bicep_files():
+        parsed = bicep.parse_bicep(path)
+        names = [*parsed.get("parameters", {}), *parsed.get("variables", {}), *parsed.get("outputs", {})]
+        assert not [n for n in names if re.search(r"client_?secret|password", n, re.IGNORECASE)], path.name
+        text = path.read_text(encoding="utf-8")
+        assert "@Microsoft.KeyVault(" not in text and "MICROSOFT_PROVIDER_AUTHENTICATION_SECRET" not in text, path.name
+    registration = _auth()["properties"]["identityProviders"]["azureActiveDirectory"]["registration"]
+    assert set(registration) == {"clientId", "openIdIssuer", "clientSecretSettingName"}
+    for app in APPS:
+        _, scope = bicep.module_scope(app, "relay", {"enableLoginFlow": login_flow})
+        settings = {s["name"]: s["value"] for s in scope.eval(_site()["properties"]["siteConfig"]["appSettings"])}
+        setting_name = scope.eval(registration["clientSecretSettingName"])
+        assert setting_name == (FIC_ASSERTION_SETTING if login_flow else None)
+        if login_flow:
+            assert settings[FIC_ASSERTION_SETTING] == settings["AZURE_CLIENT_ID"], "must name the relay identity"
+        assert not [name for name in settings if re.search(r"SECRET|PASSWORD", name) and name != "AZURE_OPENAI_KEY_SECRET_NAME"]
 
 
 @pytest.mark.parametrize("app", APPS, ids=APP_IDS)

@@ -34,8 +34,14 @@ param identityId string
 @description('Client ID of the user-assigned managed identity.')
 param identityClientId string
 
-@description('Host storage account name (identity-based AzureWebJobsStorage).')
-param storageAccountName string
+@description('Blob service URI of the host storage account (identity-based AzureWebJobsStorage).')
+param hostStorageBlobUri string
+
+@description('Queue service URI of the host storage account.')
+param hostStorageQueueUri string
+
+@description('Table service URI of the host storage account.')
+param hostStorageTableUri string
 
 @description('URL of the blob container that holds the deployment package.')
 param deploymentContainerUrl string
@@ -145,10 +151,22 @@ var isKeyMode = openAiAuthMode == 'key'
 var ficAssertionSettingName = 'OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID'
 
 var baseAppSettings = [
-  // Functions host: identity-based storage (shared keys are off on the account).
+  // Functions host: identity-based storage (shared keys are off on the account),
+  // addressed by the account's own service URIs rather than by its name, so the
+  // host does not assume the public cloud's DNS suffix: the same settings work
+  // in sovereign clouds and with custom DNS.
+  // https://learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity
   {
-    name: 'AzureWebJobsStorage__accountName'
-    value: storageAccountName
+    name: 'AzureWebJobsStorage__blobServiceUri'
+    value: hostStorageBlobUri
+  }
+  {
+    name: 'AzureWebJobsStorage__queueServiceUri'
+    value: hostStorageQueueUri
+  }
+  {
+    name: 'AzureWebJobsStorage__tableServiceUri'
+    value: hostStorageTableUri
   }
   {
     name: 'AzureWebJobsStorage__credential'
