@@ -118,11 +118,17 @@ param openAiKeySecretName string = ''
 
 // ---- relay limits and network ---------------------------------------------------------
 
-@description('RELAY_CLIENT_IP_MODE: app-service, front-door or xff:N.')
+@description('RELAY_CLIENT_IP_MODE: app-service, front-door or xff:N. front-door and xff:N lock the site to that front end.')
 param clientIpMode string = 'app-service'
 
-@description('RELAY_FRONT_DOOR_ID (front-door mode).')
+@description('RELAY_FRONT_DOOR_ID (front-door mode): the Front Door profile ID; the site accepts only requests Front Door forwards with it.')
 param frontDoorId string = ''
+
+@description('xff:N mode: address ranges (CIDR) of the reverse proxy in front of the relay, the only sources the site accepts.')
+param trustedProxyIpRanges array = []
+
+@description('front-door and xff:N modes: address ranges (CIDR) allowed to reach the scm (deployment) site, e.g. the deployer or CI runner. Empty: code deployment is closed too.')
+param scmAllowedIpRanges array = []
 
 @minValue(1024)
 param maxBodyBytes int = 4194304
@@ -204,6 +210,14 @@ var isProduction = environmentType == 'production'
 var refusedOrigins = filter(spaOrigins, origin => contains(origin, '*') || (isProduction && ((!startsWith(origin, 'https://')) || (toLower(origin) == 'https://localhost') || startsWith(origin, 'https://localhost:') || startsWith(origin, 'https://127.') || startsWith(origin, 'https://[::1]'))))
 var refusedOriginsError = 'spaOrigins refused for environmentType ${environmentType}: ${join(refusedOrigins, ', ')}. Use https://host[:port] origins without wildcards; http:// and localhost origins only in a parameter file that sets environmentType to development.'
 var corsOrigins = empty(refusedOrigins) ? spaOrigins : any({})[refusedOriginsError]
+// front-door and xff:N trust a header only the front end may set, so the site
+// must accept nothing but that front end (functionapp.bicep restricts it); a
+// lockdown without the front end's identity is refused.
+var frontDoorIncomplete = (clientIpMode == 'front-door') && empty(frontDoorId)
+var proxyIncomplete = startsWith(clientIpMode, 'xff:') && empty(trustedProxyIpRanges)
+var frontDoorIncompleteError = 'clientIpMode front-door needs frontDoorId (the Front Door profile ID): the site admits only requests from Azure Front Door that carry it.'
+var proxyIncompleteError = 'clientIpMode ${clientIpMode} needs trustedProxyIpRanges (the CIDR ranges of the proxy in front of the relay): the site admits only those sources.'
+var relayClientIpMode = frontDoorIncomplete ? any({})[frontDoorIncompleteError] : (proxyIncomplete ? any({})[proxyIncompleteError] : clientIpMode)
 
 // ---- resources ------------------------------------------------------------------------
 
@@ -300,8 +314,10 @@ module relay 'modules/functionapp.bicep' = {
     requiredRoles: requiredRoles
     allowedAudiences: allowedAudiences
     allowAppTokens: allowAppTokens
-    clientIpMode: clientIpMode
+    clientIpMode: relayClientIpMode
     frontDoorId: frontDoorId
+    trustedProxyIpRanges: trustedProxyIpRanges
+    scmAllowedIpRanges: scmAllowedIpRanges
     maxBodyBytes: maxBodyBytes
     maxTokens: maxTokens
     maxN: maxN

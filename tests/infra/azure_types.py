@@ -420,7 +420,8 @@ class TemplateChecker:
         partial: bool,
     ) -> None:
         by_lower = {name.lower(): name for name in properties}
-        for key, value in node.items():
+        for raw_key, value in node.items():
+            key = bicep.object_key(raw_key)
             key_path = _join(path, key)
             prop = properties.get(key)
             if prop is None:
@@ -443,7 +444,7 @@ class TemplateChecker:
             self._check(context, context.type_file.at(prop["type"]), value, key_path)
         if partial:
             return
-        present = {key.lower() for key in node}
+        present = {bicep.object_key(key).lower() for key in node}
         for name, prop in properties.items():
             flags = prop.get("flags", 0)
             if flags & REQUIRED and not flags & READ_ONLY and name.lower() not in present:

@@ -140,6 +140,11 @@ def functions_called(node: Node) -> set[str]:
     return names
 
 
+def object_key(key: str) -> str:
+    """An object key as Bicep means it: pycep keeps the quotes of a quoted key (``'x-azure-fdid'``)."""
+    return key[1:-1] if len(key) >= 2 and key[0] == key[-1] == "'" else key
+
+
 def required_params(parsed: Mapping[str, Any]) -> set[str]:
     return {name for name, p in parsed.get("parameters", {}).items() if p.get("default") is None}
 
@@ -249,10 +254,16 @@ class Evaluator:
                 return self._function(node["function"])
             if set(node) == {"operator"}:
                 return self._operator(node["operator"])
-            return {key: self.eval(value) for key, value in node.items()}
+            if "loop_type" in node:
+                return self._loop(node)
+            return {self._key(key): self.eval(value) for key, value in node.items()}
         raise TypeError(f"cannot evaluate {node!r}")
 
     # -- strings
+
+    def _key(self, key: str) -> str:
+        name = object_key(key)
+        return self._interpolate(name) if "${" in name else name
 
     def _interpolate(self, text: str) -> str:
         out, i = [], 0
@@ -323,12 +334,25 @@ class Evaluator:
             "less_than": lambda x, y: x < y,
             "less_than_or_equals": lambda x, y: x <= y,
             "coalesce": lambda x, y: x if x is not None else y,
+            "add": lambda x, y: x + y,
         }
         if kind not in binary:
             raise NotImplementedError(f"operator {kind}")
         return binary[kind](a, b)
 
     # -- functions
+
+    def _loop(self, node: Mapping[str, Any]) -> list[Any]:
+        """A ``[for item in items: ...]`` or ``[for (item, i) in items: ...]`` expression."""
+        detail = node["loop_type"]["detail"]
+        results = []
+        for index, item in enumerate(self.eval(detail["array_name"])):
+            scope = self._bind(detail["item_name"], item)
+            if detail.get("index_name"):
+                scope = scope._bind(detail["index_name"], index)
+            if node.get("condition") is None or scope.eval(node["condition"]):
+                results.append(scope.eval(node["config"]))
+        return results
 
     def _bind(self, name: str, value: Any) -> Evaluator:
         """This scope plus one lambda or loop variable."""

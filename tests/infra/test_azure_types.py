@@ -242,3 +242,8 @@ def test_no_site_sets_a_property_flex_consumption_rejects() -> None:
         parsed, scope = bicep.module_scope(app, "relay")
         deployed = scope.eval(bicep.one_resource(parsed, "Microsoft.Web/sites")["properties"]["siteConfig"])
         assert not FLEX_REJECTED_SITE_CONFIG & set(deployed), app.name
+
+
+def test_quoted_keys_are_checked_like_bare_ones(tmp_path: Path) -> None:
+    source = "resource c 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' = {\n  name: 'c'\n  'properties': {\n    'publicAcess': 'None'\n  }\n}\n"
+    assert _check_source(tmp_path, source) == ["properties.publicAcess: unknown property; did you mean 'publicAccess'?"]

@@ -187,6 +187,97 @@ def test_production_is_the_default_and_the_examples_are_production() -> None:
         assert bicep.main_scope(app).lookup("environmentType") == "production", app.name
 
 
+# ---- inbound access: the front end is the only way in -----------------------------------
+
+FRONT_DOOR_ID = "a1b2c3d4-0000-4000-8000-0000000000fd"
+DEPLOYER_RANGE = "203.0.113.7/32"
+
+
+def _access(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The site's access restriction settings and app settings for helpdesk with ``overrides``."""
+    app = bicep.APPS_DIR / "helpdesk.bicepparam"
+    _, scope = bicep.module_scope(app, "relay", overrides)
+    site_config = scope.eval(_site()["properties"]["siteConfig"])
+    settings = {s["name"]: s["value"] for s in site_config.pop("appSettings")}
+    return {k: v for k, v in site_config.items() if "IpSecurityRestrictions" in k or "ipSecurityRestrictions" in k}, settings
+
+
+def test_front_door_mode_admits_only_this_front_door_profile() -> None:
+    # Anyone can call *.azurewebsites.net with their own X-Azure-SocketIP: in
+    # front-door mode the site admits only Azure Front Door's backend addresses
+    # with this profile's X-Azure-FDID, and denies everything else, scm included.
+    # https://learn.microsoft.com/azure/app-service/app-service-ip-restrictions#restrict-access-to-a-specific-azure-front-door-instance
+    access, settings = _access({"clientIpMode": "front-door", "frontDoorId": FRONT_DOOR_ID})
+    assert access == {
+        "ipSecurityRestrictions": [
+            {
+                "name": "azure-front-door",
+                "description": "Only this Azure Front Door profile",
+                "action": "Allow",
+                "priority": 100,
+                "tag": "ServiceTag",
+                "ipAddress": "AzureFrontDoor.Backend",
+                "headers": {"x-azure-fdid": [FRONT_DOOR_ID]},
+            }
+        ],
+        "ipSecurityRestrictionsDefaultAction": "Deny",
+        "scmIpSecurityRestrictionsUseMain": False,
+        "scmIpSecurityRestrictions": [],
+        "scmIpSecurityRestrictionsDefaultAction": "Deny",
+    }
+    # The platform checks the same profile ID the relay checks.
+    assert settings["RELAY_CLIENT_IP_MODE"] == "front-door" and settings["RELAY_FRONT_DOOR_ID"] == FRONT_DOOR_ID
+
+
+def test_a_locked_down_scm_site_admits_only_the_given_deployers() -> None:
+    access, _ = _access({"clientIpMode": "front-door", "frontDoorId": FRONT_DOOR_ID, "scmAllowedIpRanges": [DEPLOYER_RANGE]})
+    assert access["scmIpSecurityRestrictions"] == [
+        {"name": "deployment-0", "description": "Code deployment", "action": "Allow", "priority": 100, "ipAddress": DEPLOYER_RANGE}
+    ]
+    assert access["scmIpSecurityRestrictionsDefaultAction"] == "Deny"
+    assert access["scmIpSecurityRestrictionsUseMain"] is False
+
+
+def test_proxy_mode_admits_only_the_proxy() -> None:
+    proxies = ["198.51.100.0/28", "198.51.100.64/28"]
+    access, settings = _access({"clientIpMode": "xff:1", "trustedProxyIpRanges": proxies})
+    assert [(r["ipAddress"], r["action"], r["priority"]) for r in access["ipSecurityRestrictions"]] == [
+        (proxies[0], "Allow", 100),
+        (proxies[1], "Allow", 101),
+    ]
+    assert all("tag" not in r and "headers" not in r for r in access["ipSecurityRestrictions"])
+    assert access["ipSecurityRestrictionsDefaultAction"] == "Deny"
+    assert access["scmIpSecurityRestrictionsDefaultAction"] == "Deny"
+    assert settings["RELAY_CLIENT_IP_MODE"] == "xff:1"
+
+
+def test_app_service_mode_needs_no_lockdown() -> None:
+    # The relay takes the client IP from the platform's own client-ip header.
+    access, _ = _access({"clientIpMode": "app-service"})
+    assert access["ipSecurityRestrictions"] == [] and access["ipSecurityRestrictionsDefaultAction"] == "Allow"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"clientIpMode": "front-door", "frontDoorId": ""}, "clientIpMode front-door needs frontDoorId"),
+        ({"clientIpMode": "xff:2", "trustedProxyIpRanges": []}, "clientIpMode xff:2 needs trustedProxyIpRanges"),
+    ],
+)
+def test_a_lockdown_without_the_front_ends_identity_is_refused(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(bicep.BicepFail, match=message):
+        _access(overrides)
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_each_example_is_locked_down_as_its_mode_requires(app: Path) -> None:
+    _, scope = bicep.module_scope(app, "relay")
+    site_config = scope.eval(_site()["properties"]["siteConfig"])
+    locked = scope.lookup("clientIpMode") != "app-service"
+    assert site_config["ipSecurityRestrictionsDefaultAction"] == ("Deny" if locked else "Allow")
+    assert site_config["scmIpSecurityRestrictionsDefaultAction"] == ("Deny" if locked else "Allow")
+
+
 # ---- secrets and keys --------------------------------------------------------------------
 
 

@@ -116,6 +116,12 @@ param clientIpMode string = 'app-service'
 @description('Front Door profile ID (front-door mode).')
 param frontDoorId string = ''
 
+@description('xff:N mode: CIDR ranges of the reverse proxy in front of the relay.')
+param trustedProxyIpRanges array = []
+
+@description('front-door and xff:N modes: CIDR ranges allowed to reach the scm (deployment) site.')
+param scmAllowedIpRanges array = []
+
 param maxBodyBytes int = 4194304
 param maxTokens int = 4096
 param maxN int = 1
@@ -294,6 +300,50 @@ var allowedApplications = enableLoginFlow ? union(allowedClientApplications, [
   authClientId
 ]) : allowedClientApplications
 
+// ---- inbound access ----------------------------------------------------------------------
+
+// front-door and xff:N take the client IP from a header only the front end may
+// set: a caller reaching *.azurewebsites.net directly could set it too. So in
+// those modes the site admits only the front end and denies everything else,
+// and the scm (deployment) site, which is not behind the front end, admits only
+// scmAllowedIpRanges. Front Door is identified by its backend service tag plus
+// its profile ID header, because the tag alone covers every Front Door profile.
+// https://learn.microsoft.com/azure/app-service/app-service-ip-restrictions#restrict-access-to-a-specific-azure-front-door-instance
+// https://learn.microsoft.com/azure/frontdoor/origin-security
+var isFrontDoorMode = clientIpMode == 'front-door'
+var isProxyMode = startsWith(clientIpMode, 'xff:')
+var lockedDown = isFrontDoorMode || isProxyMode
+var frontDoorRules = [
+  {
+    name: 'azure-front-door'
+    description: 'Only this Azure Front Door profile'
+    action: 'Allow'
+    priority: 100
+    tag: 'ServiceTag'
+    ipAddress: 'AzureFrontDoor.Backend'
+    headers: {
+      'x-azure-fdid': [
+        frontDoorId
+      ]
+    }
+  }
+]
+var proxyRules = [for (range, i) in trustedProxyIpRanges: {
+  name: 'trusted-proxy-${i}'
+  description: 'The reverse proxy in front of the relay'
+  action: 'Allow'
+  priority: 100 + i
+  ipAddress: range
+}]
+var scmRules = [for (range, i) in scmAllowedIpRanges: {
+  name: 'deployment-${i}'
+  description: 'Code deployment'
+  action: 'Allow'
+  priority: 100 + i
+  ipAddress: range
+}]
+var siteRules = isFrontDoorMode ? frontDoorRules : (isProxyMode ? proxyRules : [])
+
 // ---- resources ------------------------------------------------------------------------
 
 resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
@@ -338,6 +388,11 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       http20Enabled: true
+      ipSecurityRestrictions: siteRules
+      ipSecurityRestrictionsDefaultAction: lockedDown ? 'Deny' : 'Allow'
+      scmIpSecurityRestrictionsUseMain: false
+      scmIpSecurityRestrictions: lockedDown ? scmRules : []
+      scmIpSecurityRestrictionsDefaultAction: lockedDown ? 'Deny' : 'Allow'
       cors: {
         allowedOrigins: spaOrigins
         // Bearer tokens need no credentials; the session cookie of the
