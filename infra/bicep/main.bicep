@@ -1,4 +1,4 @@
-// One relay instance for one single-page app (SPEC §10).
+// One relay instance for one single-page app (docs/deployment.md).
 //
 // Deploy per app with a parameter file from apps/:
 //   az deployment sub create --location <region> --parameters infra/bicep/apps/<app>.bicepparam

@@ -1,4 +1,4 @@
-"""Done-when 4: each example .bicepparam sets every required parameter of
+"""Each example .bicepparam sets every required parameter of
 main.bicep (and nothing main.bicep does not declare), and the per-app choices
 that need companions have them."""
 
@@ -98,7 +98,7 @@ def _relay_key_vault_settings(overrides: dict[str, Any]) -> tuple[str, str]:
     [{"keyVaultResourceId": ""}, {"openAiKeySecretName": ""}, {"keyVaultResourceId": "", "openAiKeySecretName": ""}],
 )
 def test_template_refuses_key_mode_without_its_vault(missing: dict[str, Any]) -> None:
-    with pytest.raises(bicep.BicepFail, match="Key mode.*keyVaultResourceId.*openAiKeySecretName"):
+    with pytest.raises(bicep.BicepFail, match=r"Key mode.*keyVaultResourceId.*openAiKeySecretName"):
         _relay_key_vault_settings({**KEY_MODE, **missing})
 
 

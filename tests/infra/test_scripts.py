@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.infra import bicep, fake_az
 
@@ -186,3 +188,66 @@ def test_bad_arguments_are_refused_before_any_change(tmp_path: Path, args: list[
     result, calls = _register(tmp_path, "--spa-origin", PRODUCTION_ORIGIN, *args)
     assert result.returncode != 0 and message in result.stderr
     assert calls == []
+
+
+# ---- the Windows (pwsh) hook agrees with the posix one ------------------------------------
+
+HOOK_SH = bicep.ROOT / "infra" / "scripts" / "select-app-params.sh"
+HOOK_PS1 = bicep.ROOT / "infra" / "scripts" / "select-app-params.ps1"
+APP_NAME_RULE = re.compile(r"\^\[a-z0-9\]\[a-z0-9-\]\{0,\d+\}\$")
+
+
+def test_azure_yaml_runs_the_hook_on_posix_and_windows() -> None:
+    hooks = yaml.safe_load((bicep.ROOT / "azure.yaml").read_text(encoding="utf-8"))["hooks"]["preprovision"]
+    assert hooks["posix"]["shell"] == "sh" and hooks["posix"]["run"] == "bash infra/scripts/select-app-params.sh"
+    assert hooks["windows"]["shell"] == "pwsh" and hooks["windows"]["run"] == "./infra/scripts/select-app-params.ps1"
+    for hook in hooks.values():
+        assert hook["continueOnError"] is False and hook["interactive"] is False
+    assert HOOK_SH.is_file() and HOOK_PS1.is_file()
+
+
+def test_the_two_hooks_pick_the_same_file_by_the_same_rules() -> None:
+    # No PowerShell here: compare what each script says, statement by statement.
+    sh, ps1 = HOOK_SH.read_text(encoding="utf-8"), HOOK_PS1.read_text(encoding="utf-8")
+    # The same app: RELAY_APP first, then the azd environment name.
+    assert re.search(r'app="\$\{RELAY_APP:-\$\{AZURE_ENV_NAME:-\}\}"', sh)
+    assert re.search(
+        r"\$app = if \(\$env:RELAY_APP\) \{ \$env:RELAY_APP \} elseif \(\$env:AZURE_ENV_NAME\) \{ \$env:AZURE_ENV_NAME \}", ps1
+    )
+    # The same name rule, case-sensitive in both (bash =~, pwsh -cnotmatch).
+    assert APP_NAME_RULE.findall(sh) == APP_NAME_RULE.findall(ps1) == ["^[a-z0-9][a-z0-9-]{0,39}$"]
+    assert "-cnotmatch '^[a-z0-9][a-z0-9-]{0,39}$'" in ps1
+    # The same source and target files.
+    assert 'source_file="$root/infra/bicep/apps/$app.bicepparam"' in sh
+    assert 'target_file="$root/infra/bicep/main.bicepparam"' in sh
+    assert '$sourceFile = Join-Path $root "infra/bicep/apps/$app.bicepparam"' in ps1
+    assert "$targetFile = Join-Path $root 'infra/bicep/main.bicepparam'" in ps1
+    # The same using check and rewrite.
+    assert "^using '../main.bicep'" in sh and "using './main.bicep'" in sh
+    assert r"^using '\.\./main\.bicep'" in ps1 and "using './main.bicep'" in ps1
+    # The same messages for the same failures.
+    for message in (
+        "set RELAY_APP or run inside an azd environment (AZURE_ENV_NAME)",
+        "no parameter file",
+        "must start with: using '../main.bicep'",
+    ):
+        assert message in sh and message in ps1, message
+    # The root is two levels above the script in both.
+    assert '"$(dirname "${BASH_SOURCE[0]}")/../.."' in sh and "Join-Path $PSScriptRoot '../..'" in ps1
+
+
+@pytest.mark.skipif(shutil.which("pwsh") is None, reason="PowerShell (pwsh) is not installed; the static comparison above still runs")
+@pytest.mark.parametrize("app", [p.stem for p in bicep.example_param_files()])
+def test_the_pwsh_hook_writes_what_the_posix_hook_writes(tmp_path: Path, app: str) -> None:
+    outputs = []
+    for command in (["bash", "select-app-params.sh"], ["pwsh", "-NoProfile", "-File", "select-app-params.ps1"]):
+        root = tmp_path / command[0] / "repo"
+        shutil.copytree(bicep.ROOT / "infra", root / "infra")
+        clean = {k: v for k, v in os.environ.items() if k not in ("RELAY_APP", "AZURE_ENV_NAME")}
+        result = subprocess.run(
+            [*command[:-1], str(root / "infra" / "scripts" / command[-1])],
+            env={**clean, "AZURE_ENV_NAME": app}, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs.append((root / "infra" / "bicep" / "main.bicepparam").read_text(encoding="utf-8").split("\n", 1)[1])
+    assert outputs[0] == outputs[1]

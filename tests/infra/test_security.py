@@ -1,4 +1,4 @@
-"""Done-when 2: the security properties of the templates, read from the parsed
+"""The security properties of the templates, read from the parsed
 Bicep (structure) and from the templates evaluated with each example app."""
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
-// ---- relay configuration (SPEC §8) ------------------------------------------------
+// ---- relay configuration (README.md, Configuration) ---------------------------------
 
 @description('Azure OpenAI endpoint, e.g. https://myaoai.openai.azure.com')
 param openAiEndpoint string
@@ -196,7 +196,7 @@ var baseAppSettings = [
     name: 'PYTHON_ENABLE_INIT_INDEXING'
     value: '1'
   }
-  // The relay (SPEC §8).
+  // The relay (README.md, Configuration).
   {
     name: 'AZURE_CLIENT_ID'
     value: identityClientId
@@ -442,11 +442,11 @@ resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2
 }
 
 // Easy Auth v2. The relay trusts the X-MS-CLIENT-PRINCIPAL headers only
-// because this is on (SPEC §4), so nothing here may be made optional.
+// because this is on (SECURITY.md, threat 4), so nothing here may be made optional.
 resource authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
   //checkov:skip=CKV_AZURE_13:False positive: the check only understands v1 'authsettings' (properties.enabled). This is authsettingsV2 with platform.enabled = true and requireAuthentication = true, asserted by tests/infra.
   //checkov:skip=CKV_AZURE_63:False positive: HTTP logging is a field of the 'web' config, not of authsettingsV2. Requests are logged to Application Insights.
-  //checkov:skip=CKV_AZURE_65:False positive: detailed error pages are a 'web' config field (IIS); the relay returns its own JSON errors without stack traces (SPEC §3).
+  //checkov:skip=CKV_AZURE_65:False positive: detailed error pages are a 'web' config field (IIS); the relay returns its own JSON errors without stack traces.
   //checkov:skip=CKV_AZURE_66:False positive: failed request tracing is a 'web' config field (IIS); failures are traced in Application Insights.
   //checkov:skip=CKV_AZURE_80:False positive: .NET Framework version is a 'web' config field; the relay runs Python.
   //checkov:skip=CKV_AZURE_88:False positive: Azure Files content shares do not exist on Flex Consumption (deployment is a blob container).
