@@ -9,7 +9,10 @@
 //   storage and Application Insights with its user-assigned identity, and the
 //   optional login flow redeems its codes with a federated identity credential
 //   of that identity instead of a client secret.
-// - CORS lists the SPA origins only, never '*'.
+// - CORS lists the SPA origins only, never '*' (main.bicep refuses http:// and
+//   localhost origins in production).
+// - In front-door and xff:N modes the site admits only that front end and the
+//   scm site only the deployers; everything else is denied.
 
 // ---- hosting -----------------------------------------------------------------
 
