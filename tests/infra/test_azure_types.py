@@ -82,53 +82,23 @@ def test_a_value_outside_a_closed_enum_fails_the_check(tmp_path: Path) -> None:
     assert "'Return401'" in problems[0]
 
 
-@pytest.mark.parametrize(
-    ("module", "old", "new", "expected"),
-    [
-        ("storage.bicep", "publicAccess: 'None'", "publicAccess: 'Private'", "properties.publicAccess: 'Private' is not one of"),
-        (
-            "functionapp.bicep",
-            "http20Enabled: true",
-            "http20Enabled: 'true'",
-            "properties.siteConfig.http20Enabled: expected boolean, got string",
-        ),
-        ("functionapp.bicep", "type: 'UserAssigned'", "type: 'Managed'", "identity.type: 'Managed' is not one of"),
-        (
-            "monitoring.bicep",
-            "DisableLocalAuth: true",
-            "disableLocalAuth: true",
-            "spelled 'disableLocalAuth'; the type spells it 'DisableLocalAuth'",
-        ),
-        (
-            "monitoring.bicep",
-            "retentionInDays: retentionInDays",
-            "retentionInDays: retentionInDays\n    customerId: 'x'",
-            "properties.customerId: read-only",
-        ),
-        ("openai-role.bicep", "    principalId: principalId\n", "", "properties.principalId: missing required property"),
-        ("functionapp.bicep", "name: 'authsettingsV2'", "name: 'authSettingsV3'", "name: 'authSettingsV3' is not a known name"),
-        (
-            "identity.bicep",
-            "userAssignedIdentities@2024-11-30",
-            "userAssignedIdentities@2099-01-01",
-            "unknown resource type or API version",
-        ),
-        (
-            "identity.bicep",
-            "Microsoft.ManagedIdentity/userAssignedIdentities@",
-            "Microsoft.ManagedIdentity/userAssignedIdentitys@",
-            "no version of this type",
-        ),
-        (
-            "storage.bicep",
-            "@maxLength(24)",
-            "@maxLength(24)\n@allowed([\n  'st'\n])",
-            "name: length of 'st' (an @allowed value of parameter name) is below the minimum 3",
-        ),
-        ("storage.bicep", "accessTier: 'Hot'", "accessTier: 'Cool'", ""),
-    ],
-    ids=["enum", "scalar", "nested-enum", "case", "read-only", "required", "discriminator", "api-version", "type", "bounds", "control"],
-)
+#: (module, text, replacement, the one problem expected; "" for none)
+MISTAKES = {
+    "enum": ("storage.bicep", "publicAccess: 'None'", "publicAccess: 'Private'", "properties.publicAccess: 'Private' is not one of"),
+    "scalar": ("functionapp.bicep", "http20Enabled: true", "http20Enabled: 'true'", "properties.siteConfig.http20Enabled: expected boolean, got string"),
+    "nested-enum": ("functionapp.bicep", "type: 'UserAssigned'", "type: 'Managed'", "identity.type: 'Managed' is not one of"),
+    "case": ("monitoring.bicep", "DisableLocalAuth: true", "disableLocalAuth: true", "spelled 'disableLocalAuth'; the type spells it 'DisableLocalAuth'"),
+    "read-only": ("monitoring.bicep", "retentionInDays: retentionInDays", "retentionInDays: retentionInDays\n    customerId: 'x'", "properties.customerId: read-only"),
+    "required": ("openai-role.bicep", "    principalId: principalId\n", "", "properties.principalId: missing required property"),
+    "discriminator": ("functionapp.bicep", "name: 'authsettingsV2'", "name: 'authSettingsV3'", "name: 'authSettingsV3' is not a known name"),
+    "api-version": ("identity.bicep", "userAssignedIdentities@2024-11-30", "userAssignedIdentities@2099-01-01", "unknown resource type or API version"),
+    "type": ("identity.bicep", "Microsoft.ManagedIdentity/userAssignedIdentities@", "Microsoft.ManagedIdentity/userAssignedIdentitys@", "no version of this type"),
+    "bounds": ("storage.bicep", "@maxLength(24)", "@maxLength(24)\n@allowed([\n  'st'\n])", "name: length of 'st' (an @allowed value of parameter name) is below the minimum 3"),
+    "control": ("storage.bicep", "accessTier: 'Hot'", "accessTier: 'Cool'", ""),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("module", "old", "new", "expected"), MISTAKES.values(), ids=MISTAKES.keys())
 def test_each_kind_of_mistake_is_reported(tmp_path: Path, module: str, old: str, new: str, expected: str) -> None:
     problems = _mutated(tmp_path, module, old, new)
     if not expected:

@@ -72,6 +72,8 @@ def test_generated_parameter_file_is_gitignored() -> None:
 REGISTER = bicep.ROOT / "infra" / "scripts" / "register-entra-apps.sh"
 IDENTITY_PRINCIPAL_ID = "9a8b7c6d-0000-4000-8000-0000000000d1"
 PRODUCTION_ORIGIN = "https://helpdesk.contoso.example"
+RELAY_HOST = "func-helpdesk-abc123.azurewebsites.net"
+LOGIN_FLOW = ("--login-flow", "--relay-host", RELAY_HOST, "--identity-principal-id", IDENTITY_PRINCIPAL_ID)
 
 
 def _register(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
@@ -105,10 +107,7 @@ def _spa_redirect_uris(calls: list[list[str]]) -> list[str]:
 
 
 def test_login_flow_trusts_the_relay_identity_with_a_federated_credential(tmp_path: Path) -> None:
-    result, calls = _register(
-        tmp_path, "--spa-origin", PRODUCTION_ORIGIN, "--login-flow",
-        "--relay-host", "func-helpdesk-abc123.azurewebsites.net", "--identity-principal-id", IDENTITY_PRINCIPAL_ID,
-    )  # fmt: skip
+    result, calls = _register(tmp_path, "--spa-origin", PRODUCTION_ORIGIN, *LOGIN_FLOW)
     assert result.returncode == 0, result.stderr
     api_app = fake_az.APP_IDS["api"]
     (create,) = [call for call in calls if call[:4] == ["ad", "app", "federated-credential", "create"]]
@@ -119,15 +118,13 @@ def test_login_flow_trusts_the_relay_identity_with_a_federated_credential(tmp_pa
     assert credential["subject"] == IDENTITY_PRINCIPAL_ID
     assert credential["audiences"] == ["api://AzureADTokenExchange"]
     web = [body["web"] for body in _patches(calls, fake_az.OBJECT_IDS[api_app]) if "web" in body]
-    assert web == [{"redirectUris": ["https://func-helpdesk-abc123.azurewebsites.net/.auth/login/aad/callback"],
-                    "implicitGrantSettings": {"enableIdTokenIssuance": True}}]  # fmt: skip
+    assert web == [
+        {"redirectUris": [f"https://{RELAY_HOST}/.auth/login/aad/callback"], "implicitGrantSettings": {"enableIdTokenIssuance": True}}
+    ]
 
 
 def test_the_script_never_creates_a_client_secret(tmp_path: Path) -> None:
-    result, calls = _register(
-        tmp_path, "--spa-origin", PRODUCTION_ORIGIN, "--login-flow",
-        "--relay-host", "func-helpdesk-abc123.azurewebsites.net", "--identity-principal-id", IDENTITY_PRINCIPAL_ID,
-    )  # fmt: skip
+    result, calls = _register(tmp_path, "--spa-origin", PRODUCTION_ORIGIN, *LOGIN_FLOW)
     assert result.returncode == 0, result.stderr
     assert calls, "the stand-in CLI saw no call"
     for call in calls:
