@@ -175,8 +175,8 @@ var deploymentContainerName = 'app-package-${take(resourceToken, 8)}'
 // Suffix of every nested deployment name. Some of them run in resource groups
 // shared by several relays (the Azure OpenAI and Key Vault groups), where a
 // fixed name would let two apps provisioning at once overwrite each other's
-// deployment. environmentName is
-// at most 40 characters; take(..., 64) keeps every name within the ARM limit.
+// deployment. environmentName is at most 40 characters; take(..., 64) keeps
+// every name within the ARM limit.
 var deploymentSuffix = '${environmentName}-${take(resourceToken, 6)}'
 
 // /subscriptions/<sub>/resourceGroups/<rg>/providers/<ns>/<type>/<name>
