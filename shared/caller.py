@@ -5,6 +5,7 @@ Pure: reads headers and settings, raises :class:`RelayError` (503, 401 or 403).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,6 +20,16 @@ from shared.security_context import build_security_context
 class Caller:
     principal: Principal
     source_ip: str | None
+
+    def pseudonym(self, application_name: str) -> str:
+        """A stable identifier of this caller in this application that is not its object ID.
+
+        Sent as ``user``/``safety_identifier`` when a client sets either, so that
+        Azure's abuse monitoring sees the authenticated caller whatever the client
+        chose. Object IDs are random GUIDs, so the hash cannot be reversed by guessing.
+        """
+        subject = f"{application_name}\n{self.principal.tenant_id}\n{self.principal.object_id}"
+        return hashlib.sha256(subject.encode()).hexdigest()[:32]
 
     def security_context(self, application_name: str) -> dict[str, str]:
         """The ``user_security_context`` Azure OpenAI receives for this caller."""

@@ -1,8 +1,10 @@
 """The caller's IP address, from headers set by trusted front ends (docs/design.md, "Client IP").
 
-``None`` means "no usable address": the caller omits ``source_ip`` and logs a
-warning. Only the Front Door check raises, because a request that bypassed
-the configured Front Door must not be served at all.
+Every mode promises an address: App Service's front end always sets
+``client-ip``, Front Door always sends ``X-Azure-SocketIP``, and N trusted
+proxies always leave N ``X-Forwarded-For`` entries. So a missing, repeated or
+garbled value means the request did not come the way the mode says, and it is
+refused (403) rather than served anonymously to Defender for Cloud.
 
 Behind Front Door the address is ``X-Azure-SocketIP``, the TCP peer Front Door
 saw, never ``X-Azure-ClientIP``: Microsoft's Front Door header reference
@@ -18,17 +20,17 @@ import re
 from collections.abc import Mapping
 
 from shared.config import ClientIpPolicy
-from shared.errors import forbidden
+from shared.errors import RelayError, forbidden
 from shared.values import header_values, same_guid
 
-MAX_HEADER_CHARS = 8 * 1024
 MAX_ADDRESS_CHARS = 64  # "[" + 45-char IPv6 + "]:65535", with room to spare
 
 _IPV4_WITH_PORT = re.compile(r"([0-9.]+):([0-9]{1,5})")
 _BRACKETED = re.compile(r"\[([^\]]+)\](?::([0-9]{1,5}))?")
 
 
-def client_ip_from_headers(headers: Mapping[str, str], policy: ClientIpPolicy) -> str | None:
+def client_ip_from_headers(headers: Mapping[str, str], policy: ClientIpPolicy) -> str:
+    """The caller's address as ``policy`` finds it; raises a 403 :class:`RelayError` when it cannot be established."""
     if policy.kind == "front-door":
         fdids = {value.strip(" \t").lower() for value in header_values(headers, "x-azure-fdid")}
         if len(fdids) != 1 or policy.front_door_id is None or not same_guid(fdids.pop(), policy.front_door_id):
@@ -36,9 +38,16 @@ def client_ip_from_headers(headers: Mapping[str, str], policy: ClientIpPolicy) -
         return _single_ip(headers, "x-azure-socketip")
     if policy.kind == "xff":
         return _forwarded_for(headers, policy.hops)
-    if header_values(headers, "client-ip"):
-        return _single_ip(headers, "client-ip")
-    return _forwarded_for(headers, 1)
+    return _single_ip(headers, "client-ip")
+
+
+def source_ip_unavailable(reason: str) -> RelayError:
+    return RelayError(
+        403,
+        "source_ip_unavailable",
+        f"The caller's IP address could not be established ({reason}); the relay does not serve anonymous requests.",
+        error_type="permission_error",
+    )
 
 
 def parse_ip(value: str) -> str | None:
@@ -71,20 +80,30 @@ def parse_ip(value: str) -> str | None:
     return str(address)
 
 
-def _single_ip(headers: Mapping[str, str], name: str) -> str | None:
+def _single_ip(headers: Mapping[str, str], name: str) -> str:
     values = set(header_values(headers, name))
-    return parse_ip(values.pop()) if len(values) == 1 else None
+    if not values:
+        raise source_ip_unavailable(f"no {name} header")
+    if len(values) > 1:
+        raise source_ip_unavailable(f"conflicting {name} headers")
+    address = parse_ip(values.pop())
+    if address is None:
+        raise source_ip_unavailable(f"{name} is not an IP address")
+    return address
 
 
-def _forwarded_for(headers: Mapping[str, str], hops: int) -> str | None:
+def _forwarded_for(headers: Mapping[str, str], hops: int) -> str:
     """The ``hops``-th entry from the right of all X-Forwarded-For headers, in order.
 
-    Empty entries keep their position: each trusted proxy appends exactly one entry.
+    Read from the right, the end the trusted proxies wrote, however long the
+    rest is. Empty entries keep their position: each trusted proxy appends
+    exactly one entry.
     """
     values = header_values(headers, "x-forwarded-for")
-    if sum(len(value) for value in values) > MAX_HEADER_CHARS:
-        return None
-    entries = ",".join(values).split(",") if values else []
-    if hops < 1 or hops > len(entries):
-        return None
-    return parse_ip(entries[-hops])
+    entries = ",".join(values).rsplit(",", hops) if values else []
+    if len(entries) < hops:
+        raise source_ip_unavailable(f"X-Forwarded-For has fewer than {hops} entries")
+    address = parse_ip(entries[-hops])
+    if address is None:
+        raise source_ip_unavailable(f"X-Forwarded-For entry {hops} from the right is not an IP address")
+    return address

@@ -22,6 +22,11 @@ DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_TOKENS = 4096
 DEFAULT_MAX_N = 1
 DEFAULT_UPSTREAM_TIMEOUT_S = 120.0
+DEFAULT_UPSTREAM_CONNECTIONS = 256
+DEFAULT_BUSY_TIMEOUT_S = 5.0
+DEFAULT_CALLER_WRITE_TIMEOUT_S = 30.0
+# Priority processing costs more than the default tier; flex costs less.
+DEFAULT_SERVICE_TIERS = ("auto", "default", "flex")
 
 _DATED_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -68,6 +73,14 @@ class Settings:
     max_tokens: int = DEFAULT_MAX_TOKENS
     max_n: int = DEFAULT_MAX_N
     upstream_timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S
+    # Connections to Azure OpenAI; a request that finds none free within busy_timeout_s gets a 503.
+    upstream_connections: int = DEFAULT_UPSTREAM_CONNECTIONS
+    busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
+    # A stream whose caller reads nothing for this long is ended, and its upstream request with it.
+    caller_write_timeout_s: float = DEFAULT_CALLER_WRITE_TIMEOUT_S
+    allow_store: bool = False
+    allowed_service_tiers: frozenset[str] = frozenset(DEFAULT_SERVICE_TIERS)
+    expose_cached_tokens: bool = False
     easy_auth_enabled: bool = False
 
     @property
@@ -136,6 +149,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_tokens=_int(env, "RELAY_MAX_TOKENS", DEFAULT_MAX_TOKENS, 1, 1_000_000),
         max_n=_int(env, "RELAY_MAX_N", DEFAULT_MAX_N, 1, 128),
         upstream_timeout_s=_float(env, "RELAY_UPSTREAM_TIMEOUT_S", DEFAULT_UPSTREAM_TIMEOUT_S, 0.1, 600.0),
+        upstream_connections=_int(env, "RELAY_UPSTREAM_CONNECTIONS", DEFAULT_UPSTREAM_CONNECTIONS, 1, 100_000),
+        busy_timeout_s=_float(env, "RELAY_BUSY_TIMEOUT_S", DEFAULT_BUSY_TIMEOUT_S, 0.0, 600.0),
+        caller_write_timeout_s=_float(env, "RELAY_CALLER_WRITE_TIMEOUT_S", DEFAULT_CALLER_WRITE_TIMEOUT_S, 0.1, 3600.0),
+        allow_store=_bool(env, "RELAY_ALLOW_STORE", False),
+        allowed_service_tiers=frozenset(_list(env, "RELAY_ALLOWED_SERVICE_TIERS") or DEFAULT_SERVICE_TIERS),
+        expose_cached_tokens=_bool(env, "RELAY_EXPOSE_CACHED_TOKENS", False),
         easy_auth_enabled=_bool(env, "WEBSITE_AUTH_ENABLED", False),
     )
 

@@ -29,6 +29,12 @@ OID_CLAIMS = frozenset({"http://schemas.microsoft.com/identity/claims/objectiden
 TID_CLAIMS = frozenset({"http://schemas.microsoft.com/identity/claims/tenantid", "tid"})
 ROLE_CLAIMS = frozenset({"roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"})
 SCOPE_CLAIMS = frozenset({"scp", "http://schemas.microsoft.com/identity/claims/scope"})
+# The identity provider that authenticated the user: for a guest, the issuer of its home tenant
+# ("idp" in https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference).
+IDP_CLAIMS = frozenset({"idp", "http://schemas.microsoft.com/identity/claims/identityprovider"})
+_ENTRA_ISSUER = re.compile(
+    r"https://(?:sts\.windows\.net|login\.microsoftonline\.com)/([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})/(?:v2\.0)?"
+)
 _UPN_URI = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
 # Claims Entra puts only in tokens issued to or about a signed-in user (ID tokens,
 # delegated access tokens), never in app-only (client credentials) access tokens.
@@ -59,6 +65,8 @@ Claims = tuple[tuple[str, str], ...]
 class Principal:
     object_id: str
     tenant_id: str
+    # A B2B guest's home tenant, when the token names it and it differs from tenant_id (the resource tenant).
+    home_tenant_id: str | None
     name: str | None
     identity_provider: str
     roles: frozenset[str]
@@ -98,6 +106,7 @@ def principal_from_headers(headers: Mapping[str, str], policy: AuthPolicy) -> Pr
     principal = Principal(
         object_id=object_id,
         tenant_id=tenant_id,
+        home_tenant_id=_home_tenant(claims, tenant_id),
         name=_first_value(claims, (*_NAME_CLAIMS, name_typ)),
         identity_provider=provider,
         roles=frozenset(val for typ, val in claims if val and (typ in ROLE_CLAIMS or typ == role_typ)),
@@ -107,6 +116,13 @@ def principal_from_headers(headers: Mapping[str, str], policy: AuthPolicy) -> Pr
     )
     _apply_policy(principal, policy)
     return principal
+
+
+def _home_tenant(claims: Claims, tenant_id: str) -> str | None:
+    for typ, val in claims:
+        if typ in IDP_CLAIMS and (match := _ENTRA_ISSUER.fullmatch(val)) and match.group(1).lower() != tenant_id:
+            return match.group(1).lower()
+    return None
 
 
 def _is_app_only(claims: Claims) -> bool:

@@ -37,9 +37,12 @@ class RequestLog:
 
     request_id: str
     route: str
+    # The caller's own x-request-id, when it sent a sane one: kept, but never the key (callers choose it).
+    client_request_id: str | None = None
     started: float = field(default_factory=time.perf_counter)
     oid: str | None = None
     tid: str | None = None
+    home_tid: str | None = None
     source_ip: str | None = None
     deployment: str | None = None
     stream: bool | None = None
@@ -52,9 +55,11 @@ class RequestLog:
         self.code = code
         fields: dict[str, Any] = {
             "request_id": self.request_id,
+            "client_request_id": self.client_request_id,
             "route": self.route,
             "oid": self.oid,
             "tid": self.tid,
+            "home_tid": self.home_tid,
             "source_ip": self.source_ip,
             "deployment": self.deployment,
             "stream": self.stream,

@@ -14,17 +14,19 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from shared.caller import Caller, identify_caller
+from shared.completion import NotACompletion, completion_usage, hide_cached_tokens
 from shared.config import Settings, load_settings
 from shared.errors import RelayError, upstream_error, upstream_timeout
-from shared.logs import RequestLog, log_event, quiet_client_loggers
-from shared.request_policy import parse_body, prepare_chat_body
+from shared.logs import RequestLog, quiet_client_loggers
+from shared.request_policy import ChatRequest, prepare_chat_request
 from shared.sse import SseForwarder, forward_events
 
 if TYPE_CHECKING:
@@ -32,12 +34,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("relay")
 
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _JSON = "application/json"
 # App Service's platform CORS cannot expose response headers, so the relay names them itself:
 # a cross-origin SPA needs the request ID for support and Retry-After to back off.
 _EXPOSE = {"Access-Control-Expose-Headers": "x-request-id, retry-after"}
 _JSON_HEADERS = {"Cache-Control": "no-store", **_EXPOSE}
+# Bodies larger than this are parsed and serialised in a worker thread, so the event loop keeps serving others.
+_THREAD_BODY_BYTES = 64 * 1024
+_HEALTHY = Response(b'{"status":"ok"}', media_type=_JSON, headers={"Cache-Control": "no-store"})
 
 UpstreamFactory = Callable[[Settings], Awaitable["Upstream"]]
 _T = TypeVar("_T")
@@ -84,12 +89,11 @@ class Relay:
     # Routes -----------------------------------------------------------------
 
     async def healthz(self, req: Request) -> Response:
-        record = RequestLog(_request_id(req), "healthz")
-        record.emit(200)
-        return _json({"status": "ok"}, 200, record.request_id)
+        """Liveness, anonymous: no work and no log line, so that probing it costs nothing."""
+        return _HEALTHY
 
     async def models(self, req: Request) -> Response:
-        record = RequestLog(_request_id(req), "models")
+        record = _new_record(req, "models")
         try:
             self._identify(req, record)
         except RelayError as error:
@@ -99,7 +103,7 @@ class Relay:
         return _json({"object": "list", "data": data}, 200, record.request_id)
 
     async def me(self, req: Request) -> Response:
-        record = RequestLog(_request_id(req), "me")
+        record = _new_record(req, "me")
         try:
             caller = self._identify(req, record)
         except RelayError as error:
@@ -109,6 +113,7 @@ class Relay:
             "principal": {
                 "object_id": principal.object_id,
                 "tenant_id": principal.tenant_id,
+                "home_tenant_id": principal.home_tenant_id,
                 "name": principal.name,
                 "identity_provider": principal.identity_provider,
                 "roles": sorted(principal.roles),
@@ -121,19 +126,13 @@ class Relay:
         return _json(body, 200, record.request_id)
 
     async def chat_completions(self, req: Request) -> Response:
-        record = RequestLog(_request_id(req), "chat.completions")
+        record = _new_record(req, "chat.completions")
         try:
             caller = self._identify(req, record)
-            body = prepare_chat_body(parse_body(await self._read_body(req)), self.settings)
-            record.deployment = body["model"]
-            record.stream = body.get("stream") is True
-            # The log line needs a stream's usage, so Azure is always asked for it; the caller gets it only if it asked.
-            hide_usage = record.stream and not _asked_for_usage(body)
-            if record.stream:
-                body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
-            body["user_security_context"] = caller.security_context(self.settings.application_name)
+            request = await self._prepare(await self._read_body(req), caller)
+            record.deployment, record.stream = request.deployment, request.stream
             client = await self.upstream()
-            return await _unless_caller_leaves(req, self._answer(client, body, record, hide_usage=hide_usage))
+            return await _unless_caller_leaves(req, self._answer(client, request, record))
         except RelayError as error:
             return _error_response(error, record)
         except ClientDisconnect:
@@ -149,16 +148,38 @@ class Relay:
     def _identify(self, req: Request, record: RequestLog) -> Caller:
         caller = identify_caller(req.headers, self.settings)
         record.oid, record.tid = caller.principal.object_id, caller.principal.tenant_id
-        record.source_ip = caller.source_ip
-        if caller.source_ip is None:
-            log_event(log, logging.WARNING, "relay.client_ip_missing", request_id=record.request_id)
+        record.home_tid, record.source_ip = caller.principal.home_tenant_id, caller.source_ip
         return caller
 
-    async def _answer(self, client: Upstream, body: dict[str, Any], record: RequestLog, *, hide_usage: bool) -> Response:
-        upstream = await client.open(body, record.request_id)
-        if record.stream:
-            return _stream_response(upstream, record, hide_usage)
-        return await _complete_response(upstream, record, self.settings.upstream_timeout_s)
+    async def _prepare(self, raw: bytes, caller: Caller) -> ChatRequest:
+        if len(raw) <= _THREAD_BODY_BYTES:
+            return prepare_chat_request(raw, self.settings, caller)
+        return await asyncio.to_thread(prepare_chat_request, raw, self.settings, caller)
+
+    async def _answer(self, client: Upstream, request: ChatRequest, record: RequestLog) -> Response:
+        upstream = await client.open(request.payload, request.deployment, record.request_id)
+        if request.stream:
+            forwarder = SseForwarder(hide_usage=request.hide_usage, hide_cached_tokens=not self.settings.expose_cached_tokens)
+            return ForwardedStream(upstream, record, forwarder, self.settings.caller_write_timeout_s)
+        return await self._complete_response(upstream, record)
+
+    async def _complete_response(self, upstream: UpstreamResponse, record: RequestLog) -> Response:
+        try:
+            async with asyncio.timeout(self.settings.upstream_timeout_s):
+                content = await upstream.read()
+            record.usage = completion_usage(content)
+        except TimeoutError:
+            return _error_response(upstream_timeout(), record)
+        except RelayError as error:
+            return _error_response(error, record)
+        except NotACompletion:
+            return _error_response(upstream_error("Azure OpenAI sent a response the relay could not read."), record)
+        finally:
+            upstream.close()
+        if not self.settings.expose_cached_tokens:
+            content = hide_cached_tokens(content)
+        record.emit(200)
+        return Response(content, status_code=200, media_type=_JSON, headers={**_JSON_HEADERS, "x-request-id": record.request_id})
 
     async def _read_body(self, req: Request) -> bytes:
         limit = self.settings.max_body_bytes
@@ -174,6 +195,60 @@ class Relay:
                 raise too_large
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+class ForwardedStream(StreamingResponse):
+    """Azure's event stream to the caller.
+
+    However it ends (done, an upstream failure sent as an ``error`` event, the
+    caller gone, or the caller reading nothing for ``write_timeout_s``), the
+    upstream response is closed, which cancels Azure's generation, and the
+    request's log line is written.
+    """
+
+    def __init__(self, upstream: UpstreamResponse, record: RequestLog, forwarder: SseForwarder, write_timeout_s: float) -> None:
+        super().__init__(
+            forward_events(upstream.iter_bytes(), forwarder),
+            status_code=200,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_EXPOSE, "x-request-id": record.request_id},
+        )
+        self._upstream, self._record, self._forwarder = upstream, record, forwarder
+        self._write_timeout_s = write_timeout_s
+        self._finished = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Also when the caller left before the stream started (stream_response never ran).
+            self._finish(499, "client_closed_request")
+
+    async def stream_response(self, send: Send) -> None:
+        status: int = 499
+        code: str | None = "client_closed_request"
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async with contextlib.aclosing(self.body_iterator) as events:  # type: ignore[type-var]
+                async for chunk in events:
+                    async with asyncio.timeout(self._write_timeout_s):
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            error = self._forwarder.error
+            status, code = (error.status, error.code) if error is not None else (200, None)
+        except TimeoutError:
+            # The caller stopped reading: end the response unfinished (the server then closes the connection).
+            code = "caller_stalled"
+        finally:
+            self._finish(status, code)
+
+    def _finish(self, status: int, code: str | None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._upstream.close()
+        self._record.usage = self._forwarder.usage
+        self._record.emit(status, code)
 
 
 async def _caller_left(req: Request) -> None:
@@ -204,13 +279,11 @@ async def _unless_caller_leaves(req: Request, work: Awaitable[_T]) -> _T:
     return task.result()
 
 
-def _asked_for_usage(body: Mapping[str, Any]) -> bool:
-    return body.get("stream_options", {}).get("include_usage") is True
-
-
-def _request_id(req: Request) -> str:
+def _new_record(req: Request, route: str) -> RequestLog:
+    """A log record keyed by an ID the relay makes; the caller's own ID, when sane, is kept beside it."""
     sent = req.headers.get("x-request-id", "")
-    return sent if _SANE_REQUEST_ID.match(sent) else uuid.uuid4().hex
+    client_request_id = sent if _SANE_REQUEST_ID.fullmatch(sent) else None
+    return RequestLog(uuid.uuid4().hex, route, client_request_id=client_request_id)
 
 
 def _json(body: Any, status: int, request_id: str, headers: Mapping[str, str] | None = None) -> Response:
@@ -225,54 +298,3 @@ def _json(body: Any, status: int, request_id: str, headers: Mapping[str, str] | 
 def _error_response(error: RelayError, record: RequestLog) -> Response:
     record.emit(error.status, error.code)
     return _json(error.body(), error.status, record.request_id, error.headers)
-
-
-async def _complete_response(upstream: UpstreamResponse, record: RequestLog, timeout_s: float) -> Response:
-    try:
-        async with asyncio.timeout(timeout_s):
-            content = await upstream.read()
-        answer = json.loads(content)
-        if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
-            raise ValueError("not a chat completion")
-    except TimeoutError:
-        return _error_response(upstream_timeout(), record)
-    except RelayError as error:
-        return _error_response(error, record)
-    except ValueError:
-        return _error_response(upstream_error("Azure OpenAI sent a response the relay could not read."), record)
-    finally:
-        upstream.close()
-    usage = answer.get("usage")
-    record.usage = usage if isinstance(usage, dict) else None
-    record.emit(200)
-    return Response(content, status_code=200, media_type=_JSON, headers={**_JSON_HEADERS, "x-request-id": record.request_id})
-
-
-def _stream_response(upstream: UpstreamResponse, record: RequestLog, hide_usage: bool) -> StreamingResponse:
-    return StreamingResponse(
-        _logged_stream(upstream, record, SseForwarder(hide_usage=hide_usage)),
-        status_code=200,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_EXPOSE, "x-request-id": record.request_id},
-    )
-
-
-async def _logged_stream(upstream: UpstreamResponse, record: RequestLog, forwarder: SseForwarder) -> AsyncIterator[bytes]:
-    """The caller's stream; when it ends, however it ends, the upstream response is closed and the log line written."""
-    left = False
-    try:
-        async for events in forward_events(upstream.iter_bytes(), forwarder):
-            yield events
-    except BaseException:
-        # The caller went away (the server cancels or closes this generator): stop the upstream request too.
-        left = True
-        raise
-    finally:
-        upstream.close()
-        record.usage = forwarder.usage
-        if left:
-            record.emit(499, "client_closed_request")
-        elif forwarder.error is not None:
-            record.emit(forwarder.error.status, forwarder.error.code)
-        else:
-            record.emit(200)

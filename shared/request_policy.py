@@ -1,20 +1,38 @@
-"""What a caller may ask for: an allow-list of parameters, type checks and caps (README.md, "API").
+"""What a caller may ask for, and the exact bytes that go to Azure OpenAI.
 
-Turns the caller's raw body into the body the relay sends upstream, or raises
-a :class:`RelayError` naming the offending parameter.
+``prepare_chat_request`` turns the caller's raw body into the upstream request:
+parameters Azure OpenAI accepts are forwarded (type-checked), token counts are
+capped, identity fields are replaced by values derived from the authenticated
+caller, cost and retention levers obey the instance's settings, and anything
+else is a 400 naming the parameter (README.md, "Parameter policy").
+
+The parse is bounded: at most ``MAX_JSON_OBJECTS`` objects are built, so a body
+of many tiny objects costs the same as a small one; numbers must be finite and
+text valid Unicode, because Azure OpenAI would refuse (or misread) anything
+else. The parsed body is dropped once it has been serialised.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from shared.caller import Caller
 from shared.config import Settings
 from shared.errors import RelayError, invalid_request
 
+MAX_JSON_OBJECTS = 50_000
+# OpenAI's API refuses more ("'$.messages' is too long. Maximum length is 2048").
+MAX_MESSAGES = 2048
+MAX_CONTENT_PARTS = 2048
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-_REASONING_EFFORTS = frozenset({"minimal", "low", "medium", "high"})
+_INT64 = 2**63
+# Azure accepts max_completion_tokens from api-version 2024-09-01-preview (and in v1); reasoning models refuse max_tokens.
+_FIRST_VERSION_WITH_MAX_COMPLETION_TOKENS = "2024-09-01"
+_STREAM_OPTIONS = frozenset({"include_usage", "include_obfuscation"})
 
 
 def _is_number(value: Any) -> bool:
@@ -22,60 +40,120 @@ def _is_number(value: Any) -> bool:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64
+
+
+def _is_positive_int(value: Any) -> bool:
+    return _is_int(value) and value >= 1
 
 
 def _is_str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
-def _is_one_of(value: Any, choices: frozenset[str]) -> bool:
-    return isinstance(value, str) and value in choices
+def _is_short_str(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 64
 
 
 def _in_range(low: float, high: float) -> Callable[[Any], bool]:
     return lambda value: _is_number(value) and low <= value <= high
 
 
-# Each allowed parameter (besides messages and model) with the check its value must pass.
-_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+def _is_list_of_objects(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+
+
+def _is_stream_options(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) <= _STREAM_OPTIONS and all(isinstance(v, bool) for v in value.values())
+
+
+def _is_metadata(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) <= 16 and all(isinstance(v, str) for v in value.values())
+
+
+# Each parameter forwarded as it is (after its check), besides messages, model and those decided below.
+# Values whose set grows with new models (reasoning_effort, verbosity, prompt_cache_retention) are checked
+# for their type only; Azure OpenAI validates the value itself.
+_FORWARDED: dict[str, tuple[Callable[[Any], bool], str]] = {
     "stream": (lambda v: isinstance(v, bool), "a boolean"),
-    "stream_options": (lambda v: isinstance(v, dict), "an object"),
+    "stream_options": (_is_stream_options, "an object of booleans (include_usage, include_obfuscation)"),
     "temperature": (_in_range(0, 2), "a number between 0 and 2"),
     "top_p": (_in_range(0, 1), "a number between 0 and 1"),
-    "max_tokens": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "max_completion_tokens": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "stop": (lambda v: isinstance(v, str) or (_is_str_list(v) and len(v) <= 4), "a string or up to 4 strings"),
-    "seed": (_is_int, "an integer"),
-    "n": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "stop": (lambda v: v is None or isinstance(v, str) or (_is_str_list(v) and len(v) <= 4), "a string or up to 4 strings"),
+    "seed": (_is_int, "a 64-bit integer"),
     "presence_penalty": (_in_range(-2, 2), "a number between -2 and 2"),
     "frequency_penalty": (_in_range(-2, 2), "a number between -2 and 2"),
     "logit_bias": (lambda v: isinstance(v, dict) and all(_in_range(-100, 100)(b) for b in v.values()), "an object of token biases"),
     "logprobs": (lambda v: isinstance(v, bool), "a boolean"),
     "top_logprobs": (lambda v: _is_int(v) and 0 <= v <= 20, "an integer between 0 and 20"),
     "response_format": (lambda v: isinstance(v, dict) and isinstance(v.get("type"), str), "an object with a type"),
-    "tools": (lambda v: isinstance(v, list) and all(isinstance(t, dict) for t in v), "a list of tool objects"),
+    "tools": (_is_list_of_objects, "a list of tool objects"),
     "tool_choice": (lambda v: isinstance(v, (str, dict)), "a string or an object"),
     "parallel_tool_calls": (lambda v: isinstance(v, bool), "a boolean"),
-    "reasoning_effort": (lambda v: _is_one_of(v, _REASONING_EFFORTS), "one of minimal, low, medium, high"),
+    "functions": (_is_list_of_objects, "a list of function objects"),
+    "function_call": (lambda v: isinstance(v, (str, dict)), "a string or an object"),
+    "reasoning_effort": (_is_short_str, "a string"),
+    "verbosity": (_is_short_str, "a string"),
     "prediction": (lambda v: isinstance(v, dict), "an object"),
     "modalities": (_is_str_list, "a list of strings"),
     "audio": (lambda v: isinstance(v, dict), "an object"),
-    "metadata": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()), "an object of strings"),
-    "store": (lambda v: isinstance(v, bool), "a boolean"),
+    "metadata": (_is_metadata, "an object of at most 16 strings"),
     "prompt_cache_key": (lambda v: isinstance(v, str) and len(v) <= 256, "a string"),
+    "prompt_cache_retention": (_is_short_str, "a string"),
 }
-ALLOWED_PARAMETERS = frozenset({"messages", "model", *_CHECKS})
+_CAPPED = ("max_tokens", "max_completion_tokens")
+# The caller's own end-user identifiers: always replaced by the relay's pseudonym of the authenticated caller.
+_REPLACED = ("user", "safety_identifier")
+_DECIDED = ("n", "store", "service_tier")
+ALLOWED_PARAMETERS = frozenset({"messages", "model", *_FORWARDED, *_CAPPED, *_REPLACED, *_DECIDED})
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+@dataclass(frozen=True)
+class ChatRequest:
+    """The body Azure OpenAI receives, serialised, and what the relay needs to know about it."""
+
+    payload: bytes
+    deployment: str
+    stream: bool
+    # The caller did not ask for the usage chunk that the relay asks for (so it is removed from the stream).
+    hide_usage: bool
+
+
+def prepare_chat_request(raw: bytes, settings: Settings, caller: Caller) -> ChatRequest:
+    """Validate the caller's body and build the upstream request; raise a 400 :class:`RelayError` naming the problem."""
+    body = parse_body(raw)
+    _check_parameters(body, settings)
+    stream = body.get("stream") is True
+    hide_usage = stream and body.get("stream_options", {}).get("include_usage") is not True
+    upstream = dict(body)
+    upstream["model"] = _deployment(body.get("model"), settings)
+    _cap_tokens(upstream, settings)
+    pseudonym = caller.pseudonym(settings.application_name)
+    for name in _REPLACED:
+        if name in upstream:
+            upstream[name] = pseudonym
+    if stream:
+        # The log line records a stream's usage, so Azure is always asked for it.
+        upstream["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
+    upstream["user_security_context"] = caller.security_context(settings.application_name)
+    return ChatRequest(encode_body(upstream), upstream["model"], stream, hide_usage)
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
-    """Parse the request body as a JSON object (NaN and Infinity are not JSON)."""
+    """The body as a JSON object; 400 for anything else, including more than ``MAX_JSON_OBJECTS`` objects."""
+    objects = 0
+
+    def make_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal objects
+        objects += 1
+        if objects > MAX_JSON_OBJECTS:
+            raise _TooManyObjects
+        return dict(pairs)
+
     try:
-        body = json.loads(raw, parse_constant=_reject_constant)
+        body = json.loads(raw, object_pairs_hook=make_object, parse_float=_finite_float, parse_constant=_reject_constant)
+    except _TooManyObjects:
+        raise invalid_request(f"The request body holds more than {MAX_JSON_OBJECTS} JSON objects.") from None
     except (ValueError, RecursionError):
         raise invalid_request("The request body is not valid JSON.") from None
     if not isinstance(body, dict):
@@ -83,11 +161,30 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def prepare_chat_body(body: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """Validate the caller's chat completion body and return what goes upstream.
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """UTF-8 JSON; a lone surrogate (valid as a JSON escape, invalid as Unicode) is a 400."""
+    try:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except UnicodeEncodeError:
+        raise invalid_request("The request body holds a lone UTF-16 surrogate, which is not valid Unicode.") from None
 
-    The returned dict never holds ``user_security_context``: the caller adds it.
-    """
+
+class _TooManyObjects(Exception):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _check_parameters(body: Mapping[str, Any], settings: Settings) -> None:
     for name in body:
         if name not in ALLOWED_PARAMETERS:
             raise RelayError(
@@ -98,34 +195,70 @@ def prepare_chat_body(body: dict[str, Any], settings: Settings) -> dict[str, Any
             )
     _check_messages(body.get("messages"))
     for name, value in body.items():
-        check = _CHECKS.get(name)
+        check = _FORWARDED.get(name)
         if check is not None and not check[0](value):
             raise invalid_request(f"'{name}' must be {check[1]}.", param=name)
+    for name in (*_CAPPED, "n"):
+        if name in body and not _is_positive_int(body[name]):
+            raise invalid_request(f"'{name}' must be a positive integer.", param=name)
+    for name in _REPLACED:
+        if name in body and not isinstance(body[name], str):
+            raise invalid_request(f"'{name}' must be a string.", param=name)
     if "stream_options" in body and body.get("stream") is not True:
         raise invalid_request("'stream_options' is only allowed when 'stream' is true.", param="stream_options")
-
-    prepared = dict(body)
-    prepared["model"] = _deployment(body.get("model"), settings)
-    for name in ("max_tokens", "max_completion_tokens"):
-        if name in prepared:
-            prepared[name] = min(prepared[name], settings.max_tokens)
-    if prepared.get("n", 1) > settings.max_n:
+    if body.get("n", 1) > settings.max_n:
         raise invalid_request(f"'n' must be at most {settings.max_n} on this relay.", param="n")
-    return prepared
+    _check_levers(body, settings)
+
+
+def _check_levers(body: Mapping[str, Any], settings: Settings) -> None:
+    """Parameters that cost money or keep data: allowed only as the instance's settings say."""
+    store = body.get("store", False)
+    if not isinstance(store, bool):
+        raise invalid_request("'store' must be a boolean.", param="store")
+    if store and not settings.allow_store:
+        raise RelayError(
+            400,
+            "parameter_not_allowed",
+            "'store: true' is not allowed by this relay: stored completions would keep this conversation in the shared "
+            "Azure OpenAI resource (RELAY_ALLOW_STORE).",
+            param="store",
+        )
+    if "service_tier" in body:
+        tier = body["service_tier"]
+        if not isinstance(tier, str):
+            raise invalid_request("'service_tier' must be a string.", param="service_tier")
+        if tier not in settings.allowed_service_tiers:
+            allowed = ", ".join(sorted(settings.allowed_service_tiers)) or "none"
+            raise RelayError(
+                400,
+                "parameter_not_allowed",
+                f"The service tier '{tier[:32]}' is not allowed by this relay (allowed: {allowed}; RELAY_ALLOWED_SERVICE_TIERS).",
+                param="service_tier",
+            )
 
 
 def _check_messages(messages: Any) -> None:
     if not isinstance(messages, list) or not messages:
         raise invalid_request("'messages' must be a non-empty list.", param="messages")
+    if len(messages) > MAX_MESSAGES:
+        raise invalid_request(f"'messages' must hold at most {MAX_MESSAGES} messages.", param="messages")
     for index, message in enumerate(messages):
-        if not isinstance(message, dict) or not _is_one_of(message.get("role"), _ROLES):
+        role = message.get("role") if isinstance(message, dict) else None
+        if not isinstance(role, str) or role not in _ROLES:
             raise invalid_request(
                 f"messages[{index}] must be an object with a role of system, developer, user, assistant or tool.",
                 param="messages",
             )
-        content = message.get("content")
-        if content is not None and not isinstance(content, (str, list)):
+        content = message.get("content")  # type: ignore[union-attr]
+        if content is None or isinstance(content, str):
+            continue
+        if not isinstance(content, list):
             raise invalid_request(f"messages[{index}].content must be a string or a list of parts.", param="messages")
+        if len(content) > MAX_CONTENT_PARTS:
+            raise invalid_request(f"messages[{index}].content must hold at most {MAX_CONTENT_PARTS} parts.", param="messages")
+        if not all(isinstance(part, dict) and isinstance(part.get("type"), str) for part in content):
+            raise invalid_request(f"messages[{index}].content parts must be objects with a type.", param="messages")
 
 
 def _deployment(model: Any, settings: Settings) -> str:
@@ -141,3 +274,19 @@ def _deployment(model: Any, settings: Settings) -> str:
             param="model",
         )
     return model
+
+
+def _cap_tokens(upstream: dict[str, Any], settings: Settings) -> None:
+    """Every upstream request carries an output cap: the caller's, at most RELAY_MAX_TOKENS, or RELAY_MAX_TOKENS itself."""
+    sent = [name for name in _CAPPED if name in upstream]
+    for name in sent:
+        upstream[name] = min(upstream[name], settings.max_tokens)
+    if not sent:
+        upstream[max_tokens_field(settings.api_version)] = settings.max_tokens
+
+
+def max_tokens_field(api_version: str) -> str:
+    """``max_completion_tokens``, which every current model accepts, unless the API version predates it."""
+    if api_version == "v1" or api_version[:10] >= _FIRST_VERSION_WITH_MAX_COMPLETION_TOKENS:
+        return "max_completion_tokens"
+    return "max_tokens"

@@ -15,6 +15,7 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
+from shared.completion import hide_cached_tokens
 from shared.errors import RelayError, upstream_error
 
 DONE = b"[DONE]"
@@ -26,8 +27,9 @@ class MalformedStream(Exception):
 
 
 class SseForwarder:
-    def __init__(self, *, hide_usage: bool = False) -> None:
+    def __init__(self, *, hide_usage: bool = False, hide_cached_tokens: bool = False) -> None:
         self._hide_usage = hide_usage
+        self._hide_cached_tokens = hide_cached_tokens
         self._pending = b""
         self.done = False
         self.usage: dict[str, Any] | None = None
@@ -46,9 +48,9 @@ class SseForwarder:
         complete, self._pending = buffer[: end + 2], buffer[end + 2 :]
         events = complete.split(b"\n\n")[:-1]
         keep = [self._check(event) for event in events]
-        if all(keep):
-            return complete
-        return b"".join(event + b"\n\n" for event, kept in zip(events, keep, strict=True) if kept)
+        if not all(keep):
+            complete = b"".join(event + b"\n\n" for event, kept in zip(events, keep, strict=True) if kept)
+        return hide_cached_tokens(complete) if self._hide_cached_tokens else complete
 
     def finish(self) -> None:
         """The upstream body ended: it must have ended with ``data: [DONE]``."""

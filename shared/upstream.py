@@ -19,7 +19,7 @@ import logging
 import math
 import random
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,8 +72,9 @@ class UpstreamResponse:
     Transport failures while reading surface as :class:`RelayError` (502 or 504).
     """
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, on_close: Callable[[], None]) -> None:
         self._response = response
+        self._on_close: Callable[[], None] | None = on_close
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -101,6 +102,9 @@ class UpstreamResponse:
             self._response.release()
         else:
             self._response.close()
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
 
 
 class Upstream:
@@ -109,11 +113,15 @@ class Upstream:
         self._auth = auth
         self._endpoint = settings.endpoint
         self._api_version = settings.api_version
+        self._busy_timeout_s = settings.busy_timeout_s
+        # One slot per pooled connection, held from the request until its answer is closed: waiting
+        # for a slot is bounded (503 when the instance is saturated), waiting inside aiohttp's pool is not.
+        self._slots = asyncio.Semaphore(settings.upstream_connections)
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=min(10.0, settings.upstream_timeout_s), sock_read=settings.upstream_timeout_s
         )
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=60),
+            connector=aiohttp.TCPConnector(limit=settings.upstream_connections, keepalive_timeout=60),
             timeout=timeout,
             headers={"User-Agent": _USER_AGENT},
         )
@@ -132,20 +140,31 @@ class Upstream:
             return f"{self._endpoint}/openai/v1/chat/completions"
         return f"{self._endpoint}/openai/deployments/{deployment}/chat/completions?api-version={self._api_version}"
 
-    async def open(self, body: dict[str, Any], request_id: str) -> UpstreamResponse:
+    async def open(self, payload: bytes, deployment: str, request_id: str) -> UpstreamResponse:
         """Send the chat completion; return once Azure answered 2xx, or raise a mapped RelayError."""
-        url = self.url(body["model"])
-        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            async with asyncio.timeout(self._busy_timeout_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise instance_busy() from None
+        try:
+            response = await self._open(self.url(deployment), payload, request_id)
+        except BaseException:
+            self._slots.release()
+            raise
+        return UpstreamResponse(response, self._slots.release)
+
+    async def _open(self, url: str, payload: bytes, request_id: str) -> aiohttp.ClientResponse:
         for attempt in range(MAX_RETRIES + 1):
             outcome = await self._open_once(url, payload, request_id)
-            if isinstance(outcome, UpstreamResponse):
+            if isinstance(outcome, aiohttp.ClientResponse):
                 return outcome
             if not outcome.retry or attempt == MAX_RETRIES:
                 raise outcome.error
             await asyncio.sleep(outcome.delay if outcome.delay is not None else _backoff(attempt))
         raise AssertionError("unreachable")
 
-    async def _open_once(self, url: str, payload: bytes, request_id: str) -> UpstreamResponse | Failure:
+    async def _open_once(self, url: str, payload: bytes, request_id: str) -> aiohttp.ClientResponse | Failure:
         headers = {"Content-Type": "application/json", "x-ms-client-request-id": request_id}
         try:
             headers.update(await self._auth.headers())
@@ -163,7 +182,7 @@ class Upstream:
         except RelayError as error:
             return Failure(error, retry=error.status == 502)
         if 200 <= response.status < 300:
-            return UpstreamResponse(response)
+            return response
         if response.status in (401, 403):
             hint = self._auth.rejection_hint
             log_event(log, logging.ERROR, "relay.upstream_auth_rejected", status=response.status, request_id=request_id, detail=hint)
@@ -174,6 +193,16 @@ class Upstream:
         finally:
             response.release()
         return classify_status(response.status, _json_or_none(raw), response.headers)
+
+
+def instance_busy() -> RelayError:
+    return RelayError(
+        503,
+        "server_busy",
+        "This relay instance has no free connection to Azure OpenAI. Retry after the time in the Retry-After header.",
+        error_type="api_error",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _json_or_none(raw: bytes) -> object:

@@ -46,3 +46,23 @@ async def call(
     response = await handler(make_request(method, path, headers, body))
     payload = json.loads(bytes(response.body)) if response.body else None
     return response.status_code, payload, response.headers
+
+
+async def run_response(response: Response) -> tuple[int, bytes]:
+    """Serve ``response`` to a caller that stays connected and reads everything; return the status and body."""
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [], "asgi": {"version": "3.0", "spec_version": "2.3"}}
+    status, body = 0, b""
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        nonlocal status, body
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        else:
+            body += message.get("body", b"")
+
+    await response(scope, receive, send)
+    return status, body

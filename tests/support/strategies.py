@@ -7,6 +7,8 @@ import json
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
+from devhost.easyauth import principal_headers
+from shared.caller import identify_caller
 from shared.config import load_settings
 from shared.request_policy import ALLOWED_PARAMETERS
 
@@ -71,9 +73,32 @@ BODY_SETTINGS = load_settings(
         "RELAY_MAX_N": "2",
     }
 )
-body_texts = st.text(max_size=30)
-body_json = json_values(body_texts, finite=True, max_leaves=10)
-smuggled = st.sampled_from(["user_security_context", "data_sources", "user", "User_Security_Context", "functions", "extra_body"])
+# The caller those bodies come from, as the platform vouched for it.
+CALLER_OID = "1b2c3d4e-0000-4000-8000-000000000003"
+CALLER_TID = "72f988bf-0000-4000-8000-000000000002"
+CALLER_HEADERS = {
+    **{k.decode(): v.decode() for k, v in principal_headers({"oid": CALLER_OID, "tid": CALLER_TID, "scp": "user_impersonation", "name": "Ada"})},
+    "client-ip": "203.0.113.7:51234",
+}
+CALLER = identify_caller(CALLER_HEADERS, BODY_SETTINGS)
+CALLER_CONTEXT = {
+    "application_name": "contoso-chat-spa",
+    "end_user_id": CALLER_OID,
+    "end_user_tenant_id": CALLER_TID,
+    "source_ip": "203.0.113.7",
+}
+# Text as JSON can carry it: often with a lone UTF-16 surrogate (category Cs), which st.text() never makes.
+body_texts = st.text(max_size=30) | st.builds(
+    lambda before, surrogate, after: before + surrogate + after,
+    st.text(max_size=10),
+    st.characters(categories=["Cs"]),
+    st.text(max_size=10),
+)
+# Where this string stands as a JSON value, raw_bodies writes a number literal too large for a double.
+_HUGE = "\x00huge-number\x00"
+_HUGE_LITERALS = [b"1e999", b"-1E+400", b"2e308", b"1" + b"0" * 400 + b".5"]
+body_json = json_values(body_texts | st.just(_HUGE), finite=True, max_leaves=10)
+smuggled = st.sampled_from(["user_security_context", "data_sources", "user", "User_Security_Context", "extra_body", "web_search_options"])
 param_names = st.sampled_from(sorted(ALLOWED_PARAMETERS)) | smuggled | body_texts
 messages = st.one_of(
     st.lists(
@@ -94,6 +119,36 @@ bodies = st.fixed_dictionaries(
         "temperature": st.floats(allow_nan=False) | body_json,
     },
 ).flatmap(lambda base: st.dictionaries(param_names, body_json, max_size=3).map(lambda extra: {**extra, **base}))
+# Bodies the policy accepts, with arbitrary text and JSON wherever Azure takes free-form data.
+content_parts = st.lists(
+    st.fixed_dictionaries({"type": st.just("text"), "text": body_texts}, optional={"extra": body_json}),
+    min_size=1,
+    max_size=3,
+)
+accepted_bodies = st.fixed_dictionaries(
+    {
+        "messages": st.lists(
+            st.fixed_dictionaries(
+                {"role": st.sampled_from(["user", "system", "developer", "assistant"]), "content": body_texts | content_parts}
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    },
+    optional={
+        "metadata": st.dictionaries(body_texts, body_texts, max_size=3),
+        "tools": st.lists(st.fixed_dictionaries({"type": st.just("function"), "function": body_json}), max_size=2),
+        "prompt_cache_key": body_texts,
+        "user": body_texts,
+        "stream": st.booleans(),
+    },
+)
+# Bodies as bytes on the wire: JSON escapes for every character (lone surrogates as \\udXXX), huge number literals.
+raw_bodies = st.builds(
+    lambda body, literal: json.dumps(body).replace(json.dumps(_HUGE), literal.decode()).encode(),
+    bodies | accepted_bodies,
+    st.sampled_from(_HUGE_LITERALS),
+)
 
 
 # Azure OpenAI event streams: well formed, and noise around well-formed pieces.

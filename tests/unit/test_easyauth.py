@@ -56,6 +56,7 @@ NAME_URI = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"
 EXPECTED = Principal(
     object_id=OID,
     tenant_id=TID,
+    home_tenant_id=None,
     name="Ada Lovelace",
     identity_provider="aad",
     roles=frozenset({"Relay.User"}),
@@ -498,6 +499,26 @@ def test_provider_is_checked_before_identity_claims() -> None:
     """A Google caller has no oid: the answer is "wrong provider", not "malformed"."""
     document = {"auth_typ": "google", "claims": [{"typ": "sub", "val": "1234"}]}
     assert (refused(headers_for(document)).status, refused(headers_for(document)).code) == (403, "forbidden")
+
+
+HOME_TID = "5e5e5e5e-0000-4000-8000-00000000000e"
+
+
+@pytest.mark.parametrize(
+    ("idp", "home"),
+    [
+        pytest.param(f"https://sts.windows.net/{HOME_TID}/", HOME_TID, id="v1-issuer"),
+        pytest.param(f"https://login.microsoftonline.com/{HOME_TID.upper()}/v2.0", HOME_TID, id="v2-issuer"),
+        pytest.param(f"https://sts.windows.net/{TID}/", None, id="own-tenant"),
+        pytest.param("live.com", None, id="microsoft-account"),
+        pytest.param(f"https://evil.example/{HOME_TID}/", None, id="not-an-entra-issuer"),
+    ],
+)
+def test_a_guests_home_tenant_comes_from_the_idp_claim(idp: str, home: str | None) -> None:
+    """Guests: ``tid`` is the resource tenant (it stays end_user_tenant_id); the home tenant is kept for the log."""
+    for typ in ("idp", "http://schemas.microsoft.com/identity/claims/identityprovider"):
+        principal = principal_from_headers(headers_for(with_claims((typ, idp))), ANYONE)
+        assert (principal.tenant_id, principal.home_tenant_id) == (TID, home)
 
 
 # --- properties ------------------------------------------------------------------------------

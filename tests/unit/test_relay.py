@@ -25,9 +25,9 @@ from shared.config import Settings, load_settings
 from shared.errors import RelayError, upstream_error, upstream_timeout
 from shared.relay import Relay
 from shared.upstream import Upstream
-from tests.support.asgi import call, make_request
+from tests.support.asgi import call, make_request, run_response
 from tests.support.strategies import BODY_SETTINGS as SETTINGS
-from tests.support.strategies import bodies, split, sse_noise, well_formed_events
+from tests.support.strategies import CALLER, CALLER_CONTEXT, CALLER_HEADERS, raw_bodies, split, sse_noise, well_formed_events
 
 OID = "1b2c3d4e-0000-4000-8000-000000000003"
 TID = "72f988bf-0000-4000-8000-000000000002"
@@ -66,8 +66,9 @@ def user_claims(**overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in claims.items() if v is not None}
 
 
-def headers_for(claims: dict[str, Any]) -> dict[str, str]:
-    return {name.decode(): value.decode() for name, value in principal_headers(claims)}
+def headers_for(claims: dict[str, Any], client_ip: str = "203.0.113.7:51234") -> dict[str, str]:
+    """What App Service's front end and Easy Auth hand the relay for a caller with these claims."""
+    return {**{name.decode(): value.decode() for name, value in principal_headers(claims)}, "client-ip": client_ip}
 
 
 async def chat(r: Relay, headers: dict[str, str], body: bytes = BODY) -> tuple[int, Any]:
@@ -98,13 +99,13 @@ async def test_easy_auth_disabled_fails_closed(enabled: str | None) -> None:
         assert headers["x-request-id"]
 
 
-async def test_healthz_needs_no_auth_and_logs_its_line(caplog: pytest.LogCaptureFixture) -> None:
+async def test_healthz_needs_no_auth_and_costs_no_log_line(caplog: pytest.LogCaptureFixture) -> None:
     r = Relay(load_settings({k: v for k, v in BASE_ENV.items() if k != "WEBSITE_AUTH_ENABLED"}), no_upstream)
-    with caplog.at_level(logging.INFO, logger="relay.request"):
-        status, payload, _ = await call(r.healthz, "GET", "/api/healthz", {"x-request-id": "probe-7"})
-    assert (status, payload) == (200, {"status": "ok"})
-    [line] = [json.loads(record.getMessage()) for record in caplog.records if record.name == "relay.request"]
-    assert (line["request_id"], line["route"], line["status"]) == ("probe-7", "healthz", 200)
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(3):
+            status, payload, _ = await call(r.healthz, "GET", "/api/healthz", {"x-request-id": "probe-7"})
+            assert (status, payload) == (200, {"status": "ok"})
+    assert caplog.records == []
 
 
 @pytest.mark.parametrize(
@@ -188,7 +189,7 @@ async def test_front_door_mode_with_wrong_fdid_is_403() -> None:
         (b'{"messages": [{"role": "user", "content": "hi"}], "n": 2}', 400, "invalid_request", "n"),
         (b'{"messages": [{"role": "user", "content": "hi"}], "model": "gpt-5"}', 400, "model_not_allowed", "model"),
         (b'{"messages": [{"role": "user", "content": "hi"}], "data_sources": []}', 400, "parameter_not_allowed", "data_sources"),
-        (b'{"messages": [{"role": "user", "content": "hi"}], "functions": []}', 400, "parameter_not_allowed", "functions"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "web_search_options": {}}', 400, "parameter_not_allowed", "web_search_options"),
     ],
 )
 async def test_bad_bodies_never_reach_upstream(body: bytes, status: int, code: str, param: str | None) -> None:
@@ -216,7 +217,6 @@ async def test_an_unexpected_failure_is_a_500_in_the_openai_shape_without_a_trac
 # --- properties ------------------------------------------------------------------------------
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-EXPECTED_CONTEXT = {"application_name": "contoso-chat-spa", "end_user_id": OID, "end_user_tenant_id": TID, "source_ip": "203.0.113.7"}
 
 
 class CapturingUpstream:
@@ -225,22 +225,16 @@ class CapturingUpstream:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    async def open(self, body: dict[str, Any], request_id: str) -> Any:
-        self.sent.append(json.loads(json.dumps(body)))
+    async def open(self, payload: bytes, deployment: str, request_id: str) -> Any:
+        self.sent.append(json.loads(payload))
         raise RelayError(502, "upstream_error", "stub")
 
     async def aclose(self) -> None:
         pass
 
 
-TRUSTED_HEADERS = {
-    **{k.decode(): v.decode() for k, v in principal_headers({"oid": OID, "tid": TID, "scp": "user_impersonation", "name": "Ada"})},
-    "client-ip": "203.0.113.7:51234",
-}
-
-
 @FAST
-@given(body=bodies.map(lambda b: json.dumps(b).encode()) | st.binary(max_size=200))
+@given(body=raw_bodies | st.binary(max_size=200))
 def test_no_body_gets_a_500_or_changes_the_security_context(body: bytes) -> None:
     upstream = CapturingUpstream()
 
@@ -248,13 +242,14 @@ def test_no_body_gets_a_500_or_changes_the_security_context(body: bytes) -> None
         return upstream  # type: ignore[return-value]
 
     relay = Relay(SETTINGS, factory)
-    response = asyncio.run(relay.chat_completions(make_request("POST", "/api/v1/chat/completions", TRUSTED_HEADERS, body)))
+    response = asyncio.run(relay.chat_completions(make_request("POST", "/api/v1/chat/completions", CALLER_HEADERS, body)))
     assert response.status_code in {400, 413, 502}, response.body
     payload = json.loads(bytes(response.body))
     assert set(payload["error"]) >= {"message", "type", "param", "code"}
+    pseudonym = CALLER.pseudonym(SETTINGS.application_name)
     for sent in upstream.sent:
-        assert sent["user_security_context"] == EXPECTED_CONTEXT
-        assert "data_sources" not in sent and "user" not in sent
+        assert sent["user_security_context"] == CALLER_CONTEXT
+        assert "data_sources" not in sent and sent.get("user", pseudonym) == pseudonym
 
 
 class StreamingUpstream:
@@ -263,7 +258,7 @@ class StreamingUpstream:
     def __init__(self, pieces: list[bytes], error: BaseException | None) -> None:
         self.pieces, self.error, self.closed = pieces, error, False
 
-    async def open(self, body: dict[str, Any], request_id: str) -> StreamingUpstream:
+    async def open(self, payload: bytes, deployment: str, request_id: str) -> StreamingUpstream:
         return self
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
@@ -300,9 +295,9 @@ def test_however_a_stream_ends_the_upstream_is_closed_and_its_status_logged(stre
         request_logger.setLevel(logging.INFO)
         try:
             response = await Relay(SETTINGS, factory).chat_completions(
-                make_request("POST", "/api/v1/chat/completions", TRUSTED_HEADERS, STREAM_BODY)
+                make_request("POST", "/api/v1/chat/completions", CALLER_HEADERS, STREAM_BODY)
             )
-            out = b"".join([piece async for piece in response.body_iterator])  # type: ignore[attr-defined]
+            _, out = await run_response(response)
         finally:
             request_logger.removeHandler(handler)
         return out, lines
@@ -315,3 +310,60 @@ def test_however_a_stream_ends_the_upstream_is_closed_and_its_status_logged(stre
     else:
         assert out.count(b"event: error\n") == 1
         assert (line["status"], line["code"]) in {(502, "upstream_error"), (504, "upstream_timeout")}
+
+
+class EndlessUpstream(StreamingUpstream):
+    """Azure generating without end: the caller's reading is the only brake."""
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        while True:
+            yield b'data: {"choices":[{"delta":{"content":"more"}}]}\n\n'
+            await asyncio.sleep(0)
+
+
+async def test_a_caller_that_stops_reading_ends_its_stream_and_the_upstream_request(caplog: pytest.LogCaptureFixture) -> None:
+    upstream = EndlessUpstream([], None)
+
+    async def factory(settings: Settings) -> Upstream:
+        return upstream  # type: ignore[return-value]
+
+    relay = Relay(dataclasses.replace(SETTINGS, caller_write_timeout_s=0.2), factory)
+    response = await relay.chat_completions(make_request("POST", "/api/v1/chat/completions", CALLER_HEADERS, STREAM_BODY))
+    sent: list[Any] = []
+
+    async def stalled_send(message: Any) -> None:
+        sent.append(message)
+        if len(sent) > 3:
+            await asyncio.Event().wait()  # the caller's window is full and it reads nothing more
+
+    async def stays_connected() -> Any:
+        await asyncio.Event().wait()
+
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}}
+    with caplog.at_level(logging.INFO, logger="relay.request"):
+        await asyncio.wait_for(response(scope, stays_connected, stalled_send), 10)
+    assert upstream.closed
+    [line] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "relay.request"]
+    assert (line["status"], line["code"]) == (499, "caller_stalled")
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [("support-ticket-42", "support-ticket-42"), ("support-ticket-42\n", None), ("x" * 129, None), ("../etc", None)],
+)
+async def test_the_relay_keys_each_request_by_its_own_id_and_keeps_a_sane_caller_id_beside_it(
+    sent: str, kept: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    r = relay()
+    with caplog.at_level(logging.INFO, logger="relay.request"):
+        answers = [await call(r.me, "GET", "/api/me", {**headers_for(user_claims()), "x-request-id": sent}) for _ in range(2)]
+    lines = [json.loads(record.getMessage()) for record in caplog.records if record.name == "relay.request"]
+    assert [line["client_request_id"] for line in lines] == [kept, kept]
+    assert [headers["x-request-id"] for _, _, headers in answers] == [line["request_id"] for line in lines]
+    assert lines[0]["request_id"] != lines[1]["request_id"] and len(lines[0]["request_id"]) == 32
+
+
+async def test_a_request_without_a_usable_client_ip_is_refused_not_served_anonymously() -> None:
+    for headers in ({**headers_for(user_claims()), "client-ip": ""}, {k: v for k, v in headers_for(user_claims()).items() if k != "client-ip"}):
+        status, payload = await chat(relay(), headers)
+        assert_error(status, payload, 403, "source_ip_unavailable")

@@ -100,3 +100,11 @@ def test_the_error_event_carries_the_openai_error_object() -> None:
     assert json.loads(event.split(b"data: ", 1)[1]) == {
         "error": {"message": "Azure OpenAI stopped sending in time.", "type": "api_error", "param": None, "code": "upstream_timeout"}
     }
+
+
+def test_cached_tokens_are_zeroed_in_the_usage_chunk_unless_exposed() -> None:
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":9,"prompt_tokens_details":{"cached_tokens":1024}}}\n\n'
+    stream = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n' + usage + b"data: [DONE]\n\n"
+    hidden = SseForwarder(hide_cached_tokens=True)
+    assert hidden.feed(stream) == stream.replace(b'"cached_tokens":1024', b'"cached_tokens":0')
+    assert SseForwarder().feed(stream) == stream

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import pytest
@@ -47,12 +48,12 @@ def _answer(status_line: bytes, body: bytes) -> Script:
 
 
 @pytest.fixture
-async def serve() -> AsyncIterator[Callable[[Script], Awaitable[Upstream]]]:
+async def serve() -> AsyncIterator[Callable[..., Awaitable[Upstream]]]:
     """Start a server that reads one request and runs the test's script; return an Upstream pointed at it."""
     servers: list[asyncio.Server] = []
     clients: list[Upstream] = []
 
-    async def start(script: Script) -> Upstream:
+    async def start(script: Script, **settings: str) -> Upstream:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await reader.readuntil(b"\r\n\r\n")
             await script(writer)
@@ -63,6 +64,7 @@ async def serve() -> AsyncIterator[Callable[[Script], Awaitable[Upstream]]]:
             "AZURE_OPENAI_ENDPOINT": f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}",
             "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini",
             "APPLICATION_NAME": "contoso-chat-spa",
+            **settings,
         }
         client = Upstream(load_settings(env), NoAuth())
         clients.append(client)
@@ -86,7 +88,7 @@ async def test_events_that_arrived_with_the_broken_connection_are_forwarded_befo
         writer.transport.abort()
 
     upstream = await serve(break_after_events)
-    response = await upstream.open({**BODY, "stream": True}, "req-1")
+    response = await upstream.open(json.dumps({**BODY, "stream": True}).encode(), "gpt-4o-mini", "req-1")
     await asyncio.sleep(0.2)  # a slow caller: the events and the break are both in before the relay reads
     received = b""
     with pytest.raises(RelayError) as caught:
@@ -107,7 +109,7 @@ async def test_a_rejected_request_passes_on_azures_reason_without_hosts_urls_or_
     body = json.dumps({"error": {"code": "invalid_value", "message": message, "param": "messages"}}).encode()
     upstream = await serve(_answer(b"400 Bad Request", body))
     with pytest.raises(RelayError) as caught:
-        await upstream.open(BODY, "req-2")
+        await upstream.open(json.dumps(BODY).encode(), "gpt-4o-mini", "req-2")
     error = caught.value
     assert (error.status, error.code, error.param) == (400, "invalid_request", "messages")
     assert error.message == ("Invalid 'messages[0]': see <redacted> (resource <redacted>, vault <redacted>, token <redacted>)")
@@ -119,8 +121,28 @@ async def test_refused_credentials_are_a_502_for_the_caller_and_a_hint_for_the_o
     body = b'{"error":{"code":"PermissionDenied","message":"Principal does not have access to API/Operation."}}'
     upstream = await serve(_answer(b"403 Forbidden", body))
     with caplog.at_level(logging.ERROR, logger="relay"), pytest.raises(RelayError) as caught:
-        await upstream.open(BODY, "req-3")
+        await upstream.open(json.dumps(BODY).encode(), "gpt-4o-mini", "req-3")
     assert (caught.value.status, caught.value.code) == (502, "upstream_error")
     assert "Principal" not in caught.value.message
     [line] = [json.loads(r.getMessage()) for r in caplog.records if "relay.upstream_auth_rejected" in r.getMessage()]
     assert line == {"event": "relay.upstream_auth_rejected", "status": 403, "request_id": "req-3", "detail": NoAuth.rejection_hint}
+
+
+async def test_a_saturated_instance_answers_503_with_retry_after_instead_of_queueing(
+    serve: Callable[..., Awaitable[Upstream]],
+) -> None:
+    async def stream_forever(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + _chunked(EVENTS[0]))
+        await writer.drain()
+        await asyncio.Event().wait()
+
+    upstream = await serve(stream_forever, RELAY_UPSTREAM_CONNECTIONS="1", RELAY_BUSY_TIMEOUT_S="0.2")
+    payload = json.dumps({**BODY, "stream": True}).encode()
+    first = await upstream.open(payload, "gpt-4o-mini", "req-4")
+    started = time.monotonic()
+    with pytest.raises(RelayError) as caught:
+        await upstream.open(payload, "gpt-4o-mini", "req-5")
+    assert 0.2 <= time.monotonic() - started < 5
+    assert (caught.value.status, caught.value.code, caught.value.headers) == (503, "server_busy", {"Retry-After": "1"})
+    first.close()  # the slot comes back with the answer
+    (await upstream.open(payload, "gpt-4o-mini", "req-6")).close()
