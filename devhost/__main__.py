@@ -29,6 +29,8 @@ DEFAULT_PORT = 7071
 DEFAULT_EMULATOR_PORT = 7072
 IDENTITY_HEADER = "local-identity-header"
 STATE_DIR = Path(__file__).resolve().parent.parent / ".devhost"
+# in-process: the relay's functions run in this process; worker: through the Functions Python worker (devhost/functions_host).
+RUNTIMES = ("in-process", "worker")
 
 
 def _wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -85,16 +87,24 @@ def main() -> None:
     env.setdefault("APPLICATION_NAME", "local-dev-spa")
     # What App Service injects when Easy Auth is on (here: the local Easy Auth below).
     env["WEBSITE_AUTH_ENABLED"] = "true"
+    runtime = env.get("DEVHOST_RUNTIME", "in-process")
+    if runtime not in RUNTIMES:
+        raise SystemExit(f"DEVHOST_RUNTIME must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     signal.signal(signal.SIGTERM, _interrupt)
+    provider = DevIdentityProvider(audience=env.get("DEVHOST_AUDIENCE", "api://relay-local"))
+    origins = [o.strip() for o in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()]
     with emulators(env):
+        if runtime == "worker":
+            from devhost.functions_host.serve import serve
+
+            serve(env, port, provider, origins)
+            return
         try:
             import function_app
         except ConfigError as exc:
             raise SystemExit(f"configuration error: {exc}") from None
         from devhost.host import create_host_app
 
-        provider = DevIdentityProvider(audience=env.get("DEVHOST_AUDIENCE", "api://relay-local"))
-        origins = [o.strip() for o in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()]
         app = create_host_app(function_app.app, provider, origins)
         print(f"relay: http://127.0.0.1:{port}/api  (sample SPA: http://127.0.0.1:{port}/)", flush=True)
         print(f"dev token: curl 'http://127.0.0.1:{port}/_dev/token'", flush=True)
