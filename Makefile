@@ -9,7 +9,7 @@ RPC_STAMP := devhost/functions_host/generated/.built
 
 # One venv on Python 3.13, the version Azure Functions runs by default; an older venv is replaced.
 $(STAMP): requirements.txt requirements-dev.txt
-	python=$$(bash scripts/python313.sh) && \
+	python=$$(bash scripts/find-python.sh 3.13) && \
 	if ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then $$python -m venv --clear $(VENV); fi
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
