@@ -42,6 +42,7 @@ MAX_MESSAGE_LENGTH = 2_147_483_647
 STARTUP_TIMEOUT_S = 60.0
 TERMINATE_GRACE_S = 5.0
 RPC_LOG_KEPT = 2000
+CONSOLE_READ_BYTES = 65536
 _LEVEL_NAMES = {
     int(rpc.RpcLog.Trace): "Trace",
     int(rpc.RpcLog.Debug): "Debug",
@@ -158,6 +159,9 @@ class FunctionsHost:
             self.log.warning("Removing errored webhost language worker channel for runtime: python workerId:%s", self.worker.worker_id)
             await self._stop_worker()
         self.log.info("%d functions found (Worker)", len(self.functions))
+        if self.functions and self.worker.http_uri is None:
+            # The classic mode, where the request and response travel inside RpcHttp messages, is not emulated.
+            self.log.error("The worker did not advertise HttpUri: this local host serves HTTP-stream workers only, every route is 404")
         if not self.functions:
             self.log.warning("No job functions found.")
 
@@ -321,9 +325,17 @@ class FunctionsHost:
             yield message
 
     async def _relay_console(self, process: asyncio.subprocess.Process) -> None:
+        """The worker's stdout and stderr, line by line, into the host's log (read in blocks: no line is too long)."""
         assert process.stdout is not None
-        async for line in process.stdout:
-            self.log.info("[worker console] %s", line.decode("utf-8", "replace").rstrip())
+        pending = b""
+        while chunk := await process.stdout.read(CONSOLE_READ_BYTES):
+            *lines, pending = (pending + chunk).split(b"\n")
+            if len(pending) > CONSOLE_READ_BYTES:
+                lines, pending = [*lines, pending], b""
+            for line in lines:
+                self.log.info("[worker console] %s", line.decode("utf-8", "replace").rstrip())
+        if pending:
+            self.log.info("[worker console] %s", pending.decode("utf-8", "replace").rstrip())
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -42,6 +42,7 @@ from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from devhost.appservice import peer_address
+from devhost.emulator.transport import wait_for_disconnect
 from devhost.functions_host.host import FunctionsHost, failure_text, succeeded
 from devhost.functions_host.protos import rpc
 from devhost.functions_host.routes import HttpFunction, select
@@ -134,8 +135,7 @@ class RequestBody:
 
     async def caller_left(self) -> None:
         await self.complete.wait()
-        while (await self._receive())["type"] != "http.disconnect":
-            pass
+        await wait_for_disconnect(self._receive)
 
 
 class FunctionsHttp:
@@ -194,7 +194,10 @@ class FunctionsHttp:
                 forwarding.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await forwarding
-        forwarded = not forwarding.cancelled() and forwarding.exception() is None and forwarding.result()
+        failure = None if forwarding.cancelled() else forwarding.exception()
+        if failure is not None and not isinstance(failure, CallerGone):
+            self.log.warning("Forwarding invocation %s to the worker failed: %r", invocation_id, failure)
+        forwarded = not forwarding.cancelled() and failure is None and forwarding.result()
         self._spawn(self._complete(function, invocation_id, started, outcome, forwarded=forwarded))
 
     def _spawn(self, coroutine: Any) -> None:
