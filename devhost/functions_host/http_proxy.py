@@ -11,8 +11,8 @@ For each caller request that selects a function (routes.py) the host, in this or
    (``MessageExtensions/GrpcMessageConversionExtensions.cs`` ``ToRpcHttp``), and the trigger metadata without the
    request objects, because it advertised ``RpcHttpTriggerMetadataRemoved``
    (``Extensions/ScriptInvocationContextExtensions.cs``): ``Query`` and ``Headers`` as JSON, each query parameter
-   and each route parameter (Azure/azure-functions-extensions ... ``HttpTriggerAttributeBindingProvider.GetRequestBindingData``
-   in azure-webjobs-sdk-extensions);
+   but ``code`` and each route parameter (Azure/azure-webjobs-sdk-extensions,
+   ``src/WebJobs.Extensions.Http/HttpTriggerAttributeBindingProvider.cs`` ``GetRequestBindingData``);
 3. the caller gets the worker's HTTP response as it streams; on the ``InvocationResponse`` the host checks that
    forwarding succeeded.
 
