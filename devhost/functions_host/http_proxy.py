@@ -194,19 +194,21 @@ class FunctionsHttp:
                 forwarding.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await forwarding
-        failure = None if forwarding.cancelled() else forwarding.exception()
-        if failure is not None and not isinstance(failure, CallerGone):
-            self.log.warning("Forwarding invocation %s to the worker failed: %r", invocation_id, failure)
-        forwarded = not forwarding.cancelled() and failure is None and forwarding.result()
-        self._spawn(self._complete(function, invocation_id, started, outcome, forwarded=forwarded))
+        error = "RequestCanceled" if forwarding.cancelled() else forwarding.result()
+        self._spawn(self._complete(function, invocation_id, started, outcome, error))
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
         self._completions.add(task)
         task.add_done_callback(self._completions.discard)
 
-    async def _forward(self, scope: Scope, headers: CIMultiDict[str], body: RequestBody, send: Send) -> bool:
-        """Stream the request to the worker and its response to the caller; False if it failed before the response."""
+    async def _forward(self, scope: Scope, headers: CIMultiDict[str], body: RequestBody, send: Send) -> str | None:
+        """Stream the request to the worker and its response to the caller; the YARP ``ForwarderError`` name if it failed.
+
+        Names from dotnet/yarp ``src/ReverseProxy/Forwarder/ForwarderError.cs``: ``Request`` (sending the request
+        or reading the response head), ``RequestCanceled`` (the caller went away), ``ResponseBodySource`` (reading
+        the worker's body), ``ResponseBodyDestination`` (writing to the caller).
+        """
         path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         url = URL(f"{self.host.worker.http_uri}{path.decode('latin-1')}" + (f"?{query.decode('latin-1')}" if query else ""), encoded=True)
@@ -215,18 +217,26 @@ class FunctionsHttp:
             body.complete.set()
         try:
             response = await self.session().request(scope["method"], url, headers=headers, data=data, allow_redirects=False)
+        except CallerGone:
+            return "RequestCanceled"
         except aiohttp.ClientError as exc:
             self.log.warning("Failed to proxy request to the worker: %s", exc)
             await _empty_response(send, 502)
-            return False
+            return "Request"
         try:
             await send({"type": "http.response.start", "status": response.status, "headers": self._response_headers(response)})
-            async for chunk in response.content.iter_any():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            try:
+                async for chunk in response.content.iter_any():
+                    try:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    except OSError:
+                        return "ResponseBodyDestination"
+            except aiohttp.ClientError:
+                return "ResponseBodySource"
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             response.close()
-        return True
+        return None
 
     @staticmethod
     def _response_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
@@ -237,16 +247,16 @@ class FunctionsHttp:
         ]
 
     async def _complete(
-        self, function: HttpFunction, invocation_id: str, started: float, outcome: asyncio.Future[Any], forwarded: bool
+        self, function: HttpFunction, invocation_id: str, started: float, outcome: asyncio.Future[Any], forwarding_error: str | None
     ) -> None:
-        message = await outcome
-        response = message.invocation_response
-        if succeeded(response.result) and forwarded:
-            self._executed(function, invocation_id, started, "Succeeded")
-        elif succeeded(response.result):
-            self._executed(function, invocation_id, started, "Failed: the request was not forwarded to the worker")
-        else:
+        """Log the invocation's end as the host does: the worker's result, failed if forwarding failed."""
+        response = (await outcome).invocation_response
+        if not succeeded(response.result):
             self._executed(function, invocation_id, started, f"Failed: {failure_text(response.result)}")
+        elif forwarding_error is not None:
+            self._executed(function, invocation_id, started, f"Failed: Failed to proxy request with ForwarderError: {forwarding_error}")
+        else:
+            self._executed(function, invocation_id, started, "Succeeded")
 
     def _executed(self, function: HttpFunction, invocation_id: str, started: float, outcome: str) -> None:
         duration = (time.perf_counter() - started) * 1000
