@@ -4,10 +4,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.stack import RUNTIMES, Stack, run_stack
+from devhost import defaults
+from tests.support.stack import Stack, run_stack
 
 
-@pytest.fixture(scope="session", params=RUNTIMES)
+@pytest.fixture(scope="session", params=defaults.RUNTIMES)
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The local host, once with the relay in-process and once through the Functions Python worker."""
     env = {"RELAY_MAX_TOKENS": "100", "RELAY_UPSTREAM_TIMEOUT_S": "2", "RELAY_MAX_BODY_BYTES": "65536", "DEVHOST_RUNTIME": request.param}

@@ -1,4 +1,4 @@
-"""Issue 2, done-when 9: ``make run`` on a fresh clone serves ``/api/healthz`` and a completion within a minute of setup finishing.
+"""``make run`` on a fresh clone serves ``/api/healthz`` and a completion within a minute of setup finishing.
 
 A ``git clone`` of the committed HEAD runs the real ``make run`` on free ports. "Setup finishing" means the
 venv exists: the clone's ``.venv`` is a symlink to the venv these tests run in, and the clone's requirement
@@ -23,8 +23,9 @@ from pathlib import Path
 import openai
 import pytest
 
+from devhost import defaults
 from tests.support.servers import ROOT, free_port, stop_process_group, wait_for_http
-from tests.support.stack import RUNTIMES, Stack
+from tests.support.stack import Stack
 from tests.support.tokens import claims_of
 
 BUDGET_S = 60.0
@@ -80,7 +81,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
 
 
-@pytest.fixture(params=RUNTIMES)
+@pytest.fixture(params=defaults.RUNTIMES)
 def make_run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeRun]:
     """``make run``, and ``DEVHOST_RUNTIME=worker make run`` (the relay through the Functions Python worker)."""
     clone = fresh_clone(tmp_path / "clone")

@@ -11,8 +11,9 @@ import socket
 import time
 from typing import Any
 
-from tests.reliability.common import assert_healthy, new_id, sse_events, user, wait_for_outcomes
+from tests.reliability.common import assert_healthy, new_id, sse_events, wait_for_outcomes
 from tests.support import rawhttp
+from tests.support.chat import user
 from tests.support.stack import Stack
 
 

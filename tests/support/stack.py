@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devhost import defaults
 from tests.support.servers import free_port, run_python_module
 
 APPLICATION_NAME = "contoso-chat-spa"
-# DEVHOST_RUNTIME: the relay in the local host's process, or through the Functions Python worker.
-RUNTIMES = ("in-process", "worker")
-DEPLOYMENTS = "gpt-4o-mini,gpt-4o"
+DEPLOYMENTS = ",".join(defaults.DEPLOYMENTS)
 
 
 @dataclass
@@ -25,7 +24,7 @@ class Stack:
     base_url: str
     emulator_url: str
     log_path: Path
-    runtime: str = "in-process"
+    runtime: str = defaults.RUNTIME
 
     @property
     def api(self) -> str:
@@ -65,7 +64,8 @@ class Stack:
 
 
 @contextlib.contextmanager
-def run_stack(tmp_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[Stack]:
+def run_stack(tmp_dir: Path, env: Mapping[str, str] | None = None, module: str = "devhost") -> Iterator[Stack]:
+    """``python -m devhost`` (or a ``module`` that serves it, such as tests.support.probe) with the emulators, on free ports."""
     port, emulator_port = free_port(), free_port()
     full_env = {
         "PORT": str(port),
@@ -79,5 +79,5 @@ def run_stack(tmp_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[S
     }
     log_path = tmp_dir / f"devhost-{port}.log"
     base = f"http://127.0.0.1:{port}"
-    with run_python_module("devhost", env=full_env, ready_url=f"{base}/api/healthz", log_path=log_path):
-        yield Stack(base, f"http://127.0.0.1:{emulator_port}", log_path, full_env.get("DEVHOST_RUNTIME") or "in-process")
+    with run_python_module(module, env=full_env, ready_url=f"{base}/api/healthz", log_path=log_path):
+        yield Stack(base, f"http://127.0.0.1:{emulator_port}", log_path, full_env.get("DEVHOST_RUNTIME") or defaults.RUNTIME)
