@@ -170,7 +170,13 @@ class Shell:
         if handler is None:
             log.error("Unknown StreamingMessage content type: %s", content)
             return
-        self.outbound.put_nowait(await handler(message))
+        try:
+            response = await handler(message)
+        except Exception:
+            # The library answers its own failures; anything else would otherwise vanish with this task.
+            log.exception("unhandled error in the worker shell while handling %s", content)
+            return
+        self.outbound.put_nowait(response)
 
 
 async def outgoing(queue: asyncio.Queue[Any]) -> AsyncIterator[Any]:
