@@ -120,11 +120,13 @@ class RequestBody:
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self.complete = asyncio.Event()
+        self.caller_gone = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
+                self.caller_gone = True
                 raise CallerGone
             body = message.get("body", b"")
             if body:
@@ -217,25 +219,27 @@ class FunctionsHttp:
             body.complete.set()
         try:
             response = await self.session().request(scope["method"], url, headers=headers, data=data, allow_redirects=False)
-        except CallerGone:
-            return "RequestCanceled"
-        except aiohttp.ClientError as exc:
+        except (CallerGone, aiohttp.ClientError) as exc:
+            if body.caller_gone:
+                return "RequestCanceled"
             self.log.warning("Failed to proxy request to the worker: %s", exc)
             await _empty_response(send, 502)
             return "Request"
         try:
-            await send({"type": "http.response.start", "status": response.status, "headers": self._response_headers(response)})
-            try:
-                async for chunk in response.content.iter_any():
-                    try:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    except OSError:
-                        return "ResponseBodyDestination"
-            except aiohttp.ClientError:
-                return "ResponseBodySource"
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return await self._copy_response(response, send)
         finally:
             response.close()
+
+    async def _copy_response(self, response: aiohttp.ClientResponse, send: Send) -> str | None:
+        try:
+            await send({"type": "http.response.start", "status": response.status, "headers": self._response_headers(response)})
+            async for chunk in response.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except aiohttp.ClientError:
+            return "ResponseBodySource"
+        except OSError:
+            return "ResponseBodyDestination"
         return None
 
     @staticmethod
