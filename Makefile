@@ -1,19 +1,28 @@
-PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The FunctionRpc modules, generated from devhost/functions_host/proto/ (not committed).
+RPC_PROTOS := $(shell find devhost/functions_host/proto -name '*.proto')
+RPC_STAMP := devhost/functions_host/generated/.built
 
 .PHONY: venv run test lint e2e-deps bench checkov
 
+# One venv on Python 3.13, the version Azure Functions runs by default; an older venv is replaced.
 $(STAMP): requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
+	python=$$(bash scripts/find-python.sh 3.13) && \
+	if ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then $$python -m venv --clear $(VENV); fi
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-venv: $(STAMP)
+$(RPC_STAMP): $(STAMP) $(RPC_PROTOS) devhost/functions_host/build_protos.py
+	$(BIN)/python -m devhost.functions_host.build_protos
+	touch $@
+
+venv: $(STAMP) $(RPC_STAMP)
 
 # The local host: App Service front end + Easy Auth + the relay on :7071, emulators on :7072/:7073.
+# DEVHOST_RUNTIME=worker serves the relay through the Functions Python worker instead of in-process.
 run: venv
 	$(BIN)/python -m devhost
 

@@ -82,23 +82,30 @@ def main(wrap: Callable[[ASGIApp], ASGIApp] = lambda app: app) -> None:
     env.setdefault("APPLICATION_NAME", defaults.APPLICATION_NAME)
     # What App Service injects when Easy Auth is on (here: the local Easy Auth below).
     env["WEBSITE_AUTH_ENABLED"] = "true"
+    runtime = env.get("DEVHOST_RUNTIME", defaults.RUNTIME)
+    if runtime not in defaults.RUNTIMES:
+        raise SystemExit(f"DEVHOST_RUNTIME must be one of {', '.join(defaults.RUNTIMES)}, not {runtime!r}")
     signal.signal(signal.SIGTERM, _interrupt)
+    provider = DevIdentityProvider(audience=env.get("DEVHOST_AUDIENCE", defaults.AUDIENCE))
+    origins = [o.strip() for o in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()]
     with emulators(env):
+        if runtime == "worker":
+            from devhost.functions_host.serve import serve
+
+            serve(env, port, provider, origins, wrap)
+            return
         try:
             import function_app
         except ConfigError as exc:
             raise SystemExit(f"configuration error: {exc}") from None
         from devhost.host import create_host_app
 
-        provider = DevIdentityProvider(audience=env.get("DEVHOST_AUDIENCE", defaults.AUDIENCE))
-        origins = [o.strip() for o in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()]
         app = wrap(create_host_app(function_app.app, provider, origins, on_shutdown=[function_app.relay.aclose]))
         print(f"relay: http://127.0.0.1:{port}/api  (sample SPA: http://127.0.0.1:{port}/)", flush=True)
         print(f"dev token: curl 'http://127.0.0.1:{port}/_dev/token'", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             # proxy_headers off: uvicorn would otherwise believe a client-sent X-Forwarded-For about the peer.
             uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on", proxy_headers=False)
-
 
 if __name__ == "__main__":
     main()

@@ -43,7 +43,18 @@ def create_host_app(
     spa_dir: Path | None = SPA_DIR,
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> ASGIApp:
-    routes: list[BaseRoute] = [*function_routes(function_app), *auth_routes(provider)]
+    return front_end(function_routes(function_app), provider, cors_origins, spa_dir, on_shutdown)
+
+
+def front_end(
+    api_routes: Sequence[BaseRoute],
+    provider: DevIdentityProvider,
+    cors_origins: Sequence[str] = (),
+    spa_dir: Path | None = SPA_DIR,
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> ASGIApp:
+    """The App Service front end, Easy Auth, CORS and the sample SPA in front of ``api_routes``."""
+    routes: list[BaseRoute] = [*api_routes, *auth_routes(provider)]
     if spa_dir is not None and spa_dir.is_dir():
         routes.append(Mount("/", StaticFiles(directory=spa_dir, html=True)))
 

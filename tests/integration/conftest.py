@@ -4,11 +4,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from devhost import defaults
 from tests.support.stack import Stack, run_stack
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = {"RELAY_MAX_TOKENS": "100", "RELAY_UPSTREAM_TIMEOUT_S": "2", "RELAY_MAX_BODY_BYTES": "65536"}
-    with run_stack(tmp_path_factory.mktemp("stack"), env) as running:
+@pytest.fixture(scope="session", params=defaults.RUNTIMES)
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The local host, once with the relay in-process and once through the Functions Python worker."""
+    env = {"RELAY_MAX_TOKENS": "100", "RELAY_UPSTREAM_TIMEOUT_S": "2", "RELAY_MAX_BODY_BYTES": "65536", "DEVHOST_RUNTIME": request.param}
+    with run_stack(tmp_path_factory.mktemp(f"stack-{request.param}"), env) as running:
         yield running

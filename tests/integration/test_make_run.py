@@ -23,6 +23,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from devhost import defaults
 from tests.support.servers import ROOT, free_port, stop_process_group, wait_for_http
 from tests.support.stack import Stack
 from tests.support.tokens import claims_of
@@ -32,7 +33,9 @@ STAMP = ".installed"
 REQUIREMENTS = ("requirements.txt", "requirements-dev.txt")
 # Settings the developer's shell (or CI) might carry that would make this something other than a plain `make run`.
 SCRUBBED_PREFIXES = ("AZURE_", "RELAY_", "IDENTITY_", "EMULATOR_", "MSI_", "WEBSITE_", "MAKE", "MFLAGS")
-SCRUBBED_NAMES = {"PORT", "APPLICATION_NAME", "CORS_ALLOWED_ORIGINS", "DEVHOST_AUDIENCE", "PYTHONPATH", "PYTHONHOME", "SSL_CERT_FILE"}
+SCRUBBED_NAMES = {
+    "PORT", "APPLICATION_NAME", "CORS_ALLOWED_ORIGINS", "DEVHOST_AUDIENCE", "DEVHOST_RUNTIME", "PYTHONPATH", "PYTHONHOME", "SSL_CERT_FILE"
+}  # fmt: skip
 
 
 @dataclass
@@ -78,12 +81,14 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
 
 
-@pytest.fixture
-def make_run(tmp_path: Path) -> Iterator[MakeRun]:
+@pytest.fixture(params=defaults.RUNTIMES)
+def make_run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeRun]:
+    """``make run``, and ``DEVHOST_RUNTIME=worker make run`` (the relay through the Functions Python worker)."""
     clone = fresh_clone(tmp_path / "clone")
     finish_setup(clone, project_venv())
     port, emulator_port, keyvault_port = free_port(), free_port(), free_port()
-    env = clean_env(PORT=str(port), EMULATOR_PORT=str(emulator_port), EMULATOR_KEYVAULT_PORT=str(keyvault_port))
+    runtime = {} if request.param == "in-process" else {"DEVHOST_RUNTIME": request.param}
+    env = clean_env(PORT=str(port), EMULATOR_PORT=str(emulator_port), EMULATOR_KEYVAULT_PORT=str(keyvault_port), **runtime)
     log_path = tmp_path / "make-run.log"
     with open(log_path, "wb") as log:
         started = time.monotonic()
@@ -91,7 +96,7 @@ def make_run(tmp_path: Path) -> Iterator[MakeRun]:
             ["make", "run"], cwd=clone, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            stack = Stack(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{emulator_port}", log_path)
+            stack = Stack(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{emulator_port}", log_path, request.param)
             yield MakeRun(clone, proc, started, stack)
         finally:
             stop_process_group(proc)
@@ -120,5 +125,9 @@ def test_make_run_on_a_fresh_clone_serves_healthz_and_a_completion_within_a_minu
         assert context["end_user_id"] == oid
         # The clone's own code ran (its devhost writes the emulator CA under the clone's .devhost/).
         assert (make_run.clone / ".devhost" / "emulator-ca.pem").is_file()
+        with urllib.request.urlopen(f"{stack.base_url}/", timeout=5) as resp:
+            assert resp.status == 200 and resp.headers.get_content_type() == "text/html", "the sample SPA is not served"
+        if stack.runtime == "worker":
+            assert "through the Python worker http://127.0.0.1:" in make_run.output()
     except Exception as exc:
         pytest.fail(f"{type(exc).__name__}: {exc}\n--- make run output ---\n{make_run.output()}")

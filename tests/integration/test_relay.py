@@ -219,7 +219,7 @@ def test_one_log_line_per_request_without_prompt_or_token(stack: Stack) -> None:
     client(stack, token, default_headers={"x-request-id": "log-probe-1"}).chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": secret_prompt}]
     )
-    lines = [json.loads(line) for line in stack.log_lines() if '"log-probe-1"' in line]
+    lines = [json.loads(line) for line in stack.log_lines_once('"log-probe-1"') if '"log-probe-1"' in line]
     assert len(lines) == 1
     assert lines[0]["oid"] == ADA_OID and lines[0]["tid"] == ADA_TID and lines[0]["status"] == 200
     assert lines[0]["deployment"] == "gpt-4o-mini" and lines[0]["total_tokens"] > 0
@@ -239,7 +239,7 @@ def test_a_streamed_request_logs_its_usage_though_the_caller_did_not_ask_for_it(
     assert [chunk.model_extra for chunk in chunks if not chunk.choices] == [{"prompt_filter_results": ANY}]
     sent = [r for r in stack.requests() if r["headers"].get("x-ms-client-request-id") == "log-probe-stream"]
     assert sent and sent[-1]["body"]["stream_options"] == {"include_usage": True}
-    [line] = [json.loads(line) for line in stack.log_lines() if '"log-probe-stream"' in line]
+    [line] = [json.loads(line) for line in stack.log_lines_once('"log-probe-stream"') if '"log-probe-stream"' in line]
     assert line["stream"] is True and line["status"] == 200
     assert line["completion_tokens"] > 0 and line["total_tokens"] == line["prompt_tokens"] + line["completion_tokens"]
     assert isinstance(line["latency_ms"], float) and line["latency_ms"] > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -23,6 +24,7 @@ class Stack:
     base_url: str
     emulator_url: str
     log_path: Path
+    runtime: str = defaults.RUNTIME
 
     @property
     def api(self) -> str:
@@ -51,6 +53,15 @@ class Stack:
     def log_lines(self) -> list[str]:
         return self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
 
+    def log_lines_once(self, needle: str, timeout: float = 5.0) -> list[str]:
+        """The log once a line contains ``needle``: through the worker a log line travels apart from the response."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.log_lines()
+            if any(needle in line for line in lines) or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
+
 
 @contextlib.contextmanager
 def run_stack(tmp_dir: Path, env: Mapping[str, str] | None = None, module: str = "devhost") -> Iterator[Stack]:
@@ -69,4 +80,4 @@ def run_stack(tmp_dir: Path, env: Mapping[str, str] | None = None, module: str =
     log_path = tmp_dir / f"devhost-{port}.log"
     base = f"http://127.0.0.1:{port}"
     with run_python_module(module, env=full_env, ready_url=f"{base}/api/healthz", log_path=log_path):
-        yield Stack(base, f"http://127.0.0.1:{emulator_port}", log_path)
+        yield Stack(base, f"http://127.0.0.1:{emulator_port}", log_path, full_env.get("DEVHOST_RUNTIME") or defaults.RUNTIME)
