@@ -37,7 +37,12 @@ def client(stack: Stack, request_id: str | None = None, token: str | None = None
     )
 
 
-def records_for(stack: Stack, request_id: str) -> list[dict[str, Any]]:
+def records_for(stack: Stack, client_request_id: str) -> list[dict[str, Any]]:
+    """What Azure OpenAI received for the request sent with ``x-request-id: client_request_id``.
+
+    The relay sends its own request ID upstream; its log line maps the caller's ID to it.
+    """
+    request_id = stack.request_log(client_request_id)["request_id"]
     return [r for r in stack.requests() if r["headers"].get("x-ms-client-request-id") == request_id]
 
 

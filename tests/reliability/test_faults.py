@@ -73,7 +73,7 @@ def expect_status_error(stack: Stack, prompt: str, status: int, code: str, **cre
     assert (error.status_code, error.code) == (status, code), error.response.text
     body = error.response.json()
     assert set(body["error"]) >= {"message", "type", "param", "code"}
-    assert error.response.headers.get("x-request-id") == request_id
+    assert error.response.headers.get("x-request-id") == stack.request_log(request_id)["request_id"]
     text = error.response.text
     assert "Traceback" not in text and "127.0.0.1" not in text and "http://" not in text
     return error, request_id, elapsed

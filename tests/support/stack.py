@@ -53,6 +53,19 @@ class Stack:
     def log_lines(self) -> list[str]:
         return self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
 
+    def request_log(self, client_request_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The relay's log line for the request the caller sent with ``x-request-id: client_request_id``.
+
+        The relay keys its lines (and what it sends upstream) by an ID it makes itself; a test finds
+        its request through the ID it chose, which the line keeps beside it.
+        """
+        needle = f'"client_request_id":"{client_request_id}"'
+        for line in reversed(self.log_lines_once(needle, timeout)):
+            if needle in line:
+                record: dict[str, Any] = json.loads(line[line.index("{") :])
+                return record
+        raise AssertionError(f"no log line for x-request-id {client_request_id}")
+
     def log_lines_once(self, needle: str, timeout: float = 5.0) -> list[str]:
         """The log once a line contains ``needle``: through the worker a log line travels apart from the response."""
         deadline = time.monotonic() + timeout

@@ -51,10 +51,12 @@ def _answer(status_line: bytes, body: bytes) -> Script:
 async def serve() -> AsyncIterator[Callable[..., Awaitable[Upstream]]]:
     """Start a server that reads one request and runs the test's script; return an Upstream pointed at it."""
     servers: list[asyncio.Server] = []
+    writers: list[asyncio.StreamWriter] = []
     clients: list[Upstream] = []
 
     async def start(script: Script, **settings: str) -> Upstream:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.append(writer)
             await reader.readuntil(b"\r\n\r\n")
             await script(writer)
 
@@ -73,6 +75,8 @@ async def serve() -> AsyncIterator[Callable[..., Awaitable[Upstream]]]:
     yield start
     for client in clients:
         await client.aclose()
+    for writer in writers:  # scripts that stream forever end with their connection
+        writer.transport.abort()
     for server in servers:
         server.close()
         await server.wait_closed()
