@@ -53,7 +53,9 @@ def tool_results(messages: Sequence[Mapping[str, Any]]) -> list[ToolResult]:
     if start in (0, len(messages)):
         return []
     calls = messages[start - 1].get("tool_calls") or []
-    names = {call.get("id"): call.get("function", {}).get("name") for call in calls if isinstance(call, dict)}
+    names = {
+        call.get("id"): call["function"].get("name") for call in calls if isinstance(call, dict) and isinstance(call.get("function"), dict)
+    }
     return [ToolResult(str(names.get(m.get("tool_call_id"))), content_text(m.get("content"))) for m in messages[start:]]
 
 
