@@ -4,10 +4,12 @@ The subset: ``type`` (one name or a list), ``enum``, ``const``, ``properties``,
 ``required``, ``additionalProperties``, ``items``, ``minItems``/``maxItems``,
 ``uniqueItems`` (with at most one item), ``minLength``/``maxLength``, ``format``
 (the names in :data:`FORMATS`), ``minimum``/``maximum``/``exclusiveMinimum``/
-``exclusiveMaximum``, an integer ``multipleOf``, ``anyOf``, ``$ref`` to ``#``,
-``#/$defs/...`` or ``#/definitions/...`` (recursion included), and annotations
-(:data:`ANNOTATIONS`). :func:`check` rejects anything else, so the emulator answers a
-schema it cannot honour with a clear error instead of an instance that does not match.
+``exclusiveMaximum``, an integer ``multipleOf``, ``anyOf``, and ``$ref`` to ``#``,
+``#/$defs/...`` or ``#/definitions/...`` (recursion included). :func:`check` rejects the
+constraining keywords of JSON Schema 2020-12 (and draft 7) outside it (:data:`UNSUPPORTED`),
+so the emulator answers a schema it cannot honour with a clear error instead of an
+instance that does not match. Keywords that constrain nothing (``title``,
+``description``, vendor extensions) are ignored, as JSON Schema ignores them.
 
 The rules that make an instance (docs/emulators.md repeats them):
 
@@ -31,9 +33,6 @@ from typing import Any
 
 Context = tuple[str | int, ...]
 
-ANNOTATIONS = frozenset(
-    {"title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly", "writeOnly"}
-)
 FORMATS: Mapping[str, str] = {
     "date-time": "2024-01-01T00:00:00Z",
     "date": "2024-01-01",
@@ -47,30 +46,57 @@ FORMATS: Mapping[str, str] = {
     "uuid": "00000000-0000-4000-8000-000000000000",
 }
 TYPES = frozenset({"string", "number", "integer", "boolean", "null", "object", "array"})
-_KEYWORDS = ANNOTATIONS | {
-    "type",
-    "enum",
-    "const",
-    "properties",
-    "required",
-    "additionalProperties",
-    "items",
-    "minItems",
-    "maxItems",
-    "uniqueItems",
-    "minLength",
-    "maxLength",
-    "format",
-    "minimum",
-    "maximum",
-    "exclusiveMinimum",
-    "exclusiveMaximum",
-    "multipleOf",
-    "anyOf",
-    "$ref",
-    "$defs",
-    "definitions",
-}
+CONSTRAINTS = frozenset(
+    {
+        "type",
+        "enum",
+        "const",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "minLength",
+        "maxLength",
+        "format",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "anyOf",
+        "$ref",
+    }
+)
+UNSUPPORTED = frozenset(
+    {
+        "pattern",
+        "oneOf",
+        "allOf",
+        "not",
+        "if",
+        "then",
+        "else",
+        "dependentSchemas",
+        "dependentRequired",
+        "dependencies",
+        "prefixItems",
+        "additionalItems",
+        "contains",
+        "minContains",
+        "maxContains",
+        "patternProperties",
+        "propertyNames",
+        "minProperties",
+        "maxProperties",
+        "unevaluatedItems",
+        "unevaluatedProperties",
+        "$dynamicRef",
+        "$recursiveRef",
+    }
+)
 _COUNTS = ("minItems", "maxItems", "minLength", "maxLength")
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 _JSON_TYPES: Mapping[str, tuple[type, ...]] = {
@@ -152,10 +178,10 @@ def _check_node(root: Any, node: Any, context: Context) -> None:
     if not isinstance(node, dict):
         raise _unsupported(context, "a schema that is not an object")
     for keyword in node:
-        if keyword not in _KEYWORDS:
+        if keyword in UNSUPPORTED:
             raise _unsupported(context, f"'{keyword}'")
     if "$ref" in node or "anyOf" in node:
-        extra = sorted(set(node) - ANNOTATIONS - {"$ref", "anyOf", "$defs", "definitions"})
+        extra = sorted((set(node) & CONSTRAINTS) - {"$ref", "anyOf"})
         if extra or ("$ref" in node and "anyOf" in node):
             raise _unsupported(context, f"'{'$ref' if '$ref' in node else 'anyOf'}' beside {extra or ['anyOf']}")
     if "$ref" in node:

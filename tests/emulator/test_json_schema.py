@@ -181,6 +181,12 @@ def test_documented_rules_for_values() -> None:
     }
 
 
+def test_keywords_that_constrain_nothing_are_ignored() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string", "x-order": 1, "examples": ["z"]}}, "x-vendor": {"anything": True}}
+    check(schema)
+    assert instance(schema) == {"a": "a"}
+
+
 def test_recursive_schemas_stop_where_the_schema_allows() -> None:
     linked_list = {
         "type": "object",
