@@ -51,11 +51,17 @@ NOT_PERMITTED = (
 
 def check_strict(schema: Mapping[str, Any]) -> None:
     """Raise :class:`SchemaError` with Azure's wording for the first rule the schema breaks."""
-    if schema.get("type") != "object":
-        raise SchemaError(f"schema must be a JSON Schema of 'type: \"object\"', got 'type: \"{schema.get('type')}\"'.")
+    check_object_root(schema)
     for context, node in walk(schema):
         if isinstance(node, dict):
             _check_node(node, context)
+
+
+def check_object_root(schema: Any) -> None:
+    """Function parameters, strict or not, and strict structured outputs are object schemas."""
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if kind != "object":
+        raise SchemaError(f"schema must be a JSON Schema of 'type: \"object\"', got 'type: \"{kind}\"'.")
 
 
 def _check_node(node: Mapping[str, Any], context: tuple[str | int, ...]) -> None:

@@ -70,5 +70,7 @@ def _schema(spec: Any) -> Mapping[str, Any]:
         raise missing("response_format.json_schema.name")
     check_name(name, "response_format.json_schema.name")
     schema: Mapping[str, Any] = spec.get("schema", {})
-    accept_schema(schema, strict=spec.get("strict") is True, label=f"response_format '{name}'", param="response_format", code=None)
+    accept_schema(
+        schema, strict=spec.get("strict") is True, object_root=False, label=f"response_format '{name}'", param="response_format", code=None
+    )
     return schema

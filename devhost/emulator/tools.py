@@ -41,7 +41,6 @@ from devhost.emulator.tool_names import check_name
 
 CHOICES = ("none", "auto", "required")
 NO_PARAMETERS: Mapping[str, Any] = {"type": "object", "properties": {}}
-INVALID_PARAMETERS = "invalid_function_parameters"
 _CALL_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -166,15 +165,15 @@ def _function(tool: Any, index: int) -> Function:
     check_name(name, f"{where}.function.name")
     if "parameters" not in spec:
         return Function(name, NO_PARAMETERS)
-    parameters, param = spec["parameters"], f"{where}.function.parameters"
-    if not isinstance(parameters, dict) or parameters.get("type") != "object":
-        kind = parameters.get("type") if isinstance(parameters, dict) else None
-        raise InvalidRequest(
-            f"Invalid schema for function '{name}': schema must be a JSON Schema of 'type: \"object\"', got 'type: \"{kind}\"'.",
-            param,
-            INVALID_PARAMETERS,
-        )
-    accept_schema(parameters, strict=spec.get("strict") is True, label=f"function '{name}'", param=param, code=INVALID_PARAMETERS)
+    parameters = spec["parameters"]
+    accept_schema(
+        parameters,
+        strict=spec.get("strict") is True,
+        object_root=True,
+        label=f"function '{name}'",
+        param=f"{where}.function.parameters",
+        code="invalid_function_parameters",
+    )
     return Function(name, parameters)
 
 
