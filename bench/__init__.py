@@ -1,1 +1,1 @@
-"""Benchmark of the relay against the Azure OpenAI emulator (issue 6): ``python -m bench``."""
+"""Benchmark of the relay against the Azure OpenAI emulator: ``python -m bench``."""

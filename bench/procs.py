@@ -6,8 +6,6 @@ import contextlib
 import json
 import os
 import platform
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +15,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-IDENTITY_HEADER = "local-identity-header"
-DEPLOYMENTS = "gpt-4o-mini,gpt-4o"
+from devhost import defaults
+from tests.support.servers import ROOT, free_port, stop_process_group, wait_for_http
+
+IDENTITY_HEADER = defaults.IDENTITY_HEADER
+DEPLOYMENTS = ",".join(defaults.DEPLOYMENTS)
 APPLICATION_NAME = "bench-spa"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -102,23 +96,6 @@ def post(url: str, body: bytes = b"", headers: Mapping[str, str] | None = None, 
         return exc.code, exc.read()
 
 
-def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float, interval: float = 0.005) -> float:
-    """Poll ``url`` until it answers (any status); return the monotonic time it did."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return time.monotonic()
-        except urllib.error.HTTPError:
-            return time.monotonic()
-        except (urllib.error.URLError, OSError):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} did not answer within {timeout}s") from None
-            time.sleep(interval)
-
-
 def base_env() -> dict[str, str]:
     """The environment of the processes under test: the caller's, minus settings that would change the relay."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "RELAY_", "IDENTITY_", "EMULATOR_", "MSI_"))}
@@ -151,17 +128,6 @@ class Proc:
         return self.popen.pid
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
 @contextlib.contextmanager
 def spawn(args: list[str], env: Mapping[str, str], ready_path: str, port: int, log_path: Path, timeout: float = 30.0) -> Iterator[Proc]:
     """Run ``python <args>`` from the repository root in its own session; stop it (TERM, then KILL) afterwards."""
@@ -172,10 +138,10 @@ def spawn(args: list[str], env: Mapping[str, str], ready_path: str, port: int, l
             [sys.executable, *args], cwd=ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            ready = wait_for(url + ready_path, popen, timeout)
+            ready = wait_for_http(url + ready_path, timeout, popen, interval=0.005)
             yield Proc(popen, url, started, ready)
         finally:
-            _stop(popen)
+            stop_process_group(popen, grace=10.0)
 
 
 @contextlib.contextmanager

@@ -47,7 +47,7 @@ def _short(frame: str) -> str:
     """``func (path/to/module.py:123)`` -> ``func (module.py:123)``, with site-packages paths shortened."""
     name, _, where = frame.partition(" (")
     where = where.rstrip(")")
-    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+    for marker in ("site-packages/", f"{procs.ROOT}/", "lib/python3"):
         if marker in where:
             where = where.split(marker, 1)[1]
     return f"{name} ({where})"

@@ -1,4 +1,4 @@
-"""``python -m bench``: the relay path against calling the emulator directly, side by side (issue 6).
+"""``python -m bench``: the relay path against calling the emulator directly, side by side.
 
 A = the request straight to the Azure OpenAI emulator (bearer token from its
 managed identity endpoint); B = the same request through the local host

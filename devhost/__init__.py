@@ -1,1 +1,1 @@
-"""Local stand-ins for the parts of Azure a laptop lacks (SPEC §9). Never deployed."""
+"""Local stand-ins for the parts of Azure a laptop lacks (README.md, "What runs locally"). Never deployed."""

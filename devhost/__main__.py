@@ -17,18 +17,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, MutableMapping
-from pathlib import Path
+from collections.abc import Callable, Iterator, MutableMapping
 
 import uvicorn
+from starlette.types import ASGIApp
 
+from devhost import defaults
 from devhost.easyauth import DevIdentityProvider
 from shared.config import ConfigError
-
-DEFAULT_PORT = 7071
-DEFAULT_EMULATOR_PORT = 7072
-IDENTITY_HEADER = "local-identity-header"
-STATE_DIR = Path(__file__).resolve().parent.parent / ".devhost"
 
 
 def _wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -48,21 +44,21 @@ def emulators(env: MutableMapping[str, str]) -> Iterator[None]:
     if env.get("AZURE_OPENAI_ENDPOINT"):
         yield
         return
-    port = int(env.get("EMULATOR_PORT", DEFAULT_EMULATOR_PORT))
+    port = int(env.get("EMULATOR_PORT", defaults.EMULATOR_PORT))
     base = f"http://127.0.0.1:{port}"
-    env.setdefault("EMULATOR_IDENTITY_HEADER", IDENTITY_HEADER)
-    env.setdefault("EMULATOR_KEYVAULT_PORT", str(port + 1))
-    env.setdefault("EMULATOR_CA_FILE", str(STATE_DIR / "emulator-ca.pem"))
+    env.setdefault("EMULATOR_IDENTITY_HEADER", defaults.IDENTITY_HEADER)
+    env.setdefault("EMULATOR_KEYVAULT_PORT", str(port + defaults.KEYVAULT_PORT_OFFSET))
+    env.setdefault("EMULATOR_CA_FILE", str(defaults.CA_FILE))
     proc = subprocess.Popen([sys.executable, "-m", "devhost.emulator", "--port", str(port)], env={**env})
     try:
         _wait_until_up(f"{base}/_emulator/healthz", proc)
         env["AZURE_OPENAI_ENDPOINT"] = base
         env["IDENTITY_ENDPOINT"] = f"{base}/msi/token"
         env["IDENTITY_HEADER"] = env["EMULATOR_IDENTITY_HEADER"]
-        env.setdefault("AZURE_OPENAI_DEPLOYMENTS", env.get("EMULATOR_DEPLOYMENTS", "gpt-4o-mini,gpt-4o"))
+        env.setdefault("AZURE_OPENAI_DEPLOYMENTS", env.get("EMULATOR_DEPLOYMENTS", ",".join(defaults.DEPLOYMENTS)))
         if env.get("AZURE_OPENAI_AUTH") == "key":
             env.setdefault("AZURE_KEYVAULT_URL", f"https://127.0.0.1:{env['EMULATOR_KEYVAULT_PORT']}")
-            env.setdefault("AZURE_OPENAI_KEY_SECRET_NAME", "azure-openai-key")
+            env.setdefault("AZURE_OPENAI_KEY_SECRET_NAME", defaults.KEY_SECRET_NAME)
             # Trust the emulator's locally generated CA; read by the SDK's aiohttp transport when it is first imported.
             env["SSL_CERT_FILE"] = env["EMULATOR_CA_FILE"]
         yield
@@ -78,11 +74,12 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> None:
+def main(wrap: Callable[[ASGIApp], ASGIApp] = lambda app: app) -> None:
+    """Serve until interrupted; ``wrap`` lets a test harness put its own middleware around the host app."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     env = os.environ
-    port = int(env.get("PORT", DEFAULT_PORT))
-    env.setdefault("APPLICATION_NAME", "local-dev-spa")
+    port = int(env.get("PORT", defaults.PORT))
+    env.setdefault("APPLICATION_NAME", defaults.APPLICATION_NAME)
     # What App Service injects when Easy Auth is on (here: the local Easy Auth below).
     env["WEBSITE_AUTH_ENABLED"] = "true"
     signal.signal(signal.SIGTERM, _interrupt)
@@ -93,14 +90,14 @@ def main() -> None:
             raise SystemExit(f"configuration error: {exc}") from None
         from devhost.host import create_host_app
 
-        provider = DevIdentityProvider(audience=env.get("DEVHOST_AUDIENCE", "api://relay-local"))
+        provider = DevIdentityProvider(audience=env.get("DEVHOST_AUDIENCE", defaults.AUDIENCE))
         origins = [o.strip() for o in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()]
-        app = create_host_app(function_app.app, provider, origins)
+        app = wrap(create_host_app(function_app.app, provider, origins, on_shutdown=[function_app.relay.aclose]))
         print(f"relay: http://127.0.0.1:{port}/api  (sample SPA: http://127.0.0.1:{port}/)", flush=True)
         print(f"dev token: curl 'http://127.0.0.1:{port}/_dev/token'", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             # proxy_headers off: uvicorn would otherwise believe a client-sent X-Forwarded-For about the peer.
-            uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off", proxy_headers=False)
+            uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on", proxy_headers=False)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""App Service Authentication ("Easy Auth") for the local host (SPEC §9).
+"""App Service Authentication ("Easy Auth") for the local host.
 
 Validates ``Authorization: Bearer <dev token>`` or the ``AppServiceAuthSession``
 cookie set by the dev sign-in page, and injects ``X-MS-CLIENT-PRINCIPAL*`` the
@@ -29,12 +29,11 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from devhost import jwt
+from devhost import defaults, jwt
 from devhost.appservice import peer_address
-from shared.config import is_guid, is_loopback_host
+from shared.values import is_guid, is_loopback_host
 
 SESSION_COOKIE = "AppServiceAuthSession"
-DEFAULT_AUDIENCE = "api://relay-local"
 DEV_OBJECT_ID = "5f1b6c2e-3a4d-4e8f-9b0a-1c2d3e4f5a6b"
 DEV_TENANT_ID = "8a9b0c1d-2e3f-4a5b-8c7d-9e0f1a2b3c4d"
 DEV_NAME = "Dev User"
@@ -55,7 +54,7 @@ _CLAIM_TYPES = {
 class DevIdentityProvider:
     """Mints and verifies the local stand-ins for Entra access tokens."""
 
-    audience: str = DEFAULT_AUDIENCE
+    audience: str = defaults.AUDIENCE
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     # Sessions ended by /.auth/logout (SHA-256 of the cookie -> its expiry), as App Service ends them server-side.
     ended_sessions: dict[str, int] = field(default_factory=dict, init=False, repr=False)

@@ -6,7 +6,8 @@ handlers the Functions host indexes, at the routes and methods it would use.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import azure.functions as func
@@ -40,11 +41,19 @@ def create_host_app(
     provider: DevIdentityProvider,
     cors_origins: Sequence[str] = (),
     spa_dir: Path | None = SPA_DIR,
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> ASGIApp:
     routes: list[BaseRoute] = [*function_routes(function_app), *auth_routes(provider)]
     if spa_dir is not None and spa_dir.is_dir():
         routes.append(Mount("/", StaticFiles(directory=spa_dir, html=True)))
-    app: ASGIApp = Starlette(routes=routes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        for close in on_shutdown:
+            await close()
+
+    app: ASGIApp = Starlette(routes=routes, lifespan=lifespan)
     app = EasyAuth(app, provider)
     app = AppServiceFrontEnd(app)
     return CORSMiddleware(

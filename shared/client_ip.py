@@ -1,13 +1,14 @@
-"""The caller's IP address, from headers set by trusted front ends (SPEC §5).
+"""The caller's IP address, from headers set by trusted front ends (docs/design.md, "Client IP").
 
 ``None`` means "no usable address": the caller omits ``source_ip`` and logs a
 warning. Only the Front Door check raises, because a request that bypassed
 the configured Front Door must not be served at all.
 
 Behind Front Door the address is ``X-Azure-SocketIP``, the TCP peer Front Door
-saw. SPEC §5 names ``X-Azure-ClientIP``, but Microsoft's Front Door header
-reference says that value "can be arbitrarily overwritten by a user" (it is
-derived from a client-sent ``X-Forwarded-For``), so it is never trusted here.
+saw, never ``X-Azure-ClientIP``: Microsoft's Front Door header reference
+(https://learn.microsoft.com/azure/frontdoor/front-door-http-headers-protocol)
+says that value "can be arbitrarily overwritten by a user" (it is derived from
+a client-sent ``X-Forwarded-For``), so it is never trusted here.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import re
 from collections.abc import Mapping
 
 from shared.config import ClientIpPolicy
-from shared.easyauth import header_values, same_guid
 from shared.errors import forbidden
+from shared.values import header_values, same_guid
 
 MAX_HEADER_CHARS = 8 * 1024
 MAX_ADDRESS_CHARS = 64  # "[" + 45-char IPv6 + "]:65535", with room to spare

@@ -1,4 +1,4 @@
-"""Configuration (SPEC §8): read and validated once per process.
+"""Configuration: read and validated once per process (README.md, "Configuration").
 
 A bad value raises :class:`ConfigError` naming the setting, so the app stops at
 start-up instead of failing on the first request.
@@ -6,12 +6,13 @@ start-up instead of failing on the first request.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
+
+from shared.values import is_guid, is_loopback_host
 
 AuthMode = Literal["managed-identity", "key"]
 ClientIpKind = Literal["app-service", "front-door", "xff"]
@@ -22,7 +23,6 @@ DEFAULT_MAX_TOKENS = 4096
 DEFAULT_MAX_N = 1
 DEFAULT_UPSTREAM_TIMEOUT_S = 120.0
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _DATED_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TRUE = {"true", "1", "yes"}
@@ -33,24 +33,9 @@ class ConfigError(ValueError):
     """A setting is missing or invalid; the message names it."""
 
 
-def is_guid(value: str) -> bool:
-    return bool(_GUID.fullmatch(value))
-
-
-def is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 @dataclass(frozen=True)
 class AuthPolicy:
-    """Who may call this instance (SPEC §4). ``None`` means "any"."""
+    """Who may call this instance (docs/design.md, "Identity"). ``None`` means "any"."""
 
     allowed_tenants: frozenset[str] | None = None
     required_roles: frozenset[str] = frozenset()
@@ -60,7 +45,7 @@ class AuthPolicy:
 
 @dataclass(frozen=True)
 class ClientIpPolicy:
-    """How the caller's IP is found (SPEC §5)."""
+    """How the caller's IP is found (docs/design.md, "Client IP")."""
 
     kind: ClientIpKind = "app-service"
     hops: int = 1

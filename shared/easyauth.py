@@ -1,4 +1,4 @@
-"""The caller, as App Service Authentication ("Easy Auth") describes it (SPEC §4).
+"""The caller, as App Service Authentication ("Easy Auth") describes it (docs/design.md, "Identity").
 
 Only meaningful when Easy Auth is enabled: App Service strips client-sent
 ``X-MS-CLIENT-PRINCIPAL*`` headers and injects its own. Anything malformed or
@@ -18,6 +18,7 @@ from typing import Any
 
 from shared.config import AuthPolicy
 from shared.errors import forbidden, unauthenticated
+from shared.values import header_values, is_guid, same_guid
 
 PRINCIPAL_HEADER = "x-ms-client-principal"
 PRINCIPAL_ID_HEADER = "x-ms-client-principal-id"
@@ -49,7 +50,6 @@ USER_CLAIMS = frozenset(
 )
 _NAME_CLAIMS = ("name", "preferred_username", _UPN_URI, "upn")
 
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
 
 Claims = tuple[tuple[str, str], ...]
@@ -65,24 +65,6 @@ class Principal:
     audience: str | None
     is_app: bool
     claims: Claims
-
-
-def is_ascii_guid(value: str) -> bool:
-    """A GUID in ASCII hex only; ``fullmatch`` so a trailing newline does not pass."""
-    return _GUID.fullmatch(value) is not None
-
-
-def same_guid(value: str, guid: str) -> bool:
-    return is_ascii_guid(value) and value.lower() == guid.lower()
-
-
-def header_values(headers: Mapping[str, str], name: str) -> list[str]:
-    """Every value of header ``name`` (lower-case), whatever the mapping's key case.
-
-    ``items()`` yields repeated headers one by one for Starlette ``Headers`` and
-    different-case keys for a plain dict, so neither can hide a second value.
-    """
-    return [value for key, value in headers.items() if key.lower() == name]
 
 
 def principal_from_headers(headers: Mapping[str, str], policy: AuthPolicy) -> Principal:
@@ -128,7 +110,7 @@ def principal_from_headers(headers: Mapping[str, str], policy: AuthPolicy) -> Pr
 
 
 def _is_app_only(claims: Claims) -> bool:
-    """``idtyp=app``, or neither a scope nor any user claim (SPEC §4).
+    """``idtyp=app``, or neither a scope nor any user claim.
 
     An Easy Auth session from a browser sign-in carries the ID token's claims:
     no scope, but user claims, so it counts as a user. A client-credentials
@@ -228,7 +210,7 @@ def _guid_claim(claims: Claims, types: frozenset[str], label: str) -> str:
     values = [val for typ, val in claims if typ in types]
     if not values:
         raise unauthenticated(f"X-MS-CLIENT-PRINCIPAL has no {label} claim")
-    if not all(is_ascii_guid(value) for value in values):
+    if not all(is_guid(value) for value in values):
         raise unauthenticated(f"X-MS-CLIENT-PRINCIPAL {label} is not a GUID")
     distinct = {value.lower() for value in values}
     if len(distinct) > 1:

@@ -1,4 +1,4 @@
-"""Errors the relay answers with, in the OpenAI error shape (SPEC §3)."""
+"""Errors the relay answers with, in the OpenAI error shape (docs/design.md, "Errors")."""
 
 from __future__ import annotations
 
@@ -62,3 +62,11 @@ def upstream_error(message: str) -> RelayError:
 
 def upstream_timeout(message: str = "Azure OpenAI did not answer in time.") -> RelayError:
     return RelayError(504, "upstream_timeout", message, error_type="api_error")
+
+
+class UpstreamCredentialError(RuntimeError):
+    """The relay's own credential for Azure OpenAI could not be had.
+
+    The message names what an operator should check, never a secret; it is
+    logged, and the caller gets a bare ``upstream_error``.
+    """

@@ -1,4 +1,4 @@
-"""The Azure OpenAI API key, read from Key Vault with the managed identity (SPEC §7, ``AZURE_OPENAI_AUTH=key``).
+"""The Azure OpenAI API key, read from Key Vault with the managed identity (``AZURE_OPENAI_AUTH=key``).
 
 The value is cached in the process. After an upstream 401 the relay calls
 ``refresh(stale)`` with the key it used: only the first caller that still sees
@@ -27,8 +27,8 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 from azure.keyvault.secrets.aio import SecretClient
 
-from shared.config import is_loopback_host
-from shared.upstream_auth import UpstreamCredentialError
+from shared.errors import UpstreamCredentialError
+from shared.values import is_loopback_host
 
 MIN_REREAD_INTERVAL_S = 10.0
 

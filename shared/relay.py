@@ -1,7 +1,8 @@
-"""The relay's HTTP handlers (SPEC §3). ``function_app.py`` registers them as routes.
+"""The relay's HTTP handlers; ``function_app.py`` registers them as routes.
 
 Per request: the Easy Auth gate, the caller's identity and IP, the request
-policy, then Azure OpenAI with the relay-built ``user_security_context``.
+policy, then Azure OpenAI with the relay-built ``user_security_context``
+(docs/design.md, "The request path").
 """
 
 from __future__ import annotations
@@ -19,17 +20,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
-from shared.client_ip import client_ip_from_headers
+from shared.caller import Caller, identify_caller
 from shared.config import Settings, load_settings
-from shared.easyauth import Principal, principal_from_headers
 from shared.errors import RelayError, upstream_error, upstream_timeout
-from shared.request_log import RequestLog, quiet_client_loggers
+from shared.logs import RequestLog, log_event, quiet_client_loggers
 from shared.request_policy import parse_body, prepare_chat_body
-from shared.security_context import build_security_context
-from shared.sse import MalformedStream, SseForwarder, error_event
+from shared.sse import SseForwarder, forward_events
 
 if TYPE_CHECKING:
-    # Imported on first use: aiohttp alone costs ~0.2 s of cold start.
     from shared.upstream import Upstream, UpstreamResponse
 
 log = logging.getLogger("relay")
@@ -45,32 +43,15 @@ UpstreamFactory = Callable[[Settings], Awaitable["Upstream"]]
 _T = TypeVar("_T")
 
 
-async def default_upstream(settings: Settings) -> Upstream:
-    """The production upstream: managed identity, or a Key Vault key read with it."""
+async def production_upstream(settings: Settings) -> Upstream:
+    # Imported on first use: aiohttp alone costs ~0.2 s of cold start.
     from shared.upstream import Upstream
-    from shared.upstream_auth import COGNITIVE_SERVICES_SCOPE, ApiKeyAuth, BearerTokenAuth, CachedToken, create_credential
 
-    credential = create_credential(settings.client_id)
-    if settings.auth_mode == "key":
-        from shared.keyvault_key import KeyVaultKeySource
-
-        assert settings.keyvault_url is not None and settings.key_secret_name is not None
-        # Bounded like the upstream call: azure-core's default of ten retries would hold requests for a minute.
-        timeout = settings.upstream_timeout_s
-        keys = KeyVaultKeySource(
-            settings.keyvault_url,
-            settings.key_secret_name,
-            credential,
-            retry_total=1,
-            connection_timeout=min(10.0, timeout),
-            read_timeout=timeout,
-        )
-        return Upstream(settings, ApiKeyAuth(keys))
-    return Upstream(settings, BearerTokenAuth(CachedToken(credential, COGNITIVE_SERVICES_SCOPE)))
+    return Upstream.from_settings(settings)
 
 
 class Relay:
-    def __init__(self, settings: Settings, upstream_factory: UpstreamFactory = default_upstream) -> None:
+    def __init__(self, settings: Settings, upstream_factory: UpstreamFactory = production_upstream) -> None:
         self.settings = settings
         self._upstream_factory = upstream_factory
         self._upstream: Upstream | None = None
@@ -90,6 +71,12 @@ class Relay:
         return self._upstream
 
     async def aclose(self) -> None:
+        """Close the upstream client and its credentials.
+
+        The local host calls this at shutdown. The Azure Functions Python worker
+        offers no shutdown hook (Azure/azure-functions-python-worker#1521, #1904),
+        so in Azure the process exit closes the sockets.
+        """
         if self._upstream is not None:
             await self._upstream.aclose()
             self._upstream = None
@@ -104,7 +91,7 @@ class Relay:
     async def models(self, req: Request) -> Response:
         record = RequestLog(_request_id(req), "models")
         try:
-            self._caller(req, record)
+            self._identify(req, record)
         except RelayError as error:
             return _error_response(error, record)
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "azure-openai"} for name in self.settings.deployments]
@@ -114,9 +101,10 @@ class Relay:
     async def me(self, req: Request) -> Response:
         record = RequestLog(_request_id(req), "me")
         try:
-            principal, source_ip = self._caller(req, record)
+            caller = self._identify(req, record)
         except RelayError as error:
             return _error_response(error, record)
+        principal = caller.principal
         body = {
             "principal": {
                 "object_id": principal.object_id,
@@ -126,8 +114,8 @@ class Relay:
                 "roles": sorted(principal.roles),
                 "is_app": principal.is_app,
             },
-            "source_ip": source_ip,
-            "user_security_context": self._security_context(principal, source_ip),
+            "source_ip": caller.source_ip,
+            "user_security_context": caller.security_context(self.settings.application_name),
         }
         record.emit(200)
         return _json(body, 200, record.request_id)
@@ -135,12 +123,15 @@ class Relay:
     async def chat_completions(self, req: Request) -> Response:
         record = RequestLog(_request_id(req), "chat.completions")
         try:
-            principal, source_ip = self._caller(req, record)
+            caller = self._identify(req, record)
             body = prepare_chat_body(parse_body(await self._read_body(req)), self.settings)
             record.deployment = body["model"]
             record.stream = body.get("stream") is True
-            hide_usage = record.stream and _request_usage(body)
-            body["user_security_context"] = self._security_context(principal, source_ip)
+            # The log line needs a stream's usage, so Azure is always asked for it; the caller gets it only if it asked.
+            hide_usage = record.stream and not _asked_for_usage(body)
+            if record.stream:
+                body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
+            body["user_security_context"] = caller.security_context(self.settings.application_name)
             client = await self.upstream()
             return await _unless_caller_leaves(req, self._answer(client, body, record, hide_usage=hide_usage))
         except RelayError as error:
@@ -155,30 +146,19 @@ class Relay:
 
     # Steps --------------------------------------------------------------------
 
+    def _identify(self, req: Request, record: RequestLog) -> Caller:
+        caller = identify_caller(req.headers, self.settings)
+        record.oid, record.tid = caller.principal.object_id, caller.principal.tenant_id
+        record.source_ip = caller.source_ip
+        if caller.source_ip is None:
+            log_event(log, logging.WARNING, "relay.client_ip_missing", request_id=record.request_id)
+        return caller
+
     async def _answer(self, client: Upstream, body: dict[str, Any], record: RequestLog, *, hide_usage: bool) -> Response:
         upstream = await client.open(body, record.request_id)
         if record.stream:
             return _stream_response(upstream, record, hide_usage)
         return await _complete_response(upstream, record, self.settings.upstream_timeout_s)
-
-    def _caller(self, req: Request, record: RequestLog) -> tuple[Principal, str | None]:
-        if not self.settings.easy_auth_enabled:
-            raise RelayError(
-                503,
-                "easy_auth_disabled",
-                "App Service Authentication (Easy Auth) is not enabled on this instance; the relay refuses to serve.",
-                error_type="api_error",
-            )
-        principal = principal_from_headers(req.headers, self.settings.auth_policy)
-        record.oid, record.tid = principal.object_id, principal.tenant_id
-        source_ip = client_ip_from_headers(req.headers, self.settings.client_ip)
-        if source_ip is None:
-            log.warning(json.dumps({"event": "relay.client_ip_missing", "request_id": record.request_id}))
-        record.source_ip = source_ip
-        return principal, source_ip
-
-    def _security_context(self, principal: Principal, source_ip: str | None) -> dict[str, str]:
-        return build_security_context(self.settings.application_name, principal.object_id, principal.tenant_id, source_ip)
 
     async def _read_body(self, req: Request) -> bytes:
         limit = self.settings.max_body_bytes
@@ -224,13 +204,8 @@ async def _unless_caller_leaves(req: Request, work: Awaitable[_T]) -> _T:
     return task.result()
 
 
-def _request_usage(body: dict[str, Any]) -> bool:
-    """Ask Azure for a stream's usage chunk, which the log line needs; return True if the caller had not asked (so it is hidden)."""
-    options = body.get("stream_options", {})
-    if options.get("include_usage") is True:
-        return False
-    body["stream_options"] = {**options, "include_usage": True}
-    return True
+def _asked_for_usage(body: Mapping[str, Any]) -> bool:
+    return body.get("stream_options", {}).get("include_usage") is True
 
 
 def _request_id(req: Request) -> str:
@@ -275,30 +250,29 @@ async def _complete_response(upstream: UpstreamResponse, record: RequestLog, tim
 
 def _stream_response(upstream: UpstreamResponse, record: RequestLog, hide_usage: bool) -> StreamingResponse:
     return StreamingResponse(
-        _forward(upstream, record, SseForwarder(hide_usage=hide_usage)),
+        _logged_stream(upstream, record, SseForwarder(hide_usage=hide_usage)),
         status_code=200,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_EXPOSE, "x-request-id": record.request_id},
     )
 
 
-async def _forward(upstream: UpstreamResponse, record: RequestLog, forwarder: SseForwarder) -> AsyncIterator[bytes]:
-    status, code = 200, None
+async def _logged_stream(upstream: UpstreamResponse, record: RequestLog, forwarder: SseForwarder) -> AsyncIterator[bytes]:
+    """The caller's stream; when it ends, however it ends, the upstream response is closed and the log line written."""
+    left = False
     try:
-        async for data in upstream.iter_bytes():
-            events = forwarder.feed(data)
-            if events:
-                yield events
-        forwarder.finish()
-    except (MalformedStream, RelayError) as exc:
-        error = exc if isinstance(exc, RelayError) else upstream_error("Azure OpenAI sent a malformed stream.")
-        status, code = error.status, error.code
-        yield error_event(error)
+        async for events in forward_events(upstream.iter_bytes(), forwarder):
+            yield events
     except BaseException:
         # The caller went away (the server cancels or closes this generator): stop the upstream request too.
-        status, code = 499, "client_closed_request"
+        left = True
         raise
     finally:
         upstream.close()
         record.usage = forwarder.usage
-        record.emit(status, code)
+        if left:
+            record.emit(499, "client_closed_request")
+        elif forwarder.error is not None:
+            record.emit(forwarder.error.status, forwarder.error.code)
+        else:
+            record.emit(200)

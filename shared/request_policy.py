@@ -1,4 +1,4 @@
-"""What a caller may ask for (SPEC §3): an allow-list of parameters, type checks and caps.
+"""What a caller may ask for: an allow-list of parameters, type checks and caps (README.md, "API").
 
 Turns the caller's raw body into the body the relay sends upstream, or raises
 a :class:`RelayError` naming the offending parameter.

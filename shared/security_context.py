@@ -1,4 +1,6 @@
-"""The ``user_security_context`` the relay adds to every upstream request (SPEC §6).
+"""The ``user_security_context`` the relay adds to every upstream request.
+
+Schema: https://aka.ms/TP4AI/Documentation/EndUserContext (Defender for Cloud, "end-user context").
 
 Built only from the instance's configuration and the identity and IP the
 platform vouched for: never from anything in the caller's body.

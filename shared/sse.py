@@ -1,4 +1,4 @@
-"""Forward Azure OpenAI's server-sent events as they arrive (SPEC §3, §7).
+"""Forward Azure OpenAI's server-sent events as they arrive.
 
 Upstream bytes are framed into whole events and passed on byte-for-byte; they
 are never parsed and re-serialised. Each event gets a cheap shape check, so a
@@ -12,9 +12,10 @@ forwarder takes it out (``hide_usage``) so the caller gets the stream it asked f
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
-from shared.errors import RelayError
+from shared.errors import RelayError, upstream_error
 
 DONE = b"[DONE]"
 MAX_EVENT_BYTES = 4 * 1024 * 1024
@@ -30,6 +31,8 @@ class SseForwarder:
         self._pending = b""
         self.done = False
         self.usage: dict[str, Any] | None = None
+        # Why the stream ended early, once it has (the caller got it as an ``error`` event).
+        self.error: RelayError | None = None
 
     def feed(self, data: bytes) -> bytes:
         """Take upstream bytes; return the complete events among them (possibly b"")."""
@@ -86,3 +89,21 @@ class SseForwarder:
 def error_event(error: RelayError) -> bytes:
     """The event that ends a stream which failed after it started."""
     return b"event: error\ndata: " + json.dumps(error.body(), separators=(",", ":")).encode() + b"\n\n"
+
+
+async def forward_events(upstream: AsyncIterable[bytes], forwarder: SseForwarder) -> AsyncIterator[bytes]:
+    """The caller's stream: whole checked events as they arrive, then either the end or one ``error`` event.
+
+    Upstream bytes that are not a well-formed event stream, or an upstream that
+    fails mid-way (a :class:`RelayError`), end the stream with an ``error``
+    event; ``forwarder.error`` says which. Nothing else is caught.
+    """
+    try:
+        async for data in upstream:
+            events = forwarder.feed(data)
+            if events:
+                yield events
+        forwarder.finish()
+    except (MalformedStream, RelayError) as exc:
+        forwarder.error = exc if isinstance(exc, RelayError) else upstream_error("Azure OpenAI sent a malformed stream.")
+        yield error_event(forwarder.error)

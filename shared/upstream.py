@@ -1,4 +1,4 @@
-"""The one Azure OpenAI client of this worker process (SPEC §7).
+"""The one Azure OpenAI client of this worker process.
 
 A single ``aiohttp`` session (one connection pool) posts the validated body
 and hands back Azure's response unread, so the relay forwards Azure's bytes
@@ -6,26 +6,29 @@ instead of parsing and re-serialising them. The official ``openai`` SDK is not
 used here: for a byte-forwarding relay its request building and validation
 cost more CPU than everything else the relay does (docs/performance.md).
 Retries are the relay's own, bounded, and happen only before anything reached
-the caller; Azure's errors are mapped to the error table of SPEC §3 without
-ever passing on an upstream URL, token or key.
+the caller; Azure's errors are mapped to the relay's error table
+(docs/design.md) without ever passing on an upstream URL, token or key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import random
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from shared.config import Settings
-from shared.errors import RelayError, upstream_error, upstream_timeout
-from shared.upstream_auth import UpstreamAuth, UpstreamCredentialError
+from shared.errors import RelayError, UpstreamCredentialError, upstream_error, upstream_timeout
+from shared.logs import log_event
+from shared.upstream_auth import UpstreamAuth, create_upstream_auth
 
 log = logging.getLogger("relay")
 
@@ -43,6 +46,26 @@ _UPSTREAM_DETAILS = re.compile(
 _USER_AGENT = "aoai-defender-relay/0.1"
 
 
+@contextlib.contextmanager
+def transport_errors(broken: str, timed_out: str = "Azure OpenAI did not answer in time.") -> Iterator[None]:
+    """Map aiohttp's transport failures to the caller's errors: 504 when too slow, 502 when broken."""
+    try:
+        yield
+    except TimeoutError:
+        raise upstream_timeout(timed_out) from None
+    except aiohttp.ClientError:
+        raise upstream_error(broken) from None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why an attempt failed, and whether another attempt may help (after ``delay`` seconds, or a backoff when None)."""
+
+    error: RelayError
+    retry: bool = False
+    delay: float | None = None
+
+
 class UpstreamResponse:
     """A 2xx answer from Azure OpenAI whose body has not been read yet.
 
@@ -57,24 +80,20 @@ class UpstreamResponse:
         return self._response.headers
 
     async def read(self) -> bytes:
-        try:
+        with transport_errors("Azure OpenAI's response broke off."):
             return await self._response.read()
-        except TimeoutError:
-            raise upstream_timeout() from None
-        except aiohttp.ClientError:
-            raise upstream_error("Azure OpenAI's response broke off.") from None
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
-        try:
-            async for data in self._response.content.iter_any():
-                yield data
-        except TimeoutError:
-            raise upstream_timeout("Azure OpenAI stopped sending in time.") from None
-        except aiohttp.ClientError:
-            leftover = _received_before_the_break(self._response.content)
-            if leftover:
-                yield leftover
-            raise upstream_error("The stream from Azure OpenAI broke off.") from None
+        content = self._response.content
+        with transport_errors("The stream from Azure OpenAI broke off.", "Azure OpenAI stopped sending in time."):
+            try:
+                async for data in content.iter_any():
+                    yield data
+            except aiohttp.ClientError:
+                leftover = _received_before_the_break(content)
+                if leftover:
+                    yield leftover
+                raise
 
     def close(self) -> None:
         """Return the connection to the pool when the body was read to the end, else drop it (cancels upstream)."""
@@ -99,8 +118,14 @@ class Upstream:
             headers={"User-Agent": _USER_AGENT},
         )
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Upstream:
+        """The production client: managed identity, or a Key Vault key read with it."""
+        return cls(settings, create_upstream_auth(settings))
+
     async def aclose(self) -> None:
         await self._session.close()
+        await self._auth.aclose()
 
     def url(self, deployment: str) -> str:
         if self._api_version == "v1":
@@ -112,50 +137,43 @@ class Upstream:
         url = self.url(body["model"])
         payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         for attempt in range(MAX_RETRIES + 1):
-            try:
-                return await self._open_once(url, payload, request_id)
-            except _Retryable as retry:
-                if attempt == MAX_RETRIES:
-                    raise retry.error from None
-                await asyncio.sleep(retry.delay if retry.delay is not None else _backoff(attempt))
+            outcome = await self._open_once(url, payload, request_id)
+            if isinstance(outcome, UpstreamResponse):
+                return outcome
+            if not outcome.retry or attempt == MAX_RETRIES:
+                raise outcome.error
+            await asyncio.sleep(outcome.delay if outcome.delay is not None else _backoff(attempt))
         raise AssertionError("unreachable")
 
-    async def _open_once(self, url: str, payload: bytes, request_id: str) -> UpstreamResponse:
+    async def _open_once(self, url: str, payload: bytes, request_id: str) -> UpstreamResponse | Failure:
         headers = {"Content-Type": "application/json", "x-ms-client-request-id": request_id}
         try:
             headers.update(await self._auth.headers())
-            response = await self._session.post(url, data=payload, headers=headers)
-            if response.status == 401:
-                retry_headers = await self._auth.after_rejection(headers)
-                if retry_headers is not None:
-                    response.release()
-                    response = await self._session.post(url, data=payload, headers={**headers, **retry_headers})
+            # A connection that could not be made is retried; a timeout is not (its time is spent).
+            with transport_errors("Azure OpenAI could not be reached."):
+                response = await self._session.post(url, data=payload, headers=headers)
+                if response.status == 401:
+                    retry_headers = await self._auth.after_rejection(headers)
+                    if retry_headers is not None:
+                        response.release()
+                        response = await self._session.post(url, data=payload, headers={**headers, **retry_headers})
         except UpstreamCredentialError as exc:
-            raise _credential_error(exc) from None
-        except TimeoutError:
-            raise upstream_timeout() from None
-        except aiohttp.ClientError:
-            raise _Retryable(upstream_error("Azure OpenAI could not be reached."), None) from None
+            log_event(log, logging.ERROR, "relay.credential_error", request_id=request_id, detail=str(exc))
+            return Failure(upstream_error("The relay could not obtain its credentials for Azure OpenAI."))
+        except RelayError as error:
+            return Failure(error, retry=error.status == 502)
         if 200 <= response.status < 300:
             return UpstreamResponse(response)
         if response.status in (401, 403):
-            log.error(
-                json.dumps(
-                    {
-                        "event": "relay.upstream_auth_rejected",
-                        "status": response.status,
-                        "request_id": request_id,
-                        "detail": self._auth.rejection_hint,
-                    }
-                )
-            )
+            hint = self._auth.rejection_hint
+            log_event(log, logging.ERROR, "relay.upstream_auth_rejected", status=response.status, request_id=request_id, detail=hint)
         try:
             raw = await response.read()
         except (TimeoutError, aiohttp.ClientError):
             raw = b""
         finally:
             response.release()
-        raise _status_error(response.status, _json_or_none(raw), response.headers)
+        return classify_status(response.status, _json_or_none(raw), response.headers)
 
 
 def _json_or_none(raw: bytes) -> object:
@@ -163,18 +181,6 @@ def _json_or_none(raw: bytes) -> object:
         return json.loads(raw)
     except ValueError:
         return None
-
-
-def _credential_error(exc: UpstreamCredentialError) -> RelayError:
-    log.error(json.dumps({"event": "relay.credential_error", "detail": str(exc)}))
-    return upstream_error("The relay could not obtain its credentials for Azure OpenAI.")
-
-
-class _Retryable(Exception):
-    def __init__(self, error: RelayError, delay: float | None) -> None:
-        super().__init__(error.message)
-        self.error = error
-        self.delay = delay
 
 
 def _backoff(attempt: int) -> float:
@@ -203,18 +209,21 @@ def _error_fields(body: object) -> dict[str, Any]:
     return {}
 
 
-def _status_error(status: int, body: object, headers: Mapping[str, str]) -> Exception:
+def classify_status(status: int, body: object, headers: Mapping[str, str]) -> Failure:
+    """The caller's error for a non-2xx answer from Azure OpenAI, and whether to try again."""
     fields = _error_fields(body)
     code = fields.get("code")
     if status == 400 and code == "content_filter":
         innererror = fields.get("innererror")
         result = innererror.get("content_filter_result") if isinstance(innererror, dict) else None
-        return RelayError(
-            400,
-            "content_filter",
-            "The prompt was blocked by Azure OpenAI's content management policy.",
-            param="prompt",
-            extra={"content_filter_result": result if isinstance(result, dict) else {}},
+        return Failure(
+            RelayError(
+                400,
+                "content_filter",
+                "The prompt was blocked by Azure OpenAI's content management policy.",
+                param="prompt",
+                extra={"content_filter_result": result if isinstance(result, dict) else {}},
+            )
         )
     if status == 429:
         retry_after = _retry_after_seconds(headers)
@@ -225,22 +234,18 @@ def _status_error(status: int, body: object, headers: Mapping[str, str]) -> Exce
             error_type="rate_limit_error",
             headers={"Retry-After": str(math.ceil(retry_after if retry_after is not None else 1))},
         )
-        if retry_after is not None and retry_after <= MAX_RETRY_AFTER_S:
-            return _Retryable(error, retry_after)
-        return error
+        short = retry_after is not None and retry_after <= MAX_RETRY_AFTER_S
+        return Failure(error, retry=short, delay=retry_after)
     if status in (400, 422):
         message = fields.get("message")
         text = _UPSTREAM_DETAILS.sub("<redacted>", message)[:500] if isinstance(message, str) else "Azure OpenAI rejected the request."
         param = fields.get("param")
-        return RelayError(400, "invalid_request", text, param=param if isinstance(param, str) else None)
+        return Failure(RelayError(400, "invalid_request", text, param=param if isinstance(param, str) else None))
     if status in (401, 403):
-        return upstream_error("The relay could not authenticate to Azure OpenAI.")
+        return Failure(upstream_error("The relay could not authenticate to Azure OpenAI."))
     if status == 404:
-        return upstream_error("The deployment was not found on Azure OpenAI.")
-    error = upstream_error(f"Azure OpenAI answered with status {status}.")
-    if status in _RETRYABLE_STATUS:
-        return _Retryable(error, None)
-    return error
+        return Failure(upstream_error("The deployment was not found on Azure OpenAI."))
+    return Failure(upstream_error(f"Azure OpenAI answered with status {status}."), retry=status in _RETRYABLE_STATUS)
 
 
 def _received_before_the_break(content: aiohttp.StreamReader) -> bytes:

@@ -1,4 +1,4 @@
-"""How the relay authenticates to Azure OpenAI (SPEC §7).
+"""How the relay authenticates to Azure OpenAI.
 
 Both modes give the headers for the next upstream request, and say what to
 retry with when Azure OpenAI answers 401:
@@ -18,13 +18,20 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
+from shared.errors import UpstreamCredentialError
+
 if TYPE_CHECKING:
     from azure.core.credentials import AccessToken
     from azure.core.credentials_async import AsyncTokenCredential
 
+    from shared.config import Settings
+
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 # Refresh this long before expiry, so a request never leaves with a token about to lapse.
 _REFRESH_MARGIN_S = 300.0
+# Key Vault is called with bounds like the upstream call: azure-core's default of ten retries would hold requests for a minute.
+_KEYVAULT_RETRIES = 1
+_MAX_CONNECT_TIMEOUT_S = 10.0
 
 
 def create_credential(client_id: str | None, env: Mapping[str, str] = os.environ) -> AsyncTokenCredential:
@@ -38,8 +45,23 @@ def create_credential(client_id: str | None, env: Mapping[str, str] = os.environ
     return DefaultAzureCredential(managed_identity_client_id=client_id)
 
 
-class UpstreamCredentialError(RuntimeError):
-    """The relay's own credential could not be had; the message names what to check, never a secret."""
+def create_upstream_auth(settings: Settings) -> UpstreamAuth:
+    """The production credentials: the managed identity's token, or (key mode) a Key Vault key read with it."""
+    credential = create_credential(settings.client_id)
+    if settings.auth_mode != "key":
+        return BearerTokenAuth(CachedToken(credential, COGNITIVE_SERVICES_SCOPE))
+    from shared.keyvault_key import KeyVaultKeySource
+
+    assert settings.keyvault_url is not None and settings.key_secret_name is not None
+    keys = KeyVaultKeySource(
+        settings.keyvault_url,
+        settings.key_secret_name,
+        credential,
+        retry_total=_KEYVAULT_RETRIES,
+        connection_timeout=min(_MAX_CONNECT_TIMEOUT_S, settings.upstream_timeout_s),
+        read_timeout=settings.upstream_timeout_s,
+    )
+    return ApiKeyAuth(keys, credential)
 
 
 class CachedToken:
@@ -63,6 +85,9 @@ class CachedToken:
                 self._token = access.token
             return self._token
 
+    async def aclose(self) -> None:
+        await self._credential.close()
+
     async def _get_token(self) -> AccessToken:
         from azure.core.exceptions import AzureError
 
@@ -76,11 +101,13 @@ class CachedToken:
 
 
 class KeySource(Protocol):
-    """Both methods raise :class:`UpstreamCredentialError` when the key cannot be read."""
+    """``get`` and ``refresh`` raise :class:`UpstreamCredentialError` when the key cannot be read."""
 
     async def get(self) -> str: ...
 
     async def refresh(self, stale: str) -> str: ...
+
+    async def aclose(self) -> None: ...
 
 
 class UpstreamAuth(Protocol):
@@ -93,6 +120,10 @@ class UpstreamAuth(Protocol):
 
     async def after_rejection(self, sent: Mapping[str, str]) -> dict[str, str] | None:
         """Headers to retry with once after a 401 to ``sent``, or None when a retry cannot help."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the credential and any client behind it."""
         ...
 
 
@@ -111,6 +142,9 @@ class BearerTokenAuth:
     async def after_rejection(self, sent: Mapping[str, str]) -> dict[str, str] | None:
         return None
 
+    async def aclose(self) -> None:
+        await self._token.aclose()
+
 
 class ApiKeyAuth:
     rejection_hint = (
@@ -118,11 +152,17 @@ class ApiKeyAuth:
         "AZURE_OPENAI_KEY_SECRET_NAME holds a current key of the resource named by AZURE_OPENAI_ENDPOINT"
     )
 
-    def __init__(self, keys: KeySource) -> None:
+    def __init__(self, keys: KeySource, credential: AsyncTokenCredential) -> None:
+        """``credential`` is the one ``keys`` reads Key Vault with; closed with it."""
         self._keys = keys
+        self._credential = credential
 
     async def headers(self) -> dict[str, str]:
         return {"api-key": await self._keys.get()}
 
     async def after_rejection(self, sent: Mapping[str, str]) -> dict[str, str] | None:
         return {"api-key": await self._keys.refresh(sent["api-key"])}
+
+    async def aclose(self) -> None:
+        await self._keys.aclose()
+        await self._credential.close()

@@ -11,9 +11,8 @@ import asyncio
 
 import uvicorn
 
-from devhost.emulator.app import create_app, create_state
+from devhost.emulator.app import create_app, create_keyvault_app, create_state
 from devhost.emulator.config import EmulatorConfig
-from devhost.emulator.keyvault import create_keyvault_app
 from devhost.emulator.tls import LocalTls
 
 

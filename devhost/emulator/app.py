@@ -1,4 +1,5 @@
-"""The emulator's plain-HTTP app: managed identity endpoint, Azure OpenAI and control endpoints."""
+"""The emulator's two apps, sharing one :class:`EmulatorState`: plain HTTP (managed identity,
+Azure OpenAI, control endpoints) and HTTPS (Key Vault)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from devhost.emulator import aoai, control, identity
+from devhost.emulator import aoai, control, identity, keyvault
 from devhost.emulator.config import EmulatorConfig
-from devhost.emulator.identity import TokenIssuer
-from devhost.emulator.keyvault import SecretStore
 from devhost.emulator.state import EmulatorState
+from devhost.emulator.tokens import TokenIssuer
 from devhost.emulator.transport import RawSendMiddleware
+from devhost.emulator.vault import SecretStore
 
 
 def create_state(config: EmulatorConfig) -> EmulatorState:
@@ -48,3 +49,15 @@ def create_app(config: EmulatorConfig, state: EmulatorState | None = None) -> AS
     app.state.emulator = state or create_state(config)
     # Outermost, so that it sees uvicorn's own send (see devhost.emulator.transport).
     return RawSendMiddleware(app)
+
+
+def create_keyvault_app(state: EmulatorState) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/secrets/{name}/versions", keyvault.list_versions, methods=["GET"]),
+            Route("/secrets/{name}", keyvault.get_secret, methods=["GET"]),
+            Route("/secrets/{name}/{version}", keyvault.get_secret, methods=["GET"]),
+        ]
+    )
+    app.state.emulator = state
+    return app

@@ -8,12 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_PORT = 7072
-DEFAULT_DEPLOYMENTS = ("gpt-4o-mini", "gpt-4o")
-DEFAULT_IDENTITY_HEADER = "local-identity-header"
-DEFAULT_API_KEY = "local-aoai-key"
+from devhost import defaults
+
 DEFAULT_TOKEN_LIFETIME_S = 3600
-DEFAULT_CA_FILE = ".devhost/emulator-ca.pem"
 
 
 class EmulatorConfigError(ValueError):
@@ -22,29 +19,29 @@ class EmulatorConfigError(ValueError):
 
 @dataclass(frozen=True)
 class EmulatorConfig:
-    port: int = DEFAULT_PORT
-    keyvault_port: int = DEFAULT_PORT + 1
-    deployments: tuple[str, ...] = DEFAULT_DEPLOYMENTS
-    identity_header: str = DEFAULT_IDENTITY_HEADER
-    api_key: str = DEFAULT_API_KEY
+    port: int = defaults.EMULATOR_PORT
+    keyvault_port: int = defaults.EMULATOR_PORT + defaults.KEYVAULT_PORT_OFFSET
+    deployments: tuple[str, ...] = defaults.DEPLOYMENTS
+    identity_header: str = defaults.IDENTITY_HEADER
+    api_key: str = defaults.API_KEY
     token_lifetime_s: int = DEFAULT_TOKEN_LIFETIME_S
-    ca_file: Path = Path(DEFAULT_CA_FILE)
+    ca_file: Path = defaults.CA_FILE
     keyvault_secrets: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, port: int | None = None) -> EmulatorConfig:
         env = os.environ if environ is None else environ
-        port = port if port is not None else _int(env, "EMULATOR_PORT", DEFAULT_PORT)
-        api_key = env.get("EMULATOR_API_KEY") or DEFAULT_API_KEY
+        port = port if port is not None else _int(env, "EMULATOR_PORT", defaults.EMULATOR_PORT)
+        api_key = env.get("EMULATOR_API_KEY") or defaults.API_KEY
         deployments = tuple(d.strip() for d in env.get("EMULATOR_DEPLOYMENTS", "").split(",") if d.strip())
         return cls(
             port=port,
-            keyvault_port=_int(env, "EMULATOR_KEYVAULT_PORT", port + 1),
-            deployments=deployments or DEFAULT_DEPLOYMENTS,
-            identity_header=env.get("EMULATOR_IDENTITY_HEADER") or DEFAULT_IDENTITY_HEADER,
+            keyvault_port=_int(env, "EMULATOR_KEYVAULT_PORT", port + defaults.KEYVAULT_PORT_OFFSET),
+            deployments=deployments or defaults.DEPLOYMENTS,
+            identity_header=env.get("EMULATOR_IDENTITY_HEADER") or defaults.IDENTITY_HEADER,
             api_key=api_key,
             token_lifetime_s=_int(env, "EMULATOR_TOKEN_LIFETIME_S", DEFAULT_TOKEN_LIFETIME_S),
-            ca_file=Path(env.get("EMULATOR_CA_FILE") or DEFAULT_CA_FILE),
+            ca_file=Path(env.get("EMULATOR_CA_FILE") or defaults.CA_FILE),
             keyvault_secrets=_secrets(env, api_key),
         )
 
@@ -65,7 +62,7 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 def _secrets(env: Mapping[str, str], api_key: str) -> dict[str, str]:
     raw = env.get("EMULATOR_KEYVAULT_SECRETS", "").strip()
     if not raw:
-        return {"azure-openai-key": api_key}
+        return {defaults.KEY_SECRET_NAME: api_key}
     try:
         value = json.loads(raw)
     except ValueError:

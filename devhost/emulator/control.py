@@ -7,8 +7,8 @@ import json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from devhost.emulator.keyvault import is_valid_name
 from devhost.emulator.state import get_state
+from devhost.emulator.vault import is_valid_name
 
 
 async def healthz(request: Request) -> Response:

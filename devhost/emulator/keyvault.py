@@ -11,51 +11,18 @@ parses (azure/keyvault/secrets/_shared/http_challenge.py: ``authorization``/``au
 
 from __future__ import annotations
 
-import re
-import time
-import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from devhost.emulator.identity import TENANT_ID
 from devhost.emulator.state import EmulatorState, get_state
+from devhost.emulator.tokens import TENANT_ID
+from devhost.emulator.vault import SecretVersion
 from devhost.jwt import InvalidToken
 
 VAULT_AUDIENCE = "https://vault.azure.net"
 CHALLENGE = f'Bearer authorization="https://login.microsoftonline.com/{TENANT_ID}", resource="{VAULT_AUDIENCE}"'
-_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
-
-
-@dataclass(frozen=True)
-class SecretVersion:
-    version: str
-    value: str
-    created: int
-
-
-@dataclass
-class SecretStore:
-    secrets: dict[str, list[SecretVersion]] = field(default_factory=dict)
-
-    def set(self, name: str, value: str) -> SecretVersion:
-        version = SecretVersion(uuid.uuid4().hex, value, int(time.time()))
-        self.secrets.setdefault(name, []).append(version)
-        return version
-
-    def get(self, name: str, version: str | None = None) -> SecretVersion | None:
-        versions = self.secrets.get(name, [])
-        if version is None:
-            return versions[-1] if versions else None
-        return next((v for v in versions if v.version == version), None)
-
-
-def is_valid_name(name: str) -> bool:
-    return bool(_NAME.match(name))
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -118,15 +85,3 @@ async def list_versions(request: Request) -> Response:
     versions = state.vault.secrets.get(name, [])
     items = [{"id": _secret_id(request, name, v), "attributes": _attributes(v), "tags": {}} for v in versions]
     return JSONResponse({"value": items, "nextLink": None})
-
-
-def create_keyvault_app(state: EmulatorState) -> Starlette:
-    app = Starlette(
-        routes=[
-            Route("/secrets/{name}/versions", list_versions, methods=["GET"]),
-            Route("/secrets/{name}", get_secret, methods=["GET"]),
-            Route("/secrets/{name}/{version}", get_secret, methods=["GET"]),
-        ]
-    )
-    app.state.emulator = state
-    return app

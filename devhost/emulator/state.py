@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
 from devhost.emulator.config import EmulatorConfig
 from devhost.emulator.records import RecordStore, Stats
-
-if TYPE_CHECKING:
-    from devhost.emulator.identity import TokenIssuer
-    from devhost.emulator.keyvault import SecretStore
+from devhost.emulator.tokens import TokenIssuer
+from devhost.emulator.vault import SecretStore
 
 
 @dataclass

@@ -1,4 +1,4 @@
-// One relay instance for one single-page app (SPEC §10).
+// One relay instance for one single-page app (docs/deployment.md).
 //
 // Deploy per app with a parameter file from apps/:
 //   az deployment sub create --location <region> --parameters infra/bicep/apps/<app>.bicepparam
@@ -8,8 +8,13 @@
 // Creates: resource group, user-assigned identity, storage for the Functions
 // host (shared keys off), Log Analytics + Application Insights (local auth off),
 // Flex Consumption plan + Python function app behind Easy Auth, and the role
-// assignments the identity needs. Optionally enables Defender for Cloud's AI
-// threat protection plan on the subscription.
+// assignments the identity needs.
+//
+// The template is subscription-scoped only to create the resource group: that
+// is the one subscription-scope resource it writes (asserted by tests/infra).
+// Subscription-wide settings, such as the Defender for Cloud AI plan, are
+// deployed once per subscription by its security admin
+// (subscription/defender-ai.bicep, see docs/deployment.md).
 targetScope = 'subscription'
 
 // ---- deployment -----------------------------------------------------------------
@@ -29,6 +34,13 @@ param resourceGroupName string = ''
 @description('Extra tags for every resource.')
 param tags object = {}
 
+@allowed([
+  'production'
+  'development'
+])
+@description('production (default) accepts only https:// SPA origins of real hosts; a development parameter file may also list http:// and localhost origins.')
+param environmentType string = 'production'
+
 // ---- the application ------------------------------------------------------------
 
 @minLength(1)
@@ -37,7 +49,7 @@ param tags object = {}
 param applicationName string
 
 @minLength(1)
-@description('Origins of the SPA (scheme://host[:port]); used for CORS. Never "*".')
+@description('Origins of the SPA (https://host[:port]); used for CORS and post-login redirects. Never a wildcard; http:// and localhost only with environmentType development.')
 param spaOrigins array
 
 @description('Client ID of the SPA app registration: the application whose tokens the relay accepts (with the login flow, also the relay API registration itself).')
@@ -73,11 +85,8 @@ param requiredRoles array = [
 @description('Accept app-only tokens (RELAY_ALLOW_APP_TOKENS).')
 param allowAppTokens bool = false
 
-@description('Enable the browser login flow (/.auth/login/aad and its session cookie). Needs loginClientSecretName in the Key Vault.')
+@description('Enable the browser login flow (/.auth/login/aad and its session cookie). Easy Auth redeems the code with a federated identity credential of the relay identity, never a client secret: run infra/scripts/register-entra-apps.sh --login-flow first.')
 param enableLoginFlow bool = false
-
-@description('Name of the Key Vault secret holding the relay API app registration client secret (login flow only).')
-param loginClientSecretName string = ''
 
 // ---- Azure OpenAI ------------------------------------------------------------------
 
@@ -101,7 +110,7 @@ param openAiApiVersion string = 'v1'
 @description('AZURE_OPENAI_AUTH. managed-identity (default) needs no secret at all.')
 param openAiAuthMode string = 'managed-identity'
 
-@description('Resource ID of an existing RBAC-mode Key Vault (key mode and/or login flow).')
+@description('Resource ID of an existing Key Vault with the Azure RBAC permission model (key mode only).')
 param keyVaultResourceId string = ''
 
 @description('Name of the Key Vault secret that holds the Azure OpenAI key (key mode).')
@@ -109,11 +118,17 @@ param openAiKeySecretName string = ''
 
 // ---- relay limits and network ---------------------------------------------------------
 
-@description('RELAY_CLIENT_IP_MODE: app-service, front-door or xff:N.')
+@description('RELAY_CLIENT_IP_MODE: app-service, front-door or xff:N. front-door and xff:N lock the site to that front end.')
 param clientIpMode string = 'app-service'
 
-@description('RELAY_FRONT_DOOR_ID (front-door mode).')
+@description('RELAY_FRONT_DOOR_ID (front-door mode): the Front Door profile ID; the site accepts only requests Front Door forwards with it.')
 param frontDoorId string = ''
+
+@description('xff:N mode: address ranges (CIDR) of the reverse proxy in front of the relay, the only sources the site accepts.')
+param trustedProxyIpRanges array = []
+
+@description('front-door and xff:N modes: address ranges (CIDR) allowed to reach the scm (deployment) site, e.g. the deployer or CI runner. Empty: code deployment is closed too.')
+param scmAllowedIpRanges array = []
 
 @minValue(1024)
 param maxBodyBytes int = 4194304
@@ -147,14 +162,6 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
-// ---- Defender for Cloud ------------------------------------------------------------
-
-@description('Enable Defender for Cloud threat protection for AI services on the whole subscription (billing!).')
-param enableDefenderForAI bool = false
-
-@description('With the AI plan: include suspicious prompt segments as alert evidence.')
-param defenderPromptEvidence bool = true
-
 // ---- names ---------------------------------------------------------------------------
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -166,39 +173,51 @@ var rgName = empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupN
 var functionAppName = 'func-${environmentName}-${take(resourceToken, 6)}'
 var deploymentContainerName = 'app-package-${take(resourceToken, 8)}'
 // Suffix of every nested deployment name. Some of them run in resource groups
-// shared by several relays (the Azure OpenAI and Key Vault groups) or at
-// subscription scope (Defender), where a fixed name would let two apps
-// provisioning at once overwrite each other's deployment. environmentName is
-// at most 40 characters; take(..., 64) keeps every name within the ARM limit.
+// shared by several relays (the Azure OpenAI and Key Vault groups), where a
+// fixed name would let two apps provisioning at once overwrite each other's
+// deployment. environmentName is at most 40 characters; take(..., 64) keeps
+// every name within the ARM limit.
 var deploymentSuffix = '${environmentName}-${take(resourceToken, 6)}'
 
 // /subscriptions/<sub>/resourceGroups/<rg>/providers/<ns>/<type>/<name>
 var openAiParts = split(openAiResourceId, '/')
 var keyVaultParts = split(keyVaultResourceId, '/')
 var isKeyMode = openAiAuthMode == 'key'
-var needsKeyVault = isKeyMode || enableLoginFlow
-// Fail fast: key mode and the login flow read their secret from Key Vault, so
-// without the vault and the secret name the deployment must stop at validation
-// instead of producing a relay that fails every call. The guard looks the
-// message up as a property of an empty object, which ARM refuses with
-// "The language expression property '<message>' doesn't exist", and ARM's if()
-// (a Bicep ternary) evaluates only the branch it takes, so it fires only when
-// the settings are incomplete. It works with every Bicep version; fail() would
-// read better but needs Bicep CLI 0.33.93+ and the pycep parser checkov uses
-// cannot parse it. Everything that uses the vault (the Key Vault role module,
-// the relay's key-mode settings and its login-flow secret reference) goes
-// through keyVaultName.
+// Fail fast: key mode reads the Azure OpenAI key from Key Vault, so without
+// the vault and the secret name the deployment must stop at validation instead
+// of producing a relay that fails every call. The guard looks the message up as
+// a property of an empty object, which ARM refuses with "The language
+// expression property '<message>' doesn't exist", and ARM's if() (a Bicep
+// ternary) evaluates only the branch it takes, so it fires only when the
+// settings are incomplete. It works with every Bicep version; fail() would read
+// better but needs Bicep CLI 0.33.93+ and the pycep parser checkov uses cannot
+// parse it. Everything that uses the vault (the Key Vault role module and the
+// relay's key-mode settings) goes through keyVaultName.
 // https://learn.microsoft.com/azure/azure-resource-manager/templates/template-functions-logical#if
 var keyModeIncomplete = isKeyMode && (empty(keyVaultResourceId) || empty(openAiKeySecretName))
-var loginFlowIncomplete = enableLoginFlow && (empty(keyVaultResourceId) || empty(loginClientSecretName))
 var keyModeIncompleteError = 'Key mode (openAiAuthMode = key) needs keyVaultResourceId (an RBAC-mode Key Vault) and openAiKeySecretName (the secret that holds the Azure OpenAI key).'
-var loginFlowIncompleteError = 'The login flow (enableLoginFlow = true) needs keyVaultResourceId (an RBAC-mode Key Vault) and loginClientSecretName (the secret that holds the relay API client secret).'
-var keyVaultName = keyModeIncomplete ? any({})[keyModeIncompleteError] : (loginFlowIncomplete ? any({})[loginFlowIncompleteError] : (empty(keyVaultResourceId) ? '' : last(keyVaultParts)))
+var keyVaultName = keyModeIncomplete ? any({})[keyModeIncompleteError] : (empty(keyVaultResourceId) ? '' : last(keyVaultParts))
 var keyVaultUrl = empty(keyVaultName) ? '' : 'https://${keyVaultName}${environment().suffixes.keyvaultDns}'
 // Guarded so that a conditional module's scope never indexes an empty ID.
 var keyVaultSubscriptionId = empty(keyVaultResourceId) ? subscription().subscriptionId : keyVaultParts[2]
 var keyVaultResourceGroupName = empty(keyVaultResourceId) ? rgName : keyVaultParts[4]
 var openIdIssuer = '${environment().authentication.loginEndpoint}${tenantId}/v2.0'
+// CORS (and, with the login flow, post-login redirects) trust these origins
+// with users' tokens and session cookies. A wildcard would trust every site, so
+// it is refused everywhere; http:// and loopback origins belong to development
+// machines, so production refuses them too, with the same guard as key mode.
+var isProduction = environmentType == 'production'
+var refusedOrigins = filter(spaOrigins, origin => contains(origin, '*') || (isProduction && ((!startsWith(origin, 'https://')) || (toLower(origin) == 'https://localhost') || startsWith(origin, 'https://localhost:') || startsWith(origin, 'https://127.') || startsWith(origin, 'https://[::1]'))))
+var refusedOriginsError = 'spaOrigins refused for environmentType ${environmentType}: ${join(refusedOrigins, ', ')}. Use https://host[:port] origins without wildcards; http:// and localhost origins only in a parameter file that sets environmentType to development.'
+var corsOrigins = empty(refusedOrigins) ? spaOrigins : any({})[refusedOriginsError]
+// front-door and xff:N trust a header only the front end may set, so the site
+// must accept nothing but that front end (functionapp.bicep restricts it); a
+// lockdown without the front end's identity is refused.
+var frontDoorIncomplete = (clientIpMode == 'front-door') && empty(frontDoorId)
+var proxyIncomplete = startsWith(clientIpMode, 'xff:') && empty(trustedProxyIpRanges)
+var frontDoorIncompleteError = 'clientIpMode front-door needs frontDoorId (the Front Door profile ID): the site admits only requests from Azure Front Door that carry it.'
+var proxyIncompleteError = 'clientIpMode ${clientIpMode} needs trustedProxyIpRanges (the CIDR ranges of the proxy in front of the relay): the site admits only those sources.'
+var relayClientIpMode = frontDoorIncomplete ? any({})[frontDoorIncompleteError] : (proxyIncomplete ? any({})[proxyIncompleteError] : clientIpMode)
 
 // ---- resources ------------------------------------------------------------------------
 
@@ -251,11 +270,12 @@ module openAiRole 'modules/openai-role.bicep' = {
   }
 }
 
-module keyVaultRole 'modules/keyvault-role.bicep' = if (needsKeyVault) {
+module keyVaultRole 'modules/keyvault-role.bicep' = if (isKeyMode) {
   name: take('relay-keyvault-role-${deploymentSuffix}', 64)
   scope: resourceGroup(keyVaultSubscriptionId, keyVaultResourceGroupName)
   params: {
     keyVaultName: keyVaultName
+    secretName: openAiKeySecretName
     principalId: identity.outputs.principalId
   }
 }
@@ -275,7 +295,9 @@ module relay 'modules/functionapp.bicep' = {
     tags: allTags
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
-    storageAccountName: storage.outputs.name
+    hostStorageBlobUri: storage.outputs.blobEndpoint
+    hostStorageQueueUri: storage.outputs.queueEndpoint
+    hostStorageTableUri: storage.outputs.tableEndpoint
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
     appInsightsConnectionString: monitoring.outputs.connectionString
     pythonVersion: pythonVersion
@@ -292,8 +314,10 @@ module relay 'modules/functionapp.bicep' = {
     requiredRoles: requiredRoles
     allowedAudiences: allowedAudiences
     allowAppTokens: allowAppTokens
-    clientIpMode: clientIpMode
+    clientIpMode: relayClientIpMode
     frontDoorId: frontDoorId
+    trustedProxyIpRanges: trustedProxyIpRanges
+    scmAllowedIpRanges: scmAllowedIpRanges
     maxBodyBytes: maxBodyBytes
     maxTokens: maxTokens
     maxN: maxN
@@ -303,16 +327,8 @@ module relay 'modules/functionapp.bicep' = {
     allowedClientApplications: [
       spaClientId
     ]
-    spaOrigins: spaOrigins
+    spaOrigins: corsOrigins
     enableLoginFlow: enableLoginFlow
-    loginClientSecretUri: enableLoginFlow ? '${keyVaultUrl}/secrets/${loginClientSecretName}' : ''
-  }
-}
-
-module defenderForAI 'modules/defender-ai.bicep' = if (enableDefenderForAI) {
-  name: take('relay-defender-ai-${deploymentSuffix}', 64)
-  params: {
-    promptEvidence: defenderPromptEvidence
   }
 }
 
@@ -322,6 +338,9 @@ output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_NAME string = relay.outputs.name
+
+@description('Object (principal) ID of the relay identity: the subject of the federated identity credential of the login flow (register-entra-apps.sh --identity-principal-id).')
+output RELAY_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 
 @description('Base URL of the relay.')
 output RELAY_URL string = relay.outputs.url
@@ -344,5 +363,5 @@ output SPA_CONFIG object = {
   ]
   models: openAiDeployments
   defaultModel: first(openAiDeployments)
-  allowedOrigins: spaOrigins
+  allowedOrigins: corsOrigins
 }

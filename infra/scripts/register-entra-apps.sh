@@ -9,16 +9,24 @@
 #                    "assignment required" on its service principal, the SPA
 #                    pre-authorized (no consent prompt).
 #   relay-<app>-spa  the single-page app: SPA platform with the given redirect
-#                    URIs, permission to the relay's scope.
+#                    URIs (exactly those: others registered before are removed),
+#                    permission to the relay's scope.
 #
 # Usage:
 #   infra/scripts/register-entra-apps.sh --app helpdesk \
-#       --spa-origin https://helpdesk.contoso.example [--spa-origin http://localhost:5173] \
-#       [--assign <user-or-group-object-id>]...
-#   # optional browser login flow, once the relay exists (its host name is an azd output):
-#   infra/scripts/register-entra-apps.sh --app helpdesk --spa-origin ... \
-#       --login-flow --relay-host func-helpdesk-abc123.azurewebsites.net \
-#       --key-vault kv-name --secret-name relay-helpdesk-client-secret
+#       --spa-origin https://helpdesk.contoso.example [--assign <user-or-group-object-id>]...
+#   # a development registration may also list local origins:
+#   infra/scripts/register-entra-apps.sh --app helpdesk-dev --environment-type development \
+#       --spa-origin https://helpdesk-dev.contoso.example --spa-origin http://localhost:5173
+#   # optional browser login flow, once the relay exists (both values are azd outputs):
+#   infra/scripts/register-entra-apps.sh --app helpdesk --spa-origin ... --login-flow \
+#       --relay-host func-helpdesk-abc123.azurewebsites.net --identity-principal-id <RELAY_IDENTITY_PRINCIPAL_ID>
+#
+# --environment-type production (the default) refuses http://, wildcard and
+# localhost origins, as main.bicep does; development allows http://localhost
+# and http://127.0.0.1. The login flow uses no client secret: the relay API
+# registration gets a federated identity credential that trusts the relay's
+# managed identity, which Easy Auth presents instead of a secret.
 #
 # Prints the values for infra/bicep/apps/<app>.bicepparam. Needs: az (logged
 # in as someone who may create app registrations), python3 (for GUIDs/JSON).
@@ -27,17 +35,21 @@ set -euo pipefail
 GRAPH="https://graph.microsoft.com/v1.0"
 SCOPE_VALUE="user_impersonation"
 ROLE_VALUE="Relay.User"
+FIC_NAME="easy-auth-login-flow"
+# Audience of the managed identity token exchanged for the registration's token.
+# https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity
+FIC_AUDIENCE="api://AzureADTokenExchange"
 
 app=""
 origins=()
 assignees=()
 login_flow=false
 relay_host=""
-key_vault=""
-secret_name=""
+identity_principal_id=""
+environment_type="production"
 
 usage() {
-    sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -48,8 +60,8 @@ while [[ $# -gt 0 ]]; do
         --assign) assignees+=("$2"); shift 2 ;;
         --login-flow) login_flow=true; shift ;;
         --relay-host) relay_host="$2"; shift 2 ;;
-        --key-vault) key_vault="$2"; shift 2 ;;
-        --secret-name) secret_name="$2"; shift 2 ;;
+        --identity-principal-id) identity_principal_id="$2"; shift 2 ;;
+        --environment-type) environment_type="$2"; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "unknown argument: $1" >&2; usage 2 ;;
     esac
@@ -57,15 +69,32 @@ done
 
 die() { echo "register-entra-apps: $*" >&2; exit 1; }
 
+GUID='^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$'
+LOOPBACK_HOST='^(localhost|127\.[0-9.]+|\[::1\])(:[0-9]+)?$'
+
 [[ "$app" =~ ^[a-z0-9][a-z0-9-]{0,39}$ ]] || die "--app must be lowercase letters, digits and '-'"
+[[ "$environment_type" == production || "$environment_type" == development ]] \
+    || die "--environment-type must be production or development"
 [[ ${#origins[@]} -gt 0 ]] || die "give at least one --spa-origin"
 for origin in "${origins[@]}"; do
-    [[ "$origin" =~ ^https://[a-z0-9.-]+(:[0-9]+)?$ || "$origin" =~ ^http://localhost(:[0-9]+)?$ ]] \
-        || die "origin '$origin' must be https://host[:port] (or http://localhost[:port])"
+    host="${origin#*://}"
+    if [[ "$origin" =~ ^https://[a-z0-9.-]+(:[0-9]+)?$ && ! "$host" =~ $LOOPBACK_HOST ]]; then
+        continue
+    fi
+    if [[ "$environment_type" == development && "$origin" =~ ^https?://(localhost|127\.0\.0\.1)(:[0-9]+)?$ ]]; then
+        continue
+    fi
+    if [[ "$environment_type" == production ]]; then
+        die "origin '$origin' is not allowed in a production registration: use https://host[:port] (no wildcard, no localhost); local origins belong to a separate --environment-type development registration"
+    fi
+    die "origin '$origin' must be https://host[:port] or http://localhost[:port]"
 done
 if $login_flow; then
-    [[ -n "$relay_host" && -n "$key_vault" && -n "$secret_name" ]] \
-        || die "--login-flow needs --relay-host, --key-vault and --secret-name"
+    [[ -n "$relay_host" && -n "$identity_principal_id" ]] \
+        || die "--login-flow needs --relay-host and --identity-principal-id (azd outputs AZURE_FUNCTION_NAME's host and RELAY_IDENTITY_PRINCIPAL_ID)"
+    [[ "$relay_host" =~ ^[a-z0-9.-]+$ && ! "$relay_host" =~ $LOOPBACK_HOST ]] \
+        || die "--relay-host must be the relay's host name, e.g. func-helpdesk-abc123.azurewebsites.net"
+    [[ "$identity_principal_id" =~ $GUID ]] || die "--identity-principal-id must be the identity's object (principal) ID, a GUID"
 fi
 
 new_guid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
@@ -124,6 +153,13 @@ az ad sp update --id "$api_sp_id" --set appRoleAssignmentRequired=true --output 
 # ---- the SPA -----------------------------------------------------------------------------
 spa_app_id="$(ensure_app "relay-$app-spa")"
 spa_object_id="$(az ad app show --id "$spa_app_id" --query id --output tsv)"
+# The redirect URIs are replaced as a whole: a production run drops the local
+# ones an earlier development run may have registered.
+previous_uris="$(az ad app show --id "$spa_app_id" --query "spa.redirectUris" --output json)"
+python3 -c 'import json, sys
+dropped = sorted(set(json.loads(sys.argv[1] or "[]")) - set(sys.argv[2:]))
+if dropped:
+    print("removed SPA redirect URIs: " + ", ".join(dropped), file=sys.stderr)' "$previous_uris" "${origins[@]}"
 graph_patch "applications/$spa_object_id" "{
   \"spa\": {\"redirectUris\": $(json_strings "${origins[@]}")},
   \"requiredResourceAccess\": [{\"resourceAppId\": \"$api_app_id\",
@@ -155,11 +191,25 @@ if $login_flow; then
       \"web\": {\"redirectUris\": [\"https://$relay_host/.auth/login/aad/callback\"],
         \"implicitGrantSettings\": {\"enableIdTokenIssuance\": true}}
     }"
-    # The secret goes straight from Entra ID into Key Vault, never to the screen or a file.
-    az ad app credential reset --id "$api_app_id" --append --display-name "easy-auth-login" --years 1 \
-        --query password --output tsv \
-        | az keyvault secret set --vault-name "$key_vault" --name "$secret_name" --file /dev/stdin --output none
-    echo "stored the login client secret in Key Vault $key_vault as $secret_name (rotate before it expires)" >&2
+    # No client secret: Easy Auth redeems the login flow's codes with a token of
+    # the relay's managed identity, which this credential makes the registration
+    # trust (issuer: the tenant's v2.0 authority; subject: the identity's
+    # object ID; audience: the token exchange).
+    # https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad#use-a-managed-identity-instead-of-a-secret-preview
+    login_endpoint="$(az cloud show --query endpoints.activeDirectory --output tsv)"
+    fic_json="$(python3 -c 'import json, sys
+print(json.dumps({"name": sys.argv[1], "issuer": sys.argv[2], "subject": sys.argv[3], "audiences": [sys.argv[4]],
+                  "description": sys.argv[5]}))' \
+        "$FIC_NAME" "${login_endpoint%/}/$tenant_id/v2.0" "$identity_principal_id" "$FIC_AUDIENCE" \
+        "Easy Auth login flow of the $app relay: trusts the relay's managed identity")"
+    fic_id="$(az ad app federated-credential list --id "$api_app_id" --query "[?name=='$FIC_NAME'].id | [0]" --output tsv)"
+    if [[ -n "$fic_id" ]]; then
+        az ad app federated-credential update --id "$api_app_id" --federated-credential-id "$fic_id" \
+            --parameters "$fic_json" --output none
+    else
+        az ad app federated-credential create --id "$api_app_id" --parameters "$fic_json" --output none
+    fi
+    echo "the relay API registration trusts managed identity $identity_principal_id for the login flow (no client secret)" >&2
 fi
 
 cat <<OUT
@@ -169,6 +219,7 @@ param relayApiClientId = '$api_app_id'
 param spaClientId = '$spa_app_id'
 param tenantId = '$tenant_id'
 param spaOrigins = $(json_strings "${origins[@]}" | sed "s/\"/'/g")
+param environmentType = '$environment_type'
 
 # For the SPA (MSAL): authority https://login.microsoftonline.com/$tenant_id,
 # clientId $spa_app_id, scope api://$api_app_id/$SCOPE_VALUE

@@ -10,7 +10,8 @@ import httpx2
 import openai
 import pytest
 
-from tests.emulator.conftest import API_KEY, Emulator, running_emulator, user
+from tests.support.chat import user
+from tests.support.emulator import API_KEY, Emulator, running_emulator
 
 pytestmark = pytest.mark.asyncio
 DATED = "2025-01-01-preview"

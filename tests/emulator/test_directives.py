@@ -9,9 +9,33 @@ import httpx2
 import openai
 import pytest
 
-from tests.emulator.conftest import API_KEY, Emulator, user
+from devhost.emulator.directives import DirectiveError, Directives, parse_directives, strip_directives
+from tests.support.chat import user
+from tests.support.emulator import API_KEY, Emulator
 
-pytestmark = pytest.mark.asyncio
+
+def test_parse_values_and_defaults() -> None:
+    parsed = parse_directives("hi [emulate:rate_limit] [emulate:slow=0.5] [emulate:words=3] [emulate:jailbreak]")
+    assert parsed == Directives(rate_limit_s=7, slow_s=0.5, words=3, jailbreak=True)
+    assert parse_directives("no directives here") == Directives()
+    with pytest.raises(DirectiveError):
+        parse_directives("[emulate:status=200]")
+    with pytest.raises(DirectiveError):
+        parse_directives("[emulate:bad_json=1]")
+
+
+def test_tool_call_directive_takes_optional_function_names() -> None:
+    assert parse_directives("[emulate:tool_call]").tool_call == ()
+    assert parse_directives("[emulate:tool_call=get_weather,get_time]").tool_call == ("get_weather", "get_time")
+    assert parse_directives("plain").tool_call is None
+    with pytest.raises(DirectiveError, match="function names"):
+        parse_directives("[emulate:tool_call=get.weather]")
+    with pytest.raises(DirectiveError, match="function names"):
+        parse_directives("[emulate:tool_call=a,,b]")
+
+
+def test_strip_leaves_the_words() -> None:
+    assert strip_directives("tell [emulate:words=3] me").split() == ["tell", "me"]
 
 
 async def test_content_filter_blocks_the_prompt(client: openai.AsyncOpenAI, emulator: Emulator) -> None:

@@ -8,8 +8,8 @@ import httpx2
 import pytest
 from azure.identity.aio import ManagedIdentityCredential
 
-from devhost.emulator.identity import DEFAULT_CLIENT_ID, TENANT_ID
-from tests.emulator.conftest import COGNITIVE_SCOPE, IDENTITY_HEADER, Emulator
+from devhost.emulator.tokens import DEFAULT_CLIENT_ID, TENANT_ID
+from tests.support.emulator import COGNITIVE_SCOPE, IDENTITY_HEADER, Emulator
 from tests.support.tokens import claims_of as claims
 
 pytestmark = pytest.mark.asyncio

@@ -7,11 +7,10 @@ import time
 
 import httpx2
 import openai
-import pytest
 
-from tests.emulator.conftest import API_KEY, Emulator, user
-
-pytestmark = pytest.mark.asyncio
+from devhost.emulator.records import RecordStore
+from tests.support.chat import user
+from tests.support.emulator import API_KEY, Emulator
 
 
 async def test_records_describe_the_request_without_secrets(client: openai.AsyncOpenAI, emulator: Emulator) -> None:
@@ -74,3 +73,10 @@ async def test_stats_reset_and_delete(client: openai.AsyncOpenAI, emulator: Emul
 async def test_config_rejects_a_bad_key(http: httpx2.AsyncClient) -> None:
     response = await http.post("/_emulator/config", json={"api_key": ""})
     assert response.status_code == 400
+
+
+def test_records_are_bounded() -> None:
+    store = RecordStore(limit=3)
+    for _ in range(5):
+        store.add("/p", None, {"scheme": "none"}, {})
+    assert [r["id"] for r in store.as_list()] == [3, 4, 5]

@@ -9,11 +9,12 @@ import jsonschema
 import openai
 from hypothesis import HealthCheck, given, settings
 
-from tests.emulator.conftest import Emulator, user
-from tests.emulator.test_json_schema import schemas
+from tests.support.chat import user
+from tests.support.emulator import Emulator
+from tests.support.strategies import json_schemas
 
 WIRE = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-OBJECTS = schemas(strict=False).map(lambda child: {"type": "object", "properties": {"value": child}, "required": ["value"]})
+OBJECTS = json_schemas(strict=False).map(lambda child: {"type": "object", "properties": {"value": child}, "required": ["value"]})
 
 
 def streamed(sdk: openai.OpenAI, **request: Any) -> tuple[str, str]:

@@ -12,7 +12,8 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from tests.emulator.conftest import API_KEY, user
+from tests.support.chat import user
+from tests.support.emulator import API_KEY
 
 pytestmark = pytest.mark.asyncio
 
@@ -72,7 +73,11 @@ async def test_non_strict_schema_bounds_are_honoured(client: openai.AsyncOpenAI)
 
 
 async def test_json_mode_answers_a_json_object(client: openai.AsyncOpenAI) -> None:
-    request: dict[str, Any] = {"model": "gpt-4o-mini", "messages": user("Reply in JSON: hello there"), "response_format": {"type": "json_object"}}
+    request: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "messages": user("Reply in JSON: hello there"),
+        "response_format": {"type": "json_object"},
+    }
     whole = await client.chat.completions.create(**request)
     stream = await client.chat.completions.create(stream=True, **request)
     streamed = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
@@ -85,7 +90,11 @@ async def test_json_mode_answers_a_json_object(client: openai.AsyncOpenAI) -> No
 async def test_structured_output_after_a_tool_result(client: openai.AsyncOpenAI) -> None:
     messages: list[Any] = [
         {"role": "user", "content": "Forecast for Oslo"},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "Day", "arguments": "{}"}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "Day", "arguments": "{}"}}],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
     ]
     tools = [openai.pydantic_function_tool(Day)]
@@ -119,7 +128,12 @@ async def test_structured_output_after_a_tool_result(client: openai.AsyncOpenAI)
                 "json_schema": {
                     "name": "out",
                     "strict": True,
-                    "schema": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}, "required": ["n"], "additionalProperties": False},
+                    "schema": {
+                        "type": "object",
+                        "properties": {"n": {"type": "integer", "minimum": 1}},
+                        "required": ["n"],
+                        "additionalProperties": False,
+                    },
                 },
             },
             user("x"),

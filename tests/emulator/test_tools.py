@@ -11,7 +11,8 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from tests.emulator.conftest import API_KEY, user
+from tests.support.chat import user
+from tests.support.emulator import API_KEY
 
 pytestmark = pytest.mark.asyncio
 
@@ -40,7 +41,10 @@ def forced(name: str) -> dict[str, Any]:
 
 
 def as_assistant_message(message: Any) -> dict[str, Any]:
-    calls = [{"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}} for c in message.tool_calls]
+    calls = [
+        {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
+        for c in message.tool_calls
+    ]
     return {"role": "assistant", "content": message.content, "tool_calls": calls}
 
 
@@ -236,7 +240,10 @@ async def test_broken_tool_turns_are_refused_as_azure_does(
     assert (body["message"], body["param"], body["type"]) == (message, param, "invalid_request_error")
 
 
-STRICT_BROKEN = {"type": "function", "function": {"name": "lookup", "strict": True, "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}
+STRICT_BROKEN = {
+    "type": "function",
+    "function": {"name": "lookup", "strict": True, "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}},
+}
 
 
 @pytest.mark.parametrize(
@@ -255,7 +262,14 @@ STRICT_BROKEN = {"type": "function", "function": {"name": "lookup", "strict": Tr
             "invalid_function_parameters",
         ),
         (
-            {"tools": [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"pattern": "^a"}}}}}]},
+            {
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"pattern": "^a"}}}},
+                    }
+                ]
+            },
             "Invalid schema for function 'lookup': In context=('properties', 'q'), 'pattern' is not supported by the emulator "
             "(docs/emulators.md lists what it supports).",
             "tools[0].function.parameters",

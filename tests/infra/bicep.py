@@ -13,8 +13,9 @@ pycep 0.7 has no grammar for ``.bicepparam`` files: :func:`parse_bicepparam`
 checks the ``using`` line itself and parses each ``param name = <expr>`` as
 the Bicep expression it is (by rewriting it to ``var name = <expr>``).
 
-Known pycep quirk: ``a == b ? x : y`` parses as ``a == (b ? x : y)``; the
-templates parenthesise such conditions (checkov uses pycep as well).
+Known pycep quirks: ``a == b ? x : y`` parses as ``a == (b ? x : y)``, ``!a || b``
+as ``!(a || b)`` and ``a == b || c`` as ``a == (b || c)``; the templates
+parenthesise such conditions and negations (checkov uses pycep as well).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ APPS_DIR = BICEP_DIR / "apps"
 
 _USING = re.compile(r"^\s*using\s+'([^']+)'\s*$", re.MULTILINE)
 _PARAM_LINE = re.compile(r"^(\s*)param(\s+[A-Za-z_][A-Za-z0-9_]*\s*=)", re.MULTILINE)
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 Node = Any
 
@@ -139,6 +140,11 @@ def functions_called(node: Node) -> set[str]:
     return names
 
 
+def object_key(key: str) -> str:
+    """An object key as Bicep means it: pycep keeps the quotes of a quoted key (``'x-azure-fdid'``)."""
+    return key[1:-1] if len(key) >= 2 and key[0] == key[-1] == "'" else key
+
+
 def required_params(parsed: Mapping[str, Any]) -> set[str]:
     return {name for name, p in parsed.get("parameters", {}).items() if p.get("default") is None}
 
@@ -236,7 +242,7 @@ class Evaluator:
         if node is None or isinstance(node, (bool, int, float)):
             return node
         if isinstance(node, str):
-            if _IDENT.match(node) and self.knows(node):
+            if IDENT.match(node) and self.knows(node):
                 return self.lookup(node)
             if "${" in node:
                 return self._interpolate(node)
@@ -248,10 +254,16 @@ class Evaluator:
                 return self._function(node["function"])
             if set(node) == {"operator"}:
                 return self._operator(node["operator"])
-            return {key: self.eval(value) for key, value in node.items()}
+            if "loop_type" in node:
+                return self._loop(node)
+            return {self._key(key): self.eval(value) for key, value in node.items()}
         raise TypeError(f"cannot evaluate {node!r}")
 
     # -- strings
+
+    def _key(self, key: str) -> str:
+        name = object_key(key)
+        return self._interpolate(name) if "${" in name else name
 
     def _interpolate(self, text: str) -> str:
         out, i = [], 0
@@ -285,13 +297,20 @@ class Evaluator:
         kind, operands = op["type"], op.get("operands", {})
         if kind == "property_accessor":
             base, *attrs = self._path({"operator": op})
-            if isinstance(base, str) and _IDENT.match(base) and not self.knows(base):
-                dotted = ".".join([base, *map(str, attrs)])
-                if dotted in self.externals:
-                    return self.externals[dotted]
-                raise Unresolved(dotted)
-            value = self.eval(base)
+            if isinstance(base, str) and IDENT.match(base) and not self.knows(base):
+                names = [base, *map(str, attrs)]
+                # The longest known prefix (``vault.properties``), then its attributes.
+                known = next((n for n in range(len(names), 0, -1) if ".".join(names[:n]) in self.externals), 0)
+                if not known:
+                    raise Unresolved(".".join(names))
+                value, attrs = self.externals[".".join(names[:known])], names[known:]
+            else:
+                value = self.eval(base)
             for attr in attrs:
+                if isinstance(value, dict) and attr not in value:
+                    raise BicepFail(
+                        f"The language expression property '{attr}' doesn't exist, available properties are '{', '.join(value)}'."
+                    )
                 value = value[attr]
             return value
         if kind == "index_accessor":
@@ -315,6 +334,7 @@ class Evaluator:
             "less_than": lambda x, y: x < y,
             "less_than_or_equals": lambda x, y: x <= y,
             "coalesce": lambda x, y: x if x is not None else y,
+            "add": lambda x, y: x + y,
         }
         if kind not in binary:
             raise NotImplementedError(f"operator {kind}")
@@ -322,8 +342,30 @@ class Evaluator:
 
     # -- functions
 
+    def _loop(self, node: Mapping[str, Any]) -> list[Any]:
+        """A ``[for item in items: ...]`` or ``[for (item, i) in items: ...]`` expression."""
+        detail = node["loop_type"]["detail"]
+        results = []
+        for index, item in enumerate(self.eval(detail["array_name"])):
+            scope = self._bind(detail["item_name"], item)
+            if detail.get("index_name"):
+                scope = scope._bind(detail["index_name"], index)
+            if node.get("condition") is None or scope.eval(node["condition"]):
+                results.append(scope.eval(node["config"]))
+        return results
+
+    def _bind(self, name: str, value: Any) -> Evaluator:
+        """This scope plus one lambda or loop variable."""
+        inner = Evaluator(self.symbols, self.externals)
+        inner._cache = {**self._cache, name: value}
+        return inner
+
     def _function(self, fn: Mapping[str, Any]) -> Any:
         name = str(fn["type"]).lower().replace("_", "")
+        if name == "filter":
+            items = self.eval(fn["parameters"]["input_array"])
+            lambda_ = fn["parameters"]["expression"]["detail"]
+            return [item for item in items if self._bind(lambda_["var_1"], item).eval(lambda_["expression"])]
         args = [self.eval(arg) for arg in (fn.get("parameters") or {}).values()]
         if name in PLATFORM:
             return PLATFORM[name]
@@ -346,6 +388,10 @@ class Evaluator:
             return list(dict.fromkeys(item for a in args for item in a))
         if name == "empty":
             return not args[0]
+        if name == "contains":
+            return args[1] in args[0]
+        if name == "startswith":
+            return args[0].lower().startswith(args[1].lower())
         if name == "first":
             return args[0][0]
         if name == "last":
@@ -383,7 +429,9 @@ EXAMPLE_OUTPUTS: dict[str, Any] = {
     ),
     "identity.outputs.clientId": "3e1f7a52-0000-4000-8000-0000000000c1",
     "identity.outputs.principalId": "3e1f7a52-0000-4000-8000-0000000000c2",
-    "storage.outputs.name": "stexampletoken0",
+    "storage.outputs.blobEndpoint": "https://stexampletoken0.blob.core.windows.net/",
+    "storage.outputs.queueEndpoint": "https://stexampletoken0.queue.core.windows.net/",
+    "storage.outputs.tableEndpoint": "https://stexampletoken0.table.core.windows.net/",
     "storage.outputs.deploymentContainerUrl": "https://stexampletoken0.blob.core.windows.net/app-package-example",
     "monitoring.outputs.connectionString": (
         "InstrumentationKey=3e1f7a52-0000-4000-8000-0000000000c3;"

@@ -1,4 +1,4 @@
-"""Done-when 5 (and the §8 part of 2): the app settings the templates produce,
+"""The app settings the templates produce,
 fed to the relay's own configuration loader, are accepted, and every setting
 the loader reads that a deployment should set is set."""
 
@@ -15,12 +15,12 @@ from tests.infra import bicep
 APPS = bicep.example_param_files()
 APP_IDS = [p.stem for p in APPS]
 
-#: Set by App Service itself, never by the template (SPEC §9 / wire reference).
+#: Set by App Service itself, never by the template.
 PLATFORM_INJECTED = {"WEBSITE_AUTH_ENABLED": "true"}
 #: Read by the loader but only meaningful in key mode.
 KEY_MODE_ONLY = {"AZURE_KEYVAULT_URL", "AZURE_OPENAI_KEY_SECRET_NAME"}
-#: SPEC §8, as the relay reads them.
-SPEC_SETTINGS = {
+#: The relay's settings (README.md, Configuration), as the relay reads them.
+RELAY_SETTINGS = {
     "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_VERSION", "AZURE_OPENAI_DEPLOYMENTS", "AZURE_OPENAI_AUTH",
     "AZURE_CLIENT_ID", "APPLICATION_NAME", "RELAY_ALLOWED_TENANTS", "RELAY_REQUIRED_ROLES",
     "RELAY_ALLOWED_AUDIENCES", "RELAY_ALLOW_APP_TOKENS", "RELAY_CLIENT_IP_MODE", "RELAY_FRONT_DOOR_ID",
@@ -90,8 +90,8 @@ def test_template_settings_load(app: Path) -> None:
 @pytest.mark.parametrize("app", APPS, ids=APP_IDS)
 def test_every_spec_setting_is_set(app: Path) -> None:
     settings = bicep.relay_app_settings(app)
-    missing = SPEC_SETTINGS - set(settings)
-    assert not missing, f"§8 settings missing from the function app: {sorted(missing)}"
+    missing = RELAY_SETTINGS - set(settings)
+    assert not missing, f"relay settings missing from the function app: {sorted(missing)}"
     assert settings["PYTHON_ENABLE_INIT_INDEXING"] == "1"
     if settings["AZURE_OPENAI_AUTH"] == "key":
         assert set(settings) >= KEY_MODE_ONLY

@@ -1,4 +1,4 @@
-"""Done-when 3: checkov over infra/ passes; skipped checks are justified inline."""
+"""checkov over infra/ passes; skipped checks are justified inline."""
 
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ def test_shared_scope_deployments_are_named_after_the_relay(app: Path, environme
     names = _deployment_names(app, environment_name)
     env = environment_name or bicep.main_scope(app).lookup("environmentName")
     shared = {name for name, module in MAIN["modules"].items() if _scope_kind(module) != "own"}
-    assert {"openAiRole", "keyVaultRole", "defenderForAI"} <= shared
+    assert {"openAiRole", "keyVaultRole"} <= shared
     for module in shared:
         assert env in names[module], f"deployment {module} ({names[module]}) does not name the relay"
 
@@ -70,6 +70,51 @@ def test_deployment_names_are_valid_and_distinct(app: Path) -> None:
     # Two relays (different environment names) never share a deployment name.
     other = _deployment_names(app, "another-relay")
     assert not set(_deployment_names(app).values()) & set(other.values())
+
+
+# ---- scope: one relay never changes subscription-wide settings ---------------------------
+
+WIDER_THAN_RESOURCE_GROUP = {"subscription", "managementGroup", "tenant"}
+
+
+def _scope_writes(path: Path, scope: str) -> list[str]:
+    """'<file>: <type>' of every resource a template deploys above resource-group
+    scope, when deployed at ``scope``, following its modules."""
+    parsed = bicep.parse_bicep(path)
+    declared = parsed["globals"]["scope"]["value"]
+    assert declared == scope, f"{path.name} declares targetScope {declared} but is deployed at {scope}"
+    writes = []
+    for resource in parsed.get("resources", {}).values():
+        if resource["existing"]:
+            continue
+        target = bicep.module_config(resource).get("scope")
+        if isinstance(target, dict) and "function" in target:
+            where = {"resource_group": "resourceGroup", "subscription": "subscription", "tenant": "tenant"}[target["function"]["type"]]
+        elif target is not None:
+            continue  # an extension resource (e.g. a role assignment) on another resource
+        else:
+            where = scope
+        if where in WIDER_THAN_RESOURCE_GROUP:
+            writes.append(f"{path.name}: {resource['type']}")
+    for name, target_path in bicep.module_paths(path):
+        module_scope = bicep.module_config(parsed["modules"][name]).get("scope")
+        writes += _scope_writes(target_path, scope if module_scope is None else "resourceGroup")
+    return writes
+
+
+def test_the_per_app_deployment_writes_no_subscription_wide_setting() -> None:
+    # main.bicep is subscription-scoped only to create the relay's resource
+    # group; everything else lands in a resource group.
+    assert _scope_writes(bicep.MAIN, "subscription") == ["main.bicep: Microsoft.Resources/resourceGroups"]
+
+
+def test_the_scope_walk_sees_a_subscription_wide_module(tmp_path: Path) -> None:
+    (tmp_path / "plan.bicep").write_text(
+        "targetScope = 'subscription'\nresource p 'Microsoft.Security/pricings@2024-01-01' = {\n  name: 'AI'\n}\n"
+    )
+    main = tmp_path / "main.bicep"
+    main.write_text("targetScope = 'subscription'\nmodule plan 'plan.bicep' = {\n  name: 'plan'\n}\n")
+    assert _scope_writes(main, "subscription") == ["plan.bicep: Microsoft.Security/pricings"]
 
 
 # ---- outputs --------------------------------------------------------------------------------

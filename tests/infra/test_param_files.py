@@ -1,4 +1,4 @@
-"""Done-when 4: each example .bicepparam sets every required parameter of
+"""Each example .bicepparam sets every required parameter of
 main.bicep (and nothing main.bicep does not declare), and the per-app choices
 that need companions have them."""
 
@@ -61,14 +61,11 @@ def test_example_values_satisfy_main_constraints(app: Path) -> None:
 
 
 @pytest.mark.parametrize("app", APPS, ids=APP_IDS)
-def test_key_mode_and_login_flow_have_their_vault_and_secret_names(app: Path) -> None:
+def test_key_mode_has_its_vault_and_secret_name(app: Path) -> None:
     scope = bicep.main_scope(app)
     if scope.lookup("openAiAuthMode") == "key":
         assert scope.lookup("keyVaultResourceId"), "key mode needs keyVaultResourceId"
         assert scope.lookup("openAiKeySecretName"), "key mode needs openAiKeySecretName"
-    if scope.lookup("enableLoginFlow"):
-        assert scope.lookup("keyVaultResourceId"), "the login flow needs keyVaultResourceId"
-        assert scope.lookup("loginClientSecretName"), "the login flow needs loginClientSecretName"
     if scope.lookup("keyVaultResourceId"):
         assert "/providers/Microsoft.KeyVault/vaults/" in scope.lookup("keyVaultResourceId")
 
@@ -81,44 +78,35 @@ def test_the_examples_differ_where_the_issue_says() -> None:
         assert first != second, f"the two examples should differ in {name}"
 
 
-# ---- the template itself refuses key mode / the login flow without a vault ------------------
+# ---- the template itself refuses key mode without a vault; nothing else needs one -----------
 
 VAULT_ID = "/subscriptions/00000000-0000-4000-8000-0000000000cc/resourceGroups/rg-kv/providers/Microsoft.KeyVault/vaults/kv-relay"
 KEY_MODE = {"openAiAuthMode": "key", "keyVaultResourceId": VAULT_ID, "openAiKeySecretName": "aoai-api-key"}
-LOGIN_FLOW = {"enableLoginFlow": True, "keyVaultResourceId": VAULT_ID, "loginClientSecretName": "relay-client-secret"}
 
 
 def _relay_key_vault_settings(overrides: dict[str, Any]) -> tuple[str, str]:
-    """What main.bicep passes the relay (and the Key Vault role) for helpdesk + overrides."""
+    """What main.bicep passes the relay and the Key Vault role for helpdesk + overrides."""
     app = bicep.APPS_DIR / "helpdesk.bicepparam"
-    main = bicep.main_scope(app, {"enableLoginFlow": False, "loginClientSecretName": "", **overrides})
+    main = bicep.main_scope(app, {"enableLoginFlow": False, **overrides})
     relay = bicep.module_config(MAIN["modules"]["relay"])["params"]
     role = bicep.module_config(MAIN["modules"]["keyVaultRole"])["params"]
-    return main.eval(relay["keyVaultUrl"]) + main.eval(relay["loginClientSecretUri"]), main.eval(role["keyVaultName"])
+    return main.eval(relay["keyVaultUrl"]), main.eval(role["keyVaultName"])
 
 
 @pytest.mark.parametrize(
-    ("missing", "message"),
-    [
-        ({"keyVaultResourceId": ""}, "Key mode"),
-        ({"openAiKeySecretName": ""}, "Key mode"),
-        ({"keyVaultResourceId": "", "openAiKeySecretName": ""}, "Key mode"),
-    ],
+    "missing",
+    [{"keyVaultResourceId": ""}, {"openAiKeySecretName": ""}, {"keyVaultResourceId": "", "openAiKeySecretName": ""}],
 )
-def test_template_refuses_key_mode_without_its_vault(missing: dict[str, Any], message: str) -> None:
-    with pytest.raises(bicep.BicepFail, match=f"{message}.*keyVaultResourceId.*openAiKeySecretName"):
+def test_template_refuses_key_mode_without_its_vault(missing: dict[str, Any]) -> None:
+    with pytest.raises(bicep.BicepFail, match=r"Key mode.*keyVaultResourceId.*openAiKeySecretName"):
         _relay_key_vault_settings({**KEY_MODE, **missing})
-
-
-@pytest.mark.parametrize("missing", [{"keyVaultResourceId": ""}, {"loginClientSecretName": ""}])
-def test_template_refuses_the_login_flow_without_its_vault(missing: dict[str, Any]) -> None:
-    with pytest.raises(bicep.BicepFail, match=r"login flow.*keyVaultResourceId.*loginClientSecretName"):
-        _relay_key_vault_settings({**LOGIN_FLOW, **missing})
 
 
 def test_template_accepts_complete_vault_settings_and_needs_none_otherwise() -> None:
     assert _relay_key_vault_settings(KEY_MODE) == ("https://kv-relay.vault.azure.net", "kv-relay")
-    url, name = _relay_key_vault_settings(LOGIN_FLOW)
-    assert url == "https://kv-relay.vault.azure.net/secrets/relay-client-secret" and name == "kv-relay"
-    # Managed identity without the login flow: no vault, and no failure.
-    assert _relay_key_vault_settings({"openAiAuthMode": "managed-identity", "keyVaultResourceId": ""}) == ("", "")
+    # Managed identity, with or without the login flow: no vault, and no failure.
+    for login_flow in (False, True):
+        assert _relay_key_vault_settings(
+            {"openAiAuthMode": "managed-identity", "keyVaultResourceId": "", "enableLoginFlow": login_flow}
+        ) == ("", "")
+    assert bicep.module_config(MAIN["modules"]["keyVaultRole"])["condition"] == "isKeyMode"

@@ -1,4 +1,4 @@
-"""Done-when 2: the security properties of the templates, read from the parsed
+"""The security properties of the templates, read from the parsed
 Bicep (structure) and from the templates evaluated with each example app."""
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ MONITORING_METRICS_PUBLISHER_ROLE = "3913510d-42f4-4e42-8a64-420c390055eb"
 #: Roles the host storage identity must NOT get: the relay has no queue or table triggers.
 STORAGE_QUEUE_DATA_CONTRIBUTOR_ROLE = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 STORAGE_TABLE_DATA_CONTRIBUTOR_ROLE = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+#: Easy Auth's client-secret setting name that means "federated credential of this identity".
+#: https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad#use-a-managed-identity-instead-of-a-secret-preview
+FIC_ASSERTION_SETTING = "OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID"
 FLEX_DEPRECATIONS_DOC = "https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations"
 SECRETISH_NAME = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN|CONNECTION_STRING|SAS)(_|$)", re.IGNORECASE)
 SECRETISH_VALUE = re.compile(r"AccountKey=|SharedAccessSignature=|[?&]sig=|-----BEGIN|api-key\s*[:=]", re.IGNORECASE)
@@ -79,11 +82,15 @@ def test_easy_auth_as_deployed_for_each_app(app: Path) -> None:
         assert allowed == [main.lookup("spaClientId")]
     assert props["globalValidation"]["excludedPaths"] == ["/api/healthz"]
     secret_setting = aad["registration"]["clientSecretSettingName"]
+    settings = bicep.relay_app_settings(app)
     if main.lookup("enableLoginFlow"):
-        settings = bicep.relay_app_settings(app)
-        assert settings[secret_setting].startswith("@Microsoft.KeyVault(SecretUri=https://")
+        # The login flow redeems codes with the relay identity's federated
+        # credential: the setting names that identity, it holds no secret.
+        assert secret_setting == FIC_ASSERTION_SETTING
+        assert settings[FIC_ASSERTION_SETTING] == bicep.EXAMPLE_OUTPUTS["identity.outputs.clientId"]
     else:
-        assert secret_setting is None, "bearer-only validation needs no client secret"
+        assert secret_setting is None, "bearer-only validation needs no client credential"
+        assert FIC_ASSERTION_SETTING not in settings
     assert props["login"]["tokenStore"]["enabled"] is False
 
 
@@ -103,9 +110,7 @@ def test_login_flow_sessions_pass_the_allowed_applications_check(app: Path) -> N
     # https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad#use-a-built-in-authorization-policy
     main = bicep.main_scope(app)
     spa, relay_api = main.lookup("spaClientId"), main.lookup("relayApiClientId")
-    vault = "/subscriptions/00000000-0000-4000-8000-0000000000cc/resourceGroups/rg-kv/providers/Microsoft.KeyVault/vaults/kv-login"
-    with_login = {"enableLoginFlow": True, "keyVaultResourceId": vault, "loginClientSecretName": "relay-client-secret"}
-    assert _allowed_applications(app, with_login) == [spa, relay_api]
+    assert _allowed_applications(app, {"enableLoginFlow": True}) == [spa, relay_api]
     assert _allowed_applications(app, {"enableLoginFlow": False}) == [spa]
 
 
@@ -148,6 +153,131 @@ def test_cors_lists_only_the_spa_origins(app: Path) -> None:
     assert cors["supportCredentials"] is scope.lookup("enableLoginFlow")
 
 
+def _deployed_cors(overrides: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(CORS origins, SPA_CONFIG.allowedOrigins) for helpdesk with ``overrides``."""
+    app = bicep.APPS_DIR / "helpdesk.bicepparam"
+    _, scope = bicep.module_scope(app, "relay", overrides)
+    cors = scope.eval(_site()["properties"]["siteConfig"]["cors"])["allowedOrigins"]
+    spa_config = bicep.main_scope(app, overrides).eval(MAIN["outputs"]["SPA_CONFIG"]["value"])["allowedOrigins"]
+    return cors, spa_config
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["http://helpdesk.contoso.example", "https://localhost:5173", "HTTPS://LOCALHOST", "https://127.0.0.1:8443", "http://localhost:5173"],
+)
+def test_production_refuses_development_origins(origin: str) -> None:
+    origins = ["https://helpdesk.contoso.example", origin]
+    with pytest.raises(bicep.BicepFail, match=rf"spaOrigins refused for environmentType production: {re.escape(origin)}\."):
+        _deployed_cors({"spaOrigins": origins})
+    # A parameter file that declares itself a development environment may list them.
+    assert _deployed_cors({"spaOrigins": origins, "environmentType": "development"}) == (origins, origins)
+
+
+@pytest.mark.parametrize("environment_type", ["production", "development"])
+@pytest.mark.parametrize("origin", ["*", "https://*.contoso.example"])
+def test_wildcard_origins_are_refused_everywhere(environment_type: str, origin: str) -> None:
+    with pytest.raises(bicep.BicepFail, match="spaOrigins refused"):
+        _deployed_cors({"spaOrigins": [origin], "environmentType": environment_type})
+
+
+def test_production_is_the_default_and_the_examples_are_production() -> None:
+    assert MAIN["parameters"]["environmentType"]["default"] == "production"
+    for app in APPS:
+        assert bicep.main_scope(app).lookup("environmentType") == "production", app.name
+
+
+# ---- inbound access: the front end is the only way in -----------------------------------
+
+FRONT_DOOR_ID = "a1b2c3d4-0000-4000-8000-0000000000fd"
+DEPLOYER_RANGE = "203.0.113.7/32"
+
+
+def _access(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The site's access restriction settings and app settings for helpdesk with ``overrides``."""
+    app = bicep.APPS_DIR / "helpdesk.bicepparam"
+    _, scope = bicep.module_scope(app, "relay", overrides)
+    site_config = scope.eval(_site()["properties"]["siteConfig"])
+    settings = {s["name"]: s["value"] for s in site_config.pop("appSettings")}
+    return {k: v for k, v in site_config.items() if "IpSecurityRestrictions" in k or "ipSecurityRestrictions" in k}, settings
+
+
+def test_front_door_mode_admits_only_this_front_door_profile() -> None:
+    # Anyone can call *.azurewebsites.net with their own X-Azure-SocketIP: in
+    # front-door mode the site admits only Azure Front Door's backend addresses
+    # with this profile's X-Azure-FDID, and denies everything else, scm included.
+    # https://learn.microsoft.com/azure/app-service/app-service-ip-restrictions#restrict-access-to-a-specific-azure-front-door-instance
+    access, settings = _access({"clientIpMode": "front-door", "frontDoorId": FRONT_DOOR_ID})
+    assert access == {
+        "ipSecurityRestrictions": [
+            {
+                "name": "azure-front-door",
+                "description": "Only this Azure Front Door profile",
+                "action": "Allow",
+                "priority": 100,
+                "tag": "ServiceTag",
+                "ipAddress": "AzureFrontDoor.Backend",
+                "headers": {"x-azure-fdid": [FRONT_DOOR_ID]},
+            }
+        ],
+        "ipSecurityRestrictionsDefaultAction": "Deny",
+        "scmIpSecurityRestrictionsUseMain": False,
+        "scmIpSecurityRestrictions": [],
+        "scmIpSecurityRestrictionsDefaultAction": "Deny",
+    }
+    # The platform checks the same profile ID the relay checks.
+    assert settings["RELAY_CLIENT_IP_MODE"] == "front-door" and settings["RELAY_FRONT_DOOR_ID"] == FRONT_DOOR_ID
+
+
+def test_a_locked_down_scm_site_admits_only_the_given_deployers() -> None:
+    access, _ = _access({"clientIpMode": "front-door", "frontDoorId": FRONT_DOOR_ID, "scmAllowedIpRanges": [DEPLOYER_RANGE]})
+    assert access["scmIpSecurityRestrictions"] == [
+        {"name": "deployment-0", "description": "Code deployment", "action": "Allow", "priority": 100, "ipAddress": DEPLOYER_RANGE}
+    ]
+    assert access["scmIpSecurityRestrictionsDefaultAction"] == "Deny"
+    assert access["scmIpSecurityRestrictionsUseMain"] is False
+
+
+def test_proxy_mode_admits_only_the_proxy() -> None:
+    proxies = ["198.51.100.0/28", "198.51.100.64/28"]
+    access, settings = _access({"clientIpMode": "xff:1", "trustedProxyIpRanges": proxies})
+    assert [(r["ipAddress"], r["action"], r["priority"]) for r in access["ipSecurityRestrictions"]] == [
+        (proxies[0], "Allow", 100),
+        (proxies[1], "Allow", 101),
+    ]
+    assert all("tag" not in r and "headers" not in r for r in access["ipSecurityRestrictions"])
+    assert access["ipSecurityRestrictionsDefaultAction"] == "Deny"
+    assert access["scmIpSecurityRestrictionsDefaultAction"] == "Deny"
+    assert settings["RELAY_CLIENT_IP_MODE"] == "xff:1"
+
+
+def test_app_service_mode_needs_no_lockdown() -> None:
+    # The relay takes the client IP from the platform's own client-ip header.
+    access, _ = _access({"clientIpMode": "app-service"})
+    assert access["ipSecurityRestrictions"] == [] and access["ipSecurityRestrictionsDefaultAction"] == "Allow"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"clientIpMode": "front-door", "frontDoorId": ""}, "clientIpMode front-door needs frontDoorId"),
+        ({"clientIpMode": "xff:2", "trustedProxyIpRanges": []}, "clientIpMode xff:2 needs trustedProxyIpRanges"),
+    ],
+)
+def test_a_lockdown_without_the_front_ends_identity_is_refused(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(bicep.BicepFail, match=message):
+        _access(overrides)
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_each_example_is_locked_down_as_its_mode_requires(app: Path) -> None:
+    _, scope = bicep.module_scope(app, "relay")
+    site_config = scope.eval(_site()["properties"]["siteConfig"])
+    locked = scope.lookup("clientIpMode") != "app-service"
+    assert site_config["ipSecurityRestrictionsDefaultAction"] == ("Deny" if locked else "Allow")
+    assert site_config["scmIpSecurityRestrictionsDefaultAction"] == ("Deny" if locked else "Allow")
+
+
 # ---- secrets and keys --------------------------------------------------------------------
 
 
@@ -178,8 +308,6 @@ def test_no_secret_or_key_in_app_settings(app: Path) -> None:
             continue
         if name == "AZURE_OPENAI_KEY_SECRET_NAME":
             assert re.fullmatch(r"[A-Za-z0-9-]{1,127}", value), "must be a Key Vault secret *name*"
-        elif name == "MICROSOFT_PROVIDER_AUTHENTICATION_SECRET":
-            assert value.startswith("@Microsoft.KeyVault(SecretUri=https://") and value.endswith(")")
         elif name == "APPLICATIONINSIGHTS_CONNECTION_STRING":
             # Identifies the component; with local auth disabled it grants nothing.
             monitoring = bicep.parse_bicep(bicep.MODULES_DIR / "monitoring.bicep")
@@ -189,8 +317,51 @@ def test_no_secret_or_key_in_app_settings(app: Path) -> None:
         else:
             pytest.fail(f"unexpected secret-looking app setting {name}")
     assert "AzureWebJobsStorage" not in settings, "host storage must use the identity, not a connection string"
-    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
-    assert settings["AzureWebJobsStorage__clientId"] == settings["AZURE_CLIENT_ID"]
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_host_storage_uses_the_identity_and_the_accounts_own_service_uris(app: Path) -> None:
+    # By service URI (from the account's primaryEndpoints), not by account
+    # name: the name form assumes the public cloud's storage DNS suffix.
+    # https://learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity
+    settings = bicep.relay_app_settings(app)
+    host = {name.removeprefix("AzureWebJobsStorage__"): value for name, value in settings.items() if name.startswith("AzureWebJobsStorage")}
+    assert host == {
+        "blobServiceUri": bicep.EXAMPLE_OUTPUTS["storage.outputs.blobEndpoint"],
+        "queueServiceUri": bicep.EXAMPLE_OUTPUTS["storage.outputs.queueEndpoint"],
+        "tableServiceUri": bicep.EXAMPLE_OUTPUTS["storage.outputs.tableEndpoint"],
+        "credential": "managedidentity",
+        "clientId": settings["AZURE_CLIENT_ID"],
+    }
+    # The storage module hands on what the account reports, e.g. in Azure Government.
+    storage = bicep.parse_bicep(bicep.MODULES_DIR / "storage.bicep")
+    endpoints = {service: f"https://stexample.{service}.core.usgovcloudapi.net/" for service in ("blob", "queue", "table")}
+    scope = bicep.Evaluator.for_template(storage, {}, {"storage.properties.primaryEndpoints": endpoints})
+    for service, uri in endpoints.items():
+        assert scope.eval(storage["outputs"][f"{service}Endpoint"]["value"]) == uri
+
+
+@pytest.mark.parametrize("login_flow", [False, True])
+def test_no_client_secret_anywhere_in_the_deployment(login_flow: bool) -> None:
+    # The login flow is the only part of Easy Auth that redeems codes; it uses
+    # the relay identity's federated credential. No template names, takes,
+    # stores or references a client secret.
+    for path in bicep.bicep_files():
+        parsed = bicep.parse_bicep(path)
+        names = [*parsed.get("parameters", {}), *parsed.get("variables", {}), *parsed.get("outputs", {})]
+        assert not [n for n in names if re.search(r"client_?secret|password", n, re.IGNORECASE)], path.name
+        text = path.read_text(encoding="utf-8")
+        assert "@Microsoft.KeyVault(" not in text and "MICROSOFT_PROVIDER_AUTHENTICATION_SECRET" not in text, path.name
+    registration = _auth()["properties"]["identityProviders"]["azureActiveDirectory"]["registration"]
+    assert set(registration) == {"clientId", "openIdIssuer", "clientSecretSettingName"}
+    for app in APPS:
+        _, scope = bicep.module_scope(app, "relay", {"enableLoginFlow": login_flow})
+        settings = {s["name"]: s["value"] for s in scope.eval(_site()["properties"]["siteConfig"]["appSettings"])}
+        setting_name = scope.eval(registration["clientSecretSettingName"])
+        assert setting_name == (FIC_ASSERTION_SETTING if login_flow else None)
+        if login_flow:
+            assert settings[FIC_ASSERTION_SETTING] == settings["AZURE_CLIENT_ID"], "must name the relay identity"
+        assert not [name for name in settings if re.search(r"SECRET|PASSWORD", name) and name != "AZURE_OPENAI_KEY_SECRET_NAME"]
 
 
 @pytest.mark.parametrize("app", APPS, ids=APP_IDS)
@@ -322,25 +493,83 @@ def test_telemetry_role_is_monitoring_metrics_publisher_on_application_insights(
     assert parsed["resources"][assignment["scope"]]["type"] == "Microsoft.Insights/components"
 
 
-def test_key_vault_role_is_secrets_user_and_only_when_needed() -> None:
-    parsed = bicep.parse_bicep(bicep.MODULES_DIR / "keyvault-role.bicep")
+KEY_VAULT_ROLE = bicep.MODULES_DIR / "keyvault-role.bicep"
+KEY_VAULT_SECRETS_USER_ROLE = "4633458b-17de-408a-b874-0445c86b69e6"
+
+
+def _key_vault_role_scope(vault_properties: dict[str, Any]) -> tuple[dict[str, Any], bicep.Evaluator]:
+    parsed = bicep.parse_bicep(KEY_VAULT_ROLE)
+    args = {"principalId": "p", "keyVaultName": "kv-shared", "secretName": "aoai-api-key"}
+    return parsed, bicep.Evaluator.for_template(parsed, {}, {"vault.properties": vault_properties}, evaluated=args)
+
+
+def test_key_vault_role_is_secrets_user_on_the_one_secret_only() -> None:
+    # The vault may be shared: the grant covers the Azure OpenAI key secret,
+    # not every secret in it.
+    # https://learn.microsoft.com/azure/key-vault/general/rbac-guide
+    parsed, scope = _key_vault_role_scope({"enableRbacAuthorization": True})
     (assignment,) = bicep.resources(parsed, "Microsoft.Authorization/roleAssignments").values()
-    role = bicep.Evaluator.for_template(parsed, {"principalId": "p", "keyVaultName": "k"}).eval(
-        assignment["properties"]["roleDefinitionId"]
-    )
-    assert role.endswith("/4633458b-17de-408a-b874-0445c86b69e6")  # Key Vault Secrets User
-    assert parsed["resources"][assignment["scope"]]["type"] == "Microsoft.KeyVault/vaults"
+    assert scope.eval(assignment["properties"]["roleDefinitionId"]).endswith(f"/{KEY_VAULT_SECRETS_USER_ROLE}")
+    target = parsed["resources"][assignment["scope"]]
+    assert target["type"] == "Microsoft.KeyVault/vaults/secrets" and target["existing"] is True
+    assert scope.eval(target["config"]["name"]) == "aoai-api-key"
+    vault = parsed["resources"][target["config"]["parent"]]
+    assert vault["type"] == "Microsoft.KeyVault/vaults" and vault["existing"] is True
+    assert scope.eval(vault["config"]["name"]) == "kv-shared"
+    assert [r["type"] for r in parsed["resources"].values() if not r["existing"]] == ["Microsoft.Authorization/roleAssignments"]
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_key_vault_role_is_granted_in_key_mode_only_on_the_key_secret(app: Path) -> None:
     module = bicep.module_config(MAIN["modules"]["keyVaultRole"])
-    assert module["condition"] == "needsKeyVault"
-    for app in APPS:
-        main = bicep.main_scope(app)
-        assert main.lookup("needsKeyVault") is (main.lookup("openAiAuthMode") == "key" or main.lookup("enableLoginFlow"))
+    assert module["condition"] == "isKeyMode"
+    main = bicep.main_scope(app)
+    if main.lookup("openAiAuthMode") == "key":
+        _, scope = bicep.module_scope(app, "keyVaultRole")
+        assert scope.lookup("secretName") == main.lookup("openAiKeySecretName")
+        assert scope.lookup("keyVaultName") == main.lookup("keyVaultResourceId").rsplit("/", 1)[1]
 
 
-def test_defender_ai_plan_is_optional_at_subscription_scope() -> None:
-    parsed = bicep.parse_bicep(bicep.MODULES_DIR / "defender-ai.bicep")
+@pytest.mark.parametrize("vault_properties", [{"enableRbacAuthorization": False}, {}], ids=["access-policies", "property-absent"])
+def test_an_access_policy_vault_is_refused_with_a_clear_message(vault_properties: dict[str, Any]) -> None:
+    # Role assignments are ignored in the access policy model: the deployment
+    # stops before writing one, naming the vault and the fix.
+    parsed, scope = _key_vault_role_scope(vault_properties)
+    (assignment,) = bicep.resources(parsed, "Microsoft.Authorization/roleAssignments").values()
+    with pytest.raises(
+        bicep.BicepFail, match=r"Key Vault kv-shared uses the access policy permission model .*--enable-rbac-authorization true"
+    ):
+        scope.eval(assignment["properties"])
+
+
+def test_an_rbac_vault_is_accepted() -> None:
+    parsed, scope = _key_vault_role_scope({"enableRbacAuthorization": True, "vaultUri": "https://kv-shared.vault.azure.net/"})
+    (assignment,) = bicep.resources(parsed, "Microsoft.Authorization/roleAssignments").values()
+    assert scope.eval(assignment["properties"])["description"] == "Relay reads the Azure OpenAI key"
+
+
+def test_defender_ai_plan_is_its_own_subscription_template() -> None:
+    path = bicep.BICEP_DIR / "subscription" / "defender-ai.bicep"
+    parsed = bicep.parse_bicep(path)
     assert parsed["globals"]["scope"]["value"] == "subscription"
     plan = bicep.one_resource(parsed, "Microsoft.Security/pricings")
     assert plan["name"] == "AI" and plan["properties"]["pricingTier"] == "Standard"
-    assert bicep.module_config(MAIN["modules"]["defenderForAI"])["condition"] == "enableDefenderForAI"
-    assert MAIN["parameters"]["enableDefenderForAI"]["default"] is False
+    (extension,) = plan["properties"]["extensions"]
+    assert extension["name"] == "AIPromptEvidence"
+    scope = bicep.Evaluator.for_template(parsed, {})
+    assert scope.eval(extension["isEnabled"]) == "True"
+    assert bicep.Evaluator.for_template(parsed, {"promptEvidence": False}).eval(extension["isEnabled"]) == "False"
+    # The per-app deployment neither deploys it nor offers a switch for it.
+    assert path.resolve() not in {target for _, target in bicep.module_paths(bicep.MAIN)}
+    assert not {name for name in MAIN["parameters"] if "defender" in name.lower()}
+
+
+def test_the_defender_command_in_the_docs_deploys_that_template() -> None:
+    text = (bicep.ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    command = re.search(r"az deployment sub create[^`]*?--template-file (\S+)[^`]*?--parameters ((?:\w+=\S+ ?)+)", text)
+    assert command, "docs/deployment.md must give the az command for the Defender template"
+    template = bicep.ROOT / command.group(1)
+    assert template == bicep.BICEP_DIR / "subscription" / "defender-ai.bicep"
+    declared = bicep.parse_bicep(template)["parameters"]
+    for assignment in command.group(2).split():
+        assert assignment.split("=", 1)[0] in declared, assignment

@@ -1,4 +1,4 @@
-"""Done-when 1: every .bicep and .bicepparam parses with pycep-parser and every
+"""Every .bicep and .bicepparam parses with pycep-parser and every
 module reference resolves to a file."""
 
 from __future__ import annotations

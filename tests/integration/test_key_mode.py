@@ -1,4 +1,4 @@
-"""AZURE_OPENAI_AUTH=key: the key lives in Key Vault, is read with the managed identity, cached and rotated (issue 3)."""
+"""AZURE_OPENAI_AUTH=key: the key lives in Key Vault, is read with the managed identity, cached and rotated."""
 
 from __future__ import annotations
 

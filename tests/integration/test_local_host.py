@@ -1,4 +1,4 @@
-"""The local host's App Service front end and Easy Auth as a browser, an SPA and an attacker meet them (SPEC §9).
+"""The local host's App Service front end and Easy Auth as a browser, an SPA and an attacker meet them.
 
 Most tests go over real sockets to ``python -m devhost`` (the ``stack`` fixture).
 What a socket on 127.0.0.1 cannot show (a non-loopback peer, the exact headers a

@@ -1,4 +1,4 @@
-"""Issue 2, done-when 9: ``make run`` on a fresh clone serves ``/api/healthz`` and a completion within a minute of setup finishing.
+"""``make run`` on a fresh clone serves ``/api/healthz`` and a completion within a minute of setup finishing.
 
 A ``git clone`` of the committed HEAD runs the real ``make run`` on free ports. "Setup finishing" means the
 venv exists: the clone's ``.venv`` is a symlink to the venv these tests run in, and the clone's requirement

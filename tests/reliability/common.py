@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import urllib.request
@@ -10,9 +11,19 @@ from typing import Any
 
 import openai
 
+from tests.support.chat import user
+from tests.support.faultproxy import FaultProxy
 from tests.support.stack import Stack
 
 RELAY_TIMEOUT_S = 1.5  # RELAY_UPSTREAM_TIMEOUT_S of the fault stacks
+
+
+@dataclasses.dataclass
+class Proxied:
+    """A local host whose relay reaches Azure OpenAI through a :class:`FaultProxy`."""
+
+    stack: Stack
+    proxy: FaultProxy
 
 
 def new_id(prefix: str) -> str:
@@ -24,10 +35,6 @@ def client(stack: Stack, request_id: str | None = None, token: str | None = None
     return openai.OpenAI(
         base_url=f"{stack.api}/v1", api_key=token or stack.token(), max_retries=0, timeout=20, default_headers=headers, **kwargs
     )
-
-
-def user(text: str) -> list[Any]:
-    return [{"role": "user", "content": text}]
 
 
 def records_for(stack: Stack, request_id: str) -> list[dict[str, Any]]:

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.reliability.common import RELAY_TIMEOUT_S
-from tests.support.faultproxy import FaultProxy, fault_proxy
+from tests.reliability.common import RELAY_TIMEOUT_S, Proxied
+from tests.support.faultproxy import fault_proxy
 from tests.support.probe import run_probed_stack
 from tests.support.servers import free_port, run_python_module
 from tests.support.stack import Stack
@@ -28,12 +28,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env = {"RELAY_UPSTREAM_TIMEOUT_S": str(RELAY_TIMEOUT_S), "RELAY_MAX_BODY_BYTES": "65536"}
     with run_probed_stack(tmp_path_factory.mktemp("faults"), env) as running:
         yield running
-
-
-@dataclasses.dataclass
-class Proxied:
-    stack: Stack
-    proxy: FaultProxy
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Fault injection over real sockets: every upstream and caller failure gets its SPEC §3 answer.
+"""Fault injection over real sockets: every upstream and caller failure gets its answer from the error table (docs/design.md).
 
 openai SDK / raw socket -> local App Service front end -> relay -> (FaultProxy ->) Azure OpenAI emulator.
 After each fault the relay must still be healthy: liveness answers, the next
@@ -20,17 +20,17 @@ import pytest
 from devhost.emulator.answers import plan_answer
 from tests.reliability.common import (
     RELAY_TIMEOUT_S,
+    Proxied,
     assert_healthy,
     client,
     new_id,
     probe,
     records_for,
     sse_events,
-    user,
     wait_for_outcomes,
 )
-from tests.reliability.conftest import Proxied
 from tests.support import rawhttp
+from tests.support.chat import user
 from tests.support.stack import Stack
 
 

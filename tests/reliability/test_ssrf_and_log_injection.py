@@ -8,8 +8,9 @@ import openai
 import pytest
 
 from shared.config import ConfigError, load_settings
-from tests.reliability.common import client, new_id, records_for, user
+from tests.reliability.common import client, new_id, records_for
 from tests.support import rawhttp
+from tests.support.chat import user
 from tests.support.stack import Stack
 
 BASE = {"AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini", "APPLICATION_NAME": "app"}

@@ -2,9 +2,9 @@
 
 Load and soak tests need the relay's own view of its resources (asyncio tasks,
 open sockets, RSS), which no client can see. ``python -m tests.support.probe``
-runs ``devhost`` unchanged except that the host app is wrapped in
-:class:`ProbeMiddleware`; :func:`run_probed_stack` is ``run_stack`` with that
-module in place of ``devhost``. Never part of the deployed app.
+runs ``devhost`` with its host app wrapped in :class:`ProbeMiddleware`;
+:func:`run_probed_stack` is ``run_stack`` with that module in place of
+``devhost``. Never part of the deployed app.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from devhost.__main__ import main as serve_devhost
+from tests.support.stack import Stack, run_stack
 
 PROBE_PATH = "/_probe/stats"
 
@@ -57,36 +59,14 @@ class ProbeMiddleware:
 
 
 @contextlib.contextmanager
-def run_probed_stack(tmp_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[Any]:
-    """``tests.support.stack.run_stack``, with the relay process started as ``tests.support.probe``."""
-    from tests.support import stack
-
-    real = stack.run_python_module  # type: ignore[attr-defined]
-
-    def probed(module: str, *args: Any, **kwargs: Any) -> Any:
-        return real("tests.support.probe" if module == "devhost" else module, *args, **kwargs)
-
-    with mock.patch.object(stack, "run_python_module", probed):
-        running = stack.run_stack(tmp_dir, env)
-        started = running.__enter__()
-    try:
-        yield started
-    finally:
-        running.__exit__(None, None, None)
+def run_probed_stack(tmp_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[Stack]:
+    """``run_stack``, with the relay process started as ``tests.support.probe``."""
+    with run_stack(tmp_dir, env, module="tests.support.probe") as running:
+        yield running
 
 
 def main() -> None:
-    import devhost.__main__
-    import devhost.host
-
-    create_host_app = devhost.host.create_host_app
-
-    def probed_host_app(*args: Any, **kwargs: Any) -> ASGIApp:
-        return ProbeMiddleware(create_host_app(*args, **kwargs))
-
-    # devhost.__main__.main imports create_host_app from devhost.host when it starts serving.
-    devhost.host.create_host_app = probed_host_app
-    devhost.__main__.main()
+    serve_devhost(wrap=ProbeMiddleware)
 
 
 if __name__ == "__main__":

@@ -23,21 +23,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll ``url`` until it answers (any HTTP status) or ``timeout`` passes."""
+def wait_for_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None, interval: float = 0.05) -> float:
+    """Poll ``url`` until it answers (any HTTP status) or ``timeout`` passes; return the ``time.monotonic()`` it answered."""
     deadline = time.monotonic() + timeout
     while True:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
         try:
             with urllib.request.urlopen(url, timeout=1):
-                return
+                return time.monotonic()
         except urllib.error.HTTPError:
-            return
+            return time.monotonic()
         except (urllib.error.URLError, OSError):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not answer within {timeout}s") from None
-            time.sleep(0.05)
+            time.sleep(interval)
 
 
 @contextlib.contextmanager

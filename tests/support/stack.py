@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devhost import defaults
 from tests.support.servers import free_port, run_python_module
 
 APPLICATION_NAME = "contoso-chat-spa"
-DEPLOYMENTS = "gpt-4o-mini,gpt-4o"
+DEPLOYMENTS = ",".join(defaults.DEPLOYMENTS)
 
 
 @dataclass
@@ -52,7 +53,8 @@ class Stack:
 
 
 @contextlib.contextmanager
-def run_stack(tmp_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[Stack]:
+def run_stack(tmp_dir: Path, env: Mapping[str, str] | None = None, module: str = "devhost") -> Iterator[Stack]:
+    """``python -m devhost`` (or a ``module`` that serves it, such as tests.support.probe) with the emulators, on free ports."""
     port, emulator_port = free_port(), free_port()
     full_env = {
         "PORT": str(port),
@@ -66,5 +68,5 @@ def run_stack(tmp_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[S
     }
     log_path = tmp_dir / f"devhost-{port}.log"
     base = f"http://127.0.0.1:{port}"
-    with run_python_module("devhost", env=full_env, ready_url=f"{base}/api/healthz", log_path=log_path):
+    with run_python_module(module, env=full_env, ready_url=f"{base}/api/healthz", log_path=log_path):
         yield Stack(base, f"http://127.0.0.1:{emulator_port}", log_path)

@@ -1,13 +1,24 @@
-"""shared.client_ip: the caller's IP from trusted front-end headers (SPEC §5)."""
+"""shared.client_ip: the caller's IP from trusted front-end headers.
+
+Examples first, then properties: whatever headers arrive, the result is
+``None``, an IP, or (front-door mode only) a 403, and an address that comes
+out was in the header trusted for it, after normalization.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import string
+
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
 from shared.client_ip import MAX_HEADER_CHARS, client_ip_from_headers, parse_ip
 from shared.config import ClientIpPolicy
 from shared.errors import RelayError
+from tests.support.strategies import as_mapping, guid_like, header_sets, values_of
 
 FDID = "55ce4ed1-4b06-4bf1-b40e-4638452104da"
 APP_SERVICE = ClientIpPolicy()
@@ -220,3 +231,111 @@ def test_front_door_mode_refuses_requests_that_bypassed_it(case: str, headers: d
 def test_front_door_repeated_identical_fdid_is_accepted() -> None:
     headers = Headers(raw=[(b"x-azure-fdid", FDID.encode()), (b"x-azure-fdid", FDID.encode()), (b"x-azure-socketip", b"203.0.113.7")])
     assert client_ip_from_headers(headers, FRONT_DOOR) == "203.0.113.7"
+
+
+# --- properties ------------------------------------------------------------------------------
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+texts = st.text(max_size=40)
+
+ipv4 = st.ip_addresses(v=4).map(str)
+ipv6 = st.ip_addresses(v=6).map(str)
+ports = st.integers(0, 70000).map(str)
+addresses = st.one_of(
+    ipv4,
+    ipv6,
+    st.builds(lambda ip, p: f"{ip}:{p}", ipv4, ports),
+    st.builds(lambda ip, p: f"[{ip}]:{p}", ipv6, ports),
+    ipv6.map(lambda ip: f"[{ip}]"),
+    ipv4.map(lambda ip: f"::ffff:{ip}"),
+    ipv6.map(lambda ip: f"{ip}%eth0"),
+    st.text(alphabet=string.hexdigits + ":.[]% \t", max_size=45),
+    texts,
+)
+xff_values = st.lists(addresses, max_size=5).map(", ".join) | texts
+ip_headers = st.tuples(
+    header_sets(["client-ip", "x-client-ip"], addresses, max_size=2),
+    header_sets(["x-forwarded-for"], xff_values, max_size=2),
+    header_sets(["x-azure-socketip"], addresses, max_size=2),
+    header_sets(["x-azure-fdid"], st.sampled_from([FDID, FDID.upper(), f" {FDID}"]) | guid_like, max_size=2),
+).map(lambda parts: [pair for part in parts for pair in part])
+ip_policies = st.one_of(
+    st.just(ClientIpPolicy()),
+    st.integers(1, 4).map(lambda n: ClientIpPolicy("xff", hops=n)),
+    st.just(ClientIpPolicy("front-door", front_door_id=FDID)),
+)
+
+
+def normalized_candidates(value: str) -> set[str]:
+    """Every address ``value`` could spell, stripping a port or brackets, unmapped."""
+    value = value.strip(" \t")
+    found = set()
+    for candidate in (value, value.rsplit(":", 1)[0], value[1:].split("]", 1)[0]):
+        try:
+            address = ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        found.add(str(address))
+    return found
+
+
+@FAST
+@given(value=addresses | texts)
+def test_parse_ip_returns_a_normalized_address_that_was_in_the_input(value: str) -> None:
+    result = parse_ip(value)
+    if result is not None:
+        assert str(ipaddress.ip_address(result)) == result
+        assert "%" not in result
+        assert result in normalized_candidates(value)
+        assert parse_ip(result) == result
+
+
+@FAST
+@given(ip=st.ip_addresses(), port=st.none() | st.integers(0, 65535))
+def test_parse_ip_round_trips_every_address_with_and_without_port(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int | None
+) -> None:
+    expected = str(ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else ip)
+    written = str(ip) if port is None else (f"{ip}:{port}" if ip.version == 4 else f"[{ip}]:{port}")
+    assert parse_ip(written) == expected
+
+
+@FAST
+@given(pairs=ip_headers, fdid=st.sampled_from([FDID, FDID.upper(), f"{FDID} "]), starlette=st.booleans())
+def test_front_door_with_the_right_id_never_refuses(pairs: list[tuple[str, str]], fdid: str, starlette: bool) -> None:
+    pairs = [(k, v) for k, v in pairs if k.lower() != "x-azure-fdid"] + [("X-Azure-FDID", fdid)]
+    headers = as_mapping(pairs, starlette)
+    result = client_ip_from_headers(headers, ClientIpPolicy("front-door", front_door_id=FDID))
+    event("address" if result else "no address")
+    if result is not None:
+        assert any(result in normalized_candidates(value) for value in values_of(headers, "x-azure-socketip"))
+
+
+@FAST
+@given(pairs=ip_headers, policy=ip_policies, starlette=st.booleans())
+def test_client_ip_comes_only_from_the_trusted_header(pairs: list[tuple[str, str]], policy: ClientIpPolicy, starlette: bool) -> None:
+    headers = as_mapping(pairs, starlette)
+    try:
+        result = client_ip_from_headers(headers, policy)
+    except RelayError as error:
+        event("refused 403")
+        assert policy.kind == "front-door"
+        assert (error.status, error.code) == (403, "forbidden")
+        assert {v.strip(" \t").lower() for v in values_of(headers, "x-azure-fdid")} != {FDID}
+        return
+    event(f"{policy.kind}: {'no address' if result is None else 'address'}")
+    if result is None:
+        return
+    assert str(ipaddress.ip_address(result)) == result
+    xff_entries = ",".join(values_of(headers, "x-forwarded-for")).split(",")
+    if policy.kind == "front-door":
+        trusted = values_of(headers, "x-azure-socketip")
+    elif policy.kind == "xff":
+        trusted = [xff_entries[-policy.hops]]
+    elif values_of(headers, "client-ip"):
+        trusted = values_of(headers, "client-ip")
+    else:
+        trusted = [xff_entries[-1]]
+    assert any(result in normalized_candidates(value) for value in trusted)

@@ -1,4 +1,4 @@
-"""Configuration (SPEC §8): validated once, and a bad setting stops start-up with a message naming it."""
+"""shared.config: validated once, and a bad setting stops start-up with a message naming it."""
 
 from __future__ import annotations
 

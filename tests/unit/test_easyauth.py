@@ -1,23 +1,35 @@
-"""shared.easyauth: the caller from App Service Authentication headers (SPEC §4)."""
+"""shared.easyauth: the caller from App Service Authentication headers.
+
+Examples first, then properties: whatever header content arrives,
+``principal_from_headers`` returns a Principal or raises a 401/403
+RelayError, and never invents an identity.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
+import uuid
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
 from shared.config import AuthPolicy
 from shared.easyauth import (
     MAX_PRINCIPAL_HEADER_CHARS,
+    OID_CLAIMS,
+    TID_CLAIMS,
     Principal,
     principal_from_headers,
 )
 from shared.errors import RelayError
+from shared.values import is_guid
+from tests.support.strategies import as_mapping, guid_like, guids, header_sets, json_values, values_of
 
-# Verbatim from /work/shared/reference/azure-openai-wire.md (decoded X-MS-CLIENT-PRINCIPAL).
+# A decoded X-MS-CLIENT-PRINCIPAL as App Service sends it (claims after its default mapping; see docs/design.md).
 REFERENCE_PRINCIPAL = """{"auth_typ": "aad",
  "claims": [
   {"typ": "aud", "val": "api://6f1c2d3e-0000-4000-8000-000000000001"},
@@ -67,14 +79,13 @@ def reference() -> dict[str, Any]:
     return document
 
 
-def encode(document: object, *, urlsafe: bool = False, padded: bool = True) -> str:
-    data = json.dumps(document).encode()
+def b64(data: bytes, urlsafe: bool = False, padded: bool = True) -> str:
     text = (base64.urlsafe_b64encode(data) if urlsafe else base64.b64encode(data)).decode()
     return text if padded else text.rstrip("=")
 
 
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+def encode(document: object, *, urlsafe: bool = False, padded: bool = True) -> str:
+    return b64(json.dumps(document).encode(), urlsafe, padded)
 
 
 def with_claims(*claims: tuple[str, str], drop: tuple[str, ...] = (), **fields: Any) -> dict[str, Any]:
@@ -487,3 +498,161 @@ def test_provider_is_checked_before_identity_claims() -> None:
     """A Google caller has no oid: the answer is "wrong provider", not "malformed"."""
     document = {"auth_typ": "google", "claims": [{"typ": "sub", "val": "1234"}]}
     assert (refused(headers_for(document)).status, refused(headers_for(document)).code) == (403, "forbidden")
+
+
+# --- properties ------------------------------------------------------------------------------
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+texts = st.text(max_size=40)
+any_json = json_values(texts, finite=False, max_leaves=12)
+CLAIM_TYPES = [
+    *OID_CLAIMS,
+    *TID_CLAIMS,
+    "roles",
+    "http://schemas.microsoft.com/ws/2008/06/identity/claims/role",
+    "scp",
+    "http://schemas.microsoft.com/identity/claims/scope",
+    "idtyp",
+    "name",
+    "preferred_username",
+    "aud",
+]
+claims = st.lists(
+    st.fixed_dictionaries(
+        {"typ": st.sampled_from(CLAIM_TYPES) | texts, "val": guid_like | st.sampled_from(["app", "Relay.User", ""]) | texts}
+    )
+    | any_json,
+    max_size=8,
+)
+documents = st.fixed_dictionaries(
+    {},
+    optional={
+        "auth_typ": st.sampled_from(["aad", "AAD", "google", ""]) | any_json,
+        "claims": claims | any_json,
+        "name_typ": st.sampled_from(["name", "roles"]) | any_json,
+        "role_typ": st.sampled_from(["roles", "idtyp"]) | any_json,
+    },
+)
+
+
+principal_values = st.one_of(
+    texts,
+    st.builds(b64, st.binary(max_size=200), st.booleans(), st.booleans()),
+    st.builds(lambda d, u, p: b64(json.dumps(d).encode(), u, p), any_json, st.booleans(), st.booleans()),
+    st.builds(lambda d, u, p: b64(json.dumps(d).encode(), u, p), documents, st.booleans(), st.booleans()),
+)
+policies = st.just(AuthPolicy()) | st.builds(
+    AuthPolicy,
+    allowed_tenants=st.none() | st.frozensets(guids | guids.map(str.upper), max_size=2),
+    required_roles=st.frozensets(st.sampled_from(["Relay.User", "Relay.Admin"]), max_size=2),
+    allowed_audiences=st.none() | st.frozensets(guids | texts, max_size=2),
+    allow_app_tokens=st.booleans(),
+)
+
+
+@st.composite
+def near_valid_principal_headers(draw: st.DrawFn) -> list[tuple[str, str]]:
+    """An App Service-shaped principal for a random user, with random extra claims and headers."""
+    oid, tid = draw(guids), draw(guids)
+    base = [
+        {"typ": draw(st.sampled_from(sorted(OID_CLAIMS))), "val": draw(st.sampled_from([oid, oid.upper()]))},
+        {"typ": draw(st.sampled_from(sorted(TID_CLAIMS))), "val": tid},
+        {"typ": "aud", "val": draw(st.sampled_from(["api://relay", tid]))},
+        *draw(st.sampled_from([[], [{"typ": "scp", "val": "user_impersonation"}], [{"typ": "name", "val": "Ada"}]])),
+    ]
+    extra = draw(
+        st.lists(st.fixed_dictionaries({"typ": st.sampled_from(CLAIM_TYPES), "val": guid_like | st.just("Relay.User")}), max_size=4)
+    )
+    document = {
+        "auth_typ": draw(st.sampled_from(["aad", "AAD", "google"])),
+        "claims": draw(st.permutations(base + extra)),
+        "name_typ": "name",
+        "role_typ": "roles",
+    }
+    pairs = [("X-MS-CLIENT-PRINCIPAL", b64(json.dumps(document).encode(), draw(st.booleans()), draw(st.booleans())))]
+    principal_id = draw(st.none() | st.sampled_from([oid, oid.upper()]) | guid_like)
+    if principal_id is not None:
+        pairs.append(("X-MS-CLIENT-PRINCIPAL-ID", principal_id))
+    idp = draw(st.none() | st.sampled_from(["aad", "AAD", "google"]))
+    if idp is not None:
+        pairs.append(("x-ms-client-principal-idp", idp))
+    return pairs
+
+
+principal_headers = st.one_of(
+    header_sets(["x-ms-client-principal"], principal_values),
+    st.tuples(
+        header_sets(["x-ms-client-principal"], principal_values),
+        header_sets(["x-ms-client-principal-id"], guid_like | texts),
+        header_sets(["x-ms-client-principal-idp"], st.sampled_from(["aad", "AAD", "google"]) | texts),
+    ).map(lambda parts: parts[0] + parts[1] + parts[2]),
+    near_valid_principal_headers(),
+)
+
+
+def claims_of(headers: dict[str, str] | Headers) -> list[tuple[str, str]]:
+    """The claims of the one principal header, decoded independently of the code under test."""
+    (raw,) = set(values_of(headers, "x-ms-client-principal"))
+    raw = raw.strip(" \t").rstrip("=").replace("-", "+").replace("_", "/")
+    document = json.loads(base64.b64decode(raw + "=" * (-len(raw) % 4)))
+    return [(c["typ"], c["val"]) for c in document["claims"]]
+
+
+@FAST
+@given(pairs=principal_headers, policy=policies, starlette=st.booleans())
+def test_principal_is_decoded_or_refused_never_invented(pairs: list[tuple[str, str]], policy: AuthPolicy, starlette: bool) -> None:
+    check_principal(as_mapping(pairs, starlette), policy)
+
+
+@FAST
+@given(pairs=near_valid_principal_headers(), policy=policies, starlette=st.booleans())
+def test_near_valid_principal_is_decoded_or_refused_never_invented(
+    pairs: list[tuple[str, str]], policy: AuthPolicy, starlette: bool
+) -> None:
+    check_principal(as_mapping(pairs, starlette), policy)
+
+
+def check_principal(headers: dict[str, str] | Headers, policy: AuthPolicy) -> None:
+    try:
+        principal = principal_from_headers(headers, policy)
+    except RelayError as error:
+        event(f"refused {error.status}")
+        assert (error.status, error.code) in {(401, "unauthenticated"), (403, "forbidden")}
+        return
+    event("accepted")
+    present = claims_of(headers)
+    assert is_guid(principal.object_id) and principal.object_id == principal.object_id.lower()
+    assert is_guid(principal.tenant_id) and principal.tenant_id == principal.tenant_id.lower()
+    assert principal.object_id in {val.lower() for typ, val in present if typ in OID_CLAIMS}
+    assert principal.tenant_id in {val.lower() for typ, val in present if typ in TID_CLAIMS}
+    assert {val.lower() for typ, val in present if typ in OID_CLAIMS} == {principal.object_id}
+    assert principal.identity_provider == "aad"
+    assert principal.claims == tuple(present)
+    for value in values_of(headers, "x-ms-client-principal-id"):
+        assert value.strip(" \t").lower() == principal.object_id
+    if policy.allowed_tenants is not None:
+        assert principal.tenant_id in {t.lower() for t in policy.allowed_tenants}
+    if policy.allowed_audiences is not None:
+        assert principal.audience in policy.allowed_audiences
+    if policy.required_roles:
+        assert principal.roles & policy.required_roles
+    if not policy.allow_app_tokens:
+        assert not principal.is_app
+
+
+@FAST
+@given(oid=guid_like, tid=guid_like, typ_oid=st.sampled_from(sorted(OID_CLAIMS)), typ_tid=st.sampled_from(sorted(TID_CLAIMS)))
+def test_a_well_formed_principal_is_accepted_exactly_when_its_ids_are_ascii_guids(oid: str, tid: str, typ_oid: str, typ_tid: str) -> None:
+    document: dict[str, Any] = {
+        "auth_typ": "aad",
+        "claims": [{"typ": typ_oid, "val": oid}, {"typ": typ_tid, "val": tid}, {"typ": "scp", "val": "x"}],
+    }
+    headers = {"X-MS-CLIENT-PRINCIPAL": base64.b64encode(json.dumps(document).encode()).decode()}
+    try:
+        principal = principal_from_headers(headers, AuthPolicy())
+    except RelayError as error:
+        assert (error.status, error.code) == (401, "unauthenticated")
+        assert not (is_guid(oid) and is_guid(tid))
+        return
+    assert (principal.object_id, principal.tenant_id) == (oid.lower(), tid.lower())
+    uuid.UUID(principal.object_id)

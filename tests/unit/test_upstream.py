@@ -28,6 +28,9 @@ class NoAuth:
     async def after_rejection(self, sent: Mapping[str, str]) -> dict[str, str] | None:
         return None
 
+    async def aclose(self) -> None:
+        pass
+
 
 def _chunked(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)

@@ -2,7 +2,8 @@
 // Key mode: the Azure OpenAI key lives in Key Vault and the relay reads it with
 // its managed identity (the key never appears in app settings). Two origins
 // (production and staging), two deployments, a dated API version, and the
-// optional browser login flow with its client secret in the same vault.
+// optional browser login flow (a federated identity credential of the relay
+// identity, no client secret).
 using '../main.bicep'
 
 param environmentName = readEnvironmentVariable('AZURE_ENV_NAME', 'contracts-review')
@@ -30,7 +31,6 @@ param keyVaultResourceId = '/subscriptions/00000000-0000-4000-8000-0000000000bb/
 param openAiKeySecretName = 'aoai-api-key'
 
 param enableLoginFlow = true
-param loginClientSecretName = 'relay-contracts-review-client-secret'
 
 param requiredRoles = [
   'Relay.User'
@@ -39,6 +39,3 @@ param requiredRoles = [
 param maxTokens = 8192
 param maxBodyBytes = 8388608
 param upstreamTimeoutSeconds = 180
-
-// Defender for Cloud AI threat protection for this subscription.
-param enableDefenderForAI = true

@@ -6,8 +6,13 @@
 //   callers get 401 (never a redirect, never anonymous).
 // - HTTPS only, TLS 1.2 minimum, FTP and SCM basic-auth publishing disabled.
 // - No key or secret in app settings: the relay reaches Azure OpenAI, Key Vault,
-//   storage and Application Insights with its user-assigned identity.
-// - CORS lists the SPA origins only, never '*'.
+//   storage and Application Insights with its user-assigned identity, and the
+//   optional login flow redeems its codes with a federated identity credential
+//   of that identity instead of a client secret.
+// - CORS lists the SPA origins only, never '*' (main.bicep refuses http:// and
+//   localhost origins in production).
+// - In front-door and xff:N modes the site admits only that front end and the
+//   scm site only the deployers; everything else is denied.
 
 // ---- hosting -----------------------------------------------------------------
 
@@ -32,8 +37,14 @@ param identityId string
 @description('Client ID of the user-assigned managed identity.')
 param identityClientId string
 
-@description('Host storage account name (identity-based AzureWebJobsStorage).')
-param storageAccountName string
+@description('Blob service URI of the host storage account (identity-based AzureWebJobsStorage).')
+param hostStorageBlobUri string
+
+@description('Queue service URI of the host storage account.')
+param hostStorageQueueUri string
+
+@description('Table service URI of the host storage account.')
+param hostStorageTableUri string
 
 @description('URL of the blob container that holds the deployment package.')
 param deploymentContainerUrl string
@@ -61,7 +72,7 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
-// ---- relay configuration (SPEC §8) ------------------------------------------------
+// ---- relay configuration (README.md, Configuration) ---------------------------------
 
 @description('Azure OpenAI endpoint, e.g. https://myaoai.openai.azure.com')
 param openAiEndpoint string
@@ -108,6 +119,12 @@ param clientIpMode string = 'app-service'
 @description('Front Door profile ID (front-door mode).')
 param frontDoorId string = ''
 
+@description('xff:N mode: CIDR ranges of the reverse proxy in front of the relay.')
+param trustedProxyIpRanges array = []
+
+@description('front-door and xff:N modes: CIDR ranges allowed to reach the scm (deployment) site.')
+param scmAllowedIpRanges array = []
+
 param maxBodyBytes int = 4194304
 param maxTokens int = 4096
 param maxN int = 1
@@ -129,22 +146,36 @@ param allowedClientApplications array
 @minLength(1)
 param spaOrigins array
 
-@description('Enable the browser login flow (/.auth/login/aad, session cookie). Needs a client secret in Key Vault.')
+@description('Enable the browser login flow (/.auth/login/aad, session cookie). The relay API registration must trust the relay identity with a federated identity credential.')
 param enableLoginFlow bool = false
-
-@description('Key Vault secret URI of the relay app registration client secret (login flow only).')
-param loginClientSecretUri string = ''
 
 // ---- app settings ------------------------------------------------------------------
 
 var isKeyMode = openAiAuthMode == 'key'
-var loginSecretSettingName = 'MICROSOFT_PROVIDER_AUTHENTICATION_SECRET'
+// Easy Auth's "client secret setting name" that makes it use a federated
+// identity credential instead of a secret: the app setting of that name holds
+// the client ID of the user-assigned identity whose token Easy Auth presents as
+// the client assertion when it redeems the login flow's authorization code.
+// https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad#use-a-managed-identity-instead-of-a-secret-preview
+var ficAssertionSettingName = 'OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID'
 
 var baseAppSettings = [
-  // Functions host: identity-based storage (shared keys are off on the account).
+  // Functions host: identity-based storage (shared keys are off on the account),
+  // addressed by the account's own service URIs rather than by its name, so the
+  // host does not assume the public cloud's DNS suffix: the same settings work
+  // in sovereign clouds and with custom DNS.
+  // https://learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity
   {
-    name: 'AzureWebJobsStorage__accountName'
-    value: storageAccountName
+    name: 'AzureWebJobsStorage__blobServiceUri'
+    value: hostStorageBlobUri
+  }
+  {
+    name: 'AzureWebJobsStorage__queueServiceUri'
+    value: hostStorageQueueUri
+  }
+  {
+    name: 'AzureWebJobsStorage__tableServiceUri'
+    value: hostStorageTableUri
   }
   {
     name: 'AzureWebJobsStorage__credential'
@@ -168,7 +199,7 @@ var baseAppSettings = [
     name: 'PYTHON_ENABLE_INIT_INDEXING'
     value: '1'
   }
-  // The relay (SPEC §8).
+  // The relay (README.md, Configuration).
   {
     name: 'AZURE_CLIENT_ID'
     value: identityClientId
@@ -247,12 +278,11 @@ var keyModeAppSettings = [
   }
 ]
 
-// Login flow: the client secret as a Key Vault reference, resolved by the
-// platform with the user-assigned identity (keyVaultReferenceIdentity).
+// Login flow: the identity whose federated credential replaces the client secret.
 var loginFlowAppSettings = [
   {
-    name: loginSecretSettingName
-    value: '@Microsoft.KeyVault(SecretUri=${loginClientSecretUri})'
+    name: ficAssertionSettingName
+    value: identityClientId
   }
 ]
 
@@ -272,6 +302,50 @@ var appSettings = concat(baseAppSettings, isKeyMode ? keyModeAppSettings : [], e
 var allowedApplications = enableLoginFlow ? union(allowedClientApplications, [
   authClientId
 ]) : allowedClientApplications
+
+// ---- inbound access ----------------------------------------------------------------------
+
+// front-door and xff:N take the client IP from a header only the front end may
+// set: a caller reaching *.azurewebsites.net directly could set it too. So in
+// those modes the site admits only the front end and denies everything else,
+// and the scm (deployment) site, which is not behind the front end, admits only
+// scmAllowedIpRanges. Front Door is identified by its backend service tag plus
+// its profile ID header, because the tag alone covers every Front Door profile.
+// https://learn.microsoft.com/azure/app-service/app-service-ip-restrictions#restrict-access-to-a-specific-azure-front-door-instance
+// https://learn.microsoft.com/azure/frontdoor/origin-security
+var isFrontDoorMode = clientIpMode == 'front-door'
+var isProxyMode = startsWith(clientIpMode, 'xff:')
+var lockedDown = isFrontDoorMode || isProxyMode
+var frontDoorRules = [
+  {
+    name: 'azure-front-door'
+    description: 'Only this Azure Front Door profile'
+    action: 'Allow'
+    priority: 100
+    tag: 'ServiceTag'
+    ipAddress: 'AzureFrontDoor.Backend'
+    headers: {
+      'x-azure-fdid': [
+        frontDoorId
+      ]
+    }
+  }
+]
+var proxyRules = [for (range, i) in trustedProxyIpRanges: {
+  name: 'trusted-proxy-${i}'
+  description: 'The reverse proxy in front of the relay'
+  action: 'Allow'
+  priority: 100 + i
+  ipAddress: range
+}]
+var scmRules = [for (range, i) in scmAllowedIpRanges: {
+  name: 'deployment-${i}'
+  description: 'Code deployment'
+  action: 'Allow'
+  priority: 100 + i
+  ipAddress: range
+}]
+var siteRules = isFrontDoorMode ? frontDoorRules : (isProxyMode ? proxyRules : [])
 
 // ---- resources ------------------------------------------------------------------------
 
@@ -313,11 +387,15 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
     httpsOnly: true
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
-    keyVaultReferenceIdentity: identityId
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       http20Enabled: true
+      ipSecurityRestrictions: siteRules
+      ipSecurityRestrictionsDefaultAction: lockedDown ? 'Deny' : 'Allow'
+      scmIpSecurityRestrictionsUseMain: false
+      scmIpSecurityRestrictions: lockedDown ? scmRules : []
+      scmIpSecurityRestrictionsDefaultAction: lockedDown ? 'Deny' : 'Allow'
       cors: {
         allowedOrigins: spaOrigins
         // Bearer tokens need no credentials; the session cookie of the
@@ -367,11 +445,11 @@ resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2
 }
 
 // Easy Auth v2. The relay trusts the X-MS-CLIENT-PRINCIPAL headers only
-// because this is on (SPEC §4), so nothing here may be made optional.
+// because this is on (SECURITY.md, threat 4), so nothing here may be made optional.
 resource authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
   //checkov:skip=CKV_AZURE_13:False positive: the check only understands v1 'authsettings' (properties.enabled). This is authsettingsV2 with platform.enabled = true and requireAuthentication = true, asserted by tests/infra.
   //checkov:skip=CKV_AZURE_63:False positive: HTTP logging is a field of the 'web' config, not of authsettingsV2. Requests are logged to Application Insights.
-  //checkov:skip=CKV_AZURE_65:False positive: detailed error pages are a 'web' config field (IIS); the relay returns its own JSON errors without stack traces (SPEC §3).
+  //checkov:skip=CKV_AZURE_65:False positive: detailed error pages are a 'web' config field (IIS); the relay returns its own JSON errors without stack traces.
   //checkov:skip=CKV_AZURE_66:False positive: failed request tracing is a 'web' config field (IIS); failures are traced in Application Insights.
   //checkov:skip=CKV_AZURE_80:False positive: .NET Framework version is a 'web' config field; the relay runs Python.
   //checkov:skip=CKV_AZURE_88:False positive: Azure Files content shares do not exist on Flex Consumption (deployment is a blob container).
@@ -405,8 +483,8 @@ resource authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
         registration: {
           clientId: authClientId
           openIdIssuer: authOpenIdIssuer
-          // Only the login flow needs a secret; bearer validation does not.
-          clientSecretSettingName: enableLoginFlow ? loginSecretSettingName : null
+          // Only the login flow redeems codes; bearer validation needs no client credential.
+          clientSecretSettingName: enableLoginFlow ? ficAssertionSettingName : null
         }
         validation: {
           allowedAudiences: allowedAudiences

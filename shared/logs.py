@@ -1,8 +1,9 @@
-"""One structured log line per request (DEVELOPERS "Logs").
+"""The relay's structured log lines: one JSON object per line, one line per request.
 
 Identity, deployment, status, latency and token counts only: never prompts,
-completions, tokens or keys. Values are JSON-encoded, so a hostile header
-cannot forge a log line.
+completions, tokens or keys. Every line is built by :func:`log_event`, which
+JSON-encodes all values (non-ASCII escaped), so a hostile header or message
+cannot break a line in two or forge a field.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-logger = logging.getLogger("relay.request")
+request_logger = logging.getLogger("relay.request")
 # Client libraries that log every HTTP call at INFO: their lines would break "one line per request".
 _CHATTY_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity")
+_USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
 def quiet_client_loggers() -> None:
@@ -23,8 +25,16 @@ def quiet_client_loggers() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
+    """Write ``{"event": event, **fields}`` as one JSON line."""
+    if logger.isEnabledFor(level):
+        logger.log(level, json.dumps({"event": event, **fields}, separators=(",", ":"), default=str))
+
+
 @dataclass
 class RequestLog:
+    """What the request's log line will say; :meth:`emit` writes it once the status is known."""
+
     request_id: str
     route: str
     started: float = field(default_factory=time.perf_counter)
@@ -40,8 +50,7 @@ class RequestLog:
     def emit(self, status: int, code: str | None = None) -> None:
         self.status = status
         self.code = code
-        record: dict[str, Any] = {
-            "event": "relay.request",
+        fields: dict[str, Any] = {
             "request_id": self.request_id,
             "route": self.route,
             "oid": self.oid,
@@ -54,9 +63,5 @@ class RequestLog:
             "latency_ms": round((time.perf_counter() - self.started) * 1000, 2),
         }
         if self.usage:
-            for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
-                value = self.usage.get(name)
-                if isinstance(value, int):
-                    record[name] = value
-        level = logging.WARNING if status >= 500 else logging.INFO
-        logger.log(level, json.dumps(record, separators=(",", ":")))
+            fields.update({name: value for name in _USAGE_FIELDS if isinstance(value := self.usage.get(name), int)})
+        log_event(request_logger, logging.WARNING if status >= 500 else logging.INFO, "relay.request", **fields)

@@ -1,20 +1,33 @@
-"""The handlers themselves, without the dev host: the Easy Auth gate, identity policy, input errors."""
+"""shared.relay: the handlers without a server, the Easy Auth gate, identity policy, input errors, and how a stream ends.
+
+Examples first; then properties: whatever the body, the answer is never a 500
+and the ``user_security_context`` sent upstream is exactly the one built from
+the Easy Auth principal and the front end's ``client-ip``; whatever the
+upstream stream does, it is closed and the request's log line written.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from devhost.easyauth import principal_headers
 from shared.config import Settings, load_settings
+from shared.errors import RelayError, upstream_error, upstream_timeout
 from shared.relay import Relay
 from shared.upstream import Upstream
-from tests.support.asgi import call
+from tests.support.asgi import call, make_request
+from tests.support.strategies import BODY_SETTINGS as SETTINGS
+from tests.support.strategies import bodies, split, sse_noise, well_formed_events
 
 OID = "1b2c3d4e-0000-4000-8000-000000000003"
 TID = "72f988bf-0000-4000-8000-000000000002"
@@ -198,3 +211,107 @@ async def test_an_unexpected_failure_is_a_500_in_the_openai_shape_without_a_trac
     status, payload = await chat(r, headers_for(user_claims()))
     assert_error(status, payload, 500, "internal_error")
     assert "secret internal detail" not in json.dumps(payload)
+
+
+# --- properties ------------------------------------------------------------------------------
+
+FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXPECTED_CONTEXT = {"application_name": "contoso-chat-spa", "end_user_id": OID, "end_user_tenant_id": TID, "source_ip": "203.0.113.7"}
+
+
+class CapturingUpstream:
+    """Records what the relay would send to Azure OpenAI, then answers 502 (nothing is streamed)."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def open(self, body: dict[str, Any], request_id: str) -> Any:
+        self.sent.append(json.loads(json.dumps(body)))
+        raise RelayError(502, "upstream_error", "stub")
+
+    async def aclose(self) -> None:
+        pass
+
+
+TRUSTED_HEADERS = {
+    **{k.decode(): v.decode() for k, v in principal_headers({"oid": OID, "tid": TID, "scp": "user_impersonation", "name": "Ada"})},
+    "client-ip": "203.0.113.7:51234",
+}
+
+
+@FAST
+@given(body=bodies.map(lambda b: json.dumps(b).encode()) | st.binary(max_size=200))
+def test_no_body_gets_a_500_or_changes_the_security_context(body: bytes) -> None:
+    upstream = CapturingUpstream()
+
+    async def factory(settings: Settings) -> Upstream:
+        return upstream  # type: ignore[return-value]
+
+    relay = Relay(SETTINGS, factory)
+    response = asyncio.run(relay.chat_completions(make_request("POST", "/api/v1/chat/completions", TRUSTED_HEADERS, body)))
+    assert response.status_code in {400, 413, 502}, response.body
+    payload = json.loads(bytes(response.body))
+    assert set(payload["error"]) >= {"message", "type", "param", "code"}
+    for sent in upstream.sent:
+        assert sent["user_security_context"] == EXPECTED_CONTEXT
+        assert "data_sources" not in sent and "user" not in sent
+
+
+class StreamingUpstream:
+    """An Azure OpenAI client whose stream delivers ``pieces``, then raises ``error`` (if any)."""
+
+    def __init__(self, pieces: list[bytes], error: BaseException | None) -> None:
+        self.pieces, self.error, self.closed = pieces, error, False
+
+    async def open(self, body: dict[str, Any], request_id: str) -> StreamingUpstream:
+        return self
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces:
+            yield piece
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self.closed = True
+
+
+STREAM_BODY = json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+
+
+@FAST
+@given(
+    stream=sse_noise | well_formed_events,
+    cuts=st.lists(st.integers(0, 10**6), max_size=8),
+    error=st.sampled_from([None, upstream_timeout(), upstream_error("The stream from Azure OpenAI broke off.")]),
+)
+def test_however_a_stream_ends_the_upstream_is_closed_and_its_status_logged(stream: bytes, cuts: list[int], error: BaseException | None) -> None:
+    upstream = StreamingUpstream(split(stream, cuts), error)
+
+    async def factory(settings: Settings) -> Upstream:
+        return upstream  # type: ignore[return-value]
+
+    async def run() -> tuple[bytes, list[dict[str, Any]]]:
+        lines: list[dict[str, Any]] = []
+        handler = logging.Handler()
+        handler.emit = lambda record: lines.append(json.loads(record.getMessage()))  # type: ignore[method-assign]
+        request_logger = logging.getLogger("relay.request")
+        request_logger.addHandler(handler)
+        request_logger.setLevel(logging.INFO)
+        try:
+            response = await Relay(SETTINGS, factory).chat_completions(
+                make_request("POST", "/api/v1/chat/completions", TRUSTED_HEADERS, STREAM_BODY)
+            )
+            out = b"".join([piece async for piece in response.body_iterator])  # type: ignore[attr-defined]
+        finally:
+            request_logger.removeHandler(handler)
+        return out, lines
+
+    out, lines = asyncio.run(run())
+    assert upstream.closed
+    [line] = lines
+    if out.endswith(b"data: [DONE]\n\n") and error is None:
+        assert line["status"] == 200
+    else:
+        assert out.count(b"event: error\n") == 1
+        assert (line["status"], line["code"]) in {(502, "upstream_error"), (504, "upstream_timeout")}

@@ -1,0 +1,26 @@
+"""The local host's defaults, in one place: ports, the emulated platform's secrets and names.
+
+None of these is a secret: they only let local processes that trust each other
+agree (the relay and the managed identity emulator share ``IDENTITY_HEADER`` as
+App Service's front end and worker share theirs). Each can be overridden by the
+environment variable named in README.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PORT = 7071
+EMULATOR_PORT = 7072
+# Key Vault listens on the next port (HTTPS), unless EMULATOR_KEYVAULT_PORT says otherwise.
+KEYVAULT_PORT_OFFSET = 1
+DEPLOYMENTS = ("gpt-4o-mini", "gpt-4o")
+APPLICATION_NAME = "local-dev-spa"
+# The dev tokens' audience, as an Entra app registration's Application ID URI would be.
+AUDIENCE = "api://relay-local"
+IDENTITY_HEADER = "local-identity-header"
+API_KEY = "local-aoai-key"
+KEY_SECRET_NAME = "azure-openai-key"  # noqa: S105 - the secret's name, not its value
+# Files the local host writes (the emulator's CA); gitignored, never deployed.
+STATE_DIR = Path(__file__).resolve().parent.parent / ".devhost"
+CA_FILE = STATE_DIR / "emulator-ca.pem"

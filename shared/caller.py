@@ -1,0 +1,46 @@
+"""Who is calling, as the platform vouched for it: the Easy Auth principal and the client IP.
+
+Pure: reads headers and settings, raises :class:`RelayError` (503, 401 or 403).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shared.client_ip import client_ip_from_headers
+from shared.config import Settings
+from shared.easyauth import Principal, principal_from_headers
+from shared.errors import RelayError
+from shared.security_context import build_security_context
+
+
+@dataclass(frozen=True)
+class Caller:
+    principal: Principal
+    source_ip: str | None
+
+    def security_context(self, application_name: str) -> dict[str, str]:
+        """The ``user_security_context`` Azure OpenAI receives for this caller."""
+        return build_security_context(application_name, self.principal.object_id, self.principal.tenant_id, self.source_ip)
+
+
+def easy_auth_disabled() -> RelayError:
+    return RelayError(
+        503,
+        "easy_auth_disabled",
+        "App Service Authentication (Easy Auth) is not enabled on this instance; the relay refuses to serve.",
+        error_type="api_error",
+    )
+
+
+def identify_caller(headers: Mapping[str, str], settings: Settings) -> Caller:
+    """The caller of this request.
+
+    Without Easy Auth the identity headers could be forged, so the relay fails
+    closed (503) unless the platform says Easy Auth is on.
+    """
+    if not settings.easy_auth_enabled:
+        raise easy_auth_disabled()
+    principal = principal_from_headers(headers, settings.auth_policy)
+    return Caller(principal, client_ip_from_headers(headers, settings.client_ip))
