@@ -6,6 +6,7 @@ Microsoft Defender for Cloud / user security context" (learn.microsoft.com); the
 accepted from 2025-01-01-preview and in v1, an older dated version rejects it as an
 unrecognized argument. A dated path without ``api-version`` is a 404 "Resource not found"
 (MicrosoftDocs/azure-docs#114602). Response shapes: :mod:`devhost.emulator.shapes`;
+what is answered (text, JSON, tool calls): :mod:`devhost.emulator.replies`;
 behaviours on demand: :mod:`devhost.emulator.directives`.
 """
 
@@ -25,9 +26,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from devhost.emulator import shapes
-from devhost.emulator.answers import Answer, last_user_text, plan_answer
+from devhost.emulator.answers import Answer, last_user_text
 from devhost.emulator.directives import DirectiveError, Directives, parse_directives
 from devhost.emulator.records import Outcome, RequestRecord
+from devhost.emulator.replies import parse_features, plan_reply
+from devhost.emulator.request_errors import InvalidRequest
 from devhost.emulator.state import EmulatorState, get_state
 from devhost.emulator.transport import (
     DropConnection,
@@ -40,7 +43,7 @@ from devhost.jwt import InvalidToken
 COGNITIVE_SERVICES_AUDIENCE = "https://cognitiveservices.azure.com"
 USC_FIELDS = ("application_name", "end_user_id", "end_user_tenant_id", "source_ip")
 USC_FIRST_DATED_VERSION = "2025-01-01"
-MIDSTREAM_FAIL_AFTER_WORDS = 3
+MIDSTREAM_FAIL_AFTER_PIECES = 3
 
 
 class _Rejected(Exception):
@@ -83,6 +86,7 @@ async def _chat(request: Request, path_deployment: str | None, api_version: str 
             raise _Rejected(401, auth_error)
         deployment = _validate(body, path_deployment, api_version, record, state.config.deployments)
         directives = _directives(body["messages"])
+        answer = _answer(deployment, body, directives)
         if await sleep_unless_disconnected(request.receive, directives.slow_s):
             record.finish(None, "cancelled")
             return Response(status_code=499)
@@ -93,7 +97,6 @@ async def _chat(request: Request, path_deployment: str | None, api_version: str 
     if directives.disconnect:
         record.finish(None, "failed")
         return DropConnection()
-    answer = _answer(deployment, body, directives)
     if record.stream:
         return _stream(state, record, deployment, answer, directives, body)
     return _complete(record, deployment, answer, directives)
@@ -221,11 +224,15 @@ def _raise_for_directives(directives: Directives, api_version: str | None) -> No
 
 
 def _answer(deployment: str, body: dict[str, Any], directives: Directives) -> Answer:
-    cap = body.get("max_completion_tokens") or body.get("max_tokens")
-    answer = plan_answer(deployment, body["messages"], directives.words, cap)
+    try:
+        answer = plan_reply(deployment, body, parse_features(body), directives)
+    except InvalidRequest as invalid:
+        raise _Rejected(400, shapes.openai_error(invalid.message, invalid.param, invalid.code)) from None
+    except DirectiveError as exc:
+        raise _Rejected(400, shapes.openai_error(str(exc), "messages")) from None
     if directives.output_filter:
-        kept = answer.words[: max(1, len(answer.words) // 2)]
-        answer = dataclasses.replace(answer, words=kept, finish_reason="content_filter")
+        kept = answer.pieces[: max(1, len(answer.pieces) // 2)]
+        answer = dataclasses.replace(answer, pieces=kept, finish_reason="content_filter")
     return answer
 
 
@@ -276,24 +283,12 @@ async def _events(deployment: str, answer: Answer, directives: Directives, inclu
         return shapes.sse(shapes.chunk(completion_id, created, deployment, choice))
 
     yield shapes.sse(shapes.stream_prologue())
-    yield chunk(
-        {
-            "delta": {"role": "assistant", "content": "", "refusal": None},
-            "finish_reason": None,
-            "content_filter_results": {},
-        }
-    )
-    pieces = answer.pieces[:MIDSTREAM_FAIL_AFTER_WORDS] if directives.midstream_fail else answer.pieces
-    for index, piece in enumerate(pieces):
+    role, *deltas = shapes.stream_deltas(answer)
+    yield chunk(role)
+    for index, delta in enumerate(deltas[:MIDSTREAM_FAIL_AFTER_PIECES] if directives.midstream_fail else deltas):
         if directives.bad_json and index == 1:
             yield b'data: {"id": "chatcmpl-broken", "choices": [\n\n'
-        yield chunk(
-            {
-                "delta": {"content": piece},
-                "finish_reason": None,
-                "content_filter_results": shapes.filter_results(),
-            }
-        )
+        yield chunk(delta)
         if delay:
             await asyncio.sleep(delay)
     if directives.midstream_fail:

@@ -13,6 +13,7 @@
 | ``midstream_fail`` | stream a few chunks, then drop the connection mid-body |
 | ``bad_json`` | 200 whose body (or an SSE data line) is not JSON |
 | ``disconnect`` | close the connection before sending any response |
+| ``tool_call[=NAME,...]`` | call tools (the named functions, in order; without names, as docs/emulators.md says) |
 
 An unknown name or a bad value is a 400, so a typo in a test cannot pass silently.
 """
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from devhost.emulator.tool_names import is_function_name
 
 _DIRECTIVE = re.compile(r"\[emulate:([a-z_]+)(?:=([^\]\s]*))?\]")
 _FLAGS = frozenset(
@@ -53,6 +56,7 @@ class Directives:
     slow_s: float = 0.0
     chunk_delay_ms: int = 0
     words: int | None = None
+    tool_call: tuple[str, ...] | None = None
 
 
 def strip_directives(text: str) -> str:
@@ -75,9 +79,18 @@ def parse_directives(text: str) -> Directives:
             values["slow_s"] = _number(name, raw, float, 0, 600)
         elif name in ("chunk_delay_ms", "words"):
             values[name] = _number(name, raw, int, 0 if name == "chunk_delay_ms" else 1, 100_000)
+        elif name == "tool_call":
+            values["tool_call"] = _function_names(raw)
         else:
             raise DirectiveError(f"unknown emulator directive {name!r}")
     return Directives(**values)  # type: ignore[arg-type]
+
+
+def _function_names(raw: str | None) -> tuple[str, ...]:
+    names = tuple(raw.split(",")) if raw else ()
+    if not all(is_function_name(name) for name in names):
+        raise DirectiveError("emulator directive 'tool_call' takes function names separated by commas")
+    return names
 
 
 def _number(name: str, raw: str | None, kind: type[int | float], low: float, high: float) -> int | float:

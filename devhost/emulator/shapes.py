@@ -8,6 +8,15 @@ filtering" (learn.microsoft.com/azure/ai-services/openai/reference,
 ``content_filter_results``; content chunks with per-category results. Error texts as
 the service sends them (seen in Azure-Samples/azure-search-openai-demo#458,
 MicrosoftDocs/azure-docs#114602, chatboxai/chatbox#646).
+
+Tool calls as Azure streams them (hyperf/odin's Azure OpenAI client tests, a captured
+gpt-4o stream; the same order in openai/openai-python's recorded streams,
+.inline-snapshot/external/2018feb66ae1*.bin and f82268f2fefd*.bin): the first chunk carries
+``role`` with ``content: null`` and ``tool_calls[{index, id, type: "function", function:
+{name, arguments: ""}}]``; then chunks with ``tool_calls[{index, function: {arguments:
+<piece>}}]``; each further call opens with its own ``{index, id, type, function}`` chunk;
+then a chunk with ``finish_reason: "tool_calls"``. Tool-call chunks carry empty
+``content_filter_results`` (the Azure capture above).
 """
 
 from __future__ import annotations
@@ -59,6 +68,16 @@ def prompt_filter_results() -> list[dict[str, Any]]:
 def completion(completion_id: str, created: int, deployment: str, answer: Answer) -> dict[str, Any]:
     """Non-streamed ``chat.completion``; an output-filtered choice has no content (Azure's usual behaviour)."""
     output_filtered = answer.finish_reason == "content_filter"
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": None if output_filtered or answer.tool_calls else answer.text,
+        "refusal": None,
+        "annotations": [],
+    }
+    if answer.tool_calls:
+        message["tool_calls"] = [
+            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}} for call in answer.tool_calls
+        ]
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -71,12 +90,7 @@ def completion(completion_id: str, created: int, deployment: str, answer: Answer
                 "index": 0,
                 "finish_reason": answer.finish_reason,
                 "logprobs": None,
-                "message": {
-                    "role": "assistant",
-                    "content": None if output_filtered else answer.text,
-                    "refusal": None,
-                    "annotations": [],
-                },
+                "message": message,
                 "content_filter_results": filter_results("violence" if output_filtered else None),
             }
         ],
@@ -93,6 +107,29 @@ def chunk(completion_id: str, created: int, deployment: str, choice: dict[str, A
         "system_fingerprint": "fp_emulator",
         "choices": [] if choice is None else [{"index": 0, "logprobs": None, **choice}],
     }
+
+
+def stream_deltas(answer: Answer) -> list[dict[str, Any]]:
+    """The streamed choices before the finishing one: the role chunk, then content pieces or tool calls."""
+    if not answer.tool_calls:
+        role = {"delta": {"role": "assistant", "content": "", "refusal": None}, "finish_reason": None, "content_filter_results": {}}
+        pieces = [
+            {"delta": {"content": piece}, "finish_reason": None, "content_filter_results": filter_results()} for piece in answer.pieces
+        ]
+        return [role, *pieces]
+    deltas: list[dict[str, Any]] = []
+    for index, call in enumerate(answer.tool_calls):
+        opening = {"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+        first = (
+            {"role": "assistant", "content": None, "tool_calls": [opening], "refusal": None} if index == 0 else {"tool_calls": [opening]}
+        )
+        deltas.append(_tool_chunk(first))
+        deltas.extend(_tool_chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}) for piece in call.pieces)
+    return deltas
+
+
+def _tool_chunk(delta: dict[str, Any]) -> dict[str, Any]:
+    return {"delta": delta, "finish_reason": None, "content_filter_results": {}}
 
 
 def stream_prologue() -> dict[str, Any]:

@@ -24,6 +24,16 @@ def test_parse_values_and_defaults() -> None:
         parse_directives("[emulate:bad_json=1]")
 
 
+def test_tool_call_directive_takes_optional_function_names() -> None:
+    assert parse_directives("[emulate:tool_call]").tool_call == ()
+    assert parse_directives("[emulate:tool_call=get_weather,get_time]").tool_call == ("get_weather", "get_time")
+    assert parse_directives("plain").tool_call is None
+    with pytest.raises(DirectiveError, match="function names"):
+        parse_directives("[emulate:tool_call=get.weather]")
+    with pytest.raises(DirectiveError, match="function names"):
+        parse_directives("[emulate:tool_call=a,,b]")
+
+
 def test_strip_leaves_the_words() -> None:
     assert strip_directives("tell [emulate:words=3] me").split() == ["tell", "me"]
 

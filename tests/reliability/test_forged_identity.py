@@ -123,7 +123,7 @@ def body_attempts() -> list[dict[str, Any]]:
         {"messages": [{"role": "user", "content": "hi", "name": MALLORY_OID, "user_security_context": usc}]},
         {"messages": [{"role": "system", "content": json.dumps({"user_security_context": usc})}, {"role": "user", "content": "hi"}]},
         {"stream_options": {"include_usage": True, "user_security_context": usc}, "stream": True},
-        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"user_security_context": usc}}}]},
+        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "user_security_context": usc}}}]},
         {"user_security_context": "x" * 60_000},
     ]
     return attempts

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
 from devhost.easyauth import principal_headers
+from devhost.emulator.json_schema import FORMATS
 from shared.caller import identify_caller
 from shared.config import load_settings
 from shared.request_policy import ALLOWED_PARAMETERS
@@ -176,3 +178,87 @@ sse_noise = st.lists(
     ),
     max_size=10,
 ).map(b"".join)
+
+
+# JSON Schemas inside the emulator's subset; ``strict=True`` keeps to Azure's strict rules.
+SCHEMA_NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
+SCHEMA_SCALARS = st.none() | st.booleans() | st.integers(-1000, 1000) | st.text(max_size=8)
+
+
+@st.composite
+def strings(draw: st.DrawFn, strict: bool) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if strict:
+        return schema
+    if draw(st.booleans()):
+        schema["format"] = draw(st.sampled_from(sorted(FORMATS)))
+        return schema
+    low = draw(st.none() | st.integers(0, 30))
+    if low is not None:
+        schema["minLength"] = low
+    high = draw(st.none() | st.integers(low or 0, 40))
+    if high is not None:
+        schema["maxLength"] = high
+    return schema
+
+
+@st.composite
+def numbers(draw: st.DrawFn, strict: bool) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": draw(st.sampled_from(["integer", "number"]))}
+    if strict:
+        return schema
+    step = draw(st.none() | st.integers(1, 5))
+    low = draw(st.none() | st.integers(-50, 50) | st.sampled_from([-2.5, 0.5, 7.25]))
+    high = draw(st.none() | st.integers(-50, 50))
+    if low is not None and high is not None:
+        high = low + 2 * (step or 1) + draw(st.integers(2, 40))
+    if low is not None:
+        schema["exclusiveMinimum" if draw(st.booleans()) else "minimum"] = low
+    if high is not None:
+        schema["exclusiveMaximum" if draw(st.booleans()) else "maximum"] = high
+    if step is not None:
+        schema["multipleOf"] = step
+    return schema
+
+
+def leaves(strict: bool) -> st.SearchStrategy[dict[str, Any]]:
+    return st.one_of(
+        strings(strict),
+        numbers(strict),
+        st.just({"type": "boolean"}),
+        st.just({"type": "null"}),
+        st.lists(SCHEMA_SCALARS, min_size=1, max_size=4).map(lambda values: {"enum": values}),
+        st.lists(st.text(max_size=6), min_size=1, max_size=4).map(lambda values: {"type": ["string", "null"], "enum": [*values, None]}),
+        SCHEMA_SCALARS.map(lambda value: {"const": value}),
+    )
+
+
+@st.composite
+def objects(draw: st.DrawFn, children: st.SearchStrategy[dict[str, Any]], strict: bool) -> dict[str, Any]:
+    properties = draw(st.dictionaries(SCHEMA_NAMES, children, max_size=4))
+    names = list(properties)
+    required = names if strict else [name for name in names if draw(st.booleans())]
+    additional = False if strict else draw(st.booleans())
+    return {"type": "object", "title": "Thing", "properties": properties, "required": required, "additionalProperties": additional}
+
+
+@st.composite
+def arrays(draw: st.DrawFn, children: st.SearchStrategy[dict[str, Any]], strict: bool) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "array", "items": draw(children), "description": "a list"}
+    if not strict:
+        low = draw(st.integers(0, 3))
+        schema["minItems"] = low
+        if draw(st.booleans()):
+            schema["maxItems"] = draw(st.integers(low, 5))
+    return schema
+
+
+def json_schemas(strict: bool) -> st.SearchStrategy[dict[str, Any]]:
+    def extend(children: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
+        return st.one_of(
+            objects(children, strict),
+            arrays(children, strict),
+            st.lists(children, min_size=1, max_size=3).map(lambda branches: {"anyOf": branches}),
+        )
+
+    return st.recursive(leaves(strict), extend, max_leaves=12)
