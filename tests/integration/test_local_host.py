@@ -192,6 +192,7 @@ def test_dev_sign_in_sets_the_session_cookie_and_the_relay_sees_that_user(http: 
     assert me.json()["principal"] == {
         "object_id": ADA_OID,
         "tenant_id": ADA_TID,
+        "home_tenant_id": None,
         "name": "Ada Lovelace",
         "identity_provider": "aad",
         "roles": ["Relay.User"],

@@ -113,7 +113,7 @@ def test_forged_principal_without_a_token_is_401(stack: Stack) -> None:
     [
         ({"user_security_context": {"end_user_id": MALLORY_OID}}, "user_security_context"),
         ({"data_sources": [{"type": "azure_search", "parameters": {"endpoint": "https://evil.search.windows.net"}}]}, "data_sources"),
-        ({"user": MALLORY_OID}, "user"),
+        ({"web_search_options": {}}, "web_search_options"),
     ],
 )
 def test_smuggled_parameters_are_rejected_before_reaching_azure(stack: Stack, extra: dict[str, Any], param: str) -> None:
@@ -149,14 +149,21 @@ def test_max_tokens_is_capped_in_what_azure_receives(stack: Stack) -> None:
     assert last_record(stack)["body"]["max_tokens"] == 100
 
 
-def test_request_id_is_echoed_when_sane(stack: Stack) -> None:
+def test_each_request_gets_its_own_id_and_a_sane_caller_id_is_kept_beside_it(stack: Stack) -> None:
+    """The caller chooses its x-request-id, so two requests can share it; the relay's own ID never repeats."""
     sdk = client(stack, default_headers={"x-request-id": "spa-req-42"})
-    response = sdk.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
-    assert response.headers["x-request-id"] == "spa-req-42"
-    assert last_record(stack)["headers"].get("x-ms-client-request-id") == "spa-req-42"
+    ids = []
+    for _ in range(2):
+        response = sdk.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        ids.append(response.headers["x-request-id"])
+        assert last_record(stack)["headers"].get("x-ms-client-request-id") == ids[-1]
+    assert ids[0] != ids[1] and "spa-req-42" not in ids
+    lines = [json.loads(line) for line in stack.log_lines_once(ids[1]) if '"spa-req-42"' in line]
+    assert [(line["request_id"], line["client_request_id"]) for line in lines] == [(ids[0], "spa-req-42"), (ids[1], "spa-req-42")]
     sdk = client(stack, default_headers={"x-request-id": "bad id\twith tab"})
     response = sdk.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
-    assert response.headers["x-request-id"] != "bad id\twith tab"
+    assert stack.log_lines_once(response.headers["x-request-id"])
+    assert '"client_request_id":null' in next(line for line in stack.log_lines() if response.headers["x-request-id"] in line)
 
 
 def assert_no_leak(stack: Stack, body: str, token: str) -> None:
@@ -223,7 +230,7 @@ def test_one_log_line_per_request_without_prompt_or_token(stack: Stack) -> None:
     assert len(lines) == 1
     assert lines[0]["oid"] == ADA_OID and lines[0]["tid"] == ADA_TID and lines[0]["status"] == 200
     assert lines[0]["deployment"] == "gpt-4o-mini" and lines[0]["total_tokens"] > 0
-    assert lines[0]["request_id"] == "log-probe-1" and lines[0]["latency_ms"] > 0
+    assert lines[0]["client_request_id"] == "log-probe-1" and lines[0]["latency_ms"] > 0
     text = "\n".join(stack.log_lines())
     assert secret_prompt not in text and token not in text
     assert not JWT_SHAPED.search(text), "a JWT (the caller's or the managed identity's) is in the log"
@@ -237,9 +244,9 @@ def test_a_streamed_request_logs_its_usage_though_the_caller_did_not_ask_for_it(
     assert chunks and all(chunk.usage is None for chunk in chunks), "no usage chunk reaches a caller that did not ask for one"
     # The only chunk without choices is Azure's prompt-filter prologue.
     assert [chunk.model_extra for chunk in chunks if not chunk.choices] == [{"prompt_filter_results": ANY}]
-    sent = [r for r in stack.requests() if r["headers"].get("x-ms-client-request-id") == "log-probe-stream"]
-    assert sent and sent[-1]["body"]["stream_options"] == {"include_usage": True}
     [line] = [json.loads(line) for line in stack.log_lines_once('"log-probe-stream"') if '"log-probe-stream"' in line]
+    sent = [r for r in stack.requests() if r["headers"].get("x-ms-client-request-id") == line["request_id"]]
+    assert sent and sent[-1]["body"]["stream_options"] == {"include_usage": True}
     assert line["stream"] is True and line["status"] == 200
     assert line["completion_tokens"] > 0 and line["total_tokens"] == line["prompt_tokens"] + line["completion_tokens"]
     assert isinstance(line["latency_ms"], float) and line["latency_ms"] > 0

@@ -193,11 +193,13 @@ def test_no_forged_identity_tenant_or_ip_reaches_azure_openai(stack: Stack) -> N
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda a: (a, send(stack, a[0], a[1], a[2], a[3])), attempts))
 
+    # The relay sends its own request ID upstream; its log lines map each caller's ID to it.
+    relay_ids = stack.relay_request_ids()
     records = {r["headers"].get("x-ms-client-request-id"): r for r in stack.requests()}
     served = refused = 0
     failures = []
     for attempt, (status, request_id) in results:
-        record = records.get(request_id)
+        record = records.get(relay_ids.get(request_id))
         if status == 200 and record is not None and record["user_security_context"] == EXPECTED:
             served += 1
         elif (status in REFUSED or status == 0) and record is None:

@@ -5,7 +5,7 @@ mixed requests. Long form: ``RELAY_SOAK=long`` — 200 concurrent streams, then
 20,000 mixed requests (a few minutes on two cores). Both stop by themselves.
 
 Every request is checked against the emulator's record of it (found by the
-request id the relay forwards as ``x-ms-client-request-id``): the status and
+request id, which the relay's log line maps to the ID it forwards as ``x-ms-client-request-id``): the status and
 error code the caller got, the number of upstream attempts, the upstream
 outcome, and for answers the exact deterministic text.
 
@@ -143,9 +143,11 @@ async def wait_for_records(stack: Stack, ids: set[str], timeout: float = 10.0) -
     deadline = time.monotonic() + timeout
     while True:
         records = await asyncio.to_thread(stack.requests)
+        # The relay sends its own request ID upstream; its log lines map each caller's ID to it.
+        client_ids = {relay_id: client_id for client_id, relay_id in (await asyncio.to_thread(stack.relay_request_ids)).items()}
         by_id: dict[str, list[dict[str, Any]]] = {}
         for record in records:
-            by_id.setdefault(record["headers"].get("x-ms-client-request-id", ""), []).append(record)
+            by_id.setdefault(client_ids.get(record["headers"].get("x-ms-client-request-id", ""), ""), []).append(record)
         settled = all(r["outcome"] is not None for rid in ids for r in by_id.get(rid, []))
         if settled or time.monotonic() > deadline:
             return by_id

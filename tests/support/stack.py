@@ -66,6 +66,16 @@ class Stack:
                 return record
         raise AssertionError(f"no log line for x-request-id {client_request_id}")
 
+    def relay_request_ids(self) -> dict[str, str]:
+        """The relay's request ID for each caller ``x-request-id`` its log lines name so far."""
+        ids = {}
+        for line in self.log_lines():
+            if '"relay.request"' in line:
+                logged = json.loads(line[line.index("{") :])
+                if logged["client_request_id"] is not None:
+                    ids[logged["client_request_id"]] = logged["request_id"]
+        return ids
+
     def log_lines_once(self, needle: str, timeout: float = 5.0) -> list[str]:
         """The log once a line contains ``needle``: through the worker a log line travels apart from the response."""
         deadline = time.monotonic() + timeout

@@ -139,8 +139,8 @@ describe("openai npm package against the relay", () => {
       return true;
     });
     await assert.rejects(
-      client.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }], user: "mallory" }),
-      (error) => error instanceof OpenAI.BadRequestError && error.code === "parameter_not_allowed" && error.param === "user",
+      client.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }], data_sources: [{ type: "azure_search" }] }),
+      (error) => error instanceof OpenAI.BadRequestError && error.code === "parameter_not_allowed" && error.param === "data_sources",
     );
     await assert.rejects(client.chat.completions.create({ model: "gpt-5-huge", messages: [{ role: "user", content: "hi" }] }), (error) => error.code === "model_not_allowed");
     const stranger = new OpenAI({ baseURL, apiKey: "not-a-token", maxRetries: 0 });
