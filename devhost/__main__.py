@@ -24,6 +24,7 @@ from starlette.types import ASGIApp
 
 from devhost import defaults
 from devhost.easyauth import DevIdentityProvider
+from devhost.server import limits_from_env, server_config
 from shared.config import ConfigError
 
 
@@ -100,12 +101,12 @@ def main(wrap: Callable[[ASGIApp], ASGIApp] = lambda app: app) -> None:
             raise SystemExit(f"configuration error: {exc}") from None
         from devhost.host import create_host_app
 
-        app = wrap(create_host_app(function_app.app, provider, origins, on_shutdown=[function_app.relay.aclose]))
+        limits, header_timeout_s = limits_from_env(env)
+        app = wrap(create_host_app(function_app.app, provider, origins, on_shutdown=[function_app.relay.aclose], limits=limits))
         print(f"relay: http://127.0.0.1:{port}/api  (sample SPA: http://127.0.0.1:{port}/)", flush=True)
         print(f"dev token: curl 'http://127.0.0.1:{port}/_dev/token'", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
-            # proxy_headers off: uvicorn would otherwise believe a client-sent X-Forwarded-For about the peer.
-            uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on", proxy_headers=False)
+            uvicorn.Server(server_config(app, port, header_timeout_s)).run()
 
 if __name__ == "__main__":
     main()

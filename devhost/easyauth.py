@@ -18,7 +18,7 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
@@ -178,18 +178,50 @@ def authenticate(provider: DevIdentityProvider, scope: Scope) -> dict[str, Any] 
         return None
 
 
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def cross_site_cookie_request(scope: Scope, allowed_origins: Sequence[str]) -> bool:
+    """A browser's state-changing request, authenticated by the session cookie, from another site.
+
+    App Service Authentication refuses these (403) as cross-site request forgery: a
+    browser-like User-Agent posting with the session cookie and without the app's own
+    origin (Azure/azure-functions-host#1602, projectkudu/kudu#1806; the rule is not
+    documented further). Bearer-token callers are not affected: a page cannot make a
+    browser attach someone's token.
+    """
+    if scope.get("method") not in _UNSAFE_METHODS or _bearer(scope) is not None or not _session(scope):
+        return False
+    headers = {name: value.decode("latin-1") for name, value in scope["headers"]}
+    if "mozilla/" not in headers.get(b"user-agent", "").lower():
+        return False
+    own = f"{scope.get('scheme', 'http')}://{headers.get(b'host', '')}"
+    return headers.get(b"origin") not in {own, *allowed_origins}
+
+
 class EasyAuth:
     """Requires authentication on ``/api/*`` except the excluded paths; injects the principal."""
 
-    def __init__(self, app: ASGIApp, provider: DevIdentityProvider, excluded_paths: frozenset[str] = frozenset({"/api/healthz"})) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        provider: DevIdentityProvider,
+        cors_origins: Sequence[str] = (),
+        excluded_paths: frozenset[str] = frozenset({"/api/healthz"}),
+    ) -> None:
         self.app = app
         self.provider = provider
+        self.cors_origins = tuple(cors_origins)
         self.excluded_paths = excluded_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] != "http" or not path.startswith("/api/") or path in self.excluded_paths:
             await self.app(scope, receive, send)
+            return
+        if cross_site_cookie_request(scope, self.cors_origins):
+            refusal = "The request was refused as possible cross-site request forgery."
+            await Response(refusal, status_code=403, media_type="text/plain")(scope, receive, send)
             return
         claims = authenticate(self.provider, scope)
         if claims is None:

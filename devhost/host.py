@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 
 from devhost.appservice import AppServiceFrontEnd
 from devhost.easyauth import DevIdentityProvider, EasyAuth, auth_routes
+from devhost.request_limits import KESTREL_DEFAULTS, Limits, RequestLimits
 
 SPA_DIR = Path(__file__).parent / "spa"
 ROUTE_PREFIX = "/api/"
@@ -42,8 +43,9 @@ def create_host_app(
     cors_origins: Sequence[str] = (),
     spa_dir: Path | None = SPA_DIR,
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+    limits: Limits = KESTREL_DEFAULTS,
 ) -> ASGIApp:
-    return front_end(function_routes(function_app), provider, cors_origins, spa_dir, on_shutdown)
+    return front_end(function_routes(function_app), provider, cors_origins, spa_dir, on_shutdown, limits)
 
 
 def front_end(
@@ -52,8 +54,9 @@ def front_end(
     cors_origins: Sequence[str] = (),
     spa_dir: Path | None = SPA_DIR,
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+    limits: Limits = KESTREL_DEFAULTS,
 ) -> ASGIApp:
-    """The App Service front end, Easy Auth, CORS and the sample SPA in front of ``api_routes``."""
+    """The platform's limits, CORS, the App Service front end, Easy Auth and the sample SPA in front of ``api_routes``."""
     routes: list[BaseRoute] = [*api_routes, *auth_routes(provider)]
     if spa_dir is not None and spa_dir.is_dir():
         routes.append(Mount("/", StaticFiles(directory=spa_dir, html=True)))
@@ -65,9 +68,9 @@ def front_end(
             await close()
 
     app: ASGIApp = Starlette(routes=routes, lifespan=lifespan)
-    app = EasyAuth(app, provider)
+    app = EasyAuth(app, provider, cors_origins)
     app = AppServiceFrontEnd(app)
-    return CORSMiddleware(
+    app = CORSMiddleware(
         app,
         allow_origins=list(cors_origins),
         allow_methods=["GET", "POST", "OPTIONS"],
@@ -76,3 +79,4 @@ def front_end(
         allow_headers=["*"],
         max_age=600,
     )
+    return RequestLimits(app, limits)

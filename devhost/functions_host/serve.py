@@ -24,6 +24,7 @@ from devhost.easyauth import DevIdentityProvider
 from devhost.functions_host.host import FunctionsHost
 from devhost.functions_host.http_proxy import FunctionsHttp
 from devhost.host import front_end
+from devhost.server import limits_from_env, server_config
 from shared.values import is_loopback_host
 
 APP_DIR = Path(__file__).resolve().parents[2]
@@ -52,11 +53,9 @@ async def serve_through_worker(
     http = FunctionsHttp(host, log)
     try:
         await host.start()
-        app = wrap(front_end([Route("/api/{path:path}", http), status_route(host)], provider, cors_origins))
-        # proxy_headers off: uvicorn would otherwise believe a client-sent X-Forwarded-For about the peer.
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on", proxy_headers=False
-        )
+        limits, header_timeout_s = limits_from_env(env)
+        app = wrap(front_end([Route("/api/{path:path}", http), status_route(host)], provider, cors_origins, limits=limits))
+        config = server_config(app, port, header_timeout_s)
         print(f"relay: http://127.0.0.1:{port}/api through the Python worker {host.worker.http_uri or '(not running)'}", flush=True)
         await uvicorn.Server(config).serve()
     finally:

@@ -127,11 +127,11 @@ def test_dev_token_refuses_ids_that_are_not_guids(http: httpx2.Client, params: d
 def test_dev_token_is_issued_to_loopback_peers_only_whatever_the_headers_say() -> None:
     app = host_app(DevIdentityProvider())
     claims_loopback = {"X-Forwarded-For": "127.0.0.1", "client-ip": "127.0.0.1:1", "X-Client-IP": "127.0.0.1", "Host": "localhost"}
-    remote = TestClient(app, client=("203.0.113.7", 51234)).get("/_dev/token", headers=claims_loopback)
+    remote = TestClient(app, base_url="http://localhost", client=("203.0.113.7", 51234)).get("/_dev/token", headers=claims_loopback)
     assert remote.status_code == 403
     assert "access_token" not in remote.text
     for peer in ("127.0.0.1", "::1"):
-        local = TestClient(app, client=(peer, 51234)).get("/_dev/token")
+        local = TestClient(app, base_url="http://localhost", client=(peer, 51234)).get("/_dev/token")
         assert local.status_code == 200, peer
         assert claims_of(local.json()["access_token"])["aud"] == "api://relay-local"
 
@@ -272,7 +272,7 @@ def test_a_bad_token_is_401_and_nothing_reaches_azure(stack: Stack, http: httpx2
 
 def test_expired_or_wrong_alg_tokens_signed_with_the_host_key_are_401_and_the_function_never_runs() -> None:
     provider, calls = DevIdentityProvider(), list[str]()
-    client = TestClient(host_app(provider, calls), client=("127.0.0.1", 51234))
+    client = TestClient(host_app(provider, calls), base_url="http://localhost", client=("127.0.0.1", 51234))
     fresh = provider.mint(oid=ADA_OID, tid=ADA_TID)
     expired = jwt.encode({**claims_of(fresh), "exp": int(time.time()) - 1}, provider.key)
     signing_input = unsigned(claims_of(fresh), "none").rstrip(".")
@@ -302,7 +302,7 @@ def test_forged_principal_and_ip_headers_never_change_who_the_relay_sees(stack: 
 def test_the_function_receives_app_service_headers_not_the_clients(peer: str, endpoint: str) -> None:
     provider = DevIdentityProvider()
     token = provider.mint(oid=ADA_OID, tid=ADA_TID, name="Ada Lovelace")
-    response = TestClient(host_app(provider), client=(peer, 51234)).get("/api/echo", headers={**FORGED, "Authorization": f"Bearer {token}"})
+    response = TestClient(host_app(provider), base_url="http://localhost", client=(peer, 51234)).get("/api/echo", headers={**FORGED, "Authorization": f"Bearer {token}"})
     pairs = response.json()
     seen = dict(pairs)
     assert len(seen) == len(pairs), "a header reached the function twice"

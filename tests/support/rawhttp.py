@@ -36,9 +36,11 @@ def connect(port: int, timeout: float = 10.0, rcvbuf: int | None = None) -> sock
     return sock
 
 
-def send_request(sock: socket.socket, method: str, target: str, headers: Sequence[Header], body: bytes = b"") -> None:
+def send_request(
+    sock: socket.socket, method: str, target: str, headers: Sequence[Header], body: bytes = b"", host: str = "127.0.0.1"
+) -> None:
     """Send one request with exactly these headers (plus Host and Content-Length), bytes as given."""
-    lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1"]
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
     lines += [f"{name}: {value}" for name, value in headers]
     if body or method == "POST":
         lines.append(f"Content-Length: {len(body)}")
@@ -116,10 +118,12 @@ class ResponseReader:
             self.complete = True
 
 
-def request(port: int, method: str, target: str, headers: Sequence[Header], body: bytes = b"", timeout: float = 15.0) -> RawResponse:
+def request(
+    port: int, method: str, target: str, headers: Sequence[Header], body: bytes = b"", timeout: float = 15.0, host: str = "127.0.0.1"
+) -> RawResponse:
     """One request on a fresh connection; the whole response."""
     with connect(port, timeout) as sock:
-        send_request(sock, method, target, [*headers, ("Connection", "close")], body)
+        send_request(sock, method, target, [*headers, ("Connection", "close")], body, host)
         reader = ResponseReader(sock)
         status, response_headers = reader.head()
         body_out = b"".join(reader.body_pieces())
