@@ -40,7 +40,9 @@ _JSON = "application/json"
 # a cross-origin SPA needs the request ID for support and Retry-After to back off.
 _EXPOSE = {"Access-Control-Expose-Headers": "x-request-id, retry-after"}
 _JSON_HEADERS = {"Cache-Control": "no-store", **_EXPOSE}
-# Bodies larger than this are parsed and serialised in a worker thread, so the event loop keeps serving others.
+# Bodies larger than this are parsed and serialised in a worker thread, one at a time: the event loop keeps
+# serving others (JSON serialisation holds the GIL, so threads side by side would take turns stalling it),
+# and however many arrive at once, one parsed body is in memory.
 _THREAD_BODY_BYTES = 64 * 1024
 _HEALTHY = Response(b'{"status":"ok"}', media_type=_JSON, headers={"Cache-Control": "no-store"})
 
@@ -61,6 +63,7 @@ class Relay:
         self._upstream_factory = upstream_factory
         self._upstream: Upstream | None = None
         self._upstream_lock = asyncio.Lock()
+        self._large_body_gate = asyncio.Semaphore(1)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Relay:
@@ -154,7 +157,8 @@ class Relay:
     async def _prepare(self, raw: bytes, caller: Caller) -> ChatRequest:
         if len(raw) <= _THREAD_BODY_BYTES:
             return prepare_chat_request(raw, self.settings, caller)
-        return await asyncio.to_thread(prepare_chat_request, raw, self.settings, caller)
+        async with self._large_body_gate:
+            return await asyncio.to_thread(prepare_chat_request, raw, self.settings, caller)
 
     async def _answer(self, client: Upstream, request: ChatRequest, record: RequestLog) -> Response:
         upstream = await client.open(request.payload, request.deployment, record.request_id)

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import statistics
 import sys
 import time
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -358,3 +360,72 @@ async def test_concurrent_streams_then_mixed_soak(load_stack: Stack) -> None:
     }
     assert not any(leaks.values()), f"baseline ({baseline}); {leaks}"
     assert growth_kb < 16 * 1024, f"RSS grows: {rss}"
+
+
+# --- amplification: large bodies against everyone else's streams -----------------------------
+
+BURST = 8
+MIB = 1024 * 1024
+
+
+def large_bodies() -> list[tuple[str, bytes]]:
+    """Bodies near the 4 MiB limit that cost the most to read: tiny content parts, and text."""
+    tiny_parts = [{"type": "text", "text": "a"}] * (4 * MIB // 32)
+    many_parts = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": tiny_parts}]}
+    below_the_object_limit = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": tiny_parts[:1000]}] * 40}
+    text = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "word " * (4 * MIB // 6)}]}
+    encoded = [("many_parts", json.dumps(many_parts).encode()), ("parts", json.dumps(below_the_object_limit).encode())]
+    encoded.append(("text", json.dumps(text).encode()))
+    assert all(len(body) < 4 * MIB for _, body in encoded), [len(body) for _, body in encoded]
+    return encoded
+
+
+async def post_raw(stack: Stack, token: str, body: bytes) -> int:
+    port = int(stack.base_url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (
+        f"POST /api/v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    writer.write(head.encode() + body)
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    return int(status_line.split()[1])
+
+
+def loop_lag_ms(stack: Stack, seconds: float) -> float:
+    """The relay's worst event-loop delay over ``seconds`` (tests.support.probe): what it made every other caller wait."""
+    with urllib.request.urlopen(f"{stack.base_url}/_probe/lag?seconds={seconds}", timeout=seconds + 10) as resp:
+        return float(json.load(resp)["max_lag_ms"])
+
+
+@pytest.mark.timeout(120)
+async def test_large_bodies_neither_stall_the_relay_for_other_callers_nor_grow_its_memory(load_stack: Stack) -> None:
+    stack = load_stack
+    await warm_up(stack)
+    token = stack.token()
+    pid = (await settled_probe(stack))["pid"]
+    before_kb = peak_kb = rss_kb(pid)
+    statuses: dict[str, list[int]] = {}
+    lags: dict[str, float] = {}
+    for kind, body in large_bodies():
+        lag = asyncio.ensure_future(asyncio.to_thread(loop_lag_ms, stack, 3.0))
+        await asyncio.sleep(0.3)  # the lag probe is ticking
+        burst = asyncio.gather(*(post_raw(stack, token, body) for _ in range(BURST)))
+        while not burst.done():
+            peak_kb = max(peak_kb, rss_kb(pid))
+            await asyncio.sleep(0.01)
+        statuses[kind] = list(await burst)
+        lags[kind] = await lag
+    print(f"\namplification: {BURST} concurrent bodies of each kind {statuses}; relay event-loop stall at worst {lags} ms; "
+          f"relay RSS {before_kb // 1024} MB -> peak {peak_kb // 1024} MB")
+    assert statuses == {"many_parts": [400] * BURST, "parts": [200] * BURST, "text": [200] * BURST}
+    # Before the parse was bounded, eight such bodies stalled other streams by ~760 ms and six raised RSS by ~600 MB.
+    assert max(lags.values()) < 100, f"the relay's event loop stalled {lags} ms"
+    assert (peak_kb - before_kb) < 256 * 1024, f"RSS rose from {before_kb // 1024} to {peak_kb // 1024} MB"
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
