@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
+from shared.access_controls import AccessControls, Spend
 from shared.caller import Caller, identify_caller
 from shared.config import Settings, load_settings
 from shared.errors import RelayError, upstream_error, upstream_timeout
@@ -56,6 +57,7 @@ class Relay:
         self._upstream_factory = upstream_factory
         self._upstream: Upstream | None = None
         self._upstream_lock = asyncio.Lock()
+        self.controls = AccessControls(settings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Relay:
@@ -80,6 +82,7 @@ class Relay:
         if self._upstream is not None:
             await self._upstream.aclose()
             self._upstream = None
+        await self.controls.aclose()
 
     # Routes -----------------------------------------------------------------
 
@@ -91,7 +94,7 @@ class Relay:
     async def models(self, req: Request) -> Response:
         record = RequestLog(_request_id(req), "models")
         try:
-            self._identify(req, record)
+            await self._identify(req, record)
         except RelayError as error:
             return _error_response(error, record)
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "azure-openai"} for name in self.settings.deployments]
@@ -101,7 +104,7 @@ class Relay:
     async def me(self, req: Request) -> Response:
         record = RequestLog(_request_id(req), "me")
         try:
-            caller = self._identify(req, record)
+            caller = await self._identify(req, record)
         except RelayError as error:
             return _error_response(error, record)
         principal = caller.principal
@@ -116,6 +119,7 @@ class Relay:
             },
             "source_ip": caller.source_ip,
             "user_security_context": caller.security_context(self.settings.application_name),
+            "budget": self.controls.budget_view(caller),
         }
         record.emit(200)
         return _json(body, 200, record.request_id)
@@ -123,7 +127,7 @@ class Relay:
     async def chat_completions(self, req: Request) -> Response:
         record = RequestLog(_request_id(req), "chat.completions")
         try:
-            caller = self._identify(req, record)
+            caller = await self._identify(req, record)
             body = prepare_chat_body(parse_body(await self._read_body(req)), self.settings)
             record.deployment = body["model"]
             record.stream = body.get("stream") is True
@@ -132,8 +136,9 @@ class Relay:
             if record.stream:
                 body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
             body["user_security_context"] = caller.security_context(self.settings.application_name)
+            spend = self.controls.admit(caller, body)
             client = await self.upstream()
-            return await _unless_caller_leaves(req, self._answer(client, body, record, hide_usage=hide_usage))
+            return await _unless_caller_leaves(req, self._answer(client, body, record, spend, hide_usage=hide_usage))
         except RelayError as error:
             return _error_response(error, record)
         except ClientDisconnect:
@@ -146,19 +151,20 @@ class Relay:
 
     # Steps --------------------------------------------------------------------
 
-    def _identify(self, req: Request, record: RequestLog) -> Caller:
+    async def _identify(self, req: Request, record: RequestLog) -> Caller:
         caller = identify_caller(req.headers, self.settings)
         record.oid, record.tid = caller.principal.object_id, caller.principal.tenant_id
         record.source_ip = caller.source_ip
         if caller.source_ip is None:
             log_event(log, logging.WARNING, "relay.client_ip_missing", request_id=record.request_id)
+        await self.controls.check_caller(caller, record.request_id)
         return caller
 
-    async def _answer(self, client: Upstream, body: dict[str, Any], record: RequestLog, *, hide_usage: bool) -> Response:
+    async def _answer(self, client: Upstream, body: dict[str, Any], record: RequestLog, spend: Spend, *, hide_usage: bool) -> Response:
         upstream = await client.open(body, record.request_id)
         if record.stream:
-            return _stream_response(upstream, record, hide_usage)
-        return await _complete_response(upstream, record, self.settings.upstream_timeout_s)
+            return _stream_response(upstream, record, spend, hide_usage)
+        return await _complete_response(upstream, record, spend, self.settings.upstream_timeout_s)
 
     async def _read_body(self, req: Request) -> bytes:
         limit = self.settings.max_body_bytes
@@ -227,7 +233,7 @@ def _error_response(error: RelayError, record: RequestLog) -> Response:
     return _json(error.body(), error.status, record.request_id, error.headers)
 
 
-async def _complete_response(upstream: UpstreamResponse, record: RequestLog, timeout_s: float) -> Response:
+async def _complete_response(upstream: UpstreamResponse, record: RequestLog, spend: Spend, timeout_s: float) -> Response:
     try:
         async with asyncio.timeout(timeout_s):
             content = await upstream.read()
@@ -244,20 +250,21 @@ async def _complete_response(upstream: UpstreamResponse, record: RequestLog, tim
         upstream.close()
     usage = answer.get("usage")
     record.usage = usage if isinstance(usage, dict) else None
+    spend(record.usage)
     record.emit(200)
     return Response(content, status_code=200, media_type=_JSON, headers={**_JSON_HEADERS, "x-request-id": record.request_id})
 
 
-def _stream_response(upstream: UpstreamResponse, record: RequestLog, hide_usage: bool) -> StreamingResponse:
+def _stream_response(upstream: UpstreamResponse, record: RequestLog, spend: Spend, hide_usage: bool) -> StreamingResponse:
     return StreamingResponse(
-        _logged_stream(upstream, record, SseForwarder(hide_usage=hide_usage)),
+        _logged_stream(upstream, record, SseForwarder(hide_usage=hide_usage), spend),
         status_code=200,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_EXPOSE, "x-request-id": record.request_id},
     )
 
 
-async def _logged_stream(upstream: UpstreamResponse, record: RequestLog, forwarder: SseForwarder) -> AsyncIterator[bytes]:
+async def _logged_stream(upstream: UpstreamResponse, record: RequestLog, forwarder: SseForwarder, spend: Spend) -> AsyncIterator[bytes]:
     """The caller's stream; when it ends, however it ends, the upstream response is closed and the log line written."""
     left = False
     try:
@@ -270,6 +277,7 @@ async def _logged_stream(upstream: UpstreamResponse, record: RequestLog, forward
     finally:
         upstream.close()
         record.usage = forwarder.usage
+        spend(forwarder.usage, forwarder.events)
         if left:
             record.emit(499, "client_closed_request")
         elif forwarder.error is not None:
