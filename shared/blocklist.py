@@ -49,6 +49,8 @@ def normalize_target(kind: str, value: str) -> str:
         return value.lower()
     if kind == "ip":
         try:
+            if "%" in value:  # a zone ID: never part of a client address the relay sees
+                raise ValueError(value)
             network = ipaddress.ip_network(value, strict=False)
         except ValueError:
             raise ValueError(f"ip must be an IP address or CIDR range, got {value!r}") from None
