@@ -86,7 +86,8 @@ def local_tables(env: MutableMapping[str, str]) -> Iterator[None]:
     state_dir = Path(env.get("AZURITE_DIR", str(defaults.STATE_DIR / "azurite")))
     tables = (controls.blocklist.table, controls.budget.table)
     port = int(env.get("AZURITE_TABLE_PORT", "0"))
-    with running_azurite(state_dir, tables, port=port, log_path=state_dir / "azurite.log") as azurite:
+    with running_azurite(state_dir, tables, port=port, log_path=state_dir / "azurite.log") as running:
+        azurite = running.tables
         env["RELAY_TABLE_ENDPOINT"] = azurite.endpoint
         # Trust Azurite's local CA (and the Key Vault emulator's, when key mode already set one): read by aiohttp at import.
         bundle = state_dir / "trusted-ca.pem"

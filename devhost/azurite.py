@@ -67,32 +67,51 @@ def create_tables(azurite: AzuriteTables, names: Sequence[str], retries: int = 3
             service.create_table_if_not_exists(name)
 
 
-@contextlib.contextmanager
-def running_azurite(state_dir: Path, tables: Sequence[str], port: int = 0, log_path: Path | None = None) -> Iterator[AzuriteTables]:
-    """Start Azurite's table service on ``port`` (0: a free one) with its data in ``state_dir`` and ``tables`` created; stop it afterwards.
+class Azurite:
+    """Azurite's table service on ``port`` (0: a free one) with its data in ``state_dir``; its certificate outlives restarts."""
 
-    Data stays in ``state_dir`` across restarts. Azurite saves it on SIGINT, which is how it is stopped here.
-    """
-    if not TABLE_BIN.exists():
-        raise AzuriteError(f"Azurite is not installed at {TABLE_BIN}: run `bash scripts/ensure-azurite.sh` (make run and make test do)")
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tls = LocalTls(state_dir / "ca.pem")
-    port = port or free_port()
-    azurite = AzuriteTables(f"https://127.0.0.1:{port}/{ACCOUNT}", str(state_dir / "ca.pem"))
-    args = [str(TABLE_BIN), "--tableHost", "127.0.0.1", "--tablePort", str(port), "--location", str(state_dir / "data")]
-    args += ["--cert", str(tls.cert_file), "--key", str(tls.cert_file), "--oauth", "basic", "--disableTelemetry"]
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    def __init__(self, state_dir: Path, tables: Sequence[str], port: int = 0, log_path: Path | None = None) -> None:
+        if not TABLE_BIN.exists():
+            raise AzuriteError(f"Azurite is not installed at {TABLE_BIN}: run `bash scripts/ensure-azurite.sh` (make run and make test do)")
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = state_dir
+        self._tables = tables
+        self._log_path = log_path
+        self._tls = LocalTls(state_dir / "ca.pem")
+        self.port = port or free_port()
+        self.tables = AzuriteTables(f"https://127.0.0.1:{self.port}/{ACCOUNT}", str(state_dir / "ca.pem"))
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it (again, with the data it had) and wait until the tables exist."""
+        args = [str(TABLE_BIN), "--tableHost", "127.0.0.1", "--tablePort", str(self.port), "--location", str(self.state_dir / "data")]
+        args += ["--cert", str(self._tls.cert_file), "--key", str(self._tls.cert_file), "--oauth", "basic", "--disableTelemetry"]
+        with open(self._log_path or os.devnull, "ab") as out:
+            self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_for_tables(self.tables, self._tables, self._proc)
+        self.tables.save(self.state_dir / INFO_FILE)
+
+    def stop(self) -> None:
+        """Stop it as a clean shutdown does: it saves its data first."""
+        if self._proc is not None:
+            stop(self._proc)
+            self._proc = None
+        (self.state_dir / INFO_FILE).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self.stop()
+        self._tls.cleanup()
+
+
+@contextlib.contextmanager
+def running_azurite(state_dir: Path, tables: Sequence[str], port: int = 0, log_path: Path | None = None) -> Iterator[Azurite]:
+    """Azurite started with ``tables`` created, stopped afterwards; its data stays in ``state_dir``."""
+    azurite = Azurite(state_dir, tables, port, log_path)
     try:
-        _wait_for_tables(azurite, tables, proc)
-        azurite.save(state_dir / INFO_FILE)
+        azurite.start()
         yield azurite
     finally:
-        stop(proc)
-        (state_dir / INFO_FILE).unlink(missing_ok=True)
-        tls.cleanup()
-        if log_path:
-            out.close()  # type: ignore[union-attr]
+        azurite.close()
 
 
 def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
