@@ -14,7 +14,6 @@ or answer 503 ``blocklist_unavailable`` (the default; SECURITY.md says why); it 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterable, Callable, Mapping
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 
 from azure.core.exceptions import AzureError
 
+from shared.background import BackgroundTask
 from shared.blocklist import BlockEntry, Snapshot, entry_from_row
 from shared.errors import RelayError
 from shared.logs import log_event
@@ -57,15 +57,14 @@ class BlocklistCache:
         self._read_at = 0.0
         self._failures = 0
         self._invalid: frozenset[str] = frozenset()
-        self._task: asyncio.Task[None] | None = None
         self._first_read = asyncio.Event()
+        self._task = BackgroundTask("blocklist-refresh", self._refresh_once_more, self._pause, log)
 
     async def lookup(self, oid: str, tenant: str, ip: str | None) -> BlockEntry | None:
         """The entry blocking this caller, or None; raises 503 when there is no copy to check and the policy is fail-closed."""
         snapshot = self._snapshot
         if snapshot is None:
-            if self._task is None:
-                self._task = asyncio.create_task(self._run(), name="blocklist-refresh")
+            self._task.start()
             await self._first_read.wait()
             snapshot = self._snapshot
             if snapshot is None:
@@ -75,11 +74,7 @@ class BlocklistCache:
         return snapshot.match(oid, tenant, ip, self._clock())
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.aclose()
 
     async def refresh(self) -> bool:
         """Read the table once; keep the last good copy when that fails. Returns whether the read succeeded."""
@@ -110,15 +105,14 @@ class BlocklistCache:
                 log_event(log, logging.WARNING, "blocklist.rows_invalid", count=len(invalid), rows=named)
         return True
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except Exception:
-                # A bug here must not end the refreshes: the copy would silently stop changing.
-                log.exception("blocklist.refresh_crashed")
+    async def _refresh_once_more(self) -> None:
+        try:
+            await self.refresh()
+        finally:
             self._first_read.set()
-            await asyncio.sleep(self._refresh_s if self._snapshot is not None else min(self._refresh_s, COLD_RETRY_S))
+
+    def _pause(self) -> float:
+        return self._refresh_s if self._snapshot is not None else min(self._refresh_s, COLD_RETRY_S)
 
     def _log_failure(self, exc: AzureError) -> None:
         if self._snapshot is None:

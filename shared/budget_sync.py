@@ -14,7 +14,6 @@ Row schema (PartitionKey ``user:<oid>`` or ``tenant:<tid>``, RowKey the UTC day 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
+from shared.background import BackgroundTask
 from shared.budget import Budgets, Counter, CounterKey, Totals, add_usage
 from shared.logs import log_event
 
@@ -68,23 +68,21 @@ class BudgetSync:
     def __init__(self, budgets: Budgets, table: BudgetTable, flush_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._budgets = budgets
         self._table = table
-        self._flush_s = flush_s
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
         self._failing_since: float | None = None
+        self._task = BackgroundTask("budget-sync", self.sync, lambda: flush_s, log)
+        self._started = False
 
     def start(self) -> None:
         """Start the sync task in the running event loop, once."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="budget-sync")
+        self._task.start()
+        self._started = True
 
     async def aclose(self) -> None:
         """Stop the task and try once more to write what is pending (the local host calls this at shutdown)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.aclose()
+        if self._started:
+            self._started = False
             await self.sync()
 
     async def sync(self) -> bool:
@@ -140,15 +138,6 @@ class BudgetSync:
             if await _attempt(update, ResourceModifiedError):
                 return new
         raise ConflictError(f"the row {pk}/{rk} changed on each of {_MAX_ATTEMPTS} tries")
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._flush_s)
-            try:
-                await self.sync()
-            except Exception:
-                # A bug here must not end the syncs: the budgets would silently stop being shared.
-                log.exception("budget.sync_crashed")
 
     def _log_outcome(self, failures: list[BaseException]) -> None:
         pending = sum(sum(counter.pending.values()) for counter in self._budgets.counters.values())
