@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from devhost.easyauth import principal_headers
+from shared.access_controls import AccessControls
 from shared.config import Settings, load_settings
 from shared.relay import Relay
 from shared.upstream import Upstream
@@ -89,13 +90,12 @@ def relay_with(env: dict[str, str], store: Store | None, upstream: Answers | Non
         assert upstream is not None, "the upstream must not be reached"
         return upstream  # type: ignore[return-value]
 
-    r = Relay(load_settings(env), factory)
-
     def store_factory(settings: Settings) -> Store:
         assert store is not None, "no table may be opened"
         return store
 
-    r.controls._store_factory = store_factory  # type: ignore[assignment]
+    r = Relay(load_settings(env), factory)
+    r.controls = AccessControls(r.settings, store_factory)  # type: ignore[arg-type]
     return r
 
 
