@@ -5,7 +5,11 @@ STAMP := $(VENV)/.installed
 RPC_PROTOS := $(shell find devhost/functions_host/proto -name '*.proto')
 RPC_STAMP := devhost/functions_host/generated/.built
 
-.PHONY: venv run test lint e2e-deps bench checkov
+.PHONY: venv run test lint e2e-deps azurite-deps bench checkov
+
+# make run turns the block list on (its table in Azurite); RELAY_BLOCKLIST_ENABLED=false make run turns it off.
+RELAY_BLOCKLIST_ENABLED ?= true
+RELAY_BLOCKLIST_REFRESH_S ?= 5
 
 # One venv on Python 3.13, the version Azure Functions runs by default; an older venv is replaced.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -21,10 +25,10 @@ $(RPC_STAMP): $(STAMP) $(RPC_PROTOS) devhost/functions_host/build_protos.py
 
 venv: $(STAMP) $(RPC_STAMP)
 
-# The local host: App Service front end + Easy Auth + the relay on :7071, emulators on :7072/:7073.
+# The local host: App Service front end + Easy Auth + the relay on :7071, emulators on :7072/:7073, Azurite on a free port.
 # DEVHOST_RUNTIME=worker serves the relay through the Functions Python worker instead of in-process.
-run: venv
-	$(BIN)/python -m devhost
+run: venv azurite-deps
+	RELAY_BLOCKLIST_ENABLED=$(RELAY_BLOCKLIST_ENABLED) RELAY_BLOCKLIST_REFRESH_S=$(RELAY_BLOCKLIST_REFRESH_S) $(BIN)/python -m devhost
 
 lint: venv
 	$(BIN)/ruff check .
@@ -34,11 +38,15 @@ lint: venv
 e2e-deps:
 	bash scripts/ensure-e2e.sh
 
+# Azurite (npm), the local table service of the block list and the token budgets.
+azurite-deps:
+	bash scripts/ensure-azurite.sh
+
 # Every test: unit, integration (real sockets), reliability, emulators, browser + Node, infrastructure (checkov).
-test: venv lint e2e-deps
+test: venv lint e2e-deps azurite-deps
 	$(BIN)/pytest
 
-bench: venv
+bench: venv azurite-deps
 	$(BIN)/pip install --quiet -r requirements-bench.txt
 	$(BIN)/python -m bench
 

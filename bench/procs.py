@@ -160,9 +160,12 @@ def emulator(work: Path) -> Iterator[Proc]:
 
 
 @contextlib.contextmanager
-def relay_host(emulator_url: str, work: Path, prefix: list[str] | None = None) -> Iterator[Proc]:
-    """``python -m devhost`` (optionally under ``prefix``, e.g. ``-m cProfile -o f``) against a running emulator."""
+def relay_host(
+    emulator_url: str, work: Path, prefix: list[str] | None = None, extra_env: Mapping[str, str] | None = None
+) -> Iterator[Proc]:
+    """``python -m devhost`` (optionally under ``prefix``, e.g. ``-m cProfile -o f``, and with ``extra_env``) against a running emulator."""
     port = free_port()
     args = [*(prefix or []), "-m", "devhost"]
-    with spawn(args, relay_env(emulator_url, port), "/api/healthz", port, work / f"relay-{port}.log") as proc:
+    env = {**relay_env(emulator_url, port), **(extra_env or {})}
+    with spawn(args, env, "/api/healthz", port, work / f"relay-{port}.log") as proc:
         yield proc

@@ -49,6 +49,15 @@ def table(document: dict[str, Any]) -> str:
         d, b = g["direct"].get(pct), g["relay"].get(pct)
         added = None if d is None or b is None else round(b - d, 4)
         lines.append(_row([f"gap between chunks ({g['chunk_delay_ms']} ms) {pct}", fmt(d), fmt(b), fmt(added), _ratio(b, d)], widths))
+    ctl = r["controls"]
+    for key in ("c1", "c16"):
+        for pct in ("p50", "p99"):
+            off, on, added = ctl[key]["direct"].get(pct), ctl[key]["relay"].get(pct), ctl[key]["added"].get(pct)
+            lines.append(_row([f"controls off|on c={key[1:]} {pct}", fmt(off), fmt(on), fmt(added), _ratio(on, off)], widths))
+    lines.append(
+        f"  table requests with both controls on: {ctl['table_requests']} over {ctl['relayed_requests']} requests"
+        f" ({fmt(ctl['table_requests_per_1000'])} per 1,000; block list of {ctl['blocklist_rows']} rows)"
+    )
     lines.append("")
     lines.append(_row(["throughput (req/s), CPU", "direct", "relay", "", "ratio"], widths))
     for key in ("c1", "c16", "c64"):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import loadgen, procs, report
+from bench import controls, loadgen, procs, report
 from bench.loadgen import Block, Side, run_block
 from bench.stats import added_ms, percentile, slope, summary_ms
 
@@ -50,6 +50,8 @@ class Plan:
     cold_starts: int
     import_runs: int
     phase_deadline_s: float
+    controls_pairs: int
+    controls_rounds: int
 
 
 FULL = Plan(
@@ -65,6 +67,8 @@ FULL = Plan(
     cold_starts=5,
     import_runs=6,
     phase_deadline_s=60.0,
+    controls_pairs=1000,
+    controls_rounds=12,
 )
 QUICK = Plan(
     warmup=32,
@@ -79,6 +83,8 @@ QUICK = Plan(
     cold_starts=1,
     import_runs=1,
     phase_deadline_s=5.0,
+    controls_pairs=30,
+    controls_rounds=1,
 )
 
 # name, limit, unit, how to read the measured value from the results
@@ -95,6 +101,10 @@ TARGETS: list[tuple[str, float, str, tuple[str, ...]]] = [
     ("relay RSS after the soak", 120.0, "MB", ("memory", "rss_after_mb")),
     ("relay RSS growth over the second half of the soak", 2.0, "MB", ("memory", "second_half_growth_mb")),
     ("failed requests", 0.0, "", ("errors", "total")),
+    ("added p50 with the block list and budgets on (vs off), concurrency 1", 0.25, "ms", ("controls", "c1", "added", "p50")),
+    ("added p50 with the block list and budgets on (vs off), concurrency 16", 0.5, "ms", ("controls", "c16", "added", "p50")),
+    ("table requests per 1,000 requests with both controls on", 10.0, "", ("controls", "table_requests_per_1000")),
+    ("failed requests in the controls comparison", 0.0, "", ("controls", "errors")),
 ]
 
 
@@ -427,6 +437,9 @@ async def measure(plan: Plan, work: Path) -> tuple[dict[str, Any], dict[str, Any
             results["memory"] = {**soak, "rss_samples": [[s["requests"], s["rss_mb"]] for s in samples]}
             results["errors"] = {"total": len(bench.errors), "first": bench.errors[:5]}
             chart_samples = bench.samples
+            # After the identity count: the relay with both controls on fetches its own tokens when it starts.
+            results["controls"] = await controls.measure(Bench, plan, emulator, relay, work)
+            phase("controls")
         phase("stop_relay")
         results["cold_start"] = cold_starts(emulator, work, plan.cold_starts)
         phase("cold_start")

@@ -3,7 +3,9 @@
 Without ``AZURE_OPENAI_ENDPOINT`` it starts the emulators (Azure OpenAI, the
 managed identity endpoint, Key Vault) on ``EMULATOR_PORT`` and points the
 relay at them, exactly as App Service would point it at Azure. With it, no
-emulator starts and the relay uses the developer's Azure CLI login.
+emulator starts and the relay uses the developer's Azure CLI login. When the
+block list or a token budget is on and no ``RELAY_TABLE_ENDPOINT`` is given,
+it starts Azurite for their tables (devhost/azurite.py).
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, MutableMapping
+from pathlib import Path
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from devhost import defaults
+from devhost.azurite import running_azurite
 from devhost.easyauth import DevIdentityProvider
 from devhost.server import limits_from_env, server_config
-from shared.config import ConfigError
+from shared.config import ConfigError, load_settings
+from shared.logs import quiet_client_loggers
 
 
 def _wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -71,6 +76,29 @@ def emulators(env: MutableMapping[str, str]) -> Iterator[None]:
             proc.kill()
 
 
+@contextlib.contextmanager
+def local_tables(env: MutableMapping[str, str]) -> Iterator[None]:
+    """Start Azurite when a control that keeps state in tables is on and no table service is configured; point the relay at it."""
+    # The relay's own reading of the settings, as if a table service were configured.
+    controls = load_settings({**env, "RELAY_TABLE_ENDPOINT": env.get("RELAY_TABLE_ENDPOINT") or "https://azurite.invalid"}).controls
+    if env.get("RELAY_TABLE_ENDPOINT") or not (controls.blocklist.enabled or controls.budget.enabled):
+        yield
+        return
+    state_dir = Path(env.get("AZURITE_DIR", str(defaults.STATE_DIR / "azurite")))
+    tables = (controls.blocklist.table, controls.budget.table)
+    port = int(env.get("AZURITE_TABLE_PORT", "0"))
+    with running_azurite(state_dir, tables, port=port, log_path=state_dir / "azurite.log") as running:
+        azurite = running.tables
+        env["RELAY_TABLE_ENDPOINT"] = azurite.endpoint
+        # Trust Azurite's local CA (and the Key Vault emulator's, when key mode already set one): read by aiohttp at import.
+        bundle = state_dir / "trusted-ca.pem"
+        trusted = [Path(env["SSL_CERT_FILE"]).read_text(encoding="ascii")] if env.get("SSL_CERT_FILE") else []
+        bundle.write_text("".join([*trusted, Path(azurite.ca_file).read_text(encoding="ascii")]), encoding="ascii")
+        env["SSL_CERT_FILE"] = str(bundle)
+        print(f"tables: Azurite at {azurite.endpoint} (block list: python -m shared.blocklist_admin --azurite list)", flush=True)
+        yield
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -78,6 +106,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(wrap: Callable[[ASGIApp], ASGIApp] = lambda app: app) -> None:
     """Serve until interrupted; ``wrap`` lets a test harness put its own middleware around the host app."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    quiet_client_loggers()
     env = os.environ
     port = int(env.get("PORT", defaults.PORT))
     env.setdefault("APPLICATION_NAME", defaults.APPLICATION_NAME)
@@ -89,7 +118,12 @@ def main(wrap: Callable[[ASGIApp], ASGIApp] = lambda app: app) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     provider = DevIdentityProvider(audience=env.get("DEVHOST_AUDIENCE", defaults.AUDIENCE))
     origins = [o.strip() for o in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()]
-    with emulators(env):
+    with contextlib.ExitStack() as services:
+        try:
+            services.enter_context(emulators(env))
+            services.enter_context(local_tables(env))
+        except ConfigError as exc:
+            raise SystemExit(f"configuration error: {exc}") from None
         if runtime == "worker":
             from devhost.functions_host.serve import serve
 
@@ -107,6 +141,7 @@ def main(wrap: Callable[[ASGIApp], ASGIApp] = lambda app: app) -> None:
         print(f"dev token: curl 'http://127.0.0.1:{port}/_dev/token'", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             uvicorn.Server(server_config(app, port, header_timeout_s)).run()
+
 
 if __name__ == "__main__":
     main()

@@ -27,9 +27,16 @@ DEFAULT_BUSY_TIMEOUT_S = 5.0
 DEFAULT_CALLER_WRITE_TIMEOUT_S = 30.0
 # Priority processing costs more than the default tier; flex costs less.
 DEFAULT_SERVICE_TIERS = ("auto", "default", "flex")
+DEFAULT_BLOCKLIST_TABLE = "relayblocklist"
+DEFAULT_BUDGET_TABLE = "relaybudget"
+DEFAULT_BLOCKLIST_REFRESH_S = 30.0
+DEFAULT_BUDGET_FLUSH_S = 5.0
 
 _DATED_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Azure Table storage table names: https://learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_MAX_TOKEN_BUDGET = 10**12
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no", ""}
 
@@ -58,6 +65,41 @@ class ClientIpPolicy:
 
 
 @dataclass(frozen=True)
+class BlocklistSettings:
+    """The block list (docs/blocklist.md)."""
+
+    enabled: bool = False
+    table: str = DEFAULT_BLOCKLIST_TABLE
+    refresh_s: float = DEFAULT_BLOCKLIST_REFRESH_S
+    # What an instance does when its first read of the table fails (SECURITY.md): refuse (503) or serve.
+    fail_open: bool = False
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    """Token budgets (docs/design.md, "Block list and token budgets"); a limit of 0 means none."""
+
+    user_tokens_per_minute: int = 0
+    user_tokens_per_day: int = 0
+    tenant_tokens_per_day: int = 0
+    table: str = DEFAULT_BUDGET_TABLE
+    flush_s: float = DEFAULT_BUDGET_FLUSH_S
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.user_tokens_per_minute or self.user_tokens_per_day or self.tenant_tokens_per_day)
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    """The block list and the token budgets, and the table service that holds their shared state."""
+
+    table_endpoint: str | None = None
+    blocklist: BlocklistSettings = BlocklistSettings()
+    budget: BudgetSettings = BudgetSettings()
+
+
+@dataclass(frozen=True)
 class Settings:
     endpoint: str
     deployments: tuple[str, ...]
@@ -82,6 +124,7 @@ class Settings:
     allowed_service_tiers: frozenset[str] = frozenset(DEFAULT_SERVICE_TIERS)
     expose_cached_tokens: bool = False
     easy_auth_enabled: bool = False
+    controls: ControlSettings = ControlSettings()
 
     @property
     def default_deployment(self) -> str:
@@ -156,6 +199,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         allowed_service_tiers=frozenset(_list(env, "RELAY_ALLOWED_SERVICE_TIERS") or DEFAULT_SERVICE_TIERS),
         expose_cached_tokens=_bool(env, "RELAY_EXPOSE_CACHED_TOKENS", False),
         easy_auth_enabled=_bool(env, "WEBSITE_AUTH_ENABLED", False),
+        controls=_control_settings(env),
     )
 
 
@@ -171,6 +215,41 @@ def _client_ip_policy(env: Mapping[str, str]) -> ClientIpPolicy:
     if mode.startswith("xff:") and mode[4:].isdigit() and 1 <= int(mode[4:]) <= 32:
         return ClientIpPolicy("xff", hops=int(mode[4:]))
     raise ConfigError(f"RELAY_CLIENT_IP_MODE must be 'app-service', 'front-door' or 'xff:N' (1-32), got {mode!r}")
+
+
+def _control_settings(env: Mapping[str, str]) -> ControlSettings:
+    cold_start = env.get("RELAY_BLOCKLIST_COLD_START", "").strip().lower() or "fail-closed"
+    if cold_start not in ("fail-closed", "fail-open"):
+        raise ConfigError(f"RELAY_BLOCKLIST_COLD_START must be 'fail-closed' or 'fail-open', got {cold_start!r}")
+    blocklist = BlocklistSettings(
+        enabled=_bool(env, "RELAY_BLOCKLIST_ENABLED", False),
+        table=_table_name(env, "RELAY_BLOCKLIST_TABLE", DEFAULT_BLOCKLIST_TABLE),
+        refresh_s=_float(env, "RELAY_BLOCKLIST_REFRESH_S", DEFAULT_BLOCKLIST_REFRESH_S, 0.5, 3600.0),
+        fail_open=cold_start == "fail-open",
+    )
+    budget = BudgetSettings(
+        user_tokens_per_minute=_int(env, "RELAY_BUDGET_USER_TOKENS_PER_MINUTE", 0, 0, _MAX_TOKEN_BUDGET),
+        user_tokens_per_day=_int(env, "RELAY_BUDGET_USER_TOKENS_PER_DAY", 0, 0, _MAX_TOKEN_BUDGET),
+        tenant_tokens_per_day=_int(env, "RELAY_BUDGET_TENANT_TOKENS_PER_DAY", 0, 0, _MAX_TOKEN_BUDGET),
+        table=_table_name(env, "RELAY_BUDGET_TABLE", DEFAULT_BUDGET_TABLE),
+        flush_s=_float(env, "RELAY_BUDGET_FLUSH_S", DEFAULT_BUDGET_FLUSH_S, 0.2, 60.0),
+    )
+    if blocklist.table.lower() == budget.table.lower():
+        raise ConfigError("RELAY_BLOCKLIST_TABLE and RELAY_BUDGET_TABLE must name different tables")
+    endpoint = _url(env, "RELAY_TABLE_ENDPOINT", required=False)
+    if endpoint is None and (blocklist.enabled or budget.enabled):
+        raise ConfigError(
+            "RELAY_TABLE_ENDPOINT is required when RELAY_BLOCKLIST_ENABLED is true or a RELAY_BUDGET_* limit is set "
+            "(the table service URL, e.g. https://<account>.table.core.windows.net)"
+        )
+    return ControlSettings(table_endpoint=endpoint, blocklist=blocklist, budget=budget)
+
+
+def _table_name(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    if not _TABLE_NAME.match(value):
+        raise ConfigError(f"{name} must be a table name (a letter, then 2-62 letters or digits), got {value!r}")
+    return value
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:

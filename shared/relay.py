@@ -21,6 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from shared.access_controls import AccessControls, Spend
 from shared.caller import Caller, identify_caller
 from shared.completion import NotACompletion, completion_usage, hide_cached_tokens
 from shared.config import Settings, load_settings
@@ -64,6 +65,7 @@ class Relay:
         self._upstream: Upstream | None = None
         self._upstream_lock = asyncio.Lock()
         self._large_body_gate = asyncio.Semaphore(1)
+        self.controls = AccessControls(settings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Relay:
@@ -88,6 +90,7 @@ class Relay:
         if self._upstream is not None:
             await self._upstream.aclose()
             self._upstream = None
+        await self.controls.aclose()
 
     # Routes -----------------------------------------------------------------
 
@@ -98,7 +101,7 @@ class Relay:
     async def models(self, req: Request) -> Response:
         record = _new_record(req, "models")
         try:
-            self._identify(req, record)
+            await self._identify(req, record)
         except RelayError as error:
             return _error_response(error, record)
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "azure-openai"} for name in self.settings.deployments]
@@ -108,7 +111,7 @@ class Relay:
     async def me(self, req: Request) -> Response:
         record = _new_record(req, "me")
         try:
-            caller = self._identify(req, record)
+            caller = await self._identify(req, record)
         except RelayError as error:
             return _error_response(error, record)
         principal = caller.principal
@@ -124,6 +127,7 @@ class Relay:
             },
             "source_ip": caller.source_ip,
             "user_security_context": caller.security_context(self.settings.application_name),
+            "budget": self.controls.budget_view(caller),
         }
         record.emit(200)
         return _json(body, 200, record.request_id)
@@ -131,11 +135,12 @@ class Relay:
     async def chat_completions(self, req: Request) -> Response:
         record = _new_record(req, "chat.completions")
         try:
-            caller = self._identify(req, record)
+            caller = await self._identify(req, record)
             request = await self._prepare(await self._read_body(req), caller)
             record.deployment, record.stream = request.deployment, request.stream
+            spend = self.controls.admit(caller, len(request.payload))
             client = await self.upstream()
-            return await _unless_caller_leaves(req, self._answer(client, request, record))
+            return await _unless_caller_leaves(req, self._answer(client, request, record, spend))
         except RelayError as error:
             return _error_response(error, record)
         except ClientDisconnect:
@@ -148,10 +153,11 @@ class Relay:
 
     # Steps --------------------------------------------------------------------
 
-    def _identify(self, req: Request, record: RequestLog) -> Caller:
+    async def _identify(self, req: Request, record: RequestLog) -> Caller:
         caller = identify_caller(req.headers, self.settings)
         record.oid, record.tid = caller.principal.object_id, caller.principal.tenant_id
         record.home_tid, record.source_ip = caller.principal.home_tenant_id, caller.source_ip
+        await self.controls.check_caller(caller, record.request_id)
         return caller
 
     async def _prepare(self, raw: bytes, caller: Caller) -> ChatRequest:
@@ -160,14 +166,14 @@ class Relay:
         async with self._large_body_gate:
             return await asyncio.to_thread(prepare_chat_request, raw, self.settings, caller)
 
-    async def _answer(self, client: Upstream, request: ChatRequest, record: RequestLog) -> Response:
+    async def _answer(self, client: Upstream, request: ChatRequest, record: RequestLog, spend: Spend) -> Response:
         upstream = await client.open(request.payload, request.deployment, record.request_id)
         if request.stream:
             forwarder = SseForwarder(hide_usage=request.hide_usage, hide_cached_tokens=not self.settings.expose_cached_tokens)
-            return ForwardedStream(upstream, record, forwarder, self.settings.caller_write_timeout_s)
-        return await self._complete_response(upstream, record)
+            return ForwardedStream(upstream, record, forwarder, spend, self.settings.caller_write_timeout_s)
+        return await self._complete_response(upstream, record, spend)
 
-    async def _complete_response(self, upstream: UpstreamResponse, record: RequestLog) -> Response:
+    async def _complete_response(self, upstream: UpstreamResponse, record: RequestLog, spend: Spend) -> Response:
         try:
             async with asyncio.timeout(self.settings.upstream_timeout_s):
                 content = await upstream.read()
@@ -182,6 +188,7 @@ class Relay:
             upstream.close()
         if not self.settings.expose_cached_tokens:
             content = hide_cached_tokens(content)
+        spend(record.usage)
         record.emit(200)
         return Response(content, status_code=200, media_type=_JSON, headers={**_JSON_HEADERS, "x-request-id": record.request_id})
 
@@ -210,14 +217,16 @@ class ForwardedStream(StreamingResponse):
     request's log line is written.
     """
 
-    def __init__(self, upstream: UpstreamResponse, record: RequestLog, forwarder: SseForwarder, write_timeout_s: float) -> None:
+    def __init__(
+        self, upstream: UpstreamResponse, record: RequestLog, forwarder: SseForwarder, spend: Spend, write_timeout_s: float
+    ) -> None:
         super().__init__(
             forward_events(upstream.iter_bytes(), forwarder),
             status_code=200,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_EXPOSE, "x-request-id": record.request_id},
         )
-        self._upstream, self._record, self._forwarder = upstream, record, forwarder
+        self._upstream, self._record, self._forwarder, self._spend = upstream, record, forwarder, spend
         self._write_timeout_s = write_timeout_s
         self._finished = False
 
@@ -252,6 +261,7 @@ class ForwardedStream(StreamingResponse):
         self._finished = True
         self._upstream.close()
         self._record.usage = self._forwarder.usage
+        self._spend(self._forwarder.usage, self._forwarder.events)
         self._record.emit(status, code)
 
 

@@ -33,6 +33,8 @@ class SseForwarder:
         self._pending = b""
         self.done = False
         self.usage: dict[str, Any] | None = None
+        # Whole events received, for a token estimate when the usage chunk never came.
+        self.events = 0
         # Why the stream ended early, once it has (the caller got it as an ``error`` event).
         self.error: RelayError | None = None
 
@@ -47,6 +49,7 @@ class SseForwarder:
             return b""
         complete, self._pending = buffer[: end + 2], buffer[end + 2 :]
         events = complete.split(b"\n\n")[:-1]
+        self.events += len(events)
         keep = [self._check(event) for event in events]
         if not all(keep):
             complete = b"".join(event + b"\n\n" for event, kept in zip(events, keep, strict=True) if kept)

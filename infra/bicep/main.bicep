@@ -143,6 +143,48 @@ param maxN int = 1
 @maxValue(600)
 param upstreamTimeoutSeconds int = 120
 
+// ---- block list and token budgets (docs/blocklist.md) --------------------------------
+
+@description('RELAY_BLOCKLIST_ENABLED: refuse callers on the block list (403 user_blocked).')
+param blocklistEnabled bool = true
+
+@minValue(1)
+@maxValue(3600)
+@description('RELAY_BLOCKLIST_REFRESH_S: a new block takes effect on every instance within this many seconds.')
+param blocklistRefreshSeconds int = 30
+
+@allowed([
+  'fail-closed'
+  'fail-open'
+])
+@description('RELAY_BLOCKLIST_COLD_START: what an instance that has never read the block list does (SECURITY.md).')
+param blocklistColdStart string = 'fail-closed'
+
+@minValue(0)
+@description('RELAY_BUDGET_USER_TOKENS_PER_MINUTE (0: no limit).')
+param userTokensPerMinute int = 0
+
+@minValue(0)
+@description('RELAY_BUDGET_USER_TOKENS_PER_DAY (0: no limit).')
+param userTokensPerDay int = 0
+
+@minValue(0)
+@description('RELAY_BUDGET_TENANT_TOKENS_PER_DAY (0: no limit).')
+param tenantTokensPerDay int = 0
+
+@minValue(1)
+@maxValue(60)
+@description('RELAY_BUDGET_FLUSH_S: how often each instance writes its token counts and reads the shared totals.')
+param budgetFlushSeconds int = 5
+
+@description('Wire Defender for Cloud AI alerts to a Logic App that blocks the alert\'s end user and IP address.')
+param enableDefenderBlocklistAutomation bool = false
+
+@minValue(1)
+@maxValue(8784)
+@description('How long a block written from a Defender for Cloud alert lasts, in hours.')
+param defenderBlockHours int = 24
+
 // ---- hosting ------------------------------------------------------------------------
 
 @allowed([
@@ -280,6 +322,28 @@ module keyVaultRole 'modules/keyvault-role.bicep' = if (isKeyMode) {
   }
 }
 
+module relayTables 'modules/blocklist-table.bicep' = {
+  name: take('relay-tables-${deploymentSuffix}', 64)
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    principalId: identity.outputs.principalId
+  }
+}
+
+module defenderBlocklist 'modules/defender-blocklist-automation.bicep' = if (enableDefenderBlocklistAutomation) {
+  name: take('relay-defender-blocklist-${deploymentSuffix}', 64)
+  scope: rg
+  params: {
+    name: '${environmentName}-${take(resourceToken, 6)}'
+    location: location
+    tags: allTags
+    storageAccountName: storage.outputs.name
+    blocklistTableName: relayTables.outputs.blocklistTableName
+    blockHours: defenderBlockHours
+  }
+}
+
 module relay 'modules/functionapp.bicep' = {
   name: take('relay-functionapp-${deploymentSuffix}', 64)
   scope: rg
@@ -287,6 +351,7 @@ module relay 'modules/functionapp.bicep' = {
     storage
     openAiRole
     keyVaultRole
+    relayTables
   ]
   params: {
     name: functionAppName
@@ -322,6 +387,13 @@ module relay 'modules/functionapp.bicep' = {
     maxTokens: maxTokens
     maxN: maxN
     upstreamTimeoutSeconds: upstreamTimeoutSeconds
+    blocklistEnabled: blocklistEnabled
+    blocklistRefreshSeconds: blocklistRefreshSeconds
+    blocklistColdStart: blocklistColdStart
+    userTokensPerMinute: userTokensPerMinute
+    userTokensPerDay: userTokensPerDay
+    tenantTokensPerDay: tenantTokensPerDay
+    budgetFlushSeconds: budgetFlushSeconds
     authClientId: relayApiClientId
     authOpenIdIssuer: openIdIssuer
     allowedClientApplications: [

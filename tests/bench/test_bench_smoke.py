@@ -58,6 +58,14 @@ def test_quick_run_writes_a_well_formed_result(tmp_path: Path) -> None:
     assert _number(results, "import", "function_app_ms", "median") > 0
     assert _number(results, "memory", "rss_after_mb") > 0
     assert results["errors"]["total"] == 0, results["errors"]
+    for key in ("c1", "c16"):
+        for side in ("direct", "relay"):  # controls off, on
+            assert _number(results, "controls", key, side, "p50") > 0
+        _number(results, "controls", key, "added", "p50")
+    assert _number(results, "controls", "relayed_requests") > 0
+    # The relay with both controls on read its block list once and has had no time for a second read or a sync.
+    assert _number(results, "controls", "table_requests") <= 2
+    assert results["controls"]["errors"] == 0
     assert len(document["targets"]) >= 10
     assert all(isinstance(check["pass"], bool) for check in document["targets"])
     assert document["passed"] == (run.returncode == 0)

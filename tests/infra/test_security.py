@@ -281,10 +281,24 @@ def test_each_example_is_locked_down_as_its_mode_requires(app: Path) -> None:
 # ---- secrets and keys --------------------------------------------------------------------
 
 
+# The one secret a template reads: the Logic App trigger URL (SAS-signed) that Defender for Cloud's workflow
+# automation must be given, straight into its write-only ``uri`` property, never into an output or a setting.
+SECRET_READS_ALLOWED = {bicep.MODULES_DIR / "defender-blocklist-automation.bicep": {"listCallbackUrl"}}
+
+
 def test_no_template_reads_keys_or_secrets() -> None:
     for path in bicep.bicep_files():
         called = bicep.functions_called(bicep.parse_bicep(path))
-        assert not {f for f in called if f.lower().startswith("list") or f == "getSecret"}, f"{path} reads keys: {called}"
+        reads = {f for f in called if f.lower().startswith("list") or f == "getSecret"} - SECRET_READS_ALLOWED.get(path, set())
+        assert not reads, f"{path} reads keys: {called}"
+
+
+def test_the_logic_app_trigger_url_goes_only_to_the_defender_automation() -> None:
+    [(path, _)] = SECRET_READS_ALLOWED.items()
+    parsed = bicep.parse_bicep(path)
+    users = [name for name, resource in parsed["resources"].items() if "listCallbackUrl" in bicep.functions_called(resource)]
+    assert users == ["automation"] and parsed["resources"]["automation"]["type"] == "Microsoft.Security/automations"
+    assert not any("listCallbackUrl" in bicep.functions_called(output) for output in parsed.get("outputs", {}).values())
 
 
 def test_no_secure_parameters_and_no_secret_outputs() -> None:

@@ -1,11 +1,12 @@
 """``make run`` on a fresh clone serves ``/api/healthz`` and a completion within a minute of setup finishing.
 
 A ``git clone`` of the committed HEAD runs the real ``make run`` on free ports. "Setup finishing" means the
-venv exists: the clone's ``.venv`` is a symlink to the venv these tests run in, and the clone's requirement
-files are dated before that venv's stamp so make treats the venv as up to date (nothing is reinstalled and the
-shared venv is not modified). Then, over real sockets and within 60 s of launching make: healthz answers 200,
-``/_dev/token`` mints a token, the official ``openai`` SDK gets a completion, and the Azure OpenAI emulator saw
-the caller's ``user_security_context``.
+venv and Azurite exist: the clone's ``.venv`` and ``devhost/azurite/node_modules`` are symlinks to the ones
+these tests run with, and the clone's requirement files are dated before that venv's stamp so make treats the
+venv as up to date (nothing is reinstalled and the shared venv is not modified). Then, over real sockets and
+within 60 s of launching make: healthz answers 200, ``/_dev/token`` mints a token, the official ``openai`` SDK
+gets a completion, and the Azure OpenAI emulator saw the caller's ``user_security_context``. Last, the block
+list admin command run in the clone (``--azurite``) blocks that caller, and make run's relay refuses it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ BUDGET_S = 60.0
 STAMP = ".installed"
 REQUIREMENTS = ("requirements.txt", "requirements-dev.txt")
 # Settings the developer's shell (or CI) might carry that would make this something other than a plain `make run`.
-SCRUBBED_PREFIXES = ("AZURE_", "RELAY_", "IDENTITY_", "EMULATOR_", "MSI_", "WEBSITE_", "MAKE", "MFLAGS")
+SCRUBBED_PREFIXES = ("AZURE_", "AZURITE_", "RELAY_", "IDENTITY_", "EMULATOR_", "MSI_", "WEBSITE_", "MAKE", "MFLAGS")
 SCRUBBED_NAMES = {
     "PORT", "APPLICATION_NAME", "CORS_ALLOWED_ORIGINS", "DEVHOST_AUDIENCE", "DEVHOST_RUNTIME", "PYTHONPATH", "PYTHONHOME", "SSL_CERT_FILE"
 }  # fmt: skip
@@ -66,8 +67,11 @@ def fresh_clone(dest: Path) -> Path:
 
 
 def finish_setup(clone: Path, venv: Path) -> None:
-    """Point the clone at the existing venv and make its stamp newer than the clone's requirement files."""
+    """Point the clone at the existing venv and Azurite, and make the venv's stamp newer than the clone's requirement files."""
     (clone / ".venv").symlink_to(venv, target_is_directory=True)
+    azurite_modules = ROOT / "devhost" / "azurite" / "node_modules"
+    assert azurite_modules.is_dir(), "Azurite is not installed: run `bash scripts/ensure-azurite.sh` (make test does)"
+    (clone / "devhost" / "azurite" / "node_modules").symlink_to(azurite_modules, target_is_directory=True)
     older = (venv / STAMP).stat().st_mtime - 60
     for name in REQUIREMENTS:
         os.utime(clone / name, (older, older))
@@ -129,5 +133,20 @@ def test_make_run_on_a_fresh_clone_serves_healthz_and_a_completion_within_a_minu
             assert resp.status == 200 and resp.headers.get_content_type() == "text/html", "the sample SPA is not served"
         if stack.runtime == "worker":
             assert "through the Python worker http://127.0.0.1:" in make_run.output()
+
+        blocked = subprocess.run(
+            [sys.executable, "-m", "shared.blocklist_admin", "--azurite", "block", "--oid", oid, "--reason", "test", "--ttl", "10m"],
+            cwd=make_run.clone, env=clean_env(), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert blocked.returncode == 0, blocked.stderr
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                sdk.models.list()
+            except openai.PermissionDeniedError as refused:
+                assert refused.code == "user_blocked"
+                break
+            assert time.monotonic() < deadline, "make run's relay did not enforce the block within 30 s"
+            time.sleep(0.25)
     except Exception as exc:
         pytest.fail(f"{type(exc).__name__}: {exc}\n--- make run output ---\n{make_run.output()}")

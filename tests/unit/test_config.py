@@ -11,6 +11,7 @@ BASE = {
     "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini,gpt-4o",
     "APPLICATION_NAME": "contoso-chat-spa",
 }
+TABLES = {"RELAY_TABLE_ENDPOINT": "https://strelay.table.core.windows.net", "RELAY_BLOCKLIST_ENABLED": "true"}
 KEY_MODE = {
     "AZURE_OPENAI_AUTH": "key",
     "AZURE_KEYVAULT_URL": "https://kv-relay.vault.azure.net",
@@ -42,6 +43,18 @@ KEY_MODE = {
         ({"RELAY_UPSTREAM_TIMEOUT_S": "soon"}, "RELAY_UPSTREAM_TIMEOUT_S must be a number of seconds"),
         ({"RELAY_CLIENT_IP_MODE": "xff:0"}, "RELAY_CLIENT_IP_MODE must be"),
         ({"RELAY_CLIENT_IP_MODE": "front-door"}, "RELAY_FRONT_DOOR_ID must be the Front Door profile's ID"),
+        ({"RELAY_BLOCKLIST_ENABLED": "true"}, "RELAY_TABLE_ENDPOINT is required when RELAY_BLOCKLIST_ENABLED is true"),
+        ({"RELAY_BUDGET_USER_TOKENS_PER_DAY": "1000"}, "RELAY_TABLE_ENDPOINT is required when"),
+        ({**TABLES, "RELAY_TABLE_ENDPOINT": "http://strelay.table.core.windows.net"}, "RELAY_TABLE_ENDPOINT must be an https:// URL"),
+        ({**TABLES, "RELAY_BLOCKLIST_ENABLED": "sometimes"}, "RELAY_BLOCKLIST_ENABLED must be true or false"),
+        ({**TABLES, "RELAY_BLOCKLIST_REFRESH_S": "0"}, "RELAY_BLOCKLIST_REFRESH_S must be between 0.5 and 3600"),
+        ({**TABLES, "RELAY_BLOCKLIST_REFRESH_S": "often"}, "RELAY_BLOCKLIST_REFRESH_S must be a number of seconds"),
+        ({**TABLES, "RELAY_BLOCKLIST_COLD_START": "open"}, "RELAY_BLOCKLIST_COLD_START must be 'fail-closed' or 'fail-open'"),
+        ({**TABLES, "RELAY_BLOCKLIST_TABLE": "block-list"}, "RELAY_BLOCKLIST_TABLE must be a table name"),
+        ({**TABLES, "RELAY_BUDGET_TABLE": "relayblocklist"}, "RELAY_BLOCKLIST_TABLE and RELAY_BUDGET_TABLE must name different tables"),
+        ({**TABLES, "RELAY_BUDGET_USER_TOKENS_PER_MINUTE": "-1"}, "RELAY_BUDGET_USER_TOKENS_PER_MINUTE must be between 0 and"),
+        ({**TABLES, "RELAY_BUDGET_TENANT_TOKENS_PER_DAY": "1e6"}, "RELAY_BUDGET_TENANT_TOKENS_PER_DAY must be an integer"),
+        ({**TABLES, "RELAY_BUDGET_FLUSH_S": "120"}, "RELAY_BUDGET_FLUSH_S must be between 0.2 and 60"),
     ],
 )
 def test_a_bad_setting_is_refused_naming_it(overrides: dict[str, str], message: str) -> None:
@@ -64,3 +77,34 @@ def test_defaults_are_managed_identity_and_the_first_deployment() -> None:
     assert settings.auth_mode == "managed-identity" and settings.keyvault_url is None
     assert settings.default_deployment == "gpt-4o-mini" and settings.deployments == ("gpt-4o-mini", "gpt-4o")
     assert settings.easy_auth_enabled is False
+
+
+def test_both_controls_are_off_by_default_and_need_no_table_service() -> None:
+    controls = load_settings(BASE).controls
+    assert controls.table_endpoint is None
+    assert controls.blocklist.enabled is False and controls.budget.enabled is False
+
+
+def test_control_settings_are_read() -> None:
+    controls = load_settings(
+        {
+            **BASE,
+            **TABLES,
+            "RELAY_BLOCKLIST_REFRESH_S": "2.5",
+            "RELAY_BLOCKLIST_COLD_START": "fail-open",
+            "RELAY_BUDGET_USER_TOKENS_PER_MINUTE": "2000",
+            "RELAY_BUDGET_USER_TOKENS_PER_DAY": "50000",
+            "RELAY_BUDGET_TENANT_TOKENS_PER_DAY": "1000000",
+            "RELAY_BUDGET_FLUSH_S": "1",
+            "RELAY_BUDGET_TABLE": "spend",
+        }
+    ).controls
+    assert controls.table_endpoint == "https://strelay.table.core.windows.net"
+    assert (controls.blocklist.refresh_s, controls.blocklist.fail_open, controls.blocklist.table) == (2.5, True, "relayblocklist")
+    budget = controls.budget
+    assert (budget.user_tokens_per_minute, budget.user_tokens_per_day, budget.tenant_tokens_per_day) == (2000, 50000, 1000000)
+    assert (budget.flush_s, budget.table, budget.enabled) == (1.0, "spend", True)
+
+
+def test_the_cold_start_default_is_fail_closed() -> None:
+    assert load_settings({**BASE, **TABLES}).controls.blocklist.fail_open is False

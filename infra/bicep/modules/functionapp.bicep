@@ -130,6 +130,17 @@ param maxTokens int = 4096
 param maxN int = 1
 param upstreamTimeoutSeconds int = 120
 
+// Block list and token budgets (docs/blocklist.md); their tables are in the host storage account.
+param blocklistEnabled bool = true
+param blocklistRefreshSeconds int = 30
+param blocklistColdStart string = 'fail-closed'
+param userTokensPerMinute int = 0
+param userTokensPerDay int = 0
+param tenantTokensPerDay int = 0
+param budgetFlushSeconds int = 5
+param blocklistTableName string = 'relayblocklist'
+param budgetTableName string = 'relaybudget'
+
 // ---- Easy Auth ------------------------------------------------------------------------
 
 @description('Client (application) ID of the relay API app registration.')
@@ -263,6 +274,46 @@ var baseAppSettings = [
   {
     name: 'RELAY_UPSTREAM_TIMEOUT_S'
     value: string(upstreamTimeoutSeconds)
+  }
+  {
+    name: 'RELAY_TABLE_ENDPOINT'
+    value: 'https://${storageAccountName}.table.${environment().suffixes.storage}'
+  }
+  {
+    name: 'RELAY_BLOCKLIST_ENABLED'
+    value: string(blocklistEnabled)
+  }
+  {
+    name: 'RELAY_BLOCKLIST_TABLE'
+    value: blocklistTableName
+  }
+  {
+    name: 'RELAY_BLOCKLIST_REFRESH_S'
+    value: string(blocklistRefreshSeconds)
+  }
+  {
+    name: 'RELAY_BLOCKLIST_COLD_START'
+    value: blocklistColdStart
+  }
+  {
+    name: 'RELAY_BUDGET_TABLE'
+    value: budgetTableName
+  }
+  {
+    name: 'RELAY_BUDGET_USER_TOKENS_PER_MINUTE'
+    value: string(userTokensPerMinute)
+  }
+  {
+    name: 'RELAY_BUDGET_USER_TOKENS_PER_DAY'
+    value: string(userTokensPerDay)
+  }
+  {
+    name: 'RELAY_BUDGET_TENANT_TOKENS_PER_DAY'
+    value: string(tenantTokensPerDay)
+  }
+  {
+    name: 'RELAY_BUDGET_FLUSH_S'
+    value: string(budgetFlushSeconds)
   }
 ]
 

@@ -1,0 +1,159 @@
+"""The block list's rows and the in-memory copy every request is checked against.
+
+A row blocks an end user (Entra object ID), a tenant, or an IP address or CIDR range until its
+expiry; the schema is in docs/blocklist.md, so a SOAR tool can write rows too. Pure: rows in,
+:class:`Snapshot` out; :meth:`Snapshot.match` is the per-request check, dictionary look-ups only
+(one per prefix length in use for IP ranges). Reading the table is :mod:`shared.blocklist_refresh`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from shared.values import is_guid
+
+BlockKind = Literal["oid", "tenant", "ip"]
+KINDS: tuple[BlockKind, ...] = ("oid", "tenant", "ip")
+# Characters Table storage refuses in a key (https://learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model).
+_KEY_FORBIDDEN = str.maketrans({"/": "_", "\\": "_", "#": "_", "?": "_"})
+MAX_TEXT = 1024
+
+
+@dataclass(frozen=True)
+class BlockEntry:
+    kind: BlockKind
+    target: str  # a lower-case GUID, or an IP network in CIDR form ("203.0.113.7/32")
+    row_key: str
+    reason: str = ""
+    added_by: str = ""
+    added_at: datetime | None = None
+    expires_at: datetime | None = None  # None: until the row is removed
+    alert_id: str | None = None
+
+    @property
+    def expires_ts(self) -> float:
+        return math.inf if self.expires_at is None else self.expires_at.timestamp()
+
+
+def normalize_target(kind: str, value: str) -> str:
+    """The canonical form of a block target; ValueError names what is wrong."""
+    value = value.strip()
+    if kind in ("oid", "tenant"):
+        if not is_guid(value):
+            raise ValueError(f"{kind} must be a GUID, got {value!r}")
+        return value.lower()
+    if kind == "ip":
+        try:
+            if "%" in value:  # a zone ID: never part of a client address the relay sees
+                raise ValueError(value)
+            network = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"ip must be an IP address or CIDR range, got {value!r}") from None
+        mapped = getattr(network.network_address, "ipv4_mapped", None)
+        if mapped is not None and network.prefixlen == 128:
+            # The relay sees an IPv4-mapped client as its IPv4 address (docs/design.md, "Client IP").
+            network = ipaddress.ip_network(mapped)
+        return network.with_prefixlen
+    raise ValueError(f"the kind must be one of {', '.join(KINDS)}, got {kind!r}")
+
+
+def row_key_for(target: str) -> str:
+    """The row key the admin command gives a target, so blocking it again replaces its row."""
+    return target.translate(_KEY_FORBIDDEN)
+
+
+def entry_from_row(row: Mapping[str, Any]) -> BlockEntry:
+    """One table row as an entry; ValueError when it cannot block anything."""
+    kind = str(row.get("PartitionKey", "")).strip().lower()
+    if kind not in KINDS:
+        raise ValueError(f"PartitionKey must be one of {', '.join(KINDS)}")
+    value = row.get("Value")
+    if not isinstance(value, str):
+        raise ValueError("Value is missing")
+    return BlockEntry(
+        kind=kind,  # type: ignore[arg-type]
+        target=normalize_target(kind, value),
+        row_key=str(row.get("RowKey", "")),
+        reason=_text(row.get("Reason")),
+        added_by=_text(row.get("AddedBy")),
+        added_at=_when(row.get("AddedAt"), "AddedAt"),
+        expires_at=_when(row.get("ExpiresAt"), "ExpiresAt"),
+        alert_id=_text(row.get("AlertId")) or None,
+    )
+
+
+def row_for(entry: BlockEntry) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "PartitionKey": entry.kind,
+        "RowKey": entry.row_key,
+        "Value": entry.target,
+        "Reason": entry.reason,
+        "AddedBy": entry.added_by,
+        "AddedAt": entry.added_at,
+        "ExpiresAt": entry.expires_at,
+    }
+    if entry.alert_id:
+        row["AlertId"] = entry.alert_id
+    return {name: value for name, value in row.items() if value is not None}
+
+
+def _text(value: Any) -> str:
+    return value[:MAX_TEXT] if isinstance(value, str) else ""
+
+
+def _when(value: Any, name: str) -> datetime | None:
+    """A row's date, or None when it has none: the SDK gives ``Edm.DateTime`` as a datetime; a string is read as ISO 8601."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{name} is not an ISO 8601 date") from None
+    if not isinstance(value, datetime):
+        raise ValueError(f"{name} is not a date")
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class Snapshot:
+    """The rows in force when the table was read, indexed for :meth:`match`."""
+
+    def __init__(self, entries: Iterable[BlockEntry], now: float) -> None:
+        self._ids: dict[tuple[str, str], BlockEntry] = {}
+        self._networks: dict[tuple[int, int], dict[int, BlockEntry]] = {}
+        for entry in entries:
+            if entry.expires_ts <= now:
+                continue
+            if entry.kind == "ip":
+                network = ipaddress.ip_network(entry.target)
+                index = self._networks.setdefault((network.version, network.prefixlen), {})
+                key = int(network.network_address) >> (network.max_prefixlen - network.prefixlen)
+                index[key] = _longer_lived(index.get(key), entry)
+            else:
+                self._ids[(entry.kind, entry.target)] = _longer_lived(self._ids.get((entry.kind, entry.target)), entry)
+        self.size = len(self._ids) + sum(len(index) for index in self._networks.values())
+
+    def match(self, oid: str, tenant: str, ip: str | None, now: float) -> BlockEntry | None:
+        """The entry that blocks this caller now, if any."""
+        for key in (("oid", oid.lower()), ("tenant", tenant.lower())):
+            entry = self._ids.get(key)
+            if entry is not None and entry.expires_ts > now:
+                return entry
+        if ip is None or not self._networks:
+            return None
+        address = ipaddress.ip_address(ip)
+        for (version, prefixlen), index in self._networks.items():
+            if version == address.version:
+                entry = index.get(int(address) >> (address.max_prefixlen - prefixlen))
+                if entry is not None and entry.expires_ts > now:
+                    return entry
+        return None
+
+
+def _longer_lived(current: BlockEntry | None, new: BlockEntry) -> BlockEntry:
+    return new if current is None or new.expires_ts > current.expires_ts else current

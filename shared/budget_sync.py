@@ -1,0 +1,170 @@
+"""Writes each instance's token counts to the budget table and reads the shared totals back, in the background.
+
+Every ``flush_s`` seconds, for each counter of :class:`shared.budget.Budgets` that has tokens
+to write: read the subject's row, add them, and replace the row only if nobody changed it
+since (ETag, ``If-Match``); on a conflict, read again and retry. Counters with nothing to
+write but a recently active subject are re-read, so each instance learns what the others
+spent. A failed write puts the tokens back to be written with the next sync: during a storage
+outage nothing is lost, each instance keeps enforcing what it knows, and the log says so.
+
+Row schema (PartitionKey ``user:<oid>`` or ``tenant:<tid>``, RowKey the UTC day ``YYYYMMDD``,
+``Tokens``, ``Minute``, ``MinuteTokens``): docs/blocklist.md, "The budget table".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+
+from shared.background import BackgroundTask
+from shared.budget import Budgets, Counter, CounterKey, Totals, add_usage
+from shared.logs import log_event
+
+log = logging.getLogger("relay.budget")
+
+# Rows written at once; each is one read and one write.
+_CONCURRENCY = 8
+# Tries of one read-modify-write when other instances keep winning the race.
+_MAX_ATTEMPTS = 5
+
+
+class ConflictError(RuntimeError):
+    """Other instances changed the row on every try; the tokens wait for the next sync."""
+
+
+class BudgetTable(Protocol):
+    """What the sync needs of ``azure.data.tables.aio.TableClient``."""
+
+    def get_entity(self, partition_key: str, row_key: str) -> Awaitable[Any]: ...
+
+    def create_entity(self, entity: Mapping[str, Any]) -> Awaitable[Any]: ...
+
+    def update_entity(self, entity: Mapping[str, Any], **kwargs: Any) -> Awaitable[Any]: ...
+
+
+def partition_key(key: CounterKey) -> str:
+    scope, subject, _ = key
+    return f"{scope}:{subject}"
+
+
+def totals_of(row: Mapping[str, Any]) -> Totals:
+    return Totals(_number(row.get("Tokens")), _number(row.get("Minute"), default=-1), _number(row.get("MinuteTokens")))
+
+
+def _number(value: Any, default: int = 0) -> int:
+    # Int64 properties come back from the SDK as EntityProperty(value, EdmType.INT64).
+    value = getattr(value, "value", value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+class BudgetSync:
+    def __init__(self, budgets: Budgets, table: BudgetTable, flush_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._budgets = budgets
+        self._table = table
+        self._clock = clock
+        self._failing_since: float | None = None
+        self._task = BackgroundTask("budget-sync", self.sync, lambda: flush_s, log)
+        self._started = False
+
+    def start(self) -> None:
+        """Start the sync task in the running event loop, once."""
+        self._task.start()
+        self._started = True
+
+    async def aclose(self) -> None:
+        """Stop the task and try once more to write what is pending (the local host calls this at shutdown)."""
+        await self._task.aclose()
+        if self._started:
+            self._started = False
+            await self.sync()
+
+    async def sync(self) -> bool:
+        """Write every counter's pending tokens and re-read active totals; returns whether storage answered every call."""
+        gate = asyncio.Semaphore(_CONCURRENCY)
+
+        async def one(key: CounterKey, counter: Counter) -> BaseException | None:
+            async with gate:
+                try:
+                    await self._sync_counter(key, counter)
+                except (AzureError, ConflictError) as exc:
+                    return exc
+                return None
+
+        results = await asyncio.gather(*(one(key, counter) for key, counter in self._budgets.to_sync()))
+        failures = [exc for exc in results if exc is not None]
+        self._log_outcome(failures)
+        return not failures
+
+    async def _sync_counter(self, key: CounterKey, counter: Counter) -> None:
+        if not counter.pending:
+            counter.shared = await self._read(key)
+            return
+        delta = counter.begin_flush()
+        try:
+            written = await self._add(key, delta)
+        except BaseException:
+            counter.abort_flush()
+            raise
+        counter.end_flush(written)
+
+    async def _read(self, key: CounterKey) -> Totals:
+        try:
+            return totals_of(await self._table.get_entity(partition_key(key), key[2]))
+        except ResourceNotFoundError:
+            return Totals()
+
+    async def _add(self, key: CounterKey, delta: Mapping[int, int]) -> Totals:
+        pk, rk = partition_key(key), key[2]
+        for attempt in range(_MAX_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)
+            try:
+                row = await self._table.get_entity(pk, rk)
+            except ResourceNotFoundError:
+                new = add_usage(Totals(), delta)
+                if await _attempt(self._table.create_entity(_entity(pk, rk, new)), ResourceExistsError):
+                    return new
+                continue
+            new = add_usage(totals_of(row), delta)
+            etag = row.metadata["etag"]
+            update = self._table.update_entity(_entity(pk, rk, new), etag=etag, match_condition=MatchConditions.IfNotModified)
+            if await _attempt(update, ResourceModifiedError):
+                return new
+        raise ConflictError(f"the row {pk}/{rk} changed on each of {_MAX_ATTEMPTS} tries")
+
+    def _log_outcome(self, failures: list[BaseException]) -> None:
+        pending = sum(sum(counter.pending.values()) for counter in self._budgets.counters.values())
+        if failures and self._failing_since is None:
+            self._failing_since = self._clock()
+            log_event(
+                log,
+                logging.WARNING,
+                "budget.sync_failed",
+                error=type(failures[0]).__name__,
+                failed_rows=len(failures),
+                pending_tokens=pending,
+                note="tokens are kept and written when storage answers; each instance enforces what it knows",
+            )
+        elif not failures and self._failing_since is not None:
+            log_event(log, logging.INFO, "budget.sync_recovered", outage_s=round(self._clock() - self._failing_since, 1))
+            self._failing_since = None
+
+
+async def _attempt(call: Awaitable[Any], lost_race: type[Exception]) -> bool:
+    """Run one conditional write; False when another instance got there first."""
+    try:
+        await call
+    except lost_race:
+        return False
+    return True
+
+
+def _entity(pk: str, rk: str, totals: Totals) -> dict[str, Any]:
+    return {"PartitionKey": pk, "RowKey": rk, "Tokens": totals.day_tokens, "Minute": totals.minute, "MinuteTokens": totals.minute_tokens}

@@ -1,0 +1,217 @@
+"""Three relay processes sharing one Azurite and one Azure OpenAI emulator: the block list and a token budget across instances.
+
+Each relay is ``python -m devhost`` on its own port (its own App Service front end and Easy
+Auth, so each mints its own dev tokens), pointed at the same emulator, managed identity
+endpoint and Azurite, as Flex Consumption instances share one storage account. Everything is
+on 127.0.0.1 and bounded in requests and time. The settings are small so the test is quick:
+a block list refresh every ``REFRESH_S``, a budget sync every ``FLUSH_S``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from devhost.azurite import Azurite, running_azurite
+from tests.support import rawhttp
+from tests.support.azurite import TABLES, admin, table
+from tests.support.emulator import IDENTITY_HEADER, Emulator
+from tests.support.servers import free_port, run_python_module
+from tests.support.stack import APPLICATION_NAME, DEPLOYMENTS, Stack
+
+REFRESH_S = 1.0
+FLUSH_S = 0.5
+DAY_LIMIT = 2000
+# Over the stated intervals: the time a refresh or a sync itself takes on a busy 2-core machine, and the polling step.
+SLACK_S = 3.0
+# The user's pace in the budget test: slow enough that the overshoot bound (proportional to the rate) is well
+# below what instances that did not share their counts would let through (about two more limits).
+REQUESTS_PER_S = 30
+# The emulator's answer to "hi" costs 21 tokens (1 prompt + 20 completion).
+ANSWER_TOKENS = 21
+BODY = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
+
+
+@dataclass
+class Relays:
+    stacks: list[Stack]
+    azurite: Azurite
+    emulator: Emulator
+
+    def tokens(self, oid: str) -> list[str]:
+        return [stack.token(oid=oid) for stack in self.stacks]
+
+    def events(self, name: str) -> list[list[dict[str, Any]]]:
+        """Each relay's log lines of event ``name``, in order."""
+        return [[json.loads(line) for line in stack.log_lines() if line.startswith("{") and f'"event":"{name}"' in line] for stack in self.stacks]
+
+
+@pytest.fixture(scope="module")
+def relays(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relays]:
+    state_dir = tmp_path_factory.mktemp("shared-azurite")
+    with running_azurite(state_dir, TABLES, log_path=state_dir / "azurite.log") as azurite, contextlib.ExitStack() as started:
+        stacks = []
+        for _ in range(3):
+            port = free_port()
+            env = {
+                "PORT": str(port),
+                "AZURE_OPENAI_ENDPOINT": emulator.base,
+                "IDENTITY_ENDPOINT": emulator.identity_endpoint,
+                "IDENTITY_HEADER": IDENTITY_HEADER,
+                "AZURE_OPENAI_DEPLOYMENTS": DEPLOYMENTS,
+                "APPLICATION_NAME": APPLICATION_NAME,
+                "RELAY_TABLE_ENDPOINT": azurite.tables.endpoint,
+                "SSL_CERT_FILE": azurite.tables.ca_file,
+                "RELAY_BLOCKLIST_ENABLED": "true",
+                "RELAY_BLOCKLIST_REFRESH_S": str(REFRESH_S),
+                "RELAY_BUDGET_USER_TOKENS_PER_DAY": str(DAY_LIMIT),
+                "RELAY_BUDGET_FLUSH_S": str(FLUSH_S),
+            }
+            log_path = state_dir / f"relay-{port}.log"
+            base = f"http://127.0.0.1:{port}"
+            started.enter_context(run_python_module("devhost", env=env, ready_url=f"{base}/api/healthz", log_path=log_path))
+            stacks.append(Stack(base, emulator.base, log_path))
+        yield Relays(stacks, azurite, emulator)
+
+
+def call(stack: Stack, token: str, method: str = "POST", path: str = "/api/v1/chat/completions") -> rawhttp.RawResponse:
+    port = int(stack.base_url.rsplit(":", 1)[1])
+    headers = [("Authorization", f"Bearer {token}"), ("Content-Type", "application/json")]
+    return rawhttp.request(port, method, path, headers, BODY if method == "POST" else b"")
+
+
+def code_of(response: rawhttp.RawResponse) -> str | None:
+    return json.loads(response.body)["error"]["code"] if response.status >= 400 else None
+
+
+def wait_until(condition: Any, timeout: float, step: float = 0.1) -> float:
+    """Poll ``condition`` until it is true; return the seconds it took (fails after ``timeout``)."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, f"not true within {timeout:.1f}s"
+        time.sleep(step)
+    return time.monotonic() - start
+
+
+def table_tokens(relays: Relays, oid: str) -> int:
+    today = datetime.now(UTC).strftime("%Y%m%d")
+    with table(relays.azurite.tables, "relaybudget") as client:
+        try:
+            return int(client.get_entity(f"user:{oid}", today)["Tokens"])
+        except Exception:
+            return 0
+
+
+def block(relays: Relays, oid: str, alert: str) -> None:
+    done = admin(relays.azurite.state_dir, "block", "--oid", oid, "--reason", "test", "--ttl", "1h", "--alert-id", alert)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_block_written_with_the_admin_command_is_enforced_by_every_instance_within_the_refresh_interval(relays: Relays) -> None:
+    oid = "b10c0000-0000-4000-8000-00000000b001"
+    tokens = relays.tokens(oid)
+    assert [call(stack, token).status for stack, token in zip(relays.stacks, tokens, strict=True)] == [200, 200, 200]
+
+    block(relays, oid, "alert-multi-1")
+    took = [wait_until(lambda s=stack, t=token: call(s, t, "GET", "/api/me").status == 403, REFRESH_S + SLACK_S)
+            for stack, token in zip(relays.stacks, tokens, strict=True)]  # fmt: skip
+    print(f"block enforced after {[round(t, 2) for t in took]} s (refresh interval {REFRESH_S} s)")
+
+    seen_before = len(relays.emulator.requests())
+    for stack, token in zip(relays.stacks, tokens, strict=True):
+        refused = call(stack, token)
+        assert (refused.status, code_of(refused)) == (403, "user_blocked")
+        assert b"test" not in refused.body  # the reason stays in the table
+        request_id = refused.header("x-request-id")
+        lines = [e for each in relays.events("relay.blocked") for e in each if e["request_id"] == request_id]
+        assert [(e["alert_id"], e["matched"], e["oid"]) for e in lines] == [("alert-multi-1", "oid", oid)]
+    assert len(relays.emulator.requests()) == seen_before, "a blocked caller's request reached Azure OpenAI"
+
+    assert admin(relays.azurite.state_dir, "unblock", "--oid", oid).returncode == 0
+    for stack, token in zip(relays.stacks, tokens, strict=True):
+        wait_until(lambda s=stack, t=token: call(s, t).status == 200, REFRESH_S + SLACK_S)
+
+
+def test_one_user_spread_over_three_instances_is_stopped_within_the_stated_bound(relays: Relays) -> None:
+    oid = "b0d9e700-0000-4000-8000-00000000b002"
+    tokens = relays.tokens(oid)
+    consumed, refused_by, sent = 0, set(), 0
+    start = time.monotonic()
+    last_admitted = start
+    while len(refused_by) < 3:
+        assert sent < 1000 and time.monotonic() - start < 90, f"not stopped: {consumed} tokens in {sent} requests"
+        i = sent % 3
+        time.sleep(max(0.0, start + sent / REQUESTS_PER_S - time.monotonic()))
+        response = call(relays.stacks[i], tokens[i])
+        sent += 1
+        if response.status == 200:
+            consumed += json.loads(response.body)["usage"]["total_tokens"]
+            last_admitted = time.monotonic()
+        else:
+            assert (response.status, code_of(response)) == (429, "user_quota_exceeded")
+            retry_after = int(response.header("retry-after") or 0)
+            midnight = (datetime.now(UTC) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+            assert abs(retry_after - (midnight - datetime.now(UTC)).total_seconds()) < 5
+            refused_by.add(i)
+    rate = consumed / max(last_admitted - start, 1e-3)
+    # docs/design.md: overshoot <= instances x 2 x flush interval x tokens per second per instance (= 2 x F x total rate),
+    # plus what was in flight (one request at a time here); FLUSH_S is stretched by the time a sync itself may take.
+    bound = 2 * (FLUSH_S + 0.25) * rate + ANSWER_TOKENS
+    print(f"limit {DAY_LIMIT}, admitted {consumed} tokens in {sent} requests at {rate:.0f} tokens/s; stated bound +{bound:.0f}")
+    assert DAY_LIMIT <= consumed <= DAY_LIMIT + bound
+    assert bound < DAY_LIMIT, "the pace was too fast for this test to tell shared counts from per-instance ones"
+
+    wait_until(lambda: table_tokens(relays, oid) == consumed, 10 * FLUSH_S + SLACK_S)
+    time.sleep(2 * FLUSH_S + 0.5)
+    for stack, token in zip(relays.stacks, tokens, strict=True):
+        day = json.loads(call(stack, token, "GET", "/api/me").body)["budget"]["user_tokens_per_day"]
+        assert (day["limit"], day["used"], day["remaining"]) == (DAY_LIMIT, consumed, 0)
+
+
+def test_with_azurite_down_the_relays_keep_serving_and_enforcing_and_no_usage_is_lost(relays: Relays) -> None:
+    spender, blocked = "0a7a0e00-0000-4000-8000-00000000b003", "0a7a0e00-0000-4000-8000-00000000b004"
+    spend_tokens, blocked_tokens = relays.tokens(spender), relays.tokens(blocked)
+    block(relays, blocked, "alert-outage")
+    for stack, token in zip(relays.stacks, blocked_tokens, strict=True):
+        wait_until(lambda s=stack, t=token: call(s, t).status == 403, REFRESH_S + SLACK_S)
+    admitted = 0
+
+    def round_of_requests() -> None:
+        nonlocal admitted
+        for i, stack in enumerate(relays.stacks):
+            served = call(stack, spend_tokens[i])
+            assert served.status == 200, served.body
+            admitted += json.loads(served.body)["usage"]["total_tokens"]
+            refused = call(stack, blocked_tokens[i])
+            assert (refused.status, code_of(refused)) == (403, "user_blocked")
+
+    round_of_requests()
+    before = {name: [len(each) for each in relays.events(name)] for name in ("budget.sync_failed", "budget.sync_recovered")}
+    relays.azurite.stop()
+    outage_start = time.monotonic()
+    while time.monotonic() - outage_start < 3 * REFRESH_S + 4 * FLUSH_S:
+        round_of_requests()
+        time.sleep(0.3)
+    for failed in relays.events("blocklist.refresh_failed"):
+        assert failed and failed[-1]["kept_entries"] >= 1, "an instance did not say it keeps its last good copy"
+    failed_syncs = [len(each) - n for each, n in zip(relays.events("budget.sync_failed"), before["budget.sync_failed"], strict=True)]
+    assert failed_syncs == [1, 1, 1], "each instance says once that its tokens wait for storage"
+
+    relays.azurite.start()
+    round_of_requests()
+    took = wait_until(lambda: table_tokens(relays, spender) == admitted, 20 * FLUSH_S + SLACK_S, step=0.25)
+    print(f"{admitted} tokens admitted around an outage of {time.monotonic() - outage_start - took:.1f} s, all in the table {took:.1f} s after Azurite came back")
+    recovered = [len(each) - n for each, n in zip(relays.events("budget.sync_recovered"), before["budget.sync_recovered"], strict=True)]
+    assert recovered == [1, 1, 1]
+    wait_until(lambda: all(loaded[-1]["failed_reads_before"] >= 1 for loaded in relays.events("blocklist.loaded")), 2 * REFRESH_S + SLACK_S)
+    for stack, token in zip(relays.stacks, blocked_tokens, strict=True):
+        assert call(stack, token).status == 403
+    statuses = {json.loads(line)["status"] for s in relays.stacks for line in s.log_lines() if '"event":"relay.request"' in line}
+    assert statuses <= {200, 403, 429}, statuses
