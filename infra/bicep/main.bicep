@@ -143,6 +143,33 @@ param maxN int = 1
 @maxValue(600)
 param upstreamTimeoutSeconds int = 120
 
+@description('RELAY_UPSTREAM_CONNECTIONS: connections to Azure OpenAI per instance; a request that finds none free waits busyTimeoutSeconds, then gets 503.')
+@minValue(1)
+param upstreamConnections int = 256
+
+@description('RELAY_BUSY_TIMEOUT_S: how long a request waits for a free upstream connection.')
+@minValue(0)
+@maxValue(600)
+param busyTimeoutSeconds int = 5
+
+@description('RELAY_CALLER_WRITE_TIMEOUT_S: a stream whose caller reads nothing for this long is ended, and Azure OpenAI with it.')
+@minValue(1)
+@maxValue(3600)
+param callerWriteTimeoutSeconds int = 30
+
+@description('RELAY_ALLOW_STORE: allow store: true (stored completions keep conversations in the shared Azure OpenAI resource).')
+param allowStore bool = false
+
+@description('RELAY_ALLOWED_SERVICE_TIERS: service_tier values callers may ask for; priority processing costs more.')
+param allowedServiceTiers array = [
+  'auto'
+  'default'
+  'flex'
+]
+
+@description('RELAY_EXPOSE_CACHED_TOKENS: show callers usage.prompt_tokens_details.cached_tokens, which tells whether others sent the same prompt prefix.')
+param exposeCachedTokens bool = false
+
 // ---- block list and token budgets (docs/blocklist.md) --------------------------------
 
 @description('RELAY_BLOCKLIST_ENABLED: refuse callers on the block list (403 user_blocked).')
@@ -387,6 +414,12 @@ module relay 'modules/functionapp.bicep' = {
     maxTokens: maxTokens
     maxN: maxN
     upstreamTimeoutSeconds: upstreamTimeoutSeconds
+    upstreamConnections: upstreamConnections
+    busyTimeoutSeconds: busyTimeoutSeconds
+    callerWriteTimeoutSeconds: callerWriteTimeoutSeconds
+    allowStore: allowStore
+    allowedServiceTiers: allowedServiceTiers
+    exposeCachedTokens: exposeCachedTokens
     blocklistEnabled: blocklistEnabled
     blocklistRefreshSeconds: blocklistRefreshSeconds
     blocklistColdStart: blocklistColdStart

@@ -129,6 +129,16 @@ param maxBodyBytes int = 4194304
 param maxTokens int = 4096
 param maxN int = 1
 param upstreamTimeoutSeconds int = 120
+param upstreamConnections int = 256
+param busyTimeoutSeconds int = 5
+param callerWriteTimeoutSeconds int = 30
+param allowStore bool = false
+param allowedServiceTiers array = [
+  'auto'
+  'default'
+  'flex'
+]
+param exposeCachedTokens bool = false
 
 // Block list and token budgets (docs/blocklist.md); their tables are in the host storage account.
 param blocklistEnabled bool = true
@@ -274,6 +284,30 @@ var baseAppSettings = [
   {
     name: 'RELAY_UPSTREAM_TIMEOUT_S'
     value: string(upstreamTimeoutSeconds)
+  }
+  {
+    name: 'RELAY_UPSTREAM_CONNECTIONS'
+    value: string(upstreamConnections)
+  }
+  {
+    name: 'RELAY_BUSY_TIMEOUT_S'
+    value: string(busyTimeoutSeconds)
+  }
+  {
+    name: 'RELAY_CALLER_WRITE_TIMEOUT_S'
+    value: string(callerWriteTimeoutSeconds)
+  }
+  {
+    name: 'RELAY_ALLOW_STORE'
+    value: string(allowStore)
+  }
+  {
+    name: 'RELAY_ALLOWED_SERVICE_TIERS'
+    value: join(allowedServiceTiers, ',')
+  }
+  {
+    name: 'RELAY_EXPOSE_CACHED_TOKENS'
+    value: string(exposeCachedTokens)
   }
   {
     name: 'RELAY_TABLE_ENDPOINT'
