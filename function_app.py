@@ -31,3 +31,13 @@ async def me(req: Request) -> Response:
 @app.route(route="healthz", methods=[func.HttpMethod.GET])
 async def healthz(req: Request) -> Response:
     return await relay.healthz(req)
+
+
+# Any other /api/v1 route (the Responses API, embeddings, ...): an OpenAI-shaped 404 naming each client's
+# Chat Completions switch. Literal routes above take precedence over this catch-all.
+@app.route(
+    route="v1/{*path}",
+    methods=[func.HttpMethod.GET, func.HttpMethod.POST, func.HttpMethod.PUT, func.HttpMethod.PATCH, func.HttpMethod.DELETE],
+)
+async def unsupported_v1_route(req: Request) -> Response:
+    return await relay.unsupported_route(req)

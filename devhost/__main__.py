@@ -29,7 +29,7 @@ from devhost import defaults
 from devhost.azurite import running_azurite
 from devhost.easyauth import DevIdentityProvider
 from devhost.server import limits_from_env, server_config
-from shared.config import ConfigError, load_settings
+from shared.config import ConfigError, load_control_settings
 from shared.logs import quiet_client_loggers
 
 
@@ -80,7 +80,7 @@ def emulators(env: MutableMapping[str, str]) -> Iterator[None]:
 def local_tables(env: MutableMapping[str, str]) -> Iterator[None]:
     """Start Azurite when a control that keeps state in tables is on and no table service is configured; point the relay at it."""
     # The relay's own reading of the settings, as if a table service were configured.
-    controls = load_settings({**env, "RELAY_TABLE_ENDPOINT": env.get("RELAY_TABLE_ENDPOINT") or "https://azurite.invalid"}).controls
+    controls = load_control_settings({**env, "RELAY_TABLE_ENDPOINT": env.get("RELAY_TABLE_ENDPOINT") or "https://azurite.invalid"})
     if env.get("RELAY_TABLE_ENDPOINT") or not (controls.blocklist.enabled or controls.budget.enabled):
         yield
         return

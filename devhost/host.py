@@ -7,6 +7,7 @@ handlers the Functions host indexes, at the routes and methods it would use.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import azure.functions as func
 from azure.functions.decorators.http import HttpTrigger
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
@@ -24,17 +27,25 @@ from devhost.request_limits import KESTREL_DEFAULTS, Limits, RequestLimits
 
 SPA_DIR = Path(__file__).parent / "spa"
 ROUTE_PREFIX = "/api/"
+_CATCH_ALL = re.compile(r"\{\*(\w+)\}")
+_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def function_routes(function_app: func.FunctionApp) -> list[Route]:
+    """One route per HTTP function, most literal segments first, as the Functions host ranks them."""
     routes = []
     for function in function_app.get_functions():
         trigger = function.get_trigger()
         assert isinstance(trigger, HttpTrigger), f"{function.get_function_name()} is not an HTTP function"
         methods = [getattr(method, "value", str(method)) for method in trigger.methods or ("GET", "POST")]
         route = trigger.route or function.get_function_name() or ""
-        routes.append(Route(ROUTE_PREFIX + route, function.get_user_function(), methods=methods))
-    return routes
+        routes.append(Route(ROUTE_PREFIX + _CATCH_ALL.sub(r"{\1:path}", route), function.get_user_function(), methods=methods))
+    return sorted(routes, key=lambda r: -sum(not part.startswith("{") for part in r.path.strip("/").split("/")))
+
+
+async def _no_function(request: Request) -> Response:
+    """The Functions host's answer for an /api path no function serves."""
+    return Response(status_code=404)
 
 
 def create_host_app(
@@ -57,7 +68,7 @@ def front_end(
     limits: Limits = KESTREL_DEFAULTS,
 ) -> ASGIApp:
     """The platform's limits, CORS, the App Service front end, Easy Auth and the sample SPA in front of ``api_routes``."""
-    routes: list[BaseRoute] = [*api_routes, *auth_routes(provider)]
+    routes: list[BaseRoute] = [*api_routes, Route(ROUTE_PREFIX + "{path:path}", _no_function, methods=_ANY_METHOD), *auth_routes(provider)]
     if spa_dir is not None and spa_dir.is_dir():
         routes.append(Mount("/", StaticFiles(directory=spa_dir, html=True)))
 

@@ -199,7 +199,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         allowed_service_tiers=frozenset(_list(env, "RELAY_ALLOWED_SERVICE_TIERS") or DEFAULT_SERVICE_TIERS),
         expose_cached_tokens=_bool(env, "RELAY_EXPOSE_CACHED_TOKENS", False),
         easy_auth_enabled=_bool(env, "WEBSITE_AUTH_ENABLED", False),
-        controls=_control_settings(env),
+        controls=load_control_settings(env),
     )
 
 
@@ -217,7 +217,8 @@ def _client_ip_policy(env: Mapping[str, str]) -> ClientIpPolicy:
     raise ConfigError(f"RELAY_CLIENT_IP_MODE must be 'app-service', 'front-door' or 'xff:N' (1-32), got {mode!r}")
 
 
-def _control_settings(env: Mapping[str, str]) -> ControlSettings:
+def load_control_settings(env: Mapping[str, str]) -> ControlSettings:
+    """The block list and budget settings alone (the local host reads them to know whether to start Azurite)."""
     cold_start = env.get("RELAY_BLOCKLIST_COLD_START", "").strip().lower() or "fail-closed"
     if cold_start not in ("fail-closed", "fail-open"):
         raise ConfigError(f"RELAY_BLOCKLIST_COLD_START must be 'fail-closed' or 'fail-open', got {cold_start!r}")

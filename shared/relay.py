@@ -132,6 +132,14 @@ class Relay:
         record.emit(200)
         return _json(body, 200, record.request_id)
 
+    async def unsupported_route(self, req: Request) -> Response:
+        record = _new_record(req, "unsupported")
+        try:
+            await self._identify(req, record)
+        except RelayError as error:
+            return _error_response(error, record)
+        return _error_response(unsupported_route(), record)
+
     async def chat_completions(self, req: Request) -> Response:
         record = _new_record(req, "chat.completions")
         try:
@@ -291,6 +299,19 @@ async def _unless_caller_leaves(req: Request, work: Awaitable[_T]) -> _T:
     if task.cancelled():
         raise ClientDisconnect()
     return task.result()
+
+
+def unsupported_route() -> RelayError:
+    return RelayError(
+        404,
+        "unsupported_route",
+        "This relay serves the Chat Completions API only (POST /api/v1/chat/completions): that is where Azure OpenAI accepts "
+        "the end-user context (user_security_context) that Microsoft Defender for Cloud attributes every prompt with. "
+        "Switch your client to Chat Completions: Vercel AI SDK openai.chat(model); OpenAI Agents SDK "
+        "OpenAIChatCompletionsModel (Python) or setOpenAIAPI('chat_completions') (JavaScript); Microsoft Agent Framework "
+        "OpenAIChatCompletionClient (Python) or GetChatClient(...).AsAIAgent() (.NET); LangChain "
+        "ChatOpenAI(use_responses_api=False); pydantic-ai OpenAIChatModel.",
+    )
 
 
 def _new_record(req: Request, route: str) -> RequestLog:

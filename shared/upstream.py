@@ -245,13 +245,15 @@ def classify_status(status: int, body: object, headers: Mapping[str, str]) -> Fa
     if status == 400 and code == "content_filter":
         innererror = fields.get("innererror")
         result = innererror.get("content_filter_result") if isinstance(innererror, dict) else None
+        # innererror as Azure sends it: Semantic Kernel and Agent Framework read the filter results there.
+        detail = {"innererror": innererror} if isinstance(innererror, dict) else {}
         return Failure(
             RelayError(
                 400,
                 "content_filter",
                 "The prompt was blocked by Azure OpenAI's content management policy.",
                 param="prompt",
-                extra={"content_filter_result": result if isinstance(result, dict) else {}},
+                extra={"content_filter_result": result if isinstance(result, dict) else {}, **detail},
             )
         )
     if status == 429:

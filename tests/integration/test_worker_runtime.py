@@ -86,6 +86,7 @@ def test_the_worker_serves_from_its_own_http_server_with_the_functions_it_indexe
     assert routes == {
         "chat_completions": ("api/v1/chat/completions", ["POST"], None),
         "models": ("api/v1/models", ["GET"], None),
+        "unsupported_v1_route": ("api/v1/{*path}", ["DELETE", "GET", "PATCH", "POST", "PUT"], None),
         "me": ("api/me", ["GET"], None),
         "healthz": ("api/healthz", ["GET"], None),
     }

@@ -136,6 +136,9 @@ describe("openai npm package against the relay", () => {
       assert.ok(error instanceof OpenAI.BadRequestError);
       assert.equal(error.code, "content_filter");
       assert.equal(error.error.content_filter_result.hate.filtered, true);
+      // Azure's shape, which Microsoft's agent SDKs read, is kept beside the flat copy.
+      assert.equal(error.error.innererror.code, "ResponsibleAIPolicyViolation");
+      assert.deepEqual(error.error.innererror.content_filter_result, error.error.content_filter_result);
       return true;
     });
     await assert.rejects(
@@ -154,5 +157,54 @@ describe("openai npm package against the relay", () => {
       for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
     }, (error) => error instanceof OpenAI.APIError && /broke off/.test(error.message));
     assert.equal(text, "Emulated gpt-4o-mini answer");
+  });
+
+  it("runs a tool round trip", async () => {
+    const weather = {
+      type: "function",
+      function: {
+        name: "get_weather",
+        parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"], additionalProperties: false },
+        strict: true,
+      },
+    };
+    const messages = [{ role: "user", content: "Weather in Oslo?" }];
+    const first = await client.chat.completions.create({
+      model: "gpt-4o-mini", messages, tools: [weather], tool_choice: { type: "function", function: { name: "get_weather" } },
+    });
+    const [call] = first.choices[0].message.tool_calls;
+    assert.equal(first.choices[0].finish_reason, "tool_calls");
+    assert.deepEqual(JSON.parse(call.function.arguments), { city: "city" });
+    messages.push(first.choices[0].message, { role: "tool", tool_call_id: call.id, content: "12 degrees" });
+    const answer = await client.chat.completions.create({ model: "gpt-4o-mini", messages, tools: [weather] });
+    assert.equal(answer.choices[0].finish_reason, "stop");
+    assert.match(answer.choices[0].message.content, /12 degrees/);
+  });
+
+  it("parses a structured output with the SDK's parse helper", async () => {
+    const completion = await client.chat.completions.parse({
+      model: "gpt-4o-mini",
+      messages: [{ role: "user", content: "Summarise" }],
+      response_format: {
+        type: "json_schema",
+        json_schema: {
+          name: "summary",
+          strict: true,
+          schema: { type: "object", properties: { title: { type: "string" }, points: { type: "array", items: { type: "string" } } }, required: ["title", "points"], additionalProperties: false },
+        },
+      },
+    });
+    const parsed = completion.choices[0].message.parsed;
+    assert.equal(parsed.title, "title");
+    assert.ok(Array.isArray(parsed.points));
+  });
+
+  it("gets a 404 naming the Chat Completions switch from the Responses API", async () => {
+    await assert.rejects(client.responses.create({ model: "gpt-4o-mini", input: "hi" }), (error) => {
+      assert.ok(error instanceof OpenAI.NotFoundError);
+      assert.equal(error.code, "unsupported_route");
+      assert.match(error.message, /openai\.chat\(model\)/);
+      return true;
+    });
   });
 });
