@@ -25,6 +25,7 @@ DEFAULT_UPSTREAM_TIMEOUT_S = 120.0
 DEFAULT_UPSTREAM_CONNECTIONS = 256
 DEFAULT_BUSY_TIMEOUT_S = 5.0
 DEFAULT_CALLER_WRITE_TIMEOUT_S = 30.0
+DEFAULT_STREAM_KEEPALIVE_S = 15.0
 # Priority processing costs more than the default tier; flex costs less.
 DEFAULT_SERVICE_TIERS = ("auto", "default", "flex")
 DEFAULT_BLOCKLIST_TABLE = "relayblocklist"
@@ -120,6 +121,9 @@ class Settings:
     busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
     # A stream whose caller reads nothing for this long is ended, and its upstream request with it.
     caller_write_timeout_s: float = DEFAULT_CALLER_WRITE_TIMEOUT_S
+    # A stream sends an SSE comment after this long without a byte from Azure, so that idle timeouts
+    # between the caller and the relay do not cut a reasoning model's long think.
+    stream_keepalive_s: float = DEFAULT_STREAM_KEEPALIVE_S
     allow_store: bool = False
     allowed_service_tiers: frozenset[str] = frozenset(DEFAULT_SERVICE_TIERS)
     expose_cached_tokens: bool = False
@@ -195,6 +199,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         upstream_connections=_int(env, "RELAY_UPSTREAM_CONNECTIONS", DEFAULT_UPSTREAM_CONNECTIONS, 1, 100_000),
         busy_timeout_s=_float(env, "RELAY_BUSY_TIMEOUT_S", DEFAULT_BUSY_TIMEOUT_S, 0.0, 600.0),
         caller_write_timeout_s=_float(env, "RELAY_CALLER_WRITE_TIMEOUT_S", DEFAULT_CALLER_WRITE_TIMEOUT_S, 0.1, 3600.0),
+        stream_keepalive_s=_float(env, "RELAY_STREAM_KEEPALIVE_S", DEFAULT_STREAM_KEEPALIVE_S, 0.1, 120.0),
         allow_store=_bool(env, "RELAY_ALLOW_STORE", False),
         allowed_service_tiers=frozenset(_list(env, "RELAY_ALLOWED_SERVICE_TIERS") or DEFAULT_SERVICE_TIERS),
         expose_cached_tokens=_bool(env, "RELAY_EXPOSE_CACHED_TOKENS", False),

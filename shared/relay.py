@@ -45,6 +45,11 @@ _JSON_HEADERS = {"Cache-Control": "no-store", **_EXPOSE}
 # serving others (JSON serialisation holds the GIL, so threads side by side would take turns stalling it),
 # and however many arrive at once, one parsed body is in memory.
 _THREAD_BODY_BYTES = 64 * 1024
+# "230 seconds is the maximum amount of time that an HTTP triggered function can take to respond to a
+# request", the idle timeout of Azure's load balancer (https://learn.microsoft.com/azure/azure-functions/functions-scale#timeout):
+# a whole answer must be back before that, whatever RELAY_UPSTREAM_TIMEOUT_S says. A stream keeps the
+# connection busy (keep-alive comments while Azure is silent), so it is not bounded by it.
+NON_STREAMED_DEADLINE_S = 220.0
 _HEALTHY = Response(b'{"status":"ok"}', media_type=_JSON, headers={"Cache-Control": "no-store"})
 
 UpstreamFactory = Callable[[Settings], Awaitable["Upstream"]]
@@ -175,25 +180,30 @@ class Relay:
             return await asyncio.to_thread(prepare_chat_request, raw, self.settings, caller)
 
     async def _answer(self, client: Upstream, request: ChatRequest, record: RequestLog, spend: Spend) -> Response:
-        upstream = await client.open(request.payload, request.deployment, record.request_id)
         if request.stream:
+            upstream = await client.open(request.payload, request.deployment, record.request_id)
             forwarder = SseForwarder(hide_usage=request.hide_usage, hide_cached_tokens=not self.settings.expose_cached_tokens)
-            return ForwardedStream(upstream, record, forwarder, spend, self.settings.caller_write_timeout_s)
-        return await self._complete_response(upstream, record, spend)
+            return ForwardedStream(upstream, record, forwarder, spend, self.settings)
+        return await self._complete(client, request, record, spend)
 
-    async def _complete_response(self, upstream: UpstreamResponse, record: RequestLog, spend: Spend) -> Response:
+    async def _complete(self, client: Upstream, request: ChatRequest, record: RequestLog, spend: Spend) -> Response:
+        """A non-streamed answer, whole, within NON_STREAMED_DEADLINE_S (App Service ends responses at 230 s)."""
+        deadline_s = min(self.settings.upstream_timeout_s, NON_STREAMED_DEADLINE_S)
+        upstream: UpstreamResponse | None = None
         try:
-            async with asyncio.timeout(self.settings.upstream_timeout_s):
+            async with asyncio.timeout(deadline_s):
+                upstream = await client.open(request.payload, request.deployment, record.request_id)
                 content = await upstream.read()
             record.usage = completion_usage(content)
         except TimeoutError:
-            return _error_response(upstream_timeout(), record)
+            return _error_response(answer_too_slow(deadline_s), record)
         except RelayError as error:
-            return _error_response(error, record)
+            return _error_response(answer_too_slow(deadline_s) if error.code == "upstream_timeout" else error, record)
         except NotACompletion:
             return _error_response(upstream_error("Azure OpenAI sent a response the relay could not read."), record)
         finally:
-            upstream.close()
+            if upstream is not None:
+                upstream.close()
         if not self.settings.expose_cached_tokens:
             content = hide_cached_tokens(content)
         spend(record.usage)
@@ -216,27 +226,39 @@ class Relay:
         return b"".join(chunks)
 
 
+_KEEPALIVE = b": keep-alive\n\n"
+
+
 class ForwardedStream(StreamingResponse):
     """Azure's event stream to the caller.
 
-    However it ends (done, an upstream failure sent as an ``error`` event, the
-    caller gone, or the caller reading nothing for ``write_timeout_s``), the
-    upstream response is closed, which cancels Azure's generation, and the
-    request's log line is written.
+    While Azure is silent (a reasoning model thinking before its first token) the caller gets an
+    SSE comment every ``keepalive_s``, which clients ignore and idle timeouts on the way count as
+    traffic. However the stream ends (done, an upstream failure sent as an ``error`` event, the
+    caller gone, or the caller reading nothing for ``write_timeout_s``), the upstream response is
+    closed, which cancels Azure's generation, and the request's log line is written.
     """
 
     def __init__(
-        self, upstream: UpstreamResponse, record: RequestLog, forwarder: SseForwarder, spend: Spend, write_timeout_s: float
+        self,
+        upstream: UpstreamResponse,
+        record: RequestLog,
+        forwarder: SseForwarder,
+        spend: Spend,
+        settings: Settings,
     ) -> None:
+        self._events = forward_events(upstream.iter_bytes(), forwarder)
         super().__init__(
-            forward_events(upstream.iter_bytes(), forwarder),
+            self._events,
             status_code=200,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_EXPOSE, "x-request-id": record.request_id},
         )
         self._upstream, self._record, self._forwarder, self._spend = upstream, record, forwarder, spend
-        self._write_timeout_s = write_timeout_s
+        self._write_timeout_s = settings.caller_write_timeout_s
+        self._keepalive_s = settings.stream_keepalive_s
         self._finished = False
+        self._stalled = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -248,20 +270,49 @@ class ForwardedStream(StreamingResponse):
     async def stream_response(self, send: Send) -> None:
         status: int = 499
         code: str | None = "client_closed_request"
+        writing = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        streaming = asyncio.current_task()
+        last_heard = loop.time()
+
+        async def write(body: bytes) -> None:
+            async with writing, asyncio.timeout(self._write_timeout_s):
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        async def keep_alive() -> None:
+            nonlocal last_heard
+            while True:
+                await asyncio.sleep(last_heard + self._keepalive_s - loop.time())
+                if loop.time() - last_heard >= self._keepalive_s:
+                    try:
+                        await write(_KEEPALIVE)
+                    except TimeoutError:
+                        self._stalled = True
+                        if streaming is not None:
+                            streaming.cancel()
+                        return
+                    last_heard = loop.time()
+
+        ticker = asyncio.ensure_future(keep_alive())
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            async with contextlib.aclosing(self.body_iterator) as events:  # type: ignore[type-var]
+            async with contextlib.aclosing(self._events) as events:
                 async for chunk in events:
-                    async with asyncio.timeout(self._write_timeout_s):
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    last_heard = loop.time()
+                    await write(chunk)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             error = self._forwarder.error
             status, code = (error.status, error.code) if error is not None else (200, None)
         except TimeoutError:
             # The caller stopped reading: end the response unfinished (the server then closes the connection).
-            code = "caller_stalled"
+            self._stalled = True
+        except asyncio.CancelledError:
+            if not self._stalled or streaming is None:
+                raise
+            streaming.uncancel()  # cancelled by keep_alive above: the caller stopped reading during a silence
         finally:
-            self._finish(status, code)
+            ticker.cancel()
+            self._finish(status, "caller_stalled" if self._stalled else code)
 
     def _finish(self, status: int, code: str | None) -> None:
         if self._finished:
@@ -299,6 +350,13 @@ async def _unless_caller_leaves(req: Request, work: Awaitable[_T]) -> _T:
     if task.cancelled():
         raise ClientDisconnect()
     return task.result()
+
+
+def answer_too_slow(deadline_s: float) -> RelayError:
+    return upstream_timeout(
+        f"Azure OpenAI did not answer within {deadline_s:g} s. Ask for long answers with \"stream\": true: "
+        "the platform ends a response that has not completed within 230 s, and a stream starts at once."
+    )
 
 
 def unsupported_route() -> RelayError:

@@ -12,7 +12,7 @@ forwarder takes it out (``hide_usage``) so the caller gets the stream it asked f
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable
 from typing import Any
 
 from shared.completion import hide_cached_tokens
@@ -96,7 +96,7 @@ def error_event(error: RelayError) -> bytes:
     return b"event: error\ndata: " + json.dumps(error.body(), separators=(",", ":")).encode() + b"\n\n"
 
 
-async def forward_events(upstream: AsyncIterable[bytes], forwarder: SseForwarder) -> AsyncIterator[bytes]:
+async def forward_events(upstream: AsyncIterable[bytes], forwarder: SseForwarder) -> AsyncGenerator[bytes]:
     """The caller's stream: whole checked events as they arrive, then either the end or one ``error`` event.
 
     Upstream bytes that are not a well-formed event stream, or an upstream that

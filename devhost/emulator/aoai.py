@@ -87,7 +87,9 @@ async def _chat(request: Request, path_deployment: str | None, api_version: str 
         deployment = _validate(body, path_deployment, api_version, record, state.config.deployments)
         directives = _directives(body["messages"])
         answer = _answer(deployment, body, directives)
-        if await sleep_unless_disconnected(request.receive, directives.slow_s):
+        # A non-streamed answer comes when it is complete: a think before it is a wait for the headers.
+        wait_s = directives.slow_s + (0.0 if record.stream else directives.think_s)
+        if await sleep_unless_disconnected(request.receive, wait_s):
             record.finish(None, "cancelled")
             return Response(status_code=499)
         _raise_for_directives(directives, api_version)
@@ -283,6 +285,8 @@ async def _events(deployment: str, answer: Answer, directives: Directives, inclu
         return shapes.sse(shapes.chunk(completion_id, created, deployment, choice))
 
     yield shapes.sse(shapes.stream_prologue())
+    if directives.think_s:
+        await asyncio.sleep(directives.think_s)
     role, *deltas = shapes.stream_deltas(answer)
     yield chunk(role)
     for index, delta in enumerate(deltas[:MIDSTREAM_FAIL_AFTER_PIECES] if directives.midstream_fail else deltas):

@@ -9,6 +9,7 @@
 | ``status=NNN`` | that status (400-599) with an Azure-shaped error body |
 | ``slow=SECONDS`` | wait before sending the response headers |
 | ``chunk_delay_ms=N`` | wait between streamed chunks |
+| ``think=SECONDS`` | a reasoning model thinking: a stream sends headers and the prompt-filter event, then waits |
 | ``words=N`` | answer length in words (default 20) |
 | ``midstream_fail`` | stream a few chunks, then drop the connection mid-body |
 | ``bad_json`` | 200 whose body (or an SSE data line) is not JSON |
@@ -54,6 +55,7 @@ class Directives:
     rate_limit_s: int | None = None
     status: int | None = None
     slow_s: float = 0.0
+    think_s: float = 0.0
     chunk_delay_ms: int = 0
     words: int | None = None
     tool_call: tuple[str, ...] | None = None
@@ -75,8 +77,8 @@ def parse_directives(text: str) -> Directives:
             values["rate_limit_s"] = DEFAULT_RETRY_AFTER_S if raw is None else _number(name, raw, int, 0, 3600)
         elif name == "status":
             values["status"] = _number(name, raw, int, 400, 599)
-        elif name == "slow":
-            values["slow_s"] = _number(name, raw, float, 0, 600)
+        elif name in ("slow", "think"):
+            values[f"{name}_s"] = _number(name, raw, float, 0, 600)
         elif name in ("chunk_delay_ms", "words"):
             values[name] = _number(name, raw, int, 0 if name == "chunk_delay_ms" else 1, 100_000)
         elif name == "tool_call":

@@ -143,9 +143,9 @@ param maxN int = 1
 @maxValue(600)
 param upstreamTimeoutSeconds int = 120
 
-@description('RELAY_UPSTREAM_CONNECTIONS: connections to Azure OpenAI per instance; a request that finds none free waits busyTimeoutSeconds, then gets 503.')
-@minValue(1)
-param upstreamConnections int = 256
+@description('RELAY_UPSTREAM_CONNECTIONS: connections to Azure OpenAI per instance (0: one per concurrent request, httpPerInstanceConcurrency); a request that finds none free waits busyTimeoutSeconds, then gets 503.')
+@minValue(0)
+param upstreamConnections int = 0
 
 @description('RELAY_BUSY_TIMEOUT_S: how long a request waits for a free upstream connection.')
 @minValue(0)
@@ -156,6 +156,11 @@ param busyTimeoutSeconds int = 5
 @minValue(1)
 @maxValue(3600)
 param callerWriteTimeoutSeconds int = 30
+
+@description('RELAY_STREAM_KEEPALIVE_S: a stream sends an SSE comment after this long without a byte from Azure OpenAI (a reasoning model thinking).')
+@minValue(1)
+@maxValue(120)
+param streamKeepAliveSeconds int = 15
 
 @description('RELAY_ALLOW_STORE: allow store: true (stored completions keep conversations in the shared Azure OpenAI resource).')
 param allowStore bool = false
@@ -214,15 +219,28 @@ param defenderBlockHours int = 24
 
 // ---- hosting ------------------------------------------------------------------------
 
+@description('Python version of the Functions runtime: 3.13 runs the worker library pinned in requirements.txt (azure-functions-runtime).')
 @allowed([
   '3.11'
   '3.12'
+  '3.13'
 ])
-param pythonVersion string = '3.12'
+param pythonVersion string = '3.13'
 
+@description('Flex Consumption scale-out ceiling: users served at once ≈ maximumInstanceCount × httpPerInstanceConcurrency.')
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
+
+@description('Concurrent HTTP requests (open streams included) per instance; Flex Consumption defaults to 1 for Python. The default comes from the measured capacity of one instance (docs/performance.md, "Capacity of one instance").')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 100
+
+@description('Always-ready instances for the HTTP functions (billed while idle); 0: scale from zero.')
+@minValue(0)
+@maxValue(100)
+param alwaysReadyInstances int = 0
 
 @allowed([
   512
@@ -395,6 +413,8 @@ module relay 'modules/functionapp.bicep' = {
     pythonVersion: pythonVersion
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
+    alwaysReadyInstances: alwaysReadyInstances
     openAiEndpoint: openAiEndpoint
     openAiApiVersion: openAiApiVersion
     openAiDeployments: openAiDeployments
@@ -414,9 +434,12 @@ module relay 'modules/functionapp.bicep' = {
     maxTokens: maxTokens
     maxN: maxN
     upstreamTimeoutSeconds: upstreamTimeoutSeconds
-    upstreamConnections: upstreamConnections
+    // Each request holds at most one connection to Azure OpenAI at a time: a pool as large as the
+    // instance's HTTP concurrency never makes a request wait.
+    upstreamConnections: (upstreamConnections > 0) ? upstreamConnections : httpPerInstanceConcurrency
     busyTimeoutSeconds: busyTimeoutSeconds
     callerWriteTimeoutSeconds: callerWriteTimeoutSeconds
+    streamKeepAliveSeconds: streamKeepAliveSeconds
     allowStore: allowStore
     allowedServiceTiers: allowedServiceTiers
     exposeCachedTokens: exposeCachedTokens

@@ -464,9 +464,9 @@ def module_scope(param_file: Path, module_name: str, overrides: Mapping[str, Nod
     return parsed, Evaluator.for_template(parsed, {}, evaluated=args)
 
 
-def relay_app_settings(param_file: Path) -> dict[str, str]:
-    """The function app's app settings, as deployed with this parameter file."""
-    parsed, scope = module_scope(param_file, "relay")
+def relay_app_settings(param_file: Path, overrides: Mapping[str, Node] | None = None) -> dict[str, str]:
+    """The function app's app settings, as deployed with this parameter file (and ``overrides`` of its parameters)."""
+    parsed, scope = module_scope(param_file, "relay", overrides)
     site = one_resource(parsed, "Microsoft.Web/sites")
     settings = scope.eval(site["properties"]["siteConfig"]["appSettings"])
     names = [s["name"] for s in settings]

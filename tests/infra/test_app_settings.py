@@ -92,7 +92,6 @@ def test_every_spec_setting_is_set(app: Path) -> None:
     settings = bicep.relay_app_settings(app)
     missing = RELAY_SETTINGS - set(settings)
     assert not missing, f"relay settings missing from the function app: {sorted(missing)}"
-    assert settings["PYTHON_ENABLE_INIT_INDEXING"] == "1"
     if settings["AZURE_OPENAI_AUTH"] == "key":
         assert set(settings) >= KEY_MODE_ONLY
     else:
@@ -113,3 +112,26 @@ def test_loader_rejects_what_the_template_must_not_produce() -> None:
     settings = {**bicep.relay_app_settings(APPS[0]), **PLATFORM_INJECTED}
     with pytest.raises(ValueError, match="AZURE_OPENAI_DEPLOYMENTS"):
         load_settings({**settings, "AZURE_OPENAI_DEPLOYMENTS": ""})
+
+
+@pytest.mark.parametrize(("version", "init_indexing"), [("3.11", "1"), ("3.12", "1"), ("3.13", None)])
+def test_worker_indexing_is_turned_on_where_the_python_version_needs_it(version: str, init_indexing: str | None) -> None:
+    """The HTTP streams extension needs worker indexing: an opt-in below 3.13, the default from 3.13."""
+    settings = bicep.relay_app_settings(APPS[0], {"pythonVersion": version})
+    assert settings.get("PYTHON_ENABLE_INIT_INDEXING") == init_indexing
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_flex_scales_on_an_explicit_http_concurrency_with_a_pool_to_match(app: Path) -> None:
+    """Flex defaults Python apps to one request per instance: every open stream would hold an instance."""
+    parsed, scope = bicep.module_scope(app, "relay")
+    site = bicep.one_resource(parsed, "Microsoft.Web/sites")
+    scale = scope.eval(site["properties"]["functionAppConfig"]["scaleAndConcurrency"])
+    concurrency = scale["triggers"]["http"]["perInstanceConcurrency"]
+    assert concurrency > 1
+    assert bicep.relay_app_settings(app)["RELAY_UPSTREAM_CONNECTIONS"] == str(concurrency)
+    assert scale["alwaysReady"] == []
+    parsed, scope = bicep.module_scope(app, "relay", {"alwaysReadyInstances": 2, "upstreamConnections": 300})
+    site = bicep.one_resource(parsed, "Microsoft.Web/sites")
+    assert scope.eval(site["properties"]["functionAppConfig"]["scaleAndConcurrency"])["alwaysReady"] == [{"name": "http", "instanceCount": 2}]
+    assert bicep.relay_app_settings(app, {"upstreamConnections": 300})["RELAY_UPSTREAM_CONNECTIONS"] == "300"

@@ -367,3 +367,38 @@ async def test_a_request_without_a_usable_client_ip_is_refused_not_served_anonym
     for headers in ({**headers_for(user_claims()), "client-ip": ""}, {k: v for k, v in headers_for(user_claims()).items() if k != "client-ip"}):
         status, payload = await chat(relay(), headers)
         assert_error(status, payload, 403, "source_ip_unavailable")
+
+
+class SilentUpstream(StreamingUpstream):
+    """Azure thinking for ever: nothing after the first event."""
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        yield b'data: {"choices":[],"prompt_filter_results":[]}\n\n'
+        await asyncio.Event().wait()
+
+
+async def test_a_caller_that_stops_reading_during_a_silence_is_found_by_the_keep_alive(caplog: pytest.LogCaptureFixture) -> None:
+    upstream = SilentUpstream([], None)
+
+    async def factory(settings: Settings) -> Upstream:
+        return upstream  # type: ignore[return-value]
+
+    relay = Relay(dataclasses.replace(SETTINGS, caller_write_timeout_s=0.2, stream_keepalive_s=0.1), factory)
+    response = await relay.chat_completions(make_request("POST", "/api/v1/chat/completions", CALLER_HEADERS, STREAM_BODY))
+    bodies: list[bytes] = []
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            bodies.append(message["body"])
+            if b"keep-alive" in message["body"]:
+                await asyncio.Event().wait()  # the caller reads nothing more
+
+    async def stays_connected() -> Any:
+        await asyncio.Event().wait()
+
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}}
+    with caplog.at_level(logging.INFO, logger="relay.request"):
+        await asyncio.wait_for(response(scope, stays_connected, send), 10)
+    assert upstream.closed and bodies[-1] == b": keep-alive\n\n"
+    [line] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "relay.request"]
+    assert (line["status"], line["code"]) == (499, "caller_stalled")

@@ -56,8 +56,9 @@ param appInsightsConnectionString string
 @allowed([
   '3.11'
   '3.12'
+  '3.13'
 ])
-param pythonVersion string = '3.12'
+param pythonVersion string = '3.13'
 
 @description('Flex Consumption scale-out ceiling.')
 @minValue(40)
@@ -71,6 +72,15 @@ param maximumInstanceCount int = 40
   4096
 ])
 param instanceMemoryMB int = 2048
+
+@description('Concurrent HTTP requests per instance (Flex Consumption defaults to 1 for Python).')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 100
+
+@description('Always-ready instances for the HTTP functions.')
+@minValue(0)
+param alwaysReadyInstances int = 0
 
 // ---- relay configuration (README.md, Configuration) ---------------------------------
 
@@ -132,6 +142,7 @@ param upstreamTimeoutSeconds int = 120
 param upstreamConnections int = 256
 param busyTimeoutSeconds int = 5
 param callerWriteTimeoutSeconds int = 30
+param streamKeepAliveSeconds int = 15
 param allowStore bool = false
 param allowedServiceTiers array = [
   'auto'
@@ -215,11 +226,6 @@ var baseAppSettings = [
     name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
     value: 'ClientId=${identityClientId};Authorization=AAD'
   }
-  // Worker indexing, required by the HTTP streams (FastAPI) extension.
-  {
-    name: 'PYTHON_ENABLE_INIT_INDEXING'
-    value: '1'
-  }
   // The relay (README.md, Configuration).
   {
     name: 'AZURE_CLIENT_ID'
@@ -298,6 +304,10 @@ var baseAppSettings = [
     value: string(callerWriteTimeoutSeconds)
   }
   {
+    name: 'RELAY_STREAM_KEEPALIVE_S'
+    value: string(streamKeepAliveSeconds)
+  }
+  {
     name: 'RELAY_ALLOW_STORE'
     value: string(allowStore)
   }
@@ -371,7 +381,15 @@ var loginFlowAppSettings = [
   }
 ]
 
-var appSettings = concat(baseAppSettings, isKeyMode ? keyModeAppSettings : [], enableLoginFlow ? loginFlowAppSettings : [])
+// Worker indexing, which the HTTP streams (FastAPI) extension needs, is an opt-in below Python 3.13
+// (https://learn.microsoft.com/azure/azure-functions/functions-reference-python#http-streams).
+var initIndexingAppSettings = (pythonVersion == '3.13') ? [] : [
+  {
+    name: 'PYTHON_ENABLE_INIT_INDEXING'
+    value: '1'
+  }
+]
+var appSettings = concat(baseAppSettings, initIndexingAppSettings, isKeyMode ? keyModeAppSettings : [], enableLoginFlow ? loginFlowAppSettings : [])
 
 // ---- Easy Auth authorization ----------------------------------------------------------
 
@@ -503,6 +521,18 @@ resource site 'Microsoft.Web/sites@2024-11-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        // Set explicitly: for Python the platform's default is 1, and every open stream would hold a whole instance.
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
+        alwaysReady: (alwaysReadyInstances > 0) ? [
+          {
+            name: 'http'
+            instanceCount: alwaysReadyInstances
+          }
+        ] : []
       }
       runtime: {
         name: 'python'

@@ -207,4 +207,14 @@ describe("openai npm package against the relay", () => {
       return true;
     });
   });
+
+  it("streams through a long think, the keep-alive comments unseen", async () => {
+    // The e2e stack sends a comment after 0.5 s of silence from Azure; this think lasts 1.6 s.
+    const started = Date.now();
+    const stream = await client.chat.completions.create({ model: "gpt-4o-mini", stream: true, messages: [{ role: "user", content: "ponder [emulate:think=1.6] [emulate:words=6]" }] });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+    assert.ok(Date.now() - started >= 1600);
+    assert.equal(text, "Emulated gpt-4o-mini answer to: ponder ponder");
+  });
 });

@@ -1,0 +1,71 @@
+"""Long generations: keep-alive comments while Azure is silent, and the bound on a whole (non-streamed) answer.
+
+A reasoning model can think for a long time before its first token; idle timeouts between the caller
+and the relay must not cut that stream, so the relay sends an SSE comment (``: keep-alive``) whenever
+Azure has been silent for ``RELAY_STREAM_KEEPALIVE_S``, and the official SDKs ignore it. A non-streamed
+answer must complete before the platform's 230-second limit: it is bounded, and the 504 says to stream.
+Both runtimes (tests/integration/conftest.py); the npm SDK's side is in tests/e2e/js/openai-sdk.test.mjs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import openai
+import pytest
+
+from shared.config import load_settings
+from shared.relay import NON_STREAMED_DEADLINE_S
+from tests.integration.conftest import KEEPALIVE_S
+from tests.support import rawhttp
+from tests.support.stack import Stack
+
+THINK_S = 3.2 * KEEPALIVE_S  # under this stack's 2 s upstream read timeout
+PROMPT = f"ponder [emulate:think={THINK_S}] [emulate:words=6]"
+
+
+def sdk(stack: Stack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{stack.api}/v1", api_key=stack.token(), max_retries=0, timeout=20)
+
+
+def test_a_long_think_gets_keep_alive_comments_before_the_first_token(stack: Stack) -> None:
+    port = int(stack.base_url.rsplit(":", 1)[1])
+    body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": PROMPT}]}).encode()
+    with rawhttp.connect(port) as sock:
+        rawhttp.send_request(sock, "POST", "/api/v1/chat/completions", [("Authorization", f"Bearer {stack.token()}"), ("Content-Type", "application/json")], body)
+        reader = rawhttp.ResponseReader(sock)
+        status, _ = reader.head()
+        raw = b"".join(reader.body_pieces())
+    assert status == 200
+    before_first_token = raw.split(b'"role":"assistant"', 1)[0]
+    comments = before_first_token.count(b": keep-alive\n\n")
+    assert comments >= 2, before_first_token[-400:]
+    assert raw.endswith(b"data: [DONE]\n\n")
+
+
+def test_the_python_sdk_ignores_the_comments(stack: Stack) -> None:
+    started = time.monotonic()
+    text = "".join(
+        chunk.choices[0].delta.content or ""
+        for chunk in sdk(stack).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}], stream=True)
+        if chunk.choices
+    )
+    assert time.monotonic() - started >= THINK_S
+    assert text == "Emulated gpt-4o-mini answer to: ponder ponder"
+
+
+def test_a_whole_answer_slower_than_its_bound_is_504_saying_to_stream(stack: Stack) -> None:
+    # This stack's RELAY_UPSTREAM_TIMEOUT_S is 2 s; a non-streamed think of 3 s is over it.
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as caught:
+        sdk(stack).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "[emulate:think=3] hi"}])
+    assert (caught.value.status_code, caught.value.code) == (504, "upstream_timeout")
+    assert '"stream": true' in caught.value.message and "230 s" in caught.value.message
+    assert time.monotonic() - started < 3
+
+
+def test_the_bound_stays_under_the_platforms_230_seconds_whatever_the_timeout_setting() -> None:
+    env = {"AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com", "AZURE_OPENAI_DEPLOYMENTS": "x", "APPLICATION_NAME": "a"}
+    assert load_settings({**env, "RELAY_UPSTREAM_TIMEOUT_S": "600"}).upstream_timeout_s == 600
+    assert NON_STREAMED_DEADLINE_S < 230
