@@ -187,18 +187,17 @@ class Relay:
         return await self._complete(client, request, record, spend)
 
     async def _complete(self, client: Upstream, request: ChatRequest, record: RequestLog, spend: Spend) -> Response:
-        """A non-streamed answer, whole, within NON_STREAMED_DEADLINE_S (App Service ends responses at 230 s)."""
-        deadline_s = min(self.settings.upstream_timeout_s, NON_STREAMED_DEADLINE_S)
+        """A non-streamed answer, whole, within NON_STREAMED_DEADLINE_S, retries included (each read within RELAY_UPSTREAM_TIMEOUT_S)."""
         upstream: UpstreamResponse | None = None
         try:
-            async with asyncio.timeout(deadline_s):
+            async with asyncio.timeout(NON_STREAMED_DEADLINE_S):
                 upstream = await client.open(request.payload, request.deployment, record.request_id)
                 content = await upstream.read()
             record.usage = completion_usage(content)
         except TimeoutError:
-            return _error_response(answer_too_slow(deadline_s), record)
+            return _error_response(answer_too_slow(), record)
         except RelayError as error:
-            return _error_response(answer_too_slow(deadline_s) if error.code == "upstream_timeout" else error, record)
+            return _error_response(answer_too_slow() if error.code == "upstream_timeout" else error, record)
         except NotACompletion:
             return _error_response(upstream_error("Azure OpenAI sent a response the relay could not read."), record)
         finally:
@@ -352,10 +351,10 @@ async def _unless_caller_leaves(req: Request, work: Awaitable[_T]) -> _T:
     return task.result()
 
 
-def answer_too_slow(deadline_s: float) -> RelayError:
+def answer_too_slow() -> RelayError:
     return upstream_timeout(
-        f"Azure OpenAI did not answer within {deadline_s:g} s. Ask for long answers with \"stream\": true: "
-        "the platform ends a response that has not completed within 230 s, and a stream starts at once."
+        'Azure OpenAI did not answer in time. Ask for long answers with "stream": true: the platform ends a response '
+        "that has not completed within 230 s, and a stream starts at once."
     )
 
 
