@@ -7,11 +7,14 @@ passthrough (:mod:`bench.floor`) runs pinned beside the relay and is ramped
 the same way, as is the emulator called directly (the rig's own baseline).
 
 Each step holds ``concurrency`` requests in flight: every connection sends
-its requests back to back, the connections starting evenly spread over
-``ramp_s`` so that streams run at all phases of their life. Measurements are
-taken over the following ``window_s`` only, when every connection is busy; at
-the window's end every request still open is cancelled (the caller leaving),
-so each step is bounded in time whatever the relay does.
+its requests back to back, the connections starting evenly spread over one
+request's duration (the ramp), so that requests run at all phases of their
+life. Measurements are taken over the following ``window_s`` only, when every
+connection is busy; at the window's end every request still open is cancelled
+(the caller leaving), so each step is bounded in time whatever the relay does.
+The window is long (10 s) because a single stall of the relay's event loop, a
+full garbage collection for instance, delays every open stream at once: in a
+window of 4 s a stall of 40 ms alone would be the p99.
 
 - Streams ask the emulator for ``words`` content chunks ``chunk_delay_ms`` apart
   (``[emulate:words=N] [emulate:chunk_delay_ms=M]``). The delay added to a chunk
@@ -54,14 +57,13 @@ _FD_SLACK = 512
 
 @dataclass(frozen=True)
 class CapacityPlan:
-    """The ramps; every step is bounded by ``ramp_s + window_s`` plus a bounded settle."""
+    """The ramps; every step is bounded by its ramp (one request's duration) + ``window_s``, plus a bounded settle."""
 
     stream_steps: tuple[int, ...]
     plain_steps: tuple[int, ...]
     chunk_delay_ms: int
     words: int
     plain_delay_s: float
-    ramp_s: float
     window_s: float
     settle_s: float
     # A call measured in the window is one started at least this long (beyond its expected time) before the window
@@ -76,19 +78,22 @@ class CapacityPlan:
     def plain_prompt(self) -> str:
         return f"[emulate:slow={self.plain_delay_s:g}] Answer for the capacity ramp"
 
+    def ramp_s(self, kind: str) -> float:
+        """One request's duration: a stream's chunks, or the non-streamed call's wait."""
+        return self.words * self.chunk_delay_ms / 1000 if kind == "streams" else self.plain_delay_s
+
     @property
     def most(self) -> int:
         return max((*self.stream_steps, *self.plain_steps))
 
 
 FULL_CAPACITY = CapacityPlan(
-    stream_steps=(50, 100, 200, 500, 1000, 2000),
-    plain_steps=(50, 100, 200, 500, 1000, 2000),
+    stream_steps=(100, 250, 500, 750, 1000, 1500, 2000),
+    plain_steps=(100, 500, 1000, 1500, 2000),
     chunk_delay_ms=50,
     words=80,
     plain_delay_s=2.0,
-    ramp_s=4.0,
-    window_s=4.0,
+    window_s=10.0,
     settle_s=1.0,
     censor_s=1.0,
 )
@@ -98,7 +103,6 @@ QUICK_CAPACITY = CapacityPlan(
     chunk_delay_ms=20,
     words=15,
     plain_delay_s=0.2,
-    ramp_s=0.3,
     window_s=0.6,
     settle_s=0.1,
     censor_s=0.1,
@@ -180,16 +184,18 @@ async def _sleep_until(moment: float) -> None:
     await asyncio.sleep(max(0.0, moment - time.perf_counter()))
 
 
-async def load_step(side: Side, raw: bytes, concurrency: int, plan: CapacityPlan, watch: Mapping[str, int], under_test: str) -> Load:
+async def load_step(
+    side: Side, raw: bytes, concurrency: int, ramp_s: float, plan: CapacityPlan, watch: Mapping[str, int], under_test: str
+) -> Load:
     """Hold ``concurrency`` requests in flight for ``ramp_s + window_s``; cancel what is still open at the end."""
     connections = side.connections(concurrency)
     t0 = time.perf_counter()
-    load = Load(concurrency, (t0 + plan.ramp_s, t0 + plan.ramp_s + plan.window_s))
-    timeout = plan.ramp_s + plan.window_s + 30.0
+    load = Load(concurrency, (t0 + ramp_s, t0 + ramp_s + plan.window_s))
+    timeout = ramp_s + plan.window_s + 30.0
 
     async def worker(index: int) -> None:
         conn = connections[index]
-        await asyncio.sleep(plan.ramp_s * index / concurrency)
+        await asyncio.sleep(ramp_s * index / concurrency)
         while True:
             response = Response()
             load.started.append(response)
@@ -339,7 +345,7 @@ async def ramp(rig: Rig, kind: str, plan: CapacityPlan, steps: tuple[int, ...]) 
         for name in orders[index % len(orders)]:
             if name != "direct" and name not in climbing:
                 continue
-            load = await load_step(rig.sides[name], raws[name], concurrency, plan, rig.watch, rig.under_test[name])
+            load = await load_step(rig.sides[name], raws[name], concurrency, plan.ramp_s(kind), plan, rig.watch, rig.under_test[name])
             step[name] = side_figures(load, kind, plan)
             await settle(rig.watch, plan.settle_s)
         for name in climbing:
@@ -422,7 +428,7 @@ async def measure(plan: CapacityPlan, work: Path) -> dict[str, Any]:
         "streams": {"chunk_delay_ms": plan.chunk_delay_ms, "words": plan.words, **streams},
         "plain": {"upstream_delay_s": plan.plain_delay_s, **plain},
         "relay_peak_rss_mb": peak_rss,
-        "ramp_s": plan.ramp_s,
+        "ramp_s": {"streams": plan.ramp_s("streams"), "plain": plan.ramp_s("plain")},
         "window_s": plan.window_s,
         "duration_s": round(time.monotonic() - started, 1),
     }

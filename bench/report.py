@@ -160,7 +160,7 @@ def capacity_table(c: dict[str, Any]) -> list[str]:
     """One row per step: what the relay and the floor add (p50/p99), errors, the relay's CPU and memory, and the knees."""
     lines = [
         f"capacity of one relay worker ({c['layout']}); relay pool {c['relay_upstream_connections']} connections,"
-        f" {c['ramp_s']:g} s ramp + {c['window_s']:g} s window per step",
+        f" per step a ramp of one request's duration, then a {c['window_s']:g} s window",
         "",
     ]
     s, p = c["streams"], c["plain"]
