@@ -128,7 +128,9 @@ def cpu_layout(usable: set[int]) -> Layout:
         return Layout(None, None, "one usable CPU: nothing pinned; the relay shares it with the emulator and the load generator")
     rig = ", ".join(str(cpu) for cpu in cpus[1:])
     return Layout(
-        frozenset(cpus[:1]), frozenset(cpus[1:]), f"relay and floor pinned to CPU {cpus[0]}; emulator and load generator to CPU {rig}"
+        frozenset(cpus[:1]),
+        frozenset(cpus[1:]),
+        f"relay and floor pinned to CPU {cpus[0]}; emulator, pacer and load generator to CPU {rig}",
     )
 
 

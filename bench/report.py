@@ -158,33 +158,27 @@ def _knee_text(part: dict[str, Any], name: str, unit: str) -> str:
 
 def capacity_table(c: dict[str, Any]) -> list[str]:
     """One row per step: what the relay and the floor add (p50/p99), errors, the relay's CPU and memory, and the knees."""
-    lines = [
+    s, p = c["streams"], c["plain"]
+    return [
         f"capacity of one relay worker ({c['layout']}); relay pool {c['relay_upstream_connections']} connections,"
         f" per step a ramp of one request's duration, then a {c['window_s']:g} s window",
         "",
+        f"streams: a content chunk every {s['chunk_delay_ms']} ms, {s['words']} chunks; + = delay added between chunks (ms)",
+        *_ramp_lines(s, "chunk_delay", ("1st chunk p50/p99", "first_chunk_ms"), "streams", c["limit_ms"]),
+        f"non-streamed: Azure OpenAI answers after {p['upstream_delay_s']:g} s; + = latency added (ms)",
+        *_ramp_lines(p, "latency", ("latency p50/p99", "latency_ms"), "calls in flight", c["limit_ms"]),
     ]
-    s, p = c["streams"], c["plain"]
+
+
+def _ramp_lines(part: dict[str, Any], added_key: str, own: tuple[str, str], unit: str, limit_ms: float) -> list[str]:
     widths = [6, 15, 15, 17, 7, 9, 8, 9]
-    head = ["conc", "relay+ p50/p99", "floor+ p50/p99", "1st chunk p50/p99", "errors", "relay CPU", "RSS MB", "rig late"]
-    lines.append(f"streams: a content chunk every {s['chunk_delay_ms']} ms, {s['words']} chunks; + = delay added between chunks (ms)")
-    lines.append(_row(head, widths))
-    for step in s["steps"]:
-        lines.append(_capacity_row(step, "chunk_delay", "first_chunk_ms", widths))
-    lines.append(
-        f"  knee (p99 added <= {c['limit_ms']:g} ms, nothing failed): "
-        f"{_knee_text(s, 'relay', 'streams')}; {_knee_text(s, 'floor', 'streams')}"
-    )
-    lines.append("")
-    lines.append(f"non-streamed: Azure OpenAI answers after {p['upstream_delay_s']:g} s; + = latency added (ms)")
-    lines.append(_row([*head[:3], "latency p50/p99", *head[4:]], widths))
-    for step in p["steps"]:
-        lines.append(_capacity_row(step, "latency", "latency_ms", widths))
-    lines.append(
-        f"  knee (p99 added <= {c['limit_ms']:g} ms, nothing failed): "
-        f"{_knee_text(p, 'relay', 'calls in flight')}; {_knee_text(p, 'floor', 'calls in flight')}"
-    )
-    lines.append("")
-    return lines
+    head = ["conc", "relay+ p50/p99", "floor+ p50/p99", own[0], "errors", "relay CPU", "RSS MB", "rig late"]
+    return [
+        _row(head, widths),
+        *(_capacity_row(step, added_key, own[1], widths) for step in part["steps"]),
+        f"  knee (p99 added <= {limit_ms:g} ms, nothing failed): {_knee_text(part, 'relay', unit)}; {_knee_text(part, 'floor', unit)}",
+        "",
+    ]
 
 
 def _pair(values: dict[str, Any], p50: str, p99: str) -> str:

@@ -5,6 +5,10 @@ managed identity endpoint); B = the same request through the local host
 (App Service front end + Easy Auth emulation + the relay), which calls the
 same emulator. A and B alternate in small blocks (ABBA order), so drift of the
 machine hits both; what the relay adds is B minus A, percentile by percentile.
+A bare passthrough (bench/floor.py) takes its turn in the same rotation, and
+the relay's added cost is also reported as a ratio to what the floor adds.
+Then the capacity phase (bench/capacity.py): one relay process pinned to one
+CPU, ramps of concurrent streams and non-streamed calls, and their knees.
 
 Exit status: 0 all targets met, 1 a target missed (printed), 2 the harness failed.
 """
@@ -514,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    mode = ("quick " if args.quick else "") + "capacity-only" if args.capacity_only else "quick" if args.quick else "full"
+    mode = ("quick" if args.quick else "full") + (" capacity-only" if args.capacity_only else "")
     name = "capacity" if args.capacity_only else "latest"
     started = time.monotonic()
     load_before = os.getloadavg()
