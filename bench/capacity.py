@@ -103,7 +103,7 @@ QUICK_CAPACITY = CapacityPlan(
     chunk_delay_ms=20,
     words=15,
     plain_delay_s=0.2,
-    window_s=0.6,
+    window_s=1.0,
     settle_s=0.1,
     censor_s=0.1,
 )
