@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import typing
 from dataclasses import dataclass, field
 
 _CRLF = b"\r\n"
@@ -75,8 +76,8 @@ class _Protocol(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not derive from asyncio.Transport, but have its methods.
+        self.transport = typing.cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -87,9 +88,9 @@ class _Protocol(asyncio.Protocol):
             self.waiter.set_exception(error)
         self.state = "idle"
 
-    def start(self, raw: bytes, waiter: asyncio.Future[Response]) -> None:
+    def start(self, raw: bytes, waiter: asyncio.Future[Response], response: Response) -> None:
         assert self.transport is not None and self.state == "idle"
-        self.response = Response()
+        self.response = response
         self.waiter = waiter
         self.state = "head"
         self.buffer.clear()
@@ -179,13 +180,17 @@ class Connection:
         self.host, self.port = host, port
         self._protocol: _Protocol | None = None
 
-    async def request(self, raw: bytes, timeout: float = 30.0) -> Response:
+    async def request(self, raw: bytes, timeout: float = 30.0, response: Response | None = None) -> Response:
+        """Send ``raw`` and wait for the complete answer; ``response``, when given, is filled in as bytes arrive.
+
+        A caller that passes its own ``response`` keeps what arrived even when it cancels the wait.
+        """
         loop = asyncio.get_running_loop()
         if self._protocol is None or self._protocol.lost or not self._protocol.keep_alive:
             self.close()
             _, self._protocol = await loop.create_connection(_Protocol, self.host, self.port)
         waiter: asyncio.Future[Response] = loop.create_future()
-        self._protocol.start(raw, waiter)
+        self._protocol.start(raw, waiter, Response() if response is None else response)
         try:
             return await asyncio.wait_for(waiter, timeout)
         except TimeoutError:

@@ -34,20 +34,27 @@ class Side:
     name: str
     host: str
     port: int
-    plain: bytes
-    stream: bytes
-    gaps: bytes
+    path: str
+    token: str
+    plain: bytes = b""
+    stream: bytes = b""
+    gaps: bytes = b""
 
     @classmethod
     def make(cls, name: str, url: str, path: str, token: str) -> Side:
-        hostport = url.split("://", 1)[1]
-        host, port = hostport.rsplit(":", 1)
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        host, port = url.split("://", 1)[1].rsplit(":", 1)
+        side = cls(name, host, int(port), path, token)
+        side.plain, side.stream, side.gaps = (
+            side.request(chat_body()),
+            side.request(chat_body(stream=True)),
+            side.request(chat_body(GAP_PROMPT, stream=True)),
+        )
+        return side
 
-        def raw(body: bytes) -> bytes:
-            return build_request("POST", path, hostport, headers, body)
-
-        return cls(name, host, int(port), raw(chat_body()), raw(chat_body(stream=True)), raw(chat_body(GAP_PROMPT, stream=True)))
+    def request(self, body: bytes) -> bytes:
+        """The bytes of one chat completion request with ``body`` to this side."""
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        return build_request("POST", self.path, f"{self.host}:{self.port}", headers, body)
 
     def connections(self, n: int) -> list[Connection]:
         return [Connection(self.host, self.port) for _ in range(n)]

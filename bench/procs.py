@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -129,13 +130,29 @@ class Proc:
 
 
 @contextlib.contextmanager
-def spawn(args: list[str], env: Mapping[str, str], ready_path: str, port: int, log_path: Path, timeout: float = 30.0) -> Iterator[Proc]:
-    """Run ``python <args>`` from the repository root in its own session; stop it (TERM, then KILL) afterwards."""
+def spawn(
+    args: list[str],
+    env: Mapping[str, str],
+    ready_path: str,
+    port: int,
+    log_path: Path,
+    timeout: float = 30.0,
+    cpus: frozenset[int] | None = None,
+) -> Iterator[Proc]:
+    """Run ``python <args>`` from the repository root in its own session (on ``cpus`` only, when given); stop it afterwards."""
     url = f"http://127.0.0.1:{port}"
+    # Pinned before the interpreter starts, so every thread it ever makes inherits the affinity.
+    pin = None if cpus is None else functools.partial(os.sched_setaffinity, 0, cpus)
     with open(log_path, "ab") as log:
         started = time.monotonic()
         popen = subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=pin,
         )
         try:
             ready = wait_for_http(url + ready_path, timeout, popen, interval=0.005)
@@ -145,7 +162,7 @@ def spawn(args: list[str], env: Mapping[str, str], ready_path: str, port: int, l
 
 
 @contextlib.contextmanager
-def emulator(work: Path) -> Iterator[Proc]:
+def emulator(work: Path, cpus: frozenset[int] | None = None) -> Iterator[Proc]:
     port = free_port()
     env = {
         **base_env(),
@@ -155,17 +172,40 @@ def emulator(work: Path) -> Iterator[Proc]:
         "EMULATOR_IDENTITY_HEADER": IDENTITY_HEADER,
         "EMULATOR_DEPLOYMENTS": DEPLOYMENTS,
     }
-    with spawn(["-m", "devhost.emulator", "--port", str(port)], env, "/_emulator/healthz", port, work / "emulator.log") as proc:
+    with spawn(["-m", "devhost.emulator", "--port", str(port)], env, "/_emulator/healthz", port, work / "emulator.log", cpus=cpus) as proc:
         yield proc
 
 
 @contextlib.contextmanager
 def relay_host(
-    emulator_url: str, work: Path, prefix: list[str] | None = None, extra_env: Mapping[str, str] | None = None
+    emulator_url: str,
+    work: Path,
+    prefix: list[str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    cpus: frozenset[int] | None = None,
 ) -> Iterator[Proc]:
     """``python -m devhost`` (optionally under ``prefix``, e.g. ``-m cProfile -o f``, and with ``extra_env``) against a running emulator."""
     port = free_port()
     args = [*(prefix or []), "-m", "devhost"]
     env = {**relay_env(emulator_url, port), **(extra_env or {})}
-    with spawn(args, env, "/api/healthz", port, work / f"relay-{port}.log") as proc:
+    with spawn(args, env, "/api/healthz", port, work / f"relay-{port}.log", cpus=cpus) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def floor(emulator_url: str, work: Path, connections: int = 256, cpus: frozenset[int] | None = None) -> Iterator[Proc]:
+    """``python -m bench.floor``, the bare passthrough, against a running emulator (a pool of ``connections``)."""
+    port = free_port()
+    args = ["-m", "bench.floor", "--port", str(port), "--upstream", emulator_url, "--connections", str(connections)]
+    env = {**base_env(), "IDENTITY_HEADER": IDENTITY_HEADER}
+    with spawn(args, env, "/healthz", port, work / f"floor-{port}.log", cpus=cpus) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def pacer(emulator_url: str, work: Path, cpus: frozenset[int] | None = None) -> Iterator[Proc]:
+    """``python -m bench.pacer``: the emulator's answers replayed on its schedule (the capacity ramp's upstream)."""
+    port = free_port()
+    args = ["-m", "bench.pacer", "--port", str(port), "--emulator", emulator_url]
+    with spawn(args, base_env(), "/_emulator/healthz", port, work / f"pacer-{port}.log", cpus=cpus) as proc:
         yield proc

@@ -3,9 +3,13 @@
 Starts the emulator and the local host as ``python -m bench`` does, drives
 relayed non-streamed completions (optionally a share of streams) for a few
 seconds, samples the relay process with ``py-spy record --format raw`` and
-prints the heaviest functions, by own time and by inclusive time.
-py-spy is not a project dependency: install it anywhere (``pip install py-spy``
-into a separate venv) and pass its path with ``--py-spy``.
+prints the heaviest functions, by own time and by inclusive time, and the
+samples grouped by component (the innermost frame of the relay, the local
+host, Starlette, uvicorn, aiohttp or the floor; standard-library frames count
+to their caller) in milliseconds of CPU per request. ``--target floor``
+profiles the bare passthrough (bench/floor.py) under the same load instead,
+for the comparison. py-spy is not a project dependency: install it anywhere
+(``pip install py-spy`` into a separate venv) and pass its path with ``--py-spy``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import subprocess
 import sys
 import tempfile
@@ -43,6 +48,48 @@ def aggregate(raw: str, top: int) -> tuple[int, list[tuple[str, int]], list[tupl
     return total, own.most_common(top), inclusive.most_common(top)
 
 
+# Path prefixes (as _short leaves them) of the code that is not the standard library, and the component each is.
+COMPONENTS = (
+    ("shared/", None),  # the relay: one component per module, e.g. "relay: easyauth.py"
+    ("function_app.py", "relay: function_app.py"),
+    ("devhost/", "local host (front end, Easy Auth emulation, limits)"),
+    ("starlette/", "Starlette"),
+    ("uvicorn/", "uvicorn (httptools)"),
+    ("aiohttp/", "aiohttp client"),
+    ("multidict/", "aiohttp client"),
+    ("yarl/", "aiohttp client"),
+    ("bench/floor.py", "floor"),
+)
+EVENT_LOOP = "event loop and socket I/O (uvloop's C code, below the frames that start the server)"
+# The frames that start the server and run the loop: a sample with nothing above them is the loop's own work.
+_LOOP_RUNNERS = ("uvicorn/server.py", "devhost/__main__.py")
+
+
+def component(frames: list[str]) -> str:
+    """The component of a sample: its innermost non-standard-library frame's (standard library counts to its caller)."""
+    for frame in reversed(frames):
+        function, _, where = frame.rpartition(" (")
+        if where.startswith(_LOOP_RUNNERS) or (where.startswith("bench/floor.py") and function in ("main", "<module>")):
+            return EVENT_LOOP
+        for prefix, name in COMPONENTS:
+            if where.startswith(prefix):
+                return name or f"relay: {where.removeprefix(prefix).split(':', 1)[0]}"
+    return EVENT_LOOP
+
+
+def by_component(raw: str) -> tuple[int, list[tuple[str, int]]]:
+    """(samples, samples per component, heaviest first) from py-spy's collapsed stacks."""
+    counts: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        total += int(count_text)
+        counts[component([_short(frame) for frame in stack.split(";") if frame])] += int(count_text)
+    return total, counts.most_common()
+
+
 def _short(frame: str) -> str:
     """``func (path/to/module.py:123)`` -> ``func (module.py:123)``, with site-packages paths shortened."""
     name, _, where = frame.partition(" (")
@@ -66,7 +113,7 @@ async def drive(side: Side, seconds: float, concurrency: int, streamed_every: in
         if block.errors:
             raise RuntimeError(block.errors[0])
         done += len(block.responses)
-        cpu += block.cpu_s["relay"]
+        cpu += block.cpu_s["target"]
     for conn in conns:
         conn.close()
     return done, cpu
@@ -83,22 +130,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--out", type=Path, help="also keep py-spy's raw collapsed stacks here")
+    parser.add_argument("--target", choices=("relay", "floor"), default="relay", help="the process to load and sample")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="relay-profile-") as tmp:
         work = Path(tmp)
-        with procs.emulator(work) as emulator, procs.relay_host(emulator.url, work) as relay:
-            token = procs.get_json(f"{relay.url}/_dev/token")
-            assert isinstance(token, dict)
-            side = Side.make("relay", relay.url, loadgen.CHAT_PATH_RELAY, str(token["access_token"]))
-            watch = {"relay": relay.pid}
+        with contextlib.ExitStack() as stack:
+            emulator = stack.enter_context(procs.emulator(work))
+            if args.target == "floor":
+                target = stack.enter_context(procs.floor(emulator.url, work))
+                side = Side.make("floor", target.url, loadgen.CHAT_PATH_DIRECT, "unused")
+            else:
+                target = stack.enter_context(procs.relay_host(emulator.url, work))
+                token = procs.get_json(f"{target.url}/_dev/token")
+                assert isinstance(token, dict)
+                side = Side.make("relay", target.url, loadgen.CHAT_PATH_RELAY, str(token["access_token"]))
+            watch = {"target": target.pid}
             asyncio.run(drive(side, 2.0, args.concurrency, args.streamed_every, watch))  # warm-up
-            raw_path = args.out or work / "relay.txt"
+            raw_path = args.out or work / "stacks.txt"
             spy = subprocess.Popen(
                 [
                     args.py_spy,
                     "record",
                     "--pid",
-                    str(relay.pid),
+                    str(target.pid),
                     "--format",
                     "raw",
                     "--rate",
@@ -117,10 +171,19 @@ def main(argv: list[str] | None = None) -> int:
             if not raw_path.exists():
                 print(err.decode(errors="replace"), file=sys.stderr)
                 return 2
-            total, own, inclusive = aggregate(raw_path.read_text(encoding="utf-8"), args.top)
+            raw = raw_path.read_text(encoding="utf-8")
+            total, own, inclusive = aggregate(raw, args.top)
+    per_request_ms = cpu * 1000 / max(1, done)
     print(
-        f"{done} relayed requests at concurrency {args.concurrency}: relay CPU {cpu * 1000 / max(1, done):.3f} ms/request; {total} samples"
+        f"{done} requests through the {args.target} at concurrency {args.concurrency}: CPU {per_request_ms:.3f} ms/request; {total} samples"
     )
+    grouped_total, grouped = by_component(raw)
+    # py-spy cannot tell uvloop's waiting in C from its work: below full load, the event loop's share also holds idle time,
+    # and the split of the CPU per request is exact only for a saturated process (for example at concurrency 16).
+    print("\nby component (share of samples, and that share of the CPU per request):")
+    for name, count in grouped:
+        share = count / max(1, grouped_total)
+        print(f"  {100 * share:5.1f}%  {share * per_request_ms:6.3f} ms  {name}")
     print("\nown time (leaf frame):")
     for frame, count in own:
         print(f"  {100 * count / max(1, total):5.1f}%  {frame}")

@@ -30,6 +30,20 @@ def _ratio(relay: float | None, direct: float | None) -> str:
 def table(document: dict[str, Any]) -> str:
     r = document["results"]
     lines = [f"relay benchmark ({document['mode']}), {document['machine']['cpus_usable']} CPUs, {document['machine']['cpu_model']}", ""]
+    if "latency" in r:
+        lines += _main_table(r)
+        lines += _floor_table(r)
+    if "capacity" in r:
+        lines += capacity_table(r["capacity"])
+    lines.append("targets:")
+    for check in document["targets"]:
+        mark = "PASS" if check["pass"] else "MISS"
+        lines.append(f"  [{mark}] {check['target']}: {fmt(check['value'])} (limit {fmt(check['limit'])}) {check['unit']}".rstrip())
+    return "\n".join(lines)
+
+
+def _main_table(r: dict[str, Any]) -> list[str]:
+    lines = []
     widths = [34, 9, 9, 9, 8]
     lines.append(_row(["latency (ms)", "direct", "relay", "added", "ratio"], widths))
     for key in ("c1", "c16", "c64"):
@@ -108,15 +122,83 @@ def table(document: dict[str, Any]) -> str:
     heavy = ", ".join(f"{row['module']} {row['cumulative_ms']:.0f}" for row in imp["heaviest"][:6])
     lines.append(f"  heaviest imports (ms, cumulative): {heavy}")
     lines.append("")
-    lines.append("targets:")
-    for check in document["targets"]:
-        mark = "PASS" if check["pass"] else "MISS"
-        lines.append(f"  [{mark}] {check['target']}: {fmt(check['value'])} (limit {fmt(check['limit'])}) {check['unit']}".rstrip())
-    return "\n".join(lines)
+    return lines
+
+
+def _floor_table(r: dict[str, Any]) -> list[str]:
+    """What the relay adds against what the bare passthrough adds, each over the direct call."""
+    widths = [44, 9, 9, 8]
+    lines = [_row(["relay vs bare passthrough (ms added)", "relay", "floor", "ratio"], widths)]
+    titles = {
+        "c1_p50": "non-streamed c=1 p50",
+        "c1_p99": "non-streamed c=1 p99",
+        "c16_p50": "non-streamed c=16 p50",
+        "c16_p99": "non-streamed c=16 p99",
+        "first_byte_p50": "streamed first byte c=1 p50",
+    }
+    for key, title in titles.items():
+        row = r["floor_ratios"][key]
+        ratio = row["ratio"]
+        lines.append(
+            _row([title, fmt(row["relay_added_ms"]), fmt(row["floor_added_ms"]), "n/a" if ratio is None else f"{ratio:.2f}x"], widths)
+        )
+    cpu = r["cpu"]["c16"]
+    relay_cpu, floor_cpu = cpu["relay_ms_per_relayed_request"], cpu.get("floor_ms_per_floor_request")
+    lines.append(_row(["CPU ms per request c=16", fmt(relay_cpu), fmt(floor_cpu), _ratio(relay_cpu, floor_cpu)], widths))
+    lines.append("")
+    return lines
+
+
+def _knee_text(part: dict[str, Any], name: str, unit: str) -> str:
+    value = part["knee"].get(name)
+    if value is None:
+        return f"{name}: below the first step"
+    return f"{name}: {'at least ' if part['knee_is_lower_bound'].get(name) else ''}{value} {unit}"
+
+
+def capacity_table(c: dict[str, Any]) -> list[str]:
+    """One row per step: what the relay and the floor add (p50/p99), errors, the relay's CPU and memory, and the knees."""
+    s, p = c["streams"], c["plain"]
+    return [
+        f"capacity of one relay worker ({c['layout']}); relay pool {c['relay_upstream_connections']} connections,"
+        f" per step a ramp of one request's duration, then a {c['window_s']:g} s window",
+        "",
+        f"streams: a content chunk every {s['chunk_delay_ms']} ms, {s['words']} chunks; + = delay added between chunks (ms)",
+        *_ramp_lines(s, "chunk_delay", ("1st chunk p50/p99", "first_chunk_ms"), "streams", c["limit_ms"]),
+        f"non-streamed: Azure OpenAI answers after {p['upstream_delay_s']:g} s; + = latency added (ms)",
+        *_ramp_lines(p, "latency", ("latency p50/p99", "latency_ms"), "calls in flight", c["limit_ms"]),
+    ]
+
+
+def _ramp_lines(part: dict[str, Any], added_key: str, own: tuple[str, str], unit: str, limit_ms: float) -> list[str]:
+    widths = [6, 15, 15, 17, 7, 9, 8, 9]
+    head = ["conc", "relay+ p50/p99", "floor+ p50/p99", own[0], "errors", "relay CPU", "RSS MB", "rig late"]
+    return [
+        _row(head, widths),
+        *(_capacity_row(step, added_key, own[1], widths) for step in part["steps"]),
+        f"  knee (p99 added <= {limit_ms:g} ms, nothing failed): {_knee_text(part, 'relay', unit)}; {_knee_text(part, 'floor', unit)}",
+        "",
+    ]
+
+
+def _pair(values: dict[str, Any], p50: str, p99: str) -> str:
+    return f"{fmt(values.get(p50))}/{fmt(values.get(p99))}"
+
+
+def _capacity_row(step: dict[str, Any], added_key: str, relay_key: str, widths: list[int]) -> str:
+    relay, floor = step.get("relay"), step.get("floor")
+    relay_added = _pair(relay["added_ms"], f"{added_key}_p50", f"{added_key}_p99") if relay else "-"
+    floor_added = _pair(floor["added_ms"], f"{added_key}_p50", f"{added_key}_p99") if floor else "-"
+    own = _pair(relay[relay_key], "p50", "p99") if relay else "-"
+    errors = f"{relay['errors']}|{floor['errors'] if floor else '-'}" if relay else f"-|{floor['errors'] if floor else '-'}"
+    cpu = f"{relay['cpu_share']['relay'] * 100:.0f}%" if relay else "-"
+    rss = fmt(relay["rss_mb"]) if relay else "-"
+    rig = "yes" if step["rig_saturated"] else "no"
+    return _row([step["concurrency"], relay_added, floor_added, own, errors, cpu, rss, rig], widths)
 
 
 def chart(samples: dict[str, Any], document: dict[str, Any], path: Path) -> str:
-    """Latency CDFs, direct against relay, per scenario; the RSS over the soak. Needs matplotlib (requirements-bench.txt)."""
+    """Latency CDFs per scenario and the RSS over the soak (a full run); the capacity ramps and their knees. Needs matplotlib."""
     try:
         import matplotlib
 
@@ -124,11 +206,28 @@ def chart(samples: dict[str, Any], document: dict[str, Any], path: Path) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return "skipped (matplotlib is not installed: pip install -r requirements-bench.txt)"
-    panels = [(key, f"non-streamed, concurrency {key[1:]}") for key in ("c1", "c16", "c64") if key in samples]
+    capacity = document["results"].get("capacity")
+    rows = (2 if samples else 0) + (1 if capacity else 0)
+    fig, axes = plt.subplots(rows, 3, figsize=(15, 4.25 * rows), squeeze=False)
+    if samples:
+        _latency_panels(samples, list(axes[0]) + list(axes[1]))
+    if capacity:
+        _capacity_panels(capacity, list(axes[-1]))
+    fig.suptitle(f"relay vs direct to the emulator and a bare passthrough ({document['mode']}, {document['when']}, {document['commit']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return str(path)
+
+
+_COLORS = {"direct": "tab:blue", "relay": "tab:orange", "floor": "tab:gray"}
+
+
+def _latency_panels(samples: dict[str, Any], axes: list[Any]) -> None:
+    panels: list[tuple[str, str]] = [(key, f"non-streamed, concurrency {key[1:]}") for key in ("c1", "c16", "c64") if key in samples]
     panels += [("stream_first_content", "streamed: time to first content chunk"), ("gaps", "gaps between content chunks")]
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
-    for ax, (key, title) in zip(axes.flat, panels, strict=False):
-        for name, color in (("direct", "tab:blue"), ("relay", "tab:orange")):
+    for ax, (key, title) in zip(axes, panels, strict=False):
+        for name, color in _COLORS.items():
             values = sorted(v * 1000 for v in samples.get(key, {}).get(name, []))
             if values:
                 ax.plot(values, [(i + 1) / len(values) for i in range(len(values))], color=color, label=f"{name} (n={len(values)})")
@@ -139,7 +238,7 @@ def chart(samples: dict[str, Any], document: dict[str, Any], path: Path) -> str:
             ax.set_xscale("log")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right")
-    ax = axes.flat[-1]
+    ax = axes[-1]
     rss = samples.get("rss", [])
     ax.plot([s["requests"] for s in rss], [s["rss_mb"] for s in rss], marker=".", color="tab:green")
     ax.ticklabel_format(axis="y", useOffset=False)
@@ -149,8 +248,53 @@ def chart(samples: dict[str, Any], document: dict[str, Any], path: Path) -> str:
     ax.set_xlabel("relayed requests")
     ax.set_ylabel("MB")
     ax.grid(True, alpha=0.3)
-    fig.suptitle(f"relay vs direct to the emulator ({document['mode']}, {document['when']}, {document['commit']})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return str(path)
+
+
+def _capacity_panels(capacity: dict[str, Any], axes: list[Any]) -> None:
+    """p99 added delay per step for the relay and the floor, with the limit and the relay's knee; the relay's CPU and RSS."""
+    limit = capacity["limit_ms"]
+    parts = (
+        ("streams", "chunk_delay_p99", "streams: p99 delay added between chunks"),
+        ("plain", "latency_p99", "non-streamed: p99 latency added"),
+    )
+    for ax, (kind, key, title) in zip(axes, parts, strict=False):
+        part = capacity[kind]
+        for name in ("relay", "floor"):
+            points = [(step["concurrency"], step[name]["added_ms"][key]) for step in part["steps"] if name in step]
+            points = [(c, v) for c, v in points if v is not None]
+            ax.plot([c for c, _ in points], [v for _, v in points], marker="o", color=_COLORS[name], label=name)
+        ax.axhline(limit, color="tab:red", linestyle="--", linewidth=1, label=f"limit {limit:g} ms")
+        if part["knee"].get("relay"):
+            ax.axvline(part["knee"]["relay"], color=_COLORS["relay"], linestyle=":", label=f"relay knee {part['knee']['relay']}")
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_title(title)
+        ax.set_xlabel("concurrent requests")
+        ax.set_ylabel("ms (symlog)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left")
+    ax = axes[2]
+    for kind, marker in (("streams", "o"), ("plain", "s")):
+        steps = [step for step in capacity[kind]["steps"] if "relay" in step]
+        ax.plot(
+            [step["concurrency"] for step in steps],
+            [step["relay"]["cpu_share"]["relay"] * 100 for step in steps],
+            marker=marker,
+            color="tab:orange",
+            label=f"relay CPU, {kind}",
+        )
+    ax.set_xscale("log")
+    ax.set_ylim(0, 110)
+    ax.set_xlabel("concurrent requests")
+    ax.set_ylabel("% of one CPU")
+    ax.set_title("relay CPU (orange) and RSS (green)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left")
+    rss_axis = ax.twinx()
+    for kind, marker in (("streams", "o"), ("plain", "s")):
+        steps = [step for step in capacity[kind]["steps"] if "relay" in step]
+        rss_axis.plot(
+            [step["concurrency"] for step in steps], [step["relay"]["rss_mb"] for step in steps], marker=marker, color="tab:green"
+        )
+    rss_axis.set_ylabel("MB")
+    rss_axis.set_ylim(bottom=0)

@@ -5,6 +5,10 @@ managed identity endpoint); B = the same request through the local host
 (App Service front end + Easy Auth emulation + the relay), which calls the
 same emulator. A and B alternate in small blocks (ABBA order), so drift of the
 machine hits both; what the relay adds is B minus A, percentile by percentile.
+A bare passthrough (bench/floor.py) takes its turn in the same rotation, and
+the relay's added cost is also reported as a ratio to what the floor adds.
+Then the capacity phase (bench/capacity.py): one relay process pinned to one
+CPU, ramps of concurrent streams and non-streamed calls, and their knees.
 
 Exit status: 0 all targets met, 1 a target missed (printed), 2 the harness failed.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime
 import itertools
 import json
@@ -27,7 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import controls, loadgen, procs, report
+import uvloop
+
+from bench import capacity, controls, loadgen, procs, report
+from bench.capacity import FULL_CAPACITY, QUICK_CAPACITY, CapacityPlan
 from bench.loadgen import Block, Side, run_block
 from bench.stats import added_ms, percentile, slope, summary_ms
 
@@ -52,6 +60,7 @@ class Plan:
     phase_deadline_s: float
     controls_pairs: int
     controls_rounds: int
+    capacity: CapacityPlan
 
 
 FULL = Plan(
@@ -69,6 +78,7 @@ FULL = Plan(
     phase_deadline_s=60.0,
     controls_pairs=1000,
     controls_rounds=12,
+    capacity=FULL_CAPACITY,
 )
 QUICK = Plan(
     warmup=32,
@@ -85,6 +95,7 @@ QUICK = Plan(
     phase_deadline_s=5.0,
     controls_pairs=30,
     controls_rounds=1,
+    capacity=QUICK_CAPACITY,
 )
 
 # name, limit, unit, how to read the measured value from the results
@@ -105,15 +116,21 @@ TARGETS: list[tuple[str, float, str, tuple[str, ...]]] = [
     ("added p50 with the block list and budgets on (vs off), concurrency 16", 0.5, "ms", ("controls", "c16", "added", "p50")),
     ("table requests per 1,000 requests with both controls on", 10.0, "", ("controls", "table_requests_per_1000")),
     ("failed requests in the controls comparison", 0.0, "", ("controls", "errors")),
+    # What the relay adds over what a bare passthrough adds (bench/floor.py), both against the emulator called directly.
+    ("relay-added / floor-added, non-streamed p50, concurrency 1", 2.0, "x", ("floor_ratios", "c1_p50", "ratio")),
+    ("relay-added / floor-added, non-streamed p99, concurrency 1", 2.0, "x", ("floor_ratios", "c1_p99", "ratio")),
+    ("relay-added / floor-added, non-streamed p50, concurrency 16", 2.0, "x", ("floor_ratios", "c16_p50", "ratio")),
+    ("relay-added / floor-added, non-streamed p99, concurrency 16", 2.0, "x", ("floor_ratios", "c16_p99", "ratio")),
+    ("relay-added / floor-added, time to first streamed byte p50", 2.0, "x", ("floor_ratios", "first_byte_p50", "ratio")),
 ]
 
 
 class Bench:
-    def __init__(self, plan: Plan, emulator: procs.Proc, relay: procs.Proc) -> None:
+    def __init__(self, plan: Plan, emulator: procs.Proc, relay: procs.Proc, floor: procs.Proc | None = None) -> None:
         self.plan = plan
         self.emulator = emulator
         self.relay = relay
-        self.watch = {"relay": relay.pid, "emulator": emulator.pid}
+        self.watch = {"relay": relay.pid, "emulator": emulator.pid, **({"floor": floor.pid} if floor else {})}
         mi = procs.get_json(
             f"{emulator.url}/msi/token?api-version=2019-08-01&resource=https://cognitiveservices.azure.com",
             {"X-IDENTITY-HEADER": procs.IDENTITY_HEADER},
@@ -122,9 +139,20 @@ class Bench:
         assert isinstance(mi, dict) and isinstance(dev, dict)
         self.direct = Side.make("direct", emulator.url, loadgen.CHAT_PATH_DIRECT, str(mi["access_token"]))
         self.via_relay = Side.make("relay", relay.url, loadgen.CHAT_PATH_RELAY, str(dev["access_token"]))
+        # The bare passthrough (bench/floor.py) authenticates upstream itself and reads no token.
+        self.via_floor = Side.make("floor", floor.url, loadgen.CHAT_PATH_DIRECT, "unused") if floor else None
         self.errors: list[str] = []
         self.relayed = 0  # requests sent through the relay since the warm-up
         self.samples: dict[str, Any] = {}  # raw samples for the chart, not written to JSON
+
+    @property
+    def sides(self) -> list[Side]:
+        return [self.direct, self.via_relay, *([self.via_floor] if self.via_floor else [])]
+
+    def order(self, index: int) -> tuple[Side, ...]:
+        """The sides in the order of round ``index``: ABBA for two; every order in turn for three, so each side is first as often."""
+        orders = list(itertools.permutations(self.sides))
+        return orders[index % len(orders)]
 
     async def _block(self, side: Side, conns: list[Any], raw: bytes, per_worker: int) -> Block:
         block = await run_block(conns, raw, per_worker, self.watch)
@@ -134,7 +162,7 @@ class Bench:
         return block
 
     async def warmup(self) -> None:
-        for side in (self.direct, self.via_relay):
+        for side in self.sides:
             conns = side.connections(16)
             await self._block(side, conns, side.plain, max(1, self.plan.warmup // 16))
             await self._block(side, conns, side.stream, 2)
@@ -144,17 +172,16 @@ class Bench:
 
     async def latency(self, concurrency: int, rounds: int, per_worker: int) -> dict[str, Any]:
         """Non-streamed completions at ``concurrency``: ``rounds`` of A and B blocks, in ABBA order."""
-        conns = {side.name: side.connections(concurrency) for side in (self.direct, self.via_relay)}
-        latencies: dict[str, list[float]] = {"direct": [], "relay": []}
-        wall = {"direct": 0.0, "relay": 0.0}
-        cpu: dict[str, dict[str, float]] = {"direct": {}, "relay": {}}
-        count = {"direct": 0, "relay": 0}
+        conns = {side.name: side.connections(concurrency) for side in self.sides}
+        latencies: dict[str, list[float]] = {side.name: [] for side in self.sides}
+        wall = {side.name: 0.0 for side in self.sides}
+        cpu: dict[str, dict[str, float]] = {side.name: {} for side in self.sides}
+        count = {side.name: 0 for side in self.sides}
         pairs: list[float] = []
         deadline = time.monotonic() + self.plan.phase_deadline_s
         for index in range(rounds):
-            order = (self.direct, self.via_relay) if index % 2 == 0 else (self.via_relay, self.direct)
             got: dict[str, list[float]] = {}
-            for side in order:
+            for side in self.order(index):
                 block = await self._block(side, conns[side.name], side.plain, per_worker)
                 got[side.name] = [r.latency for r in block.responses]
                 latencies[side.name] += got[side.name]
@@ -183,18 +210,20 @@ class Bench:
         }
         if pairs:
             out["paired_added"] = summary_ms(pairs)
+        if "floor" in latencies:
+            out["floor"] = summary_ms(latencies["floor"])
+            out["floor_added"] = added_ms(direct, out["floor"])
         return out
 
     async def streaming(self, pairs: int) -> dict[str, Any]:
         """Streamed completions at concurrency 1: time to the first byte and to the first content chunk."""
-        conns = {side.name: side.connections(1) for side in (self.direct, self.via_relay)}
-        first_byte: dict[str, list[float]] = {"direct": [], "relay": []}
-        first_content: dict[str, list[float]] = {"direct": [], "relay": []}
-        total: dict[str, list[float]] = {"direct": [], "relay": []}
+        conns = {side.name: side.connections(1) for side in self.sides}
+        first_byte: dict[str, list[float]] = {side.name: [] for side in self.sides}
+        first_content: dict[str, list[float]] = {side.name: [] for side in self.sides}
+        total: dict[str, list[float]] = {side.name: [] for side in self.sides}
         deadline = time.monotonic() + self.plan.phase_deadline_s
         for index in range(pairs):
-            order = (self.direct, self.via_relay) if index % 2 == 0 else (self.via_relay, self.direct)
-            for side in order:
+            for side in self.order(index):
                 block = await self._block(side, conns[side.name], side.stream, 1)
                 for response in block.responses:
                     first_byte[side.name].append(response.t_first_byte - response.t_start)
@@ -210,6 +239,9 @@ class Bench:
             direct, relayed = summary_ms(values["direct"]), summary_ms(values["relay"])
             out[label] = {"direct": direct, "relay": relayed}
             out[f"added_{label}"] = added_ms(direct, relayed)
+            if "floor" in values:
+                out[label]["floor"] = summary_ms(values["floor"])
+                out[f"floor_added_{label}"] = added_ms(direct, out[label]["floor"])
         return out
 
     async def chunk_gaps(self, pairs: int) -> dict[str, Any]:
@@ -373,6 +405,26 @@ def _ms_stats(values: list[float]) -> dict[str, float]:
     }
 
 
+def floor_ratios(latency: dict[str, Any], streaming: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Relay-added over floor-added (each minus the direct call), for the measurements the targets name.
+
+    None when the floor added nothing measurable (zero or less): the ratio is then undefined, not infinite.
+    """
+    pairs = {
+        "c1_p50": (latency["c1"]["added"], latency["c1"].get("floor_added", {}), "p50"),
+        "c1_p99": (latency["c1"]["added"], latency["c1"].get("floor_added", {}), "p99"),
+        "c16_p50": (latency["c16"]["added"], latency["c16"].get("floor_added", {}), "p50"),
+        "c16_p99": (latency["c16"]["added"], latency["c16"].get("floor_added", {}), "p99"),
+        "first_byte_p50": (streaming["added_first_byte"], streaming.get("floor_added_first_byte", {}), "p50"),
+    }
+    out: dict[str, dict[str, float | None]] = {}
+    for name, (relay, floor, pct) in pairs.items():
+        relay_ms, floor_ms = relay.get(pct), floor.get(pct)
+        ratio = round(relay_ms / floor_ms, 2) if relay_ms is not None and floor_ms is not None and floor_ms > 0 else None
+        out[name] = {"relay_added_ms": relay_ms, "floor_added_ms": floor_ms, "ratio": ratio}
+    return out
+
+
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     checks = []
     for name, limit, unit, path in TARGETS:
@@ -396,8 +448,8 @@ async def measure(plan: Plan, work: Path) -> tuple[dict[str, Any], dict[str, Any
         mark = now
 
     with procs.emulator(work) as emulator:
-        with procs.relay_host(emulator.url, work) as relay:
-            bench = Bench(plan, emulator, relay)
+        with procs.relay_host(emulator.url, work) as relay, procs.floor(emulator.url, work) as floor:
+            bench = Bench(plan, emulator, relay, floor)
             results["startup"] = {"relay_listening_ms": round((relay.ready - relay.started) * 1000, 1)}
             await bench.warmup()
             phase("start_and_warmup")
@@ -409,6 +461,7 @@ async def measure(plan: Plan, work: Path) -> tuple[dict[str, Any], dict[str, Any
             phase("latency")
             results["latency"] = lat
             results["streaming"] = await bench.streaming(plan.stream_pairs)
+            results["floor_ratios"] = floor_ratios(lat, results["streaming"])
             results["chunk_gaps"] = await bench.chunk_gaps(plan.gap_pairs)
             phase("streaming")
             soak = await bench.soak(plan.soak_requests, plan.soak_sample_every)
@@ -430,6 +483,7 @@ async def measure(plan: Plan, work: Path) -> tuple[dict[str, Any], dict[str, Any
                     "emulator_ms_per_direct_request": lat[f"c{c}"]["cpu_ms_per_request"]["direct"].get("emulator"),
                     "emulator_ms_per_relayed_request": lat[f"c{c}"]["cpu_ms_per_request"]["relay"].get("emulator"),
                     "loadgen_ms_per_request": lat[f"c{c}"]["cpu_ms_per_request"]["relay"].get("loadgen"),
+                    "floor_ms_per_floor_request": lat[f"c{c}"]["cpu_ms_per_request"].get("floor", {}).get("floor"),
                 }
                 for c in (1, 16, 64)
             } | {"soak_relay_ms_per_request": soak["relay_cpu_ms_per_request"]}
@@ -459,23 +513,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few seconds of each measurement (smoke run; figures are not meaningful)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for latest.json and latest.png (default: bench/results)")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
+    parser.add_argument(
+        "--capacity-only", action="store_true", help="only the capacity ramp (bench/capacity.py); writes capacity.json and capacity.png"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    mode = ("quick" if args.quick else "full") + (" capacity-only" if args.capacity_only else "")
+    name = "capacity" if args.capacity_only else "latest"
     started = time.monotonic()
     load_before = os.getloadavg()
     if load_before[0] > 1.0:
         print(f"bench: warning: load average {load_before[0]:.1f} before the run; other work will distort the figures", file=sys.stderr)
     try:
         with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
-            results, samples = asyncio.run(measure(plan, Path(tmp)))
+            results, samples = ({}, {}) if args.capacity_only else asyncio.run(measure(plan, Path(tmp)))
+            # Its own processes (pinned) and its own event loop: uvloop, so the load generator costs less of its CPU.
+            results["capacity"] = uvloop.run(capacity.measure(plan.capacity, Path(tmp)))
     except Exception:  # noqa: BLE001 - any failure of the harness is exit 2, with its traceback
         traceback.print_exc()
         print("bench: the harness failed (exit 2)", file=sys.stderr)
         return 2
-    checks = evaluate(results)
+    checks = [] if args.capacity_only else evaluate(results)
     document = {
         "schema": 1,
-        "mode": "quick" if args.quick else "full",
+        "mode": mode,
         "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "commit": procs.git_commit(),
         "machine": procs.machine(),
@@ -485,19 +546,21 @@ def main(argv: list[str] | None = None) -> int:
         "method": {
             "direct": "POST {emulator}/openai/v1/chat/completions, bearer token from the emulator's managed identity endpoint",
             "relay": "POST {host}/api/v1/chat/completions with a dev token: App Service front end + Easy Auth emulation + relay",
-            "interleaving": "A and B blocks alternate in ABBA order; added = relay percentile minus direct percentile",
-            "plan": plan.__dict__,
+            "floor": "POST {floor}/ with the same body: bench/floor.py, a bare ASGI app on the same uvicorn, one aiohttp session",
+            "interleaving": "direct, relay and floor blocks in rotating order (each first as often); added = side percentile minus direct",
+            "capacity": "bench/capacity.py: one relay process pinned to one CPU, ramps of concurrent streams and non-streamed calls",
+            "plan": dataclasses.asdict(plan),
         },
         "results": results,
         "targets": checks,
         "passed": all(check["pass"] for check in checks),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    (args.out / f"{name}.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     print(report.table(document))
     if not args.no_chart:
-        print(f"chart: {report.chart(samples, document, args.out / 'latest.png')}")
-    print(f"results: {args.out / 'latest.json'}")
+        print(f"chart: {report.chart(samples, document, args.out / f'{name}.png')}")
+    print(f"results: {args.out / f'{name}.json'}")
     missed = [check for check in checks if not check["pass"]]
     for check in missed:
         print(

@@ -66,11 +66,35 @@ def test_quick_run_writes_a_well_formed_result(tmp_path: Path) -> None:
     # The relay with both controls on read its block list once and has had no time for a second read or a sync.
     assert _number(results, "controls", "table_requests") <= 2
     assert results["controls"]["errors"] == 0
+    # The bare passthrough ran beside the relay, and the ratios of what each adds are reported.
+    for key in ("c1", "c16"):
+        assert _number(results, "latency", key, "floor", "p50") > 0
+    for key in ("c1_p50", "c1_p99", "c16_p50", "c16_p99", "first_byte_p50"):
+        _number(results, "floor_ratios", key, "relay_added_ms")
+        _number(results, "floor_ratios", key, "floor_added_ms")
+    assert _number(results, "streaming", "first_byte", "floor", "p50") > 0
+    _check_capacity(results["capacity"])
     assert len(document["targets"]) >= 10
     assert all(isinstance(check["pass"], bool) for check in document["targets"])
     assert document["passed"] == (run.returncode == 0)
     missed = [check["target"] for check in document["targets"] if not check["pass"]]
     assert all(f"MISSED: {name}" in run.stderr for name in missed)
+
+
+def _check_capacity(capacity: dict) -> None:
+    """One step of each ramp ran through all three sides, with delays measured and nothing failed."""
+    for kind, delay in (("streams", "chunk_delay_ms"), ("plain", "latency_ms")):
+        steps = capacity[kind]["steps"]
+        assert [step["concurrency"] for step in steps] == [8]
+        for name in ("direct", "relay", "floor"):
+            side = steps[0][name]
+            assert side["errors"] == 0, side["first_error"]
+            assert _number(side, delay, "n") > 0
+            _number(side, delay, "p99")
+        assert _number(steps[0]["relay"], "cpu_share", "relay") > 0
+        assert _number(steps[0]["relay"], "rss_mb") > 0
+        assert set(capacity[kind]["knee"]) == {"relay", "floor"}
+    assert _number(capacity["streams"]["steps"][0]["relay"], "first_chunk_ms", "p50") > 0
 
 
 def test_stats_and_event_timing() -> None:

@@ -1,0 +1,151 @@
+"""The capacity ramp's arithmetic, and its two helper servers over real sockets: the pacer and the bare passthrough."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from bench import capacity, loadgen, pacer, procs
+from bench.client import Connection, Response
+from bench.loadgen import Side
+
+SSE_CONTENT = b'data: {"choices":[{"delta":{"content":"w"}}]}\n\n'
+SSE_ROLE = b'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n'
+
+
+def _stream(t_start: float, arrivals: list[float]) -> Response:
+    """A stream whose role chunk arrives with its first content chunk, then one content chunk per arrival."""
+    pieces = [(arrivals[0], SSE_ROLE + SSE_CONTENT), *((t, SSE_CONTENT) for t in arrivals[1:])]
+    return Response(status=200, t_start=t_start, t_first_byte=arrivals[0], pieces=pieces)
+
+
+def test_chunk_delays_count_only_gaps_inside_the_window() -> None:
+    # Chunks due every 50 ms; the third one came 30 ms late, the fourth on time again.
+    response = _stream(0.0, [1.00, 1.05, 1.13, 1.15, 1.20, 9.0])
+    delays = capacity.chunk_delays([response], (1.0, 2.0), 0.05)
+    assert [round(d * 1000) for d in delays] == [0, 30, -30, 0]
+
+
+def test_a_call_unanswered_when_the_window_closes_counts_as_that_slow_never_as_fast() -> None:
+    window = (10.0, 20.0)
+    answered = _stream(12.0, [12.004, 12.05])
+    stuck = Response(status=200, t_start=13.0, t_first_byte=13.001)  # headers came, no content chunk yet
+    never = Response(t_start=14.0)  # not a byte
+    before_window = _stream(9.0, [9.001])
+    too_late_to_judge = _stream(19.5, [19.9])
+    latencies = capacity.first_chunk_latencies([answered, stuck, never, before_window, too_late_to_judge], window, censor_s=1.0)
+    assert [round(v, 3) for v in latencies] == [0.004, 7.0, 6.0]
+
+
+def test_plain_latency_windows_leave_room_for_the_expected_time() -> None:
+    done = Response(status=200, t_start=11.0, t_first_byte=13.0, t_end=13.002)
+    open_too_long = Response(status=200, t_start=12.0)
+    started_too_late = Response(status=200, t_start=17.5, t_first_byte=19.5, t_end=19.5)
+    latencies = capacity.plain_latencies([done, open_too_long, started_too_late], (10.0, 20.0), expected_s=2.0, censor_s=1.0)
+    assert [round(v, 3) for v in latencies] == [2.002, 8.0]
+
+
+def _step(concurrency: int, relay_p99: float | None, relay_errors: int = 0) -> dict:
+    relay = {"errors": relay_errors, "chunk_delay_ms": {"p99": relay_p99}}
+    direct = {"errors": 0, "chunk_delay_ms": {"p99": 1.0}}
+    added = capacity.added({**relay, "first_chunk_ms": {}}, {**direct, "first_chunk_ms": {}}, "streams")
+    return {"concurrency": concurrency, "relay": {**relay, "within_capacity": capacity.within_capacity(relay, added, "streams")}}
+
+
+def test_the_knee_is_the_largest_step_within_capacity() -> None:
+    steps = [_step(50, 2.0), _step(100, 10.9), _step(200, 11.1), _step(500, 30.0, relay_errors=1)]
+    assert [step["relay"]["within_capacity"] for step in steps] == [True, True, False, False]
+    assert capacity.knee(steps, "relay") == 100
+    # A step that failed a single request is outside capacity whatever its delays.
+    assert capacity.knee([_step(50, 1.0, relay_errors=1)], "relay") is None
+
+
+def test_added_is_the_difference_of_percentiles_and_none_without_data() -> None:
+    side = {"latency_ms": {"p50": 2001.5, "p99": 2010.0}}
+    direct = {"latency_ms": {"p50": 2000.5, "p99": 2002.0}}
+    assert capacity.added(side, direct, "plain") == {"latency_p50": 1.0, "latency_p99": 8.0}
+    assert capacity.added({"latency_ms": {}}, direct, "plain") == {"latency_p50": None, "latency_p99": None}
+
+
+def test_the_relay_gets_a_cpu_of_its_own_and_nothing_is_pinned_on_one_cpu() -> None:
+    layout = capacity.cpu_layout({0, 1, 2})
+    assert (layout.relay, layout.rig) == (frozenset({0}), frozenset({1, 2}))
+    single = capacity.cpu_layout({3})
+    assert (single.relay, single.rig) == (None, None)
+    assert "nothing pinned" in single.note
+
+
+def test_the_open_file_limit_bounds_the_largest_step() -> None:
+    soft, allows = capacity.raise_fd_limit(10)
+    assert allows >= 10
+    assert soft >= 10 * 2
+
+
+def test_the_pacer_reads_the_emulators_timing_directives_and_removes_them_for_the_recording() -> None:
+    body = loadgen.chat_body("[emulate:chunk_delay_ms=40] [emulate:words=3] [emulate:slow=0.5] Hello", stream=True)
+    assert pacer.timing(body) == pacer.Timing(chunk_delay_s=0.04, slow_s=0.5)
+    assert json.loads(pacer.untimed(body))["messages"][0]["content"] == " [emulate:words=3]  Hello"
+    assert pacer.timing(b"not json") == pacer.Timing()
+    assert pacer.timing(loadgen.chat_body("[emulate:bogus] hi")) == pacer.Timing()
+
+
+def test_a_recorded_stream_is_split_into_events_counted_against_the_content_before_them() -> None:
+    body = b'data: {"choices":[]}\n\n' + SSE_ROLE + SSE_CONTENT + SSE_CONTENT + b'data: {"choices":[{"delta":{}}]}\n\ndata: [DONE]\n\n'
+    recording = pacer.record(200, {"content-type": "text/event-stream; charset=utf-8"}, body)
+    assert [before for before, _ in recording.events] == [0, 0, 0, 1, 2, 2]
+    assert b"".join(chunk.split(b"\r\n", 1)[1][:-2] for _, chunk in recording.events) == body
+    assert b"transfer-encoding: chunked" in recording.head
+    plain = pacer.record(429, {"content-type": "application/json", "retry-after": "7"}, b"{}")
+    assert plain.head.startswith(b"HTTP/1.1 429 ") and b"content-length: 2" in plain.head and plain.body == b"{}"
+
+
+async def test_the_pacer_replays_the_emulators_answer_on_its_schedule_and_the_floor_passes_it_through(tmp_path: Path) -> None:
+    with (
+        procs.emulator(tmp_path) as emulator,
+        procs.pacer(emulator.url, tmp_path) as paced,
+        procs.floor(paced.url, tmp_path, connections=4) as floor,
+    ):
+        token = procs.get_json(
+            f"{emulator.url}/msi/token?api-version=2019-08-01&resource=https://cognitiveservices.azure.com",
+            {"X-IDENTITY-HEADER": procs.IDENTITY_HEADER},
+        )
+        assert isinstance(token, dict)
+        sides = [
+            Side.make("direct", emulator.url, loadgen.CHAT_PATH_DIRECT, str(token["access_token"])),
+            Side.make("paced", paced.url, loadgen.CHAT_PATH_DIRECT, str(token["access_token"])),
+            Side.make("floor", floor.url, loadgen.CHAT_PATH_DIRECT, "unused"),
+        ]
+        stream = loadgen.chat_body("[emulate:chunk_delay_ms=60] [emulate:words=4] Pace me", stream=True)
+        texts = []
+        for side in sides:
+            response = await Connection(side.host, side.port).request(side.request(stream), 10.0)
+            assert loadgen.ok_any(response) is None
+            times = response.content_times()
+            assert len(times) == 4
+            # Never early: the fourth content chunk is due three cadences after the first, which is due at once
+            # (a lower bound, which a slow machine cannot break).
+            assert times[-1] - response.t_start >= 3 * 0.06, times
+            texts.append(_content(response))
+        # The same four words through the pacer and the floor as from the emulator itself.
+        assert texts[0] == texts[1] == texts[2] == "Emulated gpt-4o-mini answer to:"
+        slow = loadgen.chat_body("[emulate:slow=0.3] Take your time")
+        for side in sides[1:]:
+            started = time.perf_counter()
+            response = await Connection(side.host, side.port).request(side.request(slow), 10.0)
+            assert time.perf_counter() - started >= 0.3
+            assert response.status == 200 and json.loads(response.body)["choices"][0]["message"]["content"].startswith("Emulated")
+        refused = loadgen.chat_body("[emulate:status=429] Busy")
+        for side in sides[1:]:
+            response = await Connection(side.host, side.port).request(side.request(refused), 10.0)
+            assert response.status == 429 and json.loads(response.body)["error"]["code"] == "429"
+
+
+def _content(response: Response) -> str:
+    text = ""
+    for _, event in response.events():
+        payload = event.removeprefix(b"data: ")
+        if payload != b"[DONE]":
+            for choice in json.loads(payload).get("choices") or []:
+                text += (choice.get("delta") or {}).get("content") or ""
+    return text
