@@ -7,10 +7,12 @@ a message naming it. Easy Auth is the gate, so every function is anonymous.
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
+from shared.gc_tuning import tune_garbage_collector
 from shared.relay import Relay
 
 relay = Relay.from_env()
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+tune_garbage_collector()
 
 
 @app.route(route="v1/chat/completions", methods=[func.HttpMethod.POST])

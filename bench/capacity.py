@@ -382,8 +382,16 @@ async def _warm_up(rig: Rig) -> None:
             conn.close()
 
 
-async def measure(plan: CapacityPlan, work: Path) -> dict[str, Any]:
-    """Start the emulator, the relay and the floor, pinned; ramp streams, then non-streamed calls."""
+RUNTIMES = ("in-process", "worker")
+
+
+async def measure(plan: CapacityPlan, work: Path, runtime: str = "in-process") -> dict[str, Any]:
+    """Start the emulator, the relay and the floor, pinned; ramp streams, then non-streamed calls.
+
+    ``runtime="worker"``: the relay runs in the Python worker (``azure-functions-runtime``) behind the
+    project's Functions host stand-in (``DEVHOST_RUNTIME=worker``), both processes on the relay's CPU, as
+    the host and the worker share an instance in Azure; "relay" CPU and memory are then the worker's.
+    """
     layout = cpu_layout(os.sched_getaffinity(0))
     fd_soft, fd_allows = raise_fd_limit(plan.most)
     stream_steps = tuple(c for c in plan.stream_steps if c <= fd_allows)
@@ -397,7 +405,12 @@ async def measure(plan: CapacityPlan, work: Path) -> dict[str, Any]:
         procs.emulator(work, cpus=layout.rig) as emulator,
         procs.pacer(emulator.url, work, cpus=layout.rig) as pacer,
         # The relay's managed identity endpoint stays the emulator's; its Azure OpenAI is the pacer.
-        procs.relay_host(emulator.url, work, extra_env={**relay_env, "AZURE_OPENAI_ENDPOINT": pacer.url}, cpus=layout.relay) as relay,
+        procs.relay_host(
+            emulator.url,
+            work,
+            extra_env={**relay_env, "AZURE_OPENAI_ENDPOINT": pacer.url, "DEVHOST_RUNTIME": runtime},
+            cpus=layout.relay,
+        ) as relay,
         procs.floor(pacer.url, work, connections=pool, cpus=layout.relay) as floor,
     ):
         mi = procs.get_json(
@@ -412,16 +425,21 @@ async def measure(plan: CapacityPlan, work: Path) -> dict[str, Any]:
                 "relay": Side.make("relay", relay.url, loadgen.CHAT_PATH_RELAY, str(dev["access_token"])),
                 "floor": Side.make("floor", floor.url, loadgen.CHAT_PATH_DIRECT, "unused"),
             },
-            watch={"pacer": pacer.pid, "relay": relay.pid, "floor": floor.pid},
+            watch=(
+                {"pacer": pacer.pid, "relay": procs.only_child(relay.pid), "host": relay.pid, "floor": floor.pid}
+                if runtime == "worker"
+                else {"pacer": pacer.pid, "relay": relay.pid, "floor": floor.pid}
+            ),
             under_test={"direct": "pacer", "relay": "relay", "floor": "floor"},
         )
         await _warm_up(rig)
         streams = await ramp(rig, "streams", plan, stream_steps)
         plain = await ramp(rig, "plain", plan, plain_steps)
-        peak_rss = procs.memory_mb(relay.pid)["peak_rss_mb"]
+        peak_rss = procs.memory_mb(rig.watch["relay"])["peak_rss_mb"]
     skipped = sorted(set(plan.stream_steps + plan.plain_steps) - set(stream_steps + plain_steps))
     return {
-        "layout": layout.note,
+        "runtime": runtime,
+        "layout": layout.note + ("; the Functions host stand-in shares the relay's CPU" if runtime == "worker" else ""),
         "relay_upstream_connections": pool,
         "relay_busy_timeout_s": "default (5)",
         "open_files_limit": fd_soft,

@@ -32,6 +32,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def only_child(pid: int) -> int:
+    """The one child process of ``pid`` (the local host's Python worker in ``DEVHOST_RUNTIME=worker``)."""
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as children:
+        pids = [int(child) for child in children.read().split()]
+    if len(pids) != 1:
+        raise RuntimeError(f"process {pid} has {len(pids)} children, expected its worker only")
+    return pids[0]
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     """Current (VmRSS) and peak (VmHWM) resident set size, in MB (10^6 bytes)."""
     out = {}

@@ -516,10 +516,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--capacity-only", action="store_true", help="only the capacity ramp (bench/capacity.py); writes capacity.json and capacity.png"
     )
+    parser.add_argument(
+        "--runtime",
+        choices=capacity.RUNTIMES,
+        default="in-process",
+        help="where the capacity phase runs the relay: the local host's own process (default) or the Python worker "
+        "behind the Functions host stand-in (with --capacity-only: writes capacity-worker.json)",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     mode = ("quick" if args.quick else "full") + (" capacity-only" if args.capacity_only else "")
-    name = "capacity" if args.capacity_only else "latest"
+    name = ("capacity" + ("-worker" if args.runtime == "worker" else "")) if args.capacity_only else "latest"
     started = time.monotonic()
     load_before = os.getloadavg()
     if load_before[0] > 1.0:
@@ -528,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
             results, samples = ({}, {}) if args.capacity_only else asyncio.run(measure(plan, Path(tmp)))
             # Its own processes (pinned) and its own event loop: uvloop, so the load generator costs less of its CPU.
-            results["capacity"] = uvloop.run(capacity.measure(plan.capacity, Path(tmp)))
+            results["capacity"] = uvloop.run(capacity.measure(plan.capacity, Path(tmp), args.runtime))
     except Exception:  # noqa: BLE001 - any failure of the harness is exit 2, with its traceback
         traceback.print_exc()
         print("bench: the harness failed (exit 2)", file=sys.stderr)

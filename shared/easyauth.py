@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.config import AuthPolicy
-from shared.errors import forbidden, unauthenticated
+from shared.errors import RelayError, forbidden, unauthenticated
 from shared.values import header_values, is_guid, same_guid
 
 PRINCIPAL_HEADER = "x-ms-client-principal"
@@ -80,7 +81,37 @@ def principal_from_headers(headers: Mapping[str, str], policy: AuthPolicy) -> Pr
 
     Raises :class:`RelayError` (401 or 403), and nothing else, for any header content.
     """
-    document = _decode(_single(headers, PRINCIPAL_HEADER, required=True) or "")
+    parsed = _parsed(_single(headers, PRINCIPAL_HEADER, required=True) or "")
+    idp_header = _single(headers, PRINCIPAL_IDP_HEADER, required=False)
+    if idp_header is not None and idp_header.strip(" \t").lower() != parsed.provider:
+        raise unauthenticated("X-MS-CLIENT-PRINCIPAL-IDP does not match the principal's auth_typ")
+    if parsed.provider != "aad":
+        raise forbidden("identity provider not allowed: sign in with Microsoft Entra ID")
+    if parsed.principal is None:
+        raise unauthenticated(parsed.problem)
+    id_header = _single(headers, PRINCIPAL_ID_HEADER, required=False)
+    if id_header is not None and not same_guid(id_header.strip(" \t"), parsed.principal.object_id):
+        raise unauthenticated("X-MS-CLIENT-PRINCIPAL-ID does not match the principal's object ID")
+    _apply_policy(parsed.principal, policy)
+    return parsed.principal
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """What one X-MS-CLIENT-PRINCIPAL value says: its provider and, for Entra ID, the principal or what is wrong with it."""
+
+    provider: str
+    principal: Principal | None
+    problem: str = ""
+
+
+# A signed-in user sends the same X-MS-CLIENT-PRINCIPAL on every request until their session
+# is renewed, and parsing it is a pure function of the value: recent values are kept (at most
+# 256 of at most MAX_PRINCIPAL_HEADER_CHARS each). A value that is not a principal document
+# raises, and exceptions are not cached.
+@functools.lru_cache(maxsize=256)
+def _parsed(raw: str) -> _Parsed:
+    document = _decode(raw)
     claims = _claims(document.get("claims"))
     auth_typ = _optional_str(document, "auth_typ")
     name_typ = _optional_str(document, "name_typ")
@@ -88,21 +119,16 @@ def principal_from_headers(headers: Mapping[str, str], policy: AuthPolicy) -> Pr
     if not auth_typ:
         raise unauthenticated("X-MS-CLIENT-PRINCIPAL has no auth_typ")
     provider = auth_typ.lower()
-    idp_header = _single(headers, PRINCIPAL_IDP_HEADER, required=False)
-    if idp_header is not None and idp_header.strip(" \t").lower() != provider:
-        raise unauthenticated("X-MS-CLIENT-PRINCIPAL-IDP does not match the principal's auth_typ")
     if provider != "aad":
-        raise forbidden("identity provider not allowed: sign in with Microsoft Entra ID")
-
-    object_id = _guid_claim(claims, OID_CLAIMS, "object ID (oid)")
-    tenant_id = _guid_claim(claims, TID_CLAIMS, "tenant ID (tid)")
-    id_header = _single(headers, PRINCIPAL_ID_HEADER, required=False)
-    if id_header is not None and not same_guid(id_header.strip(" \t"), object_id):
-        raise unauthenticated("X-MS-CLIENT-PRINCIPAL-ID does not match the principal's object ID")
-
+        return _Parsed(provider, None)
+    try:
+        object_id = _guid_claim(claims, OID_CLAIMS, "object ID (oid)")
+        tenant_id = _guid_claim(claims, TID_CLAIMS, "tenant ID (tid)")
+    except RelayError as error:
+        return _Parsed(provider, None, error.message)
     audiences = {val for typ, val in claims if typ == "aud" and val}
     if len(audiences) > 1:
-        raise unauthenticated("X-MS-CLIENT-PRINCIPAL has conflicting aud claims")
+        return _Parsed(provider, None, "X-MS-CLIENT-PRINCIPAL has conflicting aud claims")
     principal = Principal(
         object_id=object_id,
         tenant_id=tenant_id,
@@ -114,8 +140,7 @@ def principal_from_headers(headers: Mapping[str, str], policy: AuthPolicy) -> Pr
         is_app=_is_app_only(claims),
         claims=claims,
     )
-    _apply_policy(principal, policy)
-    return principal
+    return _Parsed(provider, principal)
 
 
 def _home_tenant(claims: Claims, tenant_id: str) -> str | None:

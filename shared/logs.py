@@ -18,6 +18,8 @@ request_logger = logging.getLogger("relay.request")
 # Client libraries that log every HTTP call at INFO: their lines would break "one line per request".
 _CHATTY_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity")
 _USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+# One encoder for every line: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 def quiet_client_loggers() -> None:
@@ -28,7 +30,7 @@ def quiet_client_loggers() -> None:
 def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
     """Write ``{"event": event, **fields}`` as one JSON line."""
     if logger.isEnabledFor(level):
-        logger.log(level, json.dumps({"event": event, **fields}, separators=(",", ":"), default=str))
+        logger.log(level, _ENCODER.encode({"event": event, **fields}))
 
 
 @dataclass

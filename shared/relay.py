@@ -256,76 +256,97 @@ class ForwardedStream(StreamingResponse):
         self._upstream, self._record, self._forwarder, self._spend = upstream, record, forwarder, spend
         self._write_timeout_s = settings.caller_write_timeout_s
         self._keepalive_s = settings.stream_keepalive_s
-        self._finished = False
-        self._stalled = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            # Also when the caller left before the stream started (stream_response never ran).
-            self._finish(499, "client_closed_request")
+        """Stream in the request's own task; one watcher task cancels it when the caller leaves, one timer does the rest.
 
-    async def stream_response(self, send: Send) -> None:
-        status: int = 499
-        code: str | None = "client_closed_request"
-        writing = asyncio.Lock()
+        Starlette's StreamingResponse would run a task group per stream and this class an
+        ``asyncio.timeout`` per write: here a single timer, re-armed only when it fires (at
+        most every ``keepalive_s``, or when a write has been pending for ``write_timeout_s``),
+        sends the keep-alive comments and notices a caller that stopped reading.
+        """
         loop = asyncio.get_running_loop()
         streaming = asyncio.current_task()
+        assert streaming is not None
+        writing = asyncio.Lock()
         last_heard = loop.time()
+        write_started: float | None = None
+        ending: str | None = None  # why this stream cancelled itself: "gone" or "stalled"
+        keepalive_writer: asyncio.Future[None] | None = None
+        closing = False
+        timer: asyncio.TimerHandle
+        status: int = 499
+        code: str | None = "client_closed_request"
 
-        async def write(body: bytes) -> None:
-            async with writing, asyncio.timeout(self._write_timeout_s):
-                await send({"type": "http.response.body", "body": body, "more_body": True})
+        def end(reason: str) -> None:
+            nonlocal ending
+            if ending is None:
+                ending = reason
+                streaming.cancel()
 
-        async def keep_alive() -> None:
-            nonlocal last_heard
-            while True:
-                await asyncio.sleep(last_heard + self._keepalive_s - loop.time())
-                if loop.time() - last_heard >= self._keepalive_s:
-                    try:
-                        await write(_KEEPALIVE)
-                    except TimeoutError:
-                        self._stalled = True
-                        if streaming is not None:
-                            streaming.cancel()
-                        return
-                    last_heard = loop.time()
+        async def write(body: bytes, more_body: bool = True) -> None:
+            nonlocal write_started
+            async with writing:
+                write_started = loop.time()
+                try:
+                    await send({"type": "http.response.body", "body": body, "more_body": more_body})
+                finally:
+                    write_started = None
 
-        ticker = asyncio.ensure_future(keep_alive())
+        def tick() -> None:
+            nonlocal keepalive_writer, last_heard, timer
+            now = loop.time()
+            if write_started is not None:
+                if now - write_started >= self._write_timeout_s:
+                    end("stalled")
+                    return
+                next_at = write_started + self._write_timeout_s
+            else:
+                if now - last_heard >= self._keepalive_s and not closing and (keepalive_writer is None or keepalive_writer.done()):
+                    keepalive_writer = asyncio.ensure_future(write(_KEEPALIVE))
+                    last_heard = now
+                next_at = min(last_heard + self._keepalive_s, now + self._write_timeout_s)
+            timer = loop.call_at(next_at, tick)
+
+        async def watch() -> None:
+            await _caller_left(receive)
+            end("gone")
+
+        watcher = asyncio.ensure_future(watch())
+        timer = loop.call_at(last_heard + min(self._keepalive_s, self._write_timeout_s), tick)
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             async with contextlib.aclosing(self._events) as events:
                 async for chunk in events:
                     last_heard = loop.time()
                     await write(chunk)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            closing = True
+            if keepalive_writer is not None:
+                keepalive_writer.cancel()
+            await write(b"", more_body=False)
             error = self._forwarder.error
             status, code = (error.status, error.code) if error is not None else (200, None)
-        except TimeoutError:
-            # The caller stopped reading: end the response unfinished (the server then closes the connection).
-            self._stalled = True
         except asyncio.CancelledError:
-            if not self._stalled or streaming is None:
+            if ending is None:
                 raise
-            streaming.uncancel()  # cancelled by keep_alive above: the caller stopped reading during a silence
+            streaming.uncancel()  # cancelled by end(): the caller left, or stopped reading (the server then closes the connection)
         finally:
-            ticker.cancel()
-            self._finish(status, "caller_stalled" if self._stalled else code)
+            timer.cancel()
+            watcher.cancel()
+            if keepalive_writer is not None:
+                keepalive_writer.cancel()
+            self._finish(status, "caller_stalled" if ending == "stalled" else code)
 
     def _finish(self, status: int, code: str | None) -> None:
-        if self._finished:
-            return
-        self._finished = True
         self._upstream.close()
         self._record.usage = self._forwarder.usage
         self._spend(self._forwarder.usage, self._forwarder.events)
         self._record.emit(status, code)
 
 
-async def _caller_left(req: Request) -> None:
+async def _caller_left(receive: Receive) -> None:
     """Return when the caller disconnects (the body has been read, so ``receive`` only reports that)."""
-    while (await req.receive())["type"] != "http.disconnect":
+    while (await receive())["type"] != "http.disconnect":
         # Not an ASGI server that reports disconnects this way: stop watching rather than spin.
         await asyncio.Event().wait()
 
@@ -335,20 +356,31 @@ async def _unless_caller_leaves(req: Request, work: Awaitable[_T]) -> _T:
 
     A StreamingResponse watches for the caller itself once it has started; before
     that, nothing would notice, and Azure OpenAI would keep generating for no one.
+    One watcher task cancels this one, so ``work`` runs in the request's own task.
     """
-    task = asyncio.ensure_future(work)
-    gone = asyncio.ensure_future(_caller_left(req))
+    current = asyncio.current_task()
+    assert current is not None
+    left = False
+
+    async def watch() -> None:
+        nonlocal left
+        await _caller_left(req.receive)
+        left = True
+        current.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        result = await work
+    except asyncio.CancelledError:
+        if not left:
+            raise
+        current.uncancel()
+        raise ClientDisconnect() from None
     finally:
-        gone.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if task.cancelled():
-        raise ClientDisconnect()
-    return task.result()
+        watcher.cancel()
+    if left:  # ``work`` finished in spite of the cancellation: take it back, or the next await would raise
+        current.uncancel()
+    return result
 
 
 def answer_too_slow() -> RelayError:

@@ -142,11 +142,14 @@ class Upstream:
 
     async def open(self, payload: bytes, deployment: str, request_id: str) -> UpstreamResponse:
         """Send the chat completion; return once Azure answered 2xx, or raise a mapped RelayError."""
-        try:
-            async with asyncio.timeout(self._busy_timeout_s):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise instance_busy() from None
+        if self._slots.locked():
+            try:
+                async with asyncio.timeout(self._busy_timeout_s):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise instance_busy() from None
+        else:
+            await self._slots.acquire()  # a free slot: taken at once, without arming a timer
         try:
             response = await self._open(self.url(deployment), payload, request_id)
         except BaseException:

@@ -97,6 +97,22 @@ def _check_capacity(capacity: dict) -> None:
     assert _number(capacity["streams"]["steps"][0]["relay"], "first_chunk_ms", "p50") > 0
 
 
+def test_the_capacity_ramp_through_the_real_worker_measures_the_worker_process(tmp_path: Path) -> None:
+    """``--runtime worker``: the relay in azure-functions-runtime's worker, its CPU and memory the worker's, the host's apart."""
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--capacity-only", "--runtime", "worker", "--no-chart", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    capacity = json.loads((tmp_path / "capacity-worker.json").read_text(encoding="utf-8"))["results"]["capacity"]
+    assert capacity["runtime"] == "worker"
+    _check_capacity(capacity)
+    assert set(capacity["streams"]["steps"][0]["relay"]["cpu_share"]) >= {"relay", "host"}
+
+
 def test_stats_and_event_timing() -> None:
     assert percentile([3.0, 1.0, 2.0, 4.0], 50) == 2.5
     assert summary_ms([0.001, 0.002, 0.003])["p50"] == 2.0

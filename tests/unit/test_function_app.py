@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 
@@ -46,3 +47,16 @@ def test_bad_setting_stops_start_up_naming_it(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(ConfigError, match="RELAY_MAX_TOKENS"):
         load_function_app(monkeypatch, {**ENV, "RELAY_MAX_TOKENS": "lots"})
     sys.modules.pop("function_app", None)
+
+
+def test_loading_the_app_sets_the_collector_for_many_requests_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker process collects after 10,000 young allocations, not CPython's 700-2,000 (docs/performance.md)."""
+    before = gc.get_threshold()
+    try:
+        load_function_app(monkeypatch, ENV)
+        assert gc.get_threshold() == (10_000, 10, 10)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+        sys.modules.pop("function_app", None)
