@@ -89,7 +89,7 @@ class CapacityPlan:
 
 FULL_CAPACITY = CapacityPlan(
     stream_steps=(100, 250, 500, 750, 1000, 1500, 2000),
-    plain_steps=(100, 500, 1000, 1500, 2000),
+    plain_steps=(100, 250, 500, 1000, 1500, 2000),
     chunk_delay_ms=50,
     words=80,
     plain_delay_s=2.0,

@@ -232,10 +232,14 @@ param pythonVersion string = '3.13'
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
+// Measured 2026-11-27 (python -m bench --capacity-only --runtime worker, bench/results/capacity-worker.json):
+// the relay in the real Python worker behind the Functions host stand-in, both on one CPU (a 2,048 MB instance
+// has about one vCPU), kept the p99 it adds within 10 ms up to 250 concurrent streams and 100 non-streamed calls
+// in flight (250 calls: 13.5 ms). 80 = the lower knee less 20 % headroom.
 @description('Concurrent HTTP requests (open streams included) per instance; Flex Consumption defaults to 1 for Python. The default comes from the measured capacity of one instance (docs/performance.md, "Capacity of one instance").')
 @minValue(1)
 @maxValue(1000)
-param httpPerInstanceConcurrency int = 100
+param httpPerInstanceConcurrency int = 80
 
 @description('Always-ready instances for the HTTP functions (billed while idle); 0: scale from zero.')
 @minValue(0)

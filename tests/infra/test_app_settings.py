@@ -4,6 +4,7 @@ the loader reads that a deployment should set is set."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from shared.config import load_settings
 from tests.infra import bicep
 
+ROOT = Path(__file__).resolve().parents[2]
 APPS = bicep.example_param_files()
 APP_IDS = [p.stem for p in APPS]
 
@@ -119,6 +121,18 @@ def test_worker_indexing_is_turned_on_where_the_python_version_needs_it(version:
     """The HTTP streams extension needs worker indexing: an opt-in below 3.13, the default from 3.13."""
     settings = bicep.relay_app_settings(APPS[0], {"pythonVersion": version})
     assert settings.get("PYTHON_ENABLE_INIT_INDEXING") == init_indexing
+
+
+def test_the_default_http_concurrency_stays_within_the_capacity_measured_through_the_real_worker() -> None:
+    """The committed capacity run (python -m bench --capacity-only --runtime worker) bounds the template's default."""
+    measured = json.loads((ROOT / "bench" / "results" / "capacity-worker.json").read_text(encoding="utf-8"))["results"]["capacity"]
+    assert measured["runtime"] == "worker"
+    knees = [measured[kind]["knee"]["relay"] for kind in ("streams", "plain")]
+    assert all(isinstance(knee, int) for knee in knees), knees
+    parsed, scope = bicep.module_scope(APPS[0], "relay")
+    site = bicep.one_resource(parsed, "Microsoft.Web/sites")
+    concurrency = scope.eval(site["properties"]["functionAppConfig"]["scaleAndConcurrency"])["triggers"]["http"]["perInstanceConcurrency"]
+    assert 0.5 * min(knees) <= concurrency <= 0.9 * min(knees), (concurrency, knees)
 
 
 @pytest.mark.parametrize("app", APPS, ids=APP_IDS)

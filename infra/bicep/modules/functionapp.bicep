@@ -73,10 +73,10 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
-@description('Concurrent HTTP requests per instance (Flex Consumption defaults to 1 for Python).')
+@description('Concurrent HTTP requests per instance (Flex Consumption defaults to 1 for Python); main.bicep gives the measured default.')
 @minValue(1)
 @maxValue(1000)
-param httpPerInstanceConcurrency int = 100
+param httpPerInstanceConcurrency int = 80
 
 @description('Always-ready instances for the HTTP functions.')
 @minValue(0)
