@@ -28,7 +28,7 @@ def unlisted_site() -> Iterator[Site]:
 
 @pytest.fixture(scope="package")
 def e2e_stack(tmp_path_factory: pytest.TempPathFactory, allowed_site: Site) -> Iterator[Stack]:
-    env = {"CORS_ALLOWED_ORIGINS": allowed_site.origin, "RELAY_REQUIRED_ROLES": REQUIRED_ROLE, "RELAY_STREAM_KEEPALIVE_S": "0.5"}
+    env = {"CORS_ALLOWED_ORIGINS": allowed_site.origin, "RELAY_REQUIRED_ROLES": REQUIRED_ROLE, "RELAY_STREAM_KEEPALIVE_S": "0.5", "RELAY_UPSTREAM_TIMEOUT_S": "3"}
     with run_stack(tmp_path_factory.mktemp("e2e-stack"), env) as stack:
         yield stack
 

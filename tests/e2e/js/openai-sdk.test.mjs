@@ -217,4 +217,19 @@ describe("openai npm package against the relay", () => {
     assert.ok(Date.now() - started >= 1600);
     assert.equal(text, "Emulated gpt-4o-mini answer to: ponder ponder");
   });
+
+  it("gets a 504 that says to stream when a whole answer is too slow", async () => {
+    // The e2e stack's upstream read timeout is 3 s; this non-streamed think lasts 4 s.
+    await assert.rejects(
+      client.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "[emulate:think=4] hi" }] }, { maxRetries: 0 }),
+      (error) => {
+        assert.ok(error instanceof OpenAI.APIError);
+        assert.equal(error.status, 504);
+        assert.equal(error.code, "upstream_timeout");
+        assert.match(error.message, /"stream": true/);
+        assert.match(error.message, /230 s/);
+        return true;
+      },
+    );
+  });
 });
