@@ -18,6 +18,11 @@ PROMPT = "Say hello to the benchmark"
 GAP_DELAY_MS = 20
 GAP_WORDS = 20
 GAP_PROMPT = f"[emulate:chunk_delay_ms={GAP_DELAY_MS}] [emulate:words={GAP_WORDS}] Pace the chunks"
+# Azure OpenAI sends its headers and the prompt-filter event before the model's first token, which takes
+# tens of milliseconds or more; a stream that pauses there is timed to its first byte without the whole
+# answer's burst in flight (see docs/performance.md, "The first streamed byte").
+THINK_S = 0.005
+THINK_PROMPT = f"[emulate:think={THINK_S:g}] {PROMPT}"
 
 
 def chat_body(prompt: str = PROMPT, stream: bool = False) -> bytes:
@@ -39,15 +44,17 @@ class Side:
     plain: bytes = b""
     stream: bytes = b""
     gaps: bytes = b""
+    thinking: bytes = b""
 
     @classmethod
     def make(cls, name: str, url: str, path: str, token: str) -> Side:
         host, port = url.split("://", 1)[1].rsplit(":", 1)
         side = cls(name, host, int(port), path, token)
-        side.plain, side.stream, side.gaps = (
+        side.plain, side.stream, side.gaps, side.thinking = (
             side.request(chat_body()),
             side.request(chat_body(stream=True)),
             side.request(chat_body(GAP_PROMPT, stream=True)),
+            side.request(chat_body(THINK_PROMPT, stream=True)),
         )
         return side
 

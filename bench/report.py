@@ -53,11 +53,11 @@ def _main_table(r: dict[str, Any]) -> list[str]:
             lines.append(
                 _row([f"non-streamed c={lat['concurrency']} {pct}", fmt(d), fmt(b), fmt(lat["added"].get(pct)), _ratio(b, d)], widths)
             )
-    s = r["streaming"]
-    for label, title in (("first_byte", "streamed first byte"), ("first_content", "streamed first content")):
-        for pct in ("p50", "p99"):
-            d, b = s[label]["direct"].get(pct), s[label]["relay"].get(pct)
-            lines.append(_row([f"{title} c=1 {pct}", fmt(d), fmt(b), fmt(s[f"added_{label}"].get(pct)), _ratio(b, d)], widths))
+    for s, kind in ((r["streaming"], "streamed"), (r["streaming_after_think"], "paused")):
+        for label, title in (("first_byte", f"{kind} first byte"), ("first_content", f"{kind} first content")):
+            for pct in ("p50", "p99"):
+                d, b = s[label]["direct"].get(pct), s[label]["relay"].get(pct)
+                lines.append(_row([f"{title} c=1 {pct}", fmt(d), fmt(b), fmt(s[f"added_{label}"].get(pct)), _ratio(b, d)], widths))
     g = r["chunk_gaps"]
     for pct in ("p50", "p95", "max"):
         d, b = g["direct"].get(pct), g["relay"].get(pct)
@@ -135,6 +135,8 @@ def _floor_table(r: dict[str, Any]) -> list[str]:
         "c16_p50": "non-streamed c=16 p50",
         "c16_p99": "non-streamed c=16 p99",
         "first_byte_p50": "streamed first byte c=1 p50",
+        "first_byte_after_think_p50": "paused stream first byte c=1 p50",
+        "first_content_after_think_p50": "paused stream first content c=1 p50",
     }
     for key, title in titles.items():
         row = r["floor_ratios"][key]

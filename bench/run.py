@@ -122,6 +122,12 @@ TARGETS: list[tuple[str, float, str, tuple[str, ...]]] = [
     ("relay-added / floor-added, non-streamed p50, concurrency 16", 2.0, "x", ("floor_ratios", "c16_p50", "ratio")),
     ("relay-added / floor-added, non-streamed p99, concurrency 16", 2.0, "x", ("floor_ratios", "c16_p99", "ratio")),
     ("relay-added / floor-added, time to first streamed byte p50", 2.0, "x", ("floor_ratios", "first_byte_p50", "ratio")),
+    (
+        "relay-added / floor-added, time to first streamed byte p50, answer after a pause",
+        2.0,
+        "x",
+        ("floor_ratios", "first_byte_after_think_p50", "ratio"),
+    ),
 ]
 
 
@@ -215,8 +221,11 @@ class Bench:
             out["floor_added"] = added_ms(direct, out["floor"])
         return out
 
-    async def streaming(self, pairs: int) -> dict[str, Any]:
-        """Streamed completions at concurrency 1: time to the first byte and to the first content chunk."""
+    async def streaming(self, pairs: int, thinking: bool = False) -> dict[str, Any]:
+        """Streamed completions at concurrency 1: time to the first byte and to the first content chunk.
+
+        The answer comes in one burst, or with ``thinking`` after a pause of ``loadgen.THINK_S`` before its first token.
+        """
         conns = {side.name: side.connections(1) for side in self.sides}
         first_byte: dict[str, list[float]] = {side.name: [] for side in self.sides}
         first_content: dict[str, list[float]] = {side.name: [] for side in self.sides}
@@ -224,7 +233,7 @@ class Bench:
         deadline = time.monotonic() + self.plan.phase_deadline_s
         for index in range(pairs):
             for side in self.order(index):
-                block = await self._block(side, conns[side.name], side.stream, 1)
+                block = await self._block(side, conns[side.name], side.thinking if thinking else side.stream, 1)
                 for response in block.responses:
                     first_byte[side.name].append(response.t_first_byte - response.t_start)
                     first_content[side.name].append(response.content_times()[0] - response.t_start)
@@ -233,8 +242,9 @@ class Bench:
                 break
         for side_conns in conns.values():
             side_conns[0].close()
-        self.samples["stream_first_content"] = first_content
-        out: dict[str, Any] = {}
+        if not thinking:
+            self.samples["stream_first_content"] = first_content
+        out: dict[str, Any] = {"think_ms": loadgen.THINK_S * 1000} if thinking else {}
         for label, values in (("first_byte", first_byte), ("first_content", first_content), ("complete", total)):
             direct, relayed = summary_ms(values["direct"]), summary_ms(values["relay"])
             out[label] = {"direct": direct, "relay": relayed}
@@ -405,7 +415,7 @@ def _ms_stats(values: list[float]) -> dict[str, float]:
     }
 
 
-def floor_ratios(latency: dict[str, Any], streaming: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+def floor_ratios(latency: dict[str, Any], streaming: dict[str, Any], after_think: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     """Relay-added over floor-added (each minus the direct call), for the measurements the targets name.
 
     None when the floor added nothing measurable (zero or less): the ratio is then undefined, not infinite.
@@ -416,6 +426,8 @@ def floor_ratios(latency: dict[str, Any], streaming: dict[str, Any]) -> dict[str
         "c16_p50": (latency["c16"]["added"], latency["c16"].get("floor_added", {}), "p50"),
         "c16_p99": (latency["c16"]["added"], latency["c16"].get("floor_added", {}), "p99"),
         "first_byte_p50": (streaming["added_first_byte"], streaming.get("floor_added_first_byte", {}), "p50"),
+        "first_byte_after_think_p50": (after_think["added_first_byte"], after_think.get("floor_added_first_byte", {}), "p50"),
+        "first_content_after_think_p50": (after_think["added_first_content"], after_think.get("floor_added_first_content", {}), "p50"),
     }
     out: dict[str, dict[str, float | None]] = {}
     for name, (relay, floor, pct) in pairs.items():
@@ -461,7 +473,8 @@ async def measure(plan: Plan, work: Path) -> tuple[dict[str, Any], dict[str, Any
             phase("latency")
             results["latency"] = lat
             results["streaming"] = await bench.streaming(plan.stream_pairs)
-            results["floor_ratios"] = floor_ratios(lat, results["streaming"])
+            results["streaming_after_think"] = await bench.streaming(plan.stream_pairs, thinking=True)
+            results["floor_ratios"] = floor_ratios(lat, results["streaming"], results["streaming_after_think"])
             results["chunk_gaps"] = await bench.chunk_gaps(plan.gap_pairs)
             phase("streaming")
             soak = await bench.soak(plan.soak_requests, plan.soak_sample_every)

@@ -69,10 +69,13 @@ def test_quick_run_writes_a_well_formed_result(tmp_path: Path) -> None:
     # The bare passthrough ran beside the relay, and the ratios of what each adds are reported.
     for key in ("c1", "c16"):
         assert _number(results, "latency", key, "floor", "p50") > 0
-    for key in ("c1_p50", "c1_p99", "c16_p50", "c16_p99", "first_byte_p50"):
+    for key in ("c1_p50", "c1_p99", "c16_p50", "c16_p99", "first_byte_p50", "first_byte_after_think_p50", "first_content_after_think_p50"):
         _number(results, "floor_ratios", key, "relay_added_ms")
         _number(results, "floor_ratios", key, "floor_added_ms")
     assert _number(results, "streaming", "first_byte", "floor", "p50") > 0
+    # The paused streams' first content waits for the emulator's think; their first byte does not.
+    assert _number(results, "streaming_after_think", "first_content", "direct", "p50") >= results["streaming_after_think"]["think_ms"]
+    assert _number(results, "streaming_after_think", "first_byte", "direct", "p50") < results["streaming_after_think"]["think_ms"]
     _check_capacity(results["capacity"])
     assert len(document["targets"]) >= 10
     assert all(isinstance(check["pass"], bool) for check in document["targets"])
