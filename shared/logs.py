@@ -48,13 +48,9 @@ class RequestLog:
     source_ip: str | None = None
     deployment: str | None = None
     stream: bool | None = None
-    status: int | None = None
-    code: str | None = None
     usage: dict[str, Any] | None = None
 
     def emit(self, status: int, code: str | None = None) -> None:
-        self.status = status
-        self.code = code
         fields: dict[str, Any] = {
             "request_id": self.request_id,
             "client_request_id": self.client_request_id,
