@@ -76,10 +76,6 @@ class UpstreamResponse:
         self._response = response
         self._on_close: Callable[[], None] | None = on_close
 
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return self._response.headers
-
     async def read(self) -> bytes:
         with transport_errors("Azure OpenAI's response broke off."):
             return await self._response.read()
