@@ -48,6 +48,10 @@ def invalid_request(message: str, param: str | None = None) -> RelayError:
     return RelayError(400, "invalid_request", message, param=param)
 
 
+def parameter_not_allowed(message: str, param: str) -> RelayError:
+    return RelayError(400, "parameter_not_allowed", message, param=param)
+
+
 def unauthenticated(message: str) -> RelayError:
     return RelayError(401, "unauthenticated", message, error_type="authentication_error")
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from shared.caller import Caller
 from shared.config import Settings
-from shared.errors import RelayError, invalid_request
+from shared.errors import RelayError, invalid_request, parameter_not_allowed
 
 MAX_JSON_OBJECTS = 50_000
 # OpenAI's API refuses more ("'$.messages' is too long. Maximum length is 2048").
@@ -187,12 +187,7 @@ def _reject_constant(name: str) -> Any:
 def _check_parameters(body: Mapping[str, Any], settings: Settings) -> None:
     for name in body:
         if name not in ALLOWED_PARAMETERS:
-            raise RelayError(
-                400,
-                "parameter_not_allowed",
-                f"The parameter '{name[:64]}' is not allowed by this relay.",
-                param=name[:64],
-            )
+            raise parameter_not_allowed(f"The parameter '{name[:64]}' is not allowed by this relay.", name[:64])
     _check_messages(body.get("messages"))
     for name, value in body.items():
         check = _FORWARDED.get(name)
@@ -217,12 +212,10 @@ def _check_levers(body: Mapping[str, Any], settings: Settings) -> None:
     if not isinstance(store, bool):
         raise invalid_request("'store' must be a boolean.", param="store")
     if store and not settings.allow_store:
-        raise RelayError(
-            400,
-            "parameter_not_allowed",
+        raise parameter_not_allowed(
             "'store: true' is not allowed by this relay: stored completions would keep this conversation in the shared "
             "Azure OpenAI resource (RELAY_ALLOW_STORE).",
-            param="store",
+            "store",
         )
     if "service_tier" in body:
         tier = body["service_tier"]
@@ -230,11 +223,9 @@ def _check_levers(body: Mapping[str, Any], settings: Settings) -> None:
             raise invalid_request("'service_tier' must be a string.", param="service_tier")
         if tier not in settings.allowed_service_tiers:
             allowed = ", ".join(sorted(settings.allowed_service_tiers)) or "none"
-            raise RelayError(
-                400,
-                "parameter_not_allowed",
+            raise parameter_not_allowed(
                 f"The service tier '{tier[:32]}' is not allowed by this relay (allowed: {allowed}; RELAY_ALLOWED_SERVICE_TIERS).",
-                param="service_tier",
+                "service_tier",
             )
 
 
