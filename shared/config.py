@@ -55,6 +55,11 @@ class AuthPolicy:
     allowed_audiences: frozenset[str] | None = None
     allow_app_tokens: bool = False
 
+    def __post_init__(self) -> None:
+        # Tenant IDs are GUIDs, compared lower-case: normalised once here, not on every request.
+        if self.allowed_tenants is not None:
+            object.__setattr__(self, "allowed_tenants", frozenset(tenant.lower() for tenant in self.allowed_tenants))
+
 
 @dataclass(frozen=True)
 class ClientIpPolicy:
@@ -175,7 +180,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             raise ConfigError(f"RELAY_ALLOWED_TENANTS must list tenant GUIDs, got {tenant!r}")
     audiences = _list(env, "RELAY_ALLOWED_AUDIENCES")
     policy = AuthPolicy(
-        allowed_tenants=frozenset(t.lower() for t in tenants) or None,
+        allowed_tenants=frozenset(tenants) or None,
         required_roles=frozenset(_list(env, "RELAY_REQUIRED_ROLES")),
         allowed_audiences=frozenset(audiences) or None,
         allow_app_tokens=_bool(env, "RELAY_ALLOW_APP_TOKENS", False),

@@ -166,7 +166,7 @@ def _is_app_only(claims: Claims) -> bool:
 def _apply_policy(principal: Principal, policy: AuthPolicy) -> None:
     if principal.is_app and not policy.allow_app_tokens:
         raise forbidden("app-only tokens are not allowed: call with a user's delegated token")
-    if policy.allowed_tenants is not None and principal.tenant_id not in {tenant.lower() for tenant in policy.allowed_tenants}:
+    if policy.allowed_tenants is not None and principal.tenant_id not in policy.allowed_tenants:
         raise forbidden("tenant not allowed")
     if policy.allowed_audiences is not None and principal.audience not in policy.allowed_audiences:
         raise forbidden("token audience not allowed")
