@@ -19,7 +19,7 @@ from shared.security_context import build_security_context
 @dataclass(frozen=True)
 class Caller:
     principal: Principal
-    source_ip: str | None
+    source_ip: str
 
     def pseudonym(self, application_name: str) -> str:
         """A stable identifier of this caller in this application that is not its object ID.
