@@ -346,7 +346,7 @@ class ForwardedStream(StreamingResponse):
 
 async def _caller_left(receive: Receive) -> None:
     """Return when the caller disconnects (the body has been read, so ``receive`` only reports that)."""
-    while (await receive())["type"] != "http.disconnect":
+    if (await receive())["type"] != "http.disconnect":
         # Not an ASGI server that reports disconnects this way: stop watching rather than spin.
         await asyncio.Event().wait()
 
