@@ -34,9 +34,9 @@ _KEYVAULT_RETRIES = 1
 _MAX_CONNECT_TIMEOUT_S = 10.0
 
 
-def create_credential(client_id: str | None, env: Mapping[str, str] = os.environ) -> AsyncTokenCredential:
+def create_credential(client_id: str | None) -> AsyncTokenCredential:
     """The function's identity: ``ManagedIdentityCredential`` on App Service, else the developer's login."""
-    if env.get("IDENTITY_ENDPOINT"):
+    if os.environ.get("IDENTITY_ENDPOINT"):
         from azure.identity.aio import ManagedIdentityCredential
 
         return ManagedIdentityCredential(client_id=client_id)
