@@ -28,7 +28,7 @@ import aiohttp
 from shared.config import Settings
 from shared.errors import RelayError, UpstreamCredentialError, upstream_error, upstream_timeout
 from shared.logs import log_event
-from shared.upstream_auth import UpstreamAuth, create_upstream_auth
+from shared.upstream_auth import MAX_CONNECT_TIMEOUT_S, UpstreamAuth, create_upstream_auth
 
 log = logging.getLogger("relay")
 
@@ -114,7 +114,7 @@ class Upstream:
         # for a slot is bounded (503 when the instance is saturated), waiting inside aiohttp's pool is not.
         self._slots = asyncio.Semaphore(settings.upstream_connections)
         timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=min(10.0, settings.upstream_timeout_s), sock_read=settings.upstream_timeout_s
+            total=None, sock_connect=min(MAX_CONNECT_TIMEOUT_S, settings.upstream_timeout_s), sock_read=settings.upstream_timeout_s
         )
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=settings.upstream_connections, keepalive_timeout=60),

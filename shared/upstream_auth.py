@@ -31,7 +31,8 @@ COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 _REFRESH_MARGIN_S = 300.0
 # Key Vault is called with bounds like the upstream call: azure-core's default of ten retries would hold requests for a minute.
 _KEYVAULT_RETRIES = 1
-_MAX_CONNECT_TIMEOUT_S = 10.0
+# The longest wait for a connection to Azure OpenAI or Key Vault (less when RELAY_UPSTREAM_TIMEOUT_S is shorter).
+MAX_CONNECT_TIMEOUT_S = 10.0
 
 
 def create_credential(client_id: str | None) -> AsyncTokenCredential:
@@ -58,7 +59,7 @@ def create_upstream_auth(settings: Settings) -> UpstreamAuth:
         settings.key_secret_name,
         credential,
         retry_total=_KEYVAULT_RETRIES,
-        connection_timeout=min(_MAX_CONNECT_TIMEOUT_S, settings.upstream_timeout_s),
+        connection_timeout=min(MAX_CONNECT_TIMEOUT_S, settings.upstream_timeout_s),
         read_timeout=settings.upstream_timeout_s,
     )
     return ApiKeyAuth(keys, credential)
