@@ -89,7 +89,7 @@ class Relay:
         """Close the upstream client and its credentials.
 
         The local host calls this at shutdown. The Azure Functions Python worker
-        offers no shutdown hook (Azure/azure-functions-python-worker#1521, #1904),
+        offers no shutdown hook (docs/design.md, "No shutdown hook in Azure"),
         so in Azure the process exit closes the sockets.
         """
         if self._upstream is not None:
