@@ -143,7 +143,7 @@ class Relay:
             await self._identify(req, record)
         except RelayError as error:
             return _error_response(error, record)
-        return _error_response(unsupported_route(), record)
+        return _error_response(unsupported_route_error(), record)
 
     async def chat_completions(self, req: Request) -> Response:
         record = _new_record(req, "chat.completions")
@@ -390,7 +390,7 @@ def answer_too_slow() -> RelayError:
     )
 
 
-def unsupported_route() -> RelayError:
+def unsupported_route_error() -> RelayError:
     return RelayError(
         404,
         "unsupported_route",
