@@ -57,11 +57,11 @@ class AzuriteTables:
         return cls(**json.loads(path.read_text(encoding="utf-8")))
 
 
-def create_tables(azurite: AzuriteTables, names: Sequence[str], retries: int = 3) -> None:
-    """Create the tables with the account key (shared-key auth), as the Bicep template does in Azure."""
+def create_tables(azurite: AzuriteTables, names: Sequence[str]) -> None:
+    """Create the tables with the account key (shared-key auth), as the Bicep template does in Azure; one try (the start-up wait polls)."""
     from azure.data.tables import TableServiceClient
 
-    client = TableServiceClient.from_connection_string(azurite.connection_string, connection_verify=azurite.ca_file, retry_total=retries)
+    client = TableServiceClient.from_connection_string(azurite.connection_string, connection_verify=azurite.ca_file, retry_total=0)
     with client as service:
         for name in names:
             service.create_table_if_not_exists(name)
@@ -134,7 +134,7 @@ def _wait_for_tables(azurite: AzuriteTables, tables: Sequence[str], proc: subpro
         if proc.poll() is not None:
             raise AzuriteError(f"Azurite exited with status {proc.returncode} before it served the table service")
         try:
-            create_tables(azurite, tables, retries=0)
+            create_tables(azurite, tables)
             return
         except AzureError:
             if time.monotonic() > deadline:
