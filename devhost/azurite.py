@@ -21,9 +21,13 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devhost.emulator.tls import LocalTls
 from devhost.ports import free_port
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
 
 TABLE_BIN = Path(__file__).resolve().parent / "azurite" / "node_modules" / ".bin" / "azurite-table"
 ACCOUNT = "devstoreaccount1"
@@ -48,6 +52,12 @@ class AzuriteTables:
     @property
     def connection_string(self) -> str:
         return f"DefaultEndpointsProtocol=https;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};TableEndpoint={self.endpoint};"
+
+    def table_client(self, name: str) -> TableClient:
+        """A synchronous client for one table, with the account key and this Azurite's CA."""
+        from azure.data.tables import TableClient
+
+        return TableClient.from_connection_string(self.connection_string, name, connection_verify=self.ca_file)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")

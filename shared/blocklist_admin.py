@@ -113,9 +113,7 @@ def open_table(args: argparse.Namespace) -> tuple[Any, str]:
         info = Path(os.environ.get("AZURITE_DIR", str(defaults.STATE_DIR / "azurite"))) / INFO_FILE
         if not info.is_file():
             raise ValueError(f"no running Azurite found ({info} is missing): start `make run` first")
-        azurite = AzuriteTables.load(info)
-        table = TableClient.from_connection_string(azurite.connection_string, args.table, connection_verify=azurite.ca_file)
-        return table, f"{getpass.getuser()}@local"
+        return AzuriteTables.load(info).table_client(args.table), f"{getpass.getuser()}@local"
     if args.connection_string:
         return TableClient.from_connection_string(args.connection_string, args.table), getpass.getuser()
     url = args.account_url or os.environ.get("RELAY_TABLE_ENDPOINT")
