@@ -140,9 +140,9 @@ class BudgetSync:
         raise ConflictError(f"the row {pk}/{rk} changed on each of {_MAX_ATTEMPTS} tries")
 
     def _log_outcome(self, failures: list[BaseException]) -> None:
-        pending = sum(sum(counter.pending.values()) for counter in self._budgets.counters.values())
         if failures and self._failing_since is None:
             self._failing_since = self._clock()
+            pending = sum(sum(counter.pending.values()) for counter in self._budgets.counters.values())
             log_event(
                 log,
                 logging.WARNING,
