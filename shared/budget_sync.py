@@ -71,19 +71,15 @@ class BudgetSync:
         self._clock = clock
         self._failing_since: float | None = None
         self._task = BackgroundTask("budget-sync", self.sync, lambda: flush_s, log)
-        self._started = False
 
     def start(self) -> None:
         """Start the sync task in the running event loop, once."""
         self._task.start()
-        self._started = True
 
     async def aclose(self) -> None:
         """Stop the task and try once more to write what is pending (the local host calls this at shutdown)."""
         await self._task.aclose()
-        if self._started:
-            self._started = False
-            await self.sync()
+        await self.sync()
 
     async def sync(self) -> bool:
         """Write every counter's pending tokens and re-read active totals; returns whether storage answered every call."""
