@@ -21,9 +21,13 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devhost.emulator.tls import LocalTls
 from devhost.ports import free_port
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
 
 TABLE_BIN = Path(__file__).resolve().parent / "azurite" / "node_modules" / ".bin" / "azurite-table"
 ACCOUNT = "devstoreaccount1"
@@ -49,6 +53,12 @@ class AzuriteTables:
     def connection_string(self) -> str:
         return f"DefaultEndpointsProtocol=https;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};TableEndpoint={self.endpoint};"
 
+    def table_client(self, name: str) -> TableClient:
+        """A synchronous client for one table, with the account key and this Azurite's CA."""
+        from azure.data.tables import TableClient
+
+        return TableClient.from_connection_string(self.connection_string, name, connection_verify=self.ca_file)
+
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
 
@@ -57,11 +67,11 @@ class AzuriteTables:
         return cls(**json.loads(path.read_text(encoding="utf-8")))
 
 
-def create_tables(azurite: AzuriteTables, names: Sequence[str], retries: int = 3) -> None:
-    """Create the tables with the account key (shared-key auth), as the Bicep template does in Azure."""
+def create_tables(azurite: AzuriteTables, names: Sequence[str]) -> None:
+    """Create the tables with the account key (shared-key auth), as the Bicep template does in Azure; one try (the start-up wait polls)."""
     from azure.data.tables import TableServiceClient
 
-    client = TableServiceClient.from_connection_string(azurite.connection_string, connection_verify=azurite.ca_file, retry_total=retries)
+    client = TableServiceClient.from_connection_string(azurite.connection_string, connection_verify=azurite.ca_file, retry_total=0)
     with client as service:
         for name in names:
             service.create_table_if_not_exists(name)
@@ -134,7 +144,7 @@ def _wait_for_tables(azurite: AzuriteTables, tables: Sequence[str], proc: subpro
         if proc.poll() is not None:
             raise AzuriteError(f"Azurite exited with status {proc.returncode} before it served the table service")
         try:
-            create_tables(azurite, tables, retries=0)
+            create_tables(azurite, tables)
             return
         except AzureError:
             if time.monotonic() > deadline:

@@ -113,8 +113,10 @@ class AccessControls:
     async def aclose(self) -> None:
         if self._sync is not None:
             await self._sync.aclose()
+            self._sync = None
         if self._blocklist is not None:
             await self._blocklist.aclose()
+            self._blocklist = None
         if self._store is not None:
             await self._store.aclose()
             self._store = None

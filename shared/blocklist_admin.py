@@ -19,7 +19,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -102,8 +102,8 @@ def target_of(args: argparse.Namespace) -> tuple[str, str]:
     raise ValueError("name a target: --oid, --tenant, --ip or --cidr")
 
 
-def open_table(args: argparse.Namespace) -> tuple[Any, str]:
-    """The table client, and who is writing (for AddedBy)."""
+def open_table(args: argparse.Namespace) -> tuple[Any, Callable[[], str]]:
+    """The table client, and how to tell who is writing: asked only when a ``block`` has no --added-by (AddedBy)."""
     from azure.data.tables import TableClient
 
     if args.azurite:
@@ -113,18 +113,17 @@ def open_table(args: argparse.Namespace) -> tuple[Any, str]:
         info = Path(os.environ.get("AZURITE_DIR", str(defaults.STATE_DIR / "azurite"))) / INFO_FILE
         if not info.is_file():
             raise ValueError(f"no running Azurite found ({info} is missing): start `make run` first")
-        azurite = AzuriteTables.load(info)
-        table = TableClient.from_connection_string(azurite.connection_string, args.table, connection_verify=azurite.ca_file)
-        return table, f"{getpass.getuser()}@local"
+        return AzuriteTables.load(info).table_client(args.table), lambda: f"{getpass.getuser()}@local"
     if args.connection_string:
-        return TableClient.from_connection_string(args.connection_string, args.table), getpass.getuser()
+        return TableClient.from_connection_string(args.connection_string, args.table), getpass.getuser
     url = args.account_url or os.environ.get("RELAY_TABLE_ENDPOINT")
     if not url:
         raise ValueError("say where the table is: --account-url (or RELAY_TABLE_ENDPOINT), --azurite or --connection-string")
     from azure.identity import AzureCliCredential
 
     credential = AzureCliCredential()
-    return TableClient(url, args.table, credential=credential), _signed_in_as(credential)
+    # The credential runs `az` for every token it hands out (it caches none): read the analyst's name only when needed.
+    return TableClient(url, args.table, credential=credential), lambda: _signed_in_as(credential)
 
 
 def _signed_in_as(credential: Any) -> str:
@@ -135,14 +134,14 @@ def _signed_in_as(credential: Any) -> str:
     return str(claims.get("upn") or claims.get("unique_name") or claims.get("oid") or getpass.getuser())
 
 
-def block(table: Any, args: argparse.Namespace, added_by: str, now: datetime) -> BlockEntry:
+def block(table: Any, args: argparse.Namespace, author: Callable[[], str], now: datetime) -> BlockEntry:
     kind, target = target_of(args)
     entry = BlockEntry(
         kind=kind,  # type: ignore[arg-type]
         target=target,
         row_key=row_key_for(target),
         reason=args.reason,
-        added_by=args.added_by or added_by,
+        added_by=args.added_by or author(),
         added_at=now,
         expires_at=now + args.ttl,
         alert_id=args.alert_id,
@@ -193,10 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("block", "unblock"):
             target_of(args)  # a bad target is refused before anything is opened
-        table, added_by = open_table(args)
+        table, author = open_table(args)
         with table:
             if args.command == "block":
-                print(f"blocked: {describe(block(table, args, added_by, now))}")
+                print(f"blocked: {describe(block(table, args, author, now))}")
             elif args.command == "unblock":
                 removed = unblock(table, args)
                 print(f"unblocked: {removed} row(s) removed")

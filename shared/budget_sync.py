@@ -71,19 +71,15 @@ class BudgetSync:
         self._clock = clock
         self._failing_since: float | None = None
         self._task = BackgroundTask("budget-sync", self.sync, lambda: flush_s, log)
-        self._started = False
 
     def start(self) -> None:
         """Start the sync task in the running event loop, once."""
         self._task.start()
-        self._started = True
 
     async def aclose(self) -> None:
         """Stop the task and try once more to write what is pending (the local host calls this at shutdown)."""
         await self._task.aclose()
-        if self._started:
-            self._started = False
-            await self.sync()
+        await self.sync()
 
     async def sync(self) -> bool:
         """Write every counter's pending tokens and re-read active totals; returns whether storage answered every call."""
@@ -140,9 +136,9 @@ class BudgetSync:
         raise ConflictError(f"the row {pk}/{rk} changed on each of {_MAX_ATTEMPTS} tries")
 
     def _log_outcome(self, failures: list[BaseException]) -> None:
-        pending = sum(sum(counter.pending.values()) for counter in self._budgets.counters.values())
         if failures and self._failing_since is None:
             self._failing_since = self._clock()
+            pending = sum(sum(counter.pending.values()) for counter in self._budgets.counters.values())
             log_event(
                 log,
                 logging.WARNING,

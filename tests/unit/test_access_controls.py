@@ -45,15 +45,13 @@ def headers(oid: str = OID, ip: str = "203.0.113.7") -> dict[str, str]:
 
 
 class Store:
-    """The table service, in memory: which tables the relay opened, and their rows."""
+    """The table service, in memory: the block list's rows and the budget table."""
 
     def __init__(self, blocklist_rows: list[dict[str, Any]] | None = None) -> None:
         self.blocklist = RowsTable(blocklist_rows or [])
         self.budget = EtagTable()
-        self.opened: list[str] = []
 
     def table(self, name: str) -> Any:
-        self.opened.append(name)
         return self.blocklist if name == "relayblocklist" else self.budget
 
     async def aclose(self) -> None:
