@@ -42,7 +42,6 @@ from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from devhost.appservice import peer_address
-from devhost.emulator.transport import wait_for_disconnect
 from devhost.functions_host.host import FunctionsHost, failure_text, succeeded
 from devhost.functions_host.protos import rpc
 from devhost.functions_host.routes import HttpFunction, select
@@ -137,7 +136,8 @@ class RequestBody:
 
     async def caller_left(self) -> None:
         await self.complete.wait()
-        await wait_for_disconnect(self._receive)
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
 
 
 class FunctionsHttp:
