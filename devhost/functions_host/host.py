@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -67,15 +68,6 @@ class LoggedRpc:
     log_category: str
     message: str
     invocation_id: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {
-            "level": self.level,
-            "category": self.category,
-            "log_category": self.log_category,
-            "message": self.message,
-            "invocation_id": self.invocation_id,
-        }
 
 
 @dataclass
@@ -355,7 +347,7 @@ class FunctionsHost:
                 {"name": f.name, "route": f.template, "methods": sorted(f.methods), "load_error": self.worker.load_errors.get(f.name)}
                 for f in self.functions
             ],
-            "rpc_log": [entry.as_dict() for entry in self.rpc_logs],
+            "rpc_log": [dataclasses.asdict(entry) for entry in self.rpc_logs],
         }
 
 
