@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -37,6 +38,8 @@ import grpc
 from devhost.functions_host.protos import rpc, rpc_grpc
 from devhost.functions_host.routes import HttpFunction, http_function, route_prefix
 
+# The worker shell (shell.py) lives here, as the platform's lives in its worker directory.
+WORKER_DIR = Path(__file__).resolve().parent
 HOST_VERSION = "4.1000.0.0"
 MAX_MESSAGE_LENGTH = 2_147_483_647
 STARTUP_TIMEOUT_S = 60.0
@@ -67,15 +70,6 @@ class LoggedRpc:
     log_category: str
     message: str
     invocation_id: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {
-            "level": self.level,
-            "category": self.category,
-            "log_category": self.log_category,
-            "message": self.message,
-            "invocation_id": self.invocation_id,
-        }
 
 
 @dataclass
@@ -114,7 +108,7 @@ def worker_command(port: int, worker_id: str, request_id: str) -> list[str]:
 def worker_environment(env: Mapping[str, str], app_dir: Path) -> dict[str, str]:
     worker_env = {**env}
     worker_env.setdefault("FUNCTIONS_WORKER_RUNTIME", "python")
-    worker_env["FUNCTIONS_WORKER_DIRECTORY"] = str(Path(__file__).resolve().parent)
+    worker_env["FUNCTIONS_WORKER_DIRECTORY"] = str(WORKER_DIR)
     worker_env["FUNCTIONS_APPLICATION_DIRECTORY"] = str(app_dir)
     worker_env["FUNCTIONS_WORKER_RUNTIME_VERSION"] = f"{sys.version_info.major}.{sys.version_info.minor}"
     worker_env.setdefault("PYTHON_THREADPOOL_THREAD_COUNT", "1000")
@@ -127,7 +121,6 @@ class FunctionsHost:
 
     def __init__(self, app_dir: Path, env: Mapping[str, str], log: logging.Logger) -> None:
         self.app_dir = app_dir
-        self.worker_dir = Path(__file__).resolve().parent
         self.env = env
         self.log = log
         self.worker = WorkerState(worker_id=str(uuid.uuid4()))
@@ -187,7 +180,7 @@ class FunctionsHost:
 
         init = await self._request("worker_init_request", rpc.WorkerInitRequest(
             host_version=HOST_VERSION,
-            worker_directory=str(self.worker_dir),
+            worker_directory=str(WORKER_DIR),
             function_app_directory=str(self.app_dir),
             capabilities={"MultiStream": "10"},
         ))  # fmt: skip
@@ -355,7 +348,7 @@ class FunctionsHost:
                 {"name": f.name, "route": f.template, "methods": sorted(f.methods), "load_error": self.worker.load_errors.get(f.name)}
                 for f in self.functions
             ],
-            "rpc_log": [entry.as_dict() for entry in self.rpc_logs],
+            "rpc_log": [dataclasses.asdict(entry) for entry in self.rpc_logs],
         }
 
 

@@ -42,7 +42,6 @@ from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from devhost.appservice import peer_address
-from devhost.emulator.transport import wait_for_disconnect
 from devhost.functions_host.host import FunctionsHost, failure_text, succeeded
 from devhost.functions_host.protos import rpc
 from devhost.functions_host.routes import HttpFunction, select
@@ -55,8 +54,8 @@ _HOP_BY_HOP = frozenset({
     "proxy-authentication-info", "proxy-authorization", "proxy-features", "proxy-instruction", "security-scheme",
     "alpn", "close", "te", "alt-svc", "http2-settings",
 })  # fmt: skip
-# The local host's own server writes these two on every response.
-_SERVER_HEADERS = frozenset({"date", "server"})
+# Not copied from the worker's response: hop-by-hop, and the two the local host's own server writes on every response.
+_NOT_COPIED = _HOP_BY_HOP | {"date", "server"}
 _FORWARDED = ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-prefix")
 
 
@@ -137,7 +136,8 @@ class RequestBody:
 
     async def caller_left(self) -> None:
         await self.complete.wait()
-        await wait_for_disconnect(self._receive)
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
 
 
 class FunctionsHttp:
@@ -247,7 +247,7 @@ class FunctionsHttp:
         return [
             (name.lower(), value)
             for name, value in response.raw_headers
-            if name.decode("latin-1").lower() not in _HOP_BY_HOP | _SERVER_HEADERS
+            if name.decode("latin-1").lower() not in _NOT_COPIED
         ]
 
     async def _complete(

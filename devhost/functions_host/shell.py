@@ -128,7 +128,6 @@ class Shell:
             "functions_metadata_request": self.functions_metadata,
             "function_load_request": self.function_load,
             "invocation_request": self.invocation,
-            "worker_status_request": self.worker_status,
         }
 
     def request(self, name: str, message: Any, **properties: Any) -> Any:
@@ -160,9 +159,6 @@ class Shell:
         _invocation_id.set(message.invocation_request.invocation_id)
         response = await self.library.invocation_request(self.request("FunctionInvocationRequest", message))
         return self.reply(invocation_response=response)
-
-    async def worker_status(self, message: Any) -> Any:
-        return rpc.StreamingMessage(request_id=message.request_id, worker_status_response=rpc.WorkerStatusResponse())
 
     async def dispatch(self, message: Any) -> None:
         content = message.WhichOneof("content")
