@@ -45,6 +45,7 @@ from bench import loadgen, procs
 from bench.client import HttpError, Response
 from bench.loadgen import Side, ok_any
 from bench.stats import summary_ms
+from devhost import defaults
 
 LIMIT_MS = 10.0
 SIDES = ("direct", "relay", "floor")
@@ -382,10 +383,7 @@ async def _warm_up(rig: Rig) -> None:
             conn.close()
 
 
-RUNTIMES = ("in-process", "worker")
-
-
-async def measure(plan: CapacityPlan, work: Path, runtime: str = "in-process") -> dict[str, Any]:
+async def measure(plan: CapacityPlan, work: Path, runtime: str = defaults.RUNTIME) -> dict[str, Any]:
     """Start the emulator, the relay and the floor, pinned; ramp streams, then non-streamed calls.
 
     ``runtime="worker"``: the relay runs in the Python worker (``azure-functions-runtime``) behind the

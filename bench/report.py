@@ -162,7 +162,7 @@ def capacity_table(c: dict[str, Any]) -> list[str]:
     """One row per step: what the relay and the floor add (p50/p99), errors, the relay's CPU and memory, and the knees."""
     s, p = c["streams"], c["plain"]
     return [
-        f"capacity of one relay worker process, runtime {c.get('runtime', 'in-process')} ({c['layout']});"
+        f"capacity of one relay worker process, runtime {c['runtime']} ({c['layout']});"
         f" relay pool {c['relay_upstream_connections']} connections,"
         f" per step a ramp of one request's duration, then a {c['window_s']:g} s window",
         "",

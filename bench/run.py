@@ -38,6 +38,7 @@ from bench import capacity, controls, loadgen, procs, report
 from bench.capacity import FULL_CAPACITY, QUICK_CAPACITY, CapacityPlan
 from bench.loadgen import Block, Side, run_block
 from bench.stats import added_ms, percentile, slope, summary_ms
+from devhost import defaults
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -531,8 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--runtime",
-        choices=capacity.RUNTIMES,
-        default="in-process",
+        choices=defaults.RUNTIMES,
+        default=defaults.RUNTIME,
         help="where the capacity phase runs the relay: the local host's own process (default) or the Python worker "
         "behind the Functions host stand-in (with --capacity-only: writes capacity-worker.json)",
     )
