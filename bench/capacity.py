@@ -46,6 +46,7 @@ from bench.client import HttpError, Response
 from bench.loadgen import Side, ok_any
 from bench.stats import summary_ms
 from devhost import defaults
+from shared.config import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_UPSTREAM_CONNECTIONS
 
 LIMIT_MS = 10.0
 SIDES = ("direct", "relay", "floor")
@@ -395,7 +396,7 @@ async def measure(plan: CapacityPlan, work: Path, runtime: str = defaults.RUNTIM
     stream_steps = tuple(c for c in plan.stream_steps if c <= fd_allows)
     plain_steps = tuple(c for c in plan.plain_steps if c <= fd_allows)
     # The pool is sized above every step so that it is never the wall; waiting for a connection would be a 503.
-    pool = max(256, 2 * plan.most)
+    pool = max(DEFAULT_UPSTREAM_CONNECTIONS, 2 * plan.most)
     relay_env = {"RELAY_UPSTREAM_CONNECTIONS": str(pool)}
     started = time.monotonic()
     with (
@@ -439,7 +440,7 @@ async def measure(plan: CapacityPlan, work: Path, runtime: str = defaults.RUNTIM
         "runtime": runtime,
         "layout": layout.note + ("; the Functions host stand-in shares the relay's CPU" if runtime == "worker" else ""),
         "relay_upstream_connections": pool,
-        "relay_busy_timeout_s": "default (5)",
+        "relay_busy_timeout_s": f"default ({DEFAULT_BUSY_TIMEOUT_S:g})",
         "open_files_limit": fd_soft,
         "skipped_steps_for_open_files": skipped,
         "limit_ms": LIMIT_MS,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devhost import defaults
+from shared.config import DEFAULT_UPSTREAM_CONNECTIONS
 from tests.support.servers import ROOT, free_port, stop_process_group, wait_for_http
 
 IDENTITY_HEADER = defaults.IDENTITY_HEADER
@@ -202,7 +203,9 @@ def relay_host(
 
 
 @contextlib.contextmanager
-def floor(emulator_url: str, work: Path, connections: int = 256, cpus: frozenset[int] | None = None) -> Iterator[Proc]:
+def floor(
+    emulator_url: str, work: Path, connections: int = DEFAULT_UPSTREAM_CONNECTIONS, cpus: frozenset[int] | None = None
+) -> Iterator[Proc]:
     """``python -m bench.floor``, the bare passthrough, against a running emulator (a pool of ``connections``)."""
     port = free_port()
     args = ["-m", "bench.floor", "--port", str(port), "--upstream", emulator_url, "--connections", str(connections)]
