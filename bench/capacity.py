@@ -412,16 +412,10 @@ async def measure(plan: CapacityPlan, work: Path, runtime: str = defaults.RUNTIM
         ) as relay,
         procs.floor(pacer.url, work, connections=pool, cpus=layout.relay) as floor,
     ):
-        mi = procs.get_json(
-            f"{emulator.url}/msi/token?api-version=2019-08-01&resource=https://cognitiveservices.azure.com",
-            {"X-IDENTITY-HEADER": procs.IDENTITY_HEADER},
-        )
-        dev = procs.get_json(f"{relay.url}/_dev/token")
-        assert isinstance(mi, dict) and isinstance(dev, dict)
         rig = Rig(
             sides={
-                "direct": Side.make("direct", pacer.url, loadgen.CHAT_PATH_DIRECT, str(mi["access_token"])),
-                "relay": Side.make("relay", relay.url, loadgen.CHAT_PATH_RELAY, str(dev["access_token"])),
+                "direct": Side.make("direct", pacer.url, loadgen.CHAT_PATH_DIRECT, procs.managed_identity_token(emulator.url)),
+                "relay": Side.make("relay", relay.url, loadgen.CHAT_PATH_RELAY, procs.dev_token(relay.url)),
                 "floor": Side.make("floor", floor.url, loadgen.CHAT_PATH_DIRECT, "unused"),
             },
             watch=(

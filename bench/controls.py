@@ -68,10 +68,8 @@ async def measure(bench_type: Any, plan: Any, emulator: procs.Proc, relay_off: p
         env = {**CONTROLS_ENV, "RELAY_TABLE_ENDPOINT": azurite.tables.endpoint, "SSL_CERT_FILE": azurite.tables.ca_file}
         with procs.relay_host(emulator.url, work, extra_env=env) as relay_on:
             bench = bench_type(plan, emulator, relay_on)
-            token = procs.get_json(f"{relay_off.url}/_dev/token")
-            assert isinstance(token, dict)
             # The A side is the relay with both controls off; the names stay "direct" and "relay" for the shared code.
-            bench.direct = Side.make("direct", relay_off.url, loadgen.CHAT_PATH_RELAY, str(token["access_token"]))
+            bench.direct = Side.make("direct", relay_off.url, loadgen.CHAT_PATH_RELAY, procs.dev_token(relay_off.url))
             bench.watch = {"relay": relay_on.pid, "relay_off": relay_off.pid}
             await bench.warmup()
             before = table_requests(log)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devhost import defaults
+from devhost.emulator.aoai import COGNITIVE_SERVICES_AUDIENCE
 from shared.config import DEFAULT_UPSTREAM_CONNECTIONS
 from tests.support.servers import ROOT, free_port, stop_process_group, wait_for_http
 
@@ -105,6 +106,23 @@ def post(url: str, body: bytes = b"", headers: Mapping[str, str] | None = None, 
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def managed_identity_token(emulator_url: str) -> str:
+    """An Azure OpenAI token from the emulator's managed identity endpoint: what a call straight to the emulator sends."""
+    token = get_json(
+        f"{emulator_url}/msi/token?api-version=2019-08-01&resource={COGNITIVE_SERVICES_AUDIENCE}",
+        {"X-IDENTITY-HEADER": IDENTITY_HEADER},
+    )
+    assert isinstance(token, dict)
+    return str(token["access_token"])
+
+
+def dev_token(host_url: str) -> str:
+    """A caller's token from the local host's ``/_dev/token``: what a call through the relay sends."""
+    token = get_json(f"{host_url}/_dev/token")
+    assert isinstance(token, dict)
+    return str(token["access_token"])
 
 
 def base_env() -> dict[str, str]:

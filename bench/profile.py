@@ -141,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 side = Side.make("floor", target.url, loadgen.CHAT_PATH_DIRECT, "unused")
             else:
                 target = stack.enter_context(procs.relay_host(emulator.url, work))
-                token = procs.get_json(f"{target.url}/_dev/token")
-                assert isinstance(token, dict)
-                side = Side.make("relay", target.url, loadgen.CHAT_PATH_RELAY, str(token["access_token"]))
+                side = Side.make("relay", target.url, loadgen.CHAT_PATH_RELAY, procs.dev_token(target.url))
             watch = {"target": target.pid}
             asyncio.run(drive(side, 2.0, args.concurrency, args.streamed_every, watch))  # warm-up
             raw_path = args.out or work / "stacks.txt"

@@ -138,14 +138,8 @@ class Bench:
         self.emulator = emulator
         self.relay = relay
         self.watch = {"relay": relay.pid, "emulator": emulator.pid, **({"floor": floor.pid} if floor else {})}
-        mi = procs.get_json(
-            f"{emulator.url}/msi/token?api-version=2019-08-01&resource=https://cognitiveservices.azure.com",
-            {"X-IDENTITY-HEADER": procs.IDENTITY_HEADER},
-        )
-        dev = procs.get_json(f"{relay.url}/_dev/token")
-        assert isinstance(mi, dict) and isinstance(dev, dict)
-        self.direct = Side.make("direct", emulator.url, loadgen.CHAT_PATH_DIRECT, str(mi["access_token"]))
-        self.via_relay = Side.make("relay", relay.url, loadgen.CHAT_PATH_RELAY, str(dev["access_token"]))
+        self.direct = Side.make("direct", emulator.url, loadgen.CHAT_PATH_DIRECT, procs.managed_identity_token(emulator.url))
+        self.via_relay = Side.make("relay", relay.url, loadgen.CHAT_PATH_RELAY, procs.dev_token(relay.url))
         # The bare passthrough (bench/floor.py) authenticates upstream itself and reads no token.
         self.via_floor = Side.make("floor", floor.url, loadgen.CHAT_PATH_DIRECT, "unused") if floor else None
         self.errors: list[str] = []
@@ -349,11 +343,8 @@ def cold_starts(emulator: procs.Proc, work: Path, runs: int) -> dict[str, Any]:
     for _ in range(runs):
         with procs.relay_host(emulator.url, work) as proc:
             # relay_host returns once /api/healthz answered; then the dev token and the first completion.
-            token = procs.get_json(f"{proc.url}/_dev/token")
-            assert isinstance(token, dict)
-            status, answer = procs.post(
-                f"{proc.url}{loadgen.CHAT_PATH_RELAY}", body, {"Authorization": f"Bearer {token['access_token']}"}, timeout=30
-            )
+            token = procs.dev_token(proc.url)
+            status, answer = procs.post(f"{proc.url}{loadgen.CHAT_PATH_RELAY}", body, {"Authorization": f"Bearer {token}"}, timeout=30)
             done = time.monotonic()
             if status != 200 or b'"choices"' not in answer:
                 raise RuntimeError(f"cold start: first completion failed with {status}: {answer[:200]!r}")

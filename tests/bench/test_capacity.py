@@ -106,14 +106,10 @@ async def test_the_pacer_replays_the_emulators_answer_on_its_schedule_and_the_fl
         procs.pacer(emulator.url, tmp_path) as paced,
         procs.floor(paced.url, tmp_path, connections=4) as floor,
     ):
-        token = procs.get_json(
-            f"{emulator.url}/msi/token?api-version=2019-08-01&resource=https://cognitiveservices.azure.com",
-            {"X-IDENTITY-HEADER": procs.IDENTITY_HEADER},
-        )
-        assert isinstance(token, dict)
+        token = procs.managed_identity_token(emulator.url)
         sides = [
-            Side.make("direct", emulator.url, loadgen.CHAT_PATH_DIRECT, str(token["access_token"])),
-            Side.make("paced", paced.url, loadgen.CHAT_PATH_DIRECT, str(token["access_token"])),
+            Side.make("direct", emulator.url, loadgen.CHAT_PATH_DIRECT, token),
+            Side.make("paced", paced.url, loadgen.CHAT_PATH_DIRECT, token),
             Side.make("floor", floor.url, loadgen.CHAT_PATH_DIRECT, "unused"),
         ]
         stream = loadgen.chat_body("[emulate:chunk_delay_ms=60] [emulate:words=4] Pace me", stream=True)
