@@ -206,17 +206,12 @@ def emulator(work: Path, cpus: frozenset[int] | None = None) -> Iterator[Proc]:
 
 @contextlib.contextmanager
 def relay_host(
-    emulator_url: str,
-    work: Path,
-    prefix: list[str] | None = None,
-    extra_env: Mapping[str, str] | None = None,
-    cpus: frozenset[int] | None = None,
+    emulator_url: str, work: Path, extra_env: Mapping[str, str] | None = None, cpus: frozenset[int] | None = None
 ) -> Iterator[Proc]:
-    """``python -m devhost`` (optionally under ``prefix``, e.g. ``-m cProfile -o f``, and with ``extra_env``) against a running emulator."""
+    """``python -m devhost`` (with ``extra_env``, when given) against a running emulator."""
     port = free_port()
-    args = [*(prefix or []), "-m", "devhost"]
     env = {**relay_env(emulator_url, port), **(extra_env or {})}
-    with spawn(args, env, "/api/healthz", port, work / f"relay-{port}.log", cpus=cpus) as proc:
+    with spawn(["-m", "devhost"], env, "/api/healthz", port, work / f"relay-{port}.log", cpus=cpus) as proc:
         yield proc
 
 
