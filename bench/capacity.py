@@ -326,11 +326,14 @@ def knee(steps: list[dict[str, Any]], name: str) -> int | None:
 # The ramps -------------------------------------------------------------------------------
 
 
+# Side name -> the process that does its work.
+UNDER_TEST = {"direct": "pacer", "relay": "relay", "floor": "floor"}
+
+
 @dataclass
 class Rig:
     sides: dict[str, Side]
     watch: dict[str, int]  # process name -> pid
-    under_test: dict[str, str]  # side name -> the process that does its work
 
 
 async def ramp(rig: Rig, kind: str, plan: CapacityPlan, steps: tuple[int, ...]) -> dict[str, Any]:
@@ -349,7 +352,7 @@ async def ramp(rig: Rig, kind: str, plan: CapacityPlan, steps: tuple[int, ...]) 
         for name in orders[index % len(orders)]:
             if name != "direct" and name not in climbing:
                 continue
-            load = await load_step(rig.sides[name], raws[name], concurrency, plan.ramp_s(kind), plan, rig.watch, rig.under_test[name])
+            load = await load_step(rig.sides[name], raws[name], concurrency, plan.ramp_s(kind), plan, rig.watch, UNDER_TEST[name])
             step[name] = side_figures(load, kind, plan)
             await settle(rig.watch, plan.settle_s)
         for name in climbing:
@@ -423,7 +426,6 @@ async def measure(plan: CapacityPlan, work: Path, runtime: str = defaults.RUNTIM
                 if runtime == "worker"
                 else {"pacer": pacer.pid, "relay": relay.pid, "floor": floor.pid}
             ),
-            under_test={"direct": "pacer", "relay": "relay", "floor": "floor"},
         )
         await _warm_up(rig)
         streams = await ramp(rig, "streams", plan, stream_steps)
