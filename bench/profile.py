@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import signal
 import subprocess
 import sys
 import tempfile
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             time.sleep(1.0)
             done, cpu = asyncio.run(drive(side, args.seconds, args.concurrency, args.streamed_every, watch))
-            spy.send_signal(2)  # SIGINT: py-spy writes its output and exits
+            spy.send_signal(signal.SIGINT)  # py-spy writes its output and exits
             _, err = spy.communicate(timeout=30)
             if not raw_path.exists():
                 print(err.decode(errors="replace"), file=sys.stderr)
