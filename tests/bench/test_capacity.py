@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from bench import capacity, loadgen, pacer, procs
 from bench.client import Connection, Response
 from bench.loadgen import Side
@@ -76,10 +78,16 @@ def test_the_relay_gets_a_cpu_of_its_own_and_nothing_is_pinned_on_one_cpu() -> N
     assert "nothing pinned" in single.note
 
 
-def test_the_open_file_limit_bounds_the_largest_step() -> None:
+def test_the_open_file_limit_bounds_the_largest_step(monkeypatch: pytest.MonkeyPatch) -> None:
     soft, allows = capacity.raise_fd_limit(10)
     assert allows >= 10
     assert soft >= 10 * 2
+    # Soft 256, hard 1,024 open files: the soft limit rises to the hard one, which allows (1,024 - 512) / 2 requests.
+    limits = [(256, 1024)]
+    monkeypatch.setattr(capacity.resource, "getrlimit", lambda _: limits[-1])
+    monkeypatch.setattr(capacity.resource, "setrlimit", lambda _, new: limits.append(new))
+    assert capacity.raise_fd_limit(2000) == (1024, 256)
+    assert limits[-1] == (1024, 1024)
 
 
 def test_the_pacer_reads_the_emulators_timing_directives_and_removes_them_for_the_recording() -> None:
