@@ -23,10 +23,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench import loadgen, procs
 from bench.loadgen import Side, run_block
+
+
+def _stacks(raw: str) -> Iterator[tuple[list[str], int]]:
+    """(frames, outermost first and shortened; samples) for each line of py-spy's collapsed stacks."""
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if count_text.isdigit():
+            yield [_short(frame) for frame in stack.split(";") if frame], int(count_text)
 
 
 def aggregate(raw: str, top: int) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
@@ -34,12 +43,7 @@ def aggregate(raw: str, top: int) -> tuple[int, list[tuple[str, int]], list[tupl
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in raw.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [_short(frame) for frame in stack.split(";") if frame]
+    for frames, count in _stacks(raw):
         if not frames:
             continue
         total += count
@@ -82,12 +86,9 @@ def by_component(raw: str) -> tuple[int, list[tuple[str, int]]]:
     """(samples, samples per component, heaviest first) from py-spy's collapsed stacks."""
     counts: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in raw.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not count_text.isdigit():
-            continue
-        total += int(count_text)
-        counts[component([_short(frame) for frame in stack.split(";") if frame])] += int(count_text)
+    for frames, count in _stacks(raw):
+        total += count
+        counts[component(frames)] += count
     return total, counts.most_common()
 
 
