@@ -28,6 +28,7 @@ from pathlib import Path
 
 from bench import loadgen, procs
 from bench.loadgen import Side, run_block
+from tests.support.servers import ROOT
 
 
 def _stacks(raw: str) -> Iterator[tuple[list[str], int]]:
@@ -96,7 +97,7 @@ def _short(frame: str) -> str:
     """``func (path/to/module.py:123)`` -> ``func (module.py:123)``, with site-packages paths shortened."""
     name, _, where = frame.partition(" (")
     where = where.rstrip(")")
-    for marker in ("site-packages/", f"{procs.ROOT}/", "lib/python3"):
+    for marker in ("site-packages/", f"{ROOT}/", "lib/python3"):
         if marker in where:
             where = where.split(marker, 1)[1]
     return f"{name} ({where})"

@@ -39,6 +39,7 @@ from bench.capacity import FULL_CAPACITY, QUICK_CAPACITY, CapacityPlan
 from bench.loadgen import Block, Side, run_block
 from bench.stats import added_ms, percentile, slope, summary_ms
 from devhost import defaults
+from tests.support.servers import ROOT, free_port
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -362,17 +363,17 @@ _IMPORT_SNIPPET = "import time; t = time.perf_counter(); import function_app; pr
 
 def import_time(emulator_url: str, runs: int) -> dict[str, Any]:
     """``import function_app`` in a fresh interpreter (bytecode already compiled by a discarded first run)."""
-    env = procs.relay_env(emulator_url, procs.free_port())
+    env = procs.relay_env(emulator_url, free_port())
     times = []
     for index in range(runs + 1):
         out = subprocess.run(
-            [sys.executable, "-c", _IMPORT_SNIPPET], cwd=procs.ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
+            [sys.executable, "-c", _IMPORT_SNIPPET], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
         )
         if index:
             times.append(float(out.stdout.strip().splitlines()[-1]) * 1000)
     detail = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import function_app"],
-        cwd=procs.ROOT,
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
@@ -384,7 +385,7 @@ def import_time(emulator_url: str, runs: int) -> dict[str, Any]:
 
 def _heaviest_imports(importtime: str, top: int = 12) -> list[dict[str, Any]]:
     """The heaviest modules one or two levels below ``function_app`` (from ``-X importtime``)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for line in importtime.splitlines():
         parts = line.removeprefix("import time:").split("|")
         if len(parts) != 3 or not parts[0].strip().isdigit():
