@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -84,8 +85,8 @@ def test_the_open_file_limit_bounds_the_largest_step(monkeypatch: pytest.MonkeyP
     assert soft >= 10 * 2
     # Soft 256, hard 1,024 open files: the soft limit rises to the hard one, which allows (1,024 - 512) / 2 requests.
     limits = [(256, 1024)]
-    monkeypatch.setattr(capacity.resource, "getrlimit", lambda _: limits[-1])
-    monkeypatch.setattr(capacity.resource, "setrlimit", lambda _, new: limits.append(new))
+    monkeypatch.setattr(resource, "getrlimit", lambda _: limits[-1])
+    monkeypatch.setattr(resource, "setrlimit", lambda _, new: limits.append(new))
     assert capacity.raise_fd_limit(2000) == (1024, 256)
     assert limits[-1] == (1024, 1024)
 
