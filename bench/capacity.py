@@ -45,6 +45,8 @@ from bench import loadgen, procs
 from bench.client import HttpError, Response
 from bench.loadgen import Side, ok_any
 from bench.stats import summary_ms
+from devhost import defaults
+from shared.config import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_UPSTREAM_CONNECTIONS
 
 LIMIT_MS = 10.0
 SIDES = ("direct", "relay", "floor")
@@ -324,11 +326,14 @@ def knee(steps: list[dict[str, Any]], name: str) -> int | None:
 # The ramps -------------------------------------------------------------------------------
 
 
+# Side name -> the process that does its work.
+UNDER_TEST = {"direct": "pacer", "relay": "relay", "floor": "floor"}
+
+
 @dataclass
 class Rig:
     sides: dict[str, Side]
     watch: dict[str, int]  # process name -> pid
-    under_test: dict[str, str]  # side name -> the process that does its work
 
 
 async def ramp(rig: Rig, kind: str, plan: CapacityPlan, steps: tuple[int, ...]) -> dict[str, Any]:
@@ -347,7 +352,7 @@ async def ramp(rig: Rig, kind: str, plan: CapacityPlan, steps: tuple[int, ...]) 
         for name in orders[index % len(orders)]:
             if name != "direct" and name not in climbing:
                 continue
-            load = await load_step(rig.sides[name], raws[name], concurrency, plan.ramp_s(kind), plan, rig.watch, rig.under_test[name])
+            load = await load_step(rig.sides[name], raws[name], concurrency, plan.ramp_s(kind), plan, rig.watch, UNDER_TEST[name])
             step[name] = side_figures(load, kind, plan)
             await settle(rig.watch, plan.settle_s)
         for name in climbing:
@@ -382,10 +387,7 @@ async def _warm_up(rig: Rig) -> None:
             conn.close()
 
 
-RUNTIMES = ("in-process", "worker")
-
-
-async def measure(plan: CapacityPlan, work: Path, runtime: str = "in-process") -> dict[str, Any]:
+async def measure(plan: CapacityPlan, work: Path, runtime: str = defaults.RUNTIME) -> dict[str, Any]:
     """Start the emulator, the relay and the floor, pinned; ramp streams, then non-streamed calls.
 
     ``runtime="worker"``: the relay runs in the Python worker (``azure-functions-runtime``) behind the
@@ -397,7 +399,7 @@ async def measure(plan: CapacityPlan, work: Path, runtime: str = "in-process") -
     stream_steps = tuple(c for c in plan.stream_steps if c <= fd_allows)
     plain_steps = tuple(c for c in plan.plain_steps if c <= fd_allows)
     # The pool is sized above every step so that it is never the wall; waiting for a connection would be a 503.
-    pool = max(256, 2 * plan.most)
+    pool = max(DEFAULT_UPSTREAM_CONNECTIONS, 2 * plan.most)
     relay_env = {"RELAY_UPSTREAM_CONNECTIONS": str(pool)}
     started = time.monotonic()
     with (
@@ -413,16 +415,10 @@ async def measure(plan: CapacityPlan, work: Path, runtime: str = "in-process") -
         ) as relay,
         procs.floor(pacer.url, work, connections=pool, cpus=layout.relay) as floor,
     ):
-        mi = procs.get_json(
-            f"{emulator.url}/msi/token?api-version=2019-08-01&resource=https://cognitiveservices.azure.com",
-            {"X-IDENTITY-HEADER": procs.IDENTITY_HEADER},
-        )
-        dev = procs.get_json(f"{relay.url}/_dev/token")
-        assert isinstance(mi, dict) and isinstance(dev, dict)
         rig = Rig(
             sides={
-                "direct": Side.make("direct", pacer.url, loadgen.CHAT_PATH_DIRECT, str(mi["access_token"])),
-                "relay": Side.make("relay", relay.url, loadgen.CHAT_PATH_RELAY, str(dev["access_token"])),
+                "direct": Side.make("direct", pacer.url, loadgen.CHAT_PATH_DIRECT, procs.managed_identity_token(emulator.url)),
+                "relay": Side.make("relay", relay.url, loadgen.CHAT_PATH_RELAY, procs.dev_token(relay.url)),
                 "floor": Side.make("floor", floor.url, loadgen.CHAT_PATH_DIRECT, "unused"),
             },
             watch=(
@@ -430,7 +426,6 @@ async def measure(plan: CapacityPlan, work: Path, runtime: str = "in-process") -
                 if runtime == "worker"
                 else {"pacer": pacer.pid, "relay": relay.pid, "floor": floor.pid}
             ),
-            under_test={"direct": "pacer", "relay": "relay", "floor": "floor"},
         )
         await _warm_up(rig)
         streams = await ramp(rig, "streams", plan, stream_steps)
@@ -441,7 +436,7 @@ async def measure(plan: CapacityPlan, work: Path, runtime: str = "in-process") -
         "runtime": runtime,
         "layout": layout.note + ("; the Functions host stand-in shares the relay's CPU" if runtime == "worker" else ""),
         "relay_upstream_connections": pool,
-        "relay_busy_timeout_s": "default (5)",
+        "relay_busy_timeout_s": f"default ({DEFAULT_BUSY_TIMEOUT_S:g})",
         "open_files_limit": fd_soft,
         "skipped_steps_for_open_files": skipped,
         "limit_ms": LIMIT_MS,

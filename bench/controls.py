@@ -15,13 +15,16 @@ import random
 import re
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.data.tables import TableClient
 
 from bench import loadgen, procs
 from bench.loadgen import Side
 from devhost.azurite import AzuriteTables, running_azurite
+
+if TYPE_CHECKING:  # bench.run imports this module
+    from bench.run import Bench, Plan
 
 BLOCKLIST_TABLE, BUDGET_TABLE = "relayblocklist", "relaybudget"
 BLOCKLIST_ROWS = 1000
@@ -60,7 +63,7 @@ def table_requests(log: Path) -> int:
     return sum(1 for line in log.read_bytes().splitlines() if _ACCESS_LINE.search(line)) if log.exists() else 0
 
 
-async def measure(bench_type: Any, plan: Any, emulator: procs.Proc, relay_off: procs.Proc, work: Path) -> dict[str, Any]:
+async def measure(bench_type: type[Bench], plan: Plan, emulator: procs.Proc, relay_off: procs.Proc, work: Path) -> dict[str, Any]:
     """A = ``relay_off`` (both controls off), B = a relay with both on; latency at concurrency 1 and 16, and table requests."""
     log = work / "azurite-controls.log"
     with running_azurite(work / "azurite", (BLOCKLIST_TABLE, BUDGET_TABLE), log_path=log) as azurite:
@@ -68,10 +71,8 @@ async def measure(bench_type: Any, plan: Any, emulator: procs.Proc, relay_off: p
         env = {**CONTROLS_ENV, "RELAY_TABLE_ENDPOINT": azurite.tables.endpoint, "SSL_CERT_FILE": azurite.tables.ca_file}
         with procs.relay_host(emulator.url, work, extra_env=env) as relay_on:
             bench = bench_type(plan, emulator, relay_on)
-            token = procs.get_json(f"{relay_off.url}/_dev/token")
-            assert isinstance(token, dict)
             # The A side is the relay with both controls off; the names stay "direct" and "relay" for the shared code.
-            bench.direct = Side.make("direct", relay_off.url, loadgen.CHAT_PATH_RELAY, str(token["access_token"]))
+            bench.direct = Side.make("direct", relay_off.url, loadgen.CHAT_PATH_RELAY, procs.dev_token(relay_off.url))
             bench.watch = {"relay": relay_on.pid, "relay_off": relay_off.pid}
             await bench.warmup()
             before = table_requests(log)

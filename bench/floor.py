@@ -22,6 +22,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from devhost.server import DEFAULT_HEADER_TIMEOUT_S, server_config
+from shared.config import DEFAULT_UPSTREAM_CONNECTIONS
 
 COGNITIVE_SERVICES = "https://cognitiveservices.azure.com"
 CHAT_PATH = "/openai/v1/chat/completions"
@@ -104,7 +105,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="the emulator's base URL, e.g. http://127.0.0.1:7072")
-    parser.add_argument("--connections", type=int, default=256, help="the aiohttp pool size (default 256, as the relay's)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=DEFAULT_UPSTREAM_CONNECTIONS,
+        help=f"the aiohttp pool size (default {DEFAULT_UPSTREAM_CONNECTIONS}, as the relay's)",
+    )
     parser.add_argument(
         "--identity-header", default=os.environ.get("IDENTITY_HEADER", ""), help="X-IDENTITY-HEADER (default: $IDENTITY_HEADER)"
     )

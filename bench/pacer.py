@@ -30,6 +30,7 @@ import collections
 import contextlib
 import json
 import re
+import signal
 import typing
 from dataclasses import dataclass
 
@@ -227,7 +228,7 @@ async def serve(port: int, emulator: str) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Connection(pacer), "127.0.0.1", port, backlog=4096)
     stop = asyncio.Event()
-    for signum in (2, 15):  # SIGINT, SIGTERM
+    for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with server:
         await stop.wait()

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devhost import defaults
+from devhost.emulator.aoai import COGNITIVE_SERVICES_AUDIENCE
+from shared.config import DEFAULT_UPSTREAM_CONNECTIONS
 from tests.support.servers import ROOT, free_port, stop_process_group, wait_for_http
 
 IDENTITY_HEADER = defaults.IDENTITY_HEADER
@@ -106,6 +108,23 @@ def post(url: str, body: bytes = b"", headers: Mapping[str, str] | None = None, 
         return exc.code, exc.read()
 
 
+def managed_identity_token(emulator_url: str) -> str:
+    """An Azure OpenAI token from the emulator's managed identity endpoint: what a call straight to the emulator sends."""
+    token = get_json(
+        f"{emulator_url}/msi/token?api-version=2019-08-01&resource={COGNITIVE_SERVICES_AUDIENCE}",
+        {"X-IDENTITY-HEADER": IDENTITY_HEADER},
+    )
+    assert isinstance(token, dict)
+    return str(token["access_token"])
+
+
+def dev_token(host_url: str) -> str:
+    """A caller's token from the local host's ``/_dev/token``: what a call through the relay sends."""
+    token = get_json(f"{host_url}/_dev/token")
+    assert isinstance(token, dict)
+    return str(token["access_token"])
+
+
 def base_env() -> dict[str, str]:
     """The environment of the processes under test: the caller's, minus settings that would change the relay."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "RELAY_", "IDENTITY_", "EMULATOR_", "MSI_"))}
@@ -187,22 +206,19 @@ def emulator(work: Path, cpus: frozenset[int] | None = None) -> Iterator[Proc]:
 
 @contextlib.contextmanager
 def relay_host(
-    emulator_url: str,
-    work: Path,
-    prefix: list[str] | None = None,
-    extra_env: Mapping[str, str] | None = None,
-    cpus: frozenset[int] | None = None,
+    emulator_url: str, work: Path, extra_env: Mapping[str, str] | None = None, cpus: frozenset[int] | None = None
 ) -> Iterator[Proc]:
-    """``python -m devhost`` (optionally under ``prefix``, e.g. ``-m cProfile -o f``, and with ``extra_env``) against a running emulator."""
+    """``python -m devhost`` (with ``extra_env``, when given) against a running emulator."""
     port = free_port()
-    args = [*(prefix or []), "-m", "devhost"]
     env = {**relay_env(emulator_url, port), **(extra_env or {})}
-    with spawn(args, env, "/api/healthz", port, work / f"relay-{port}.log", cpus=cpus) as proc:
+    with spawn(["-m", "devhost"], env, "/api/healthz", port, work / f"relay-{port}.log", cpus=cpus) as proc:
         yield proc
 
 
 @contextlib.contextmanager
-def floor(emulator_url: str, work: Path, connections: int = 256, cpus: frozenset[int] | None = None) -> Iterator[Proc]:
+def floor(
+    emulator_url: str, work: Path, connections: int = DEFAULT_UPSTREAM_CONNECTIONS, cpus: frozenset[int] | None = None
+) -> Iterator[Proc]:
     """``python -m bench.floor``, the bare passthrough, against a running emulator (a pool of ``connections``)."""
     port = free_port()
     args = ["-m", "bench.floor", "--port", str(port), "--upstream", emulator_url, "--connections", str(connections)]

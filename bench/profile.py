@@ -18,14 +18,25 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench import loadgen, procs
 from bench.loadgen import Side, run_block
+from tests.support.servers import ROOT
+
+
+def _stacks(raw: str) -> Iterator[tuple[list[str], int]]:
+    """(frames, outermost first and shortened; samples) for each line of py-spy's collapsed stacks."""
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if count_text.isdigit():
+            yield [_short(frame) for frame in stack.split(";") if frame], int(count_text)
 
 
 def aggregate(raw: str, top: int) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
@@ -33,12 +44,7 @@ def aggregate(raw: str, top: int) -> tuple[int, list[tuple[str, int]], list[tupl
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in raw.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [_short(frame) for frame in stack.split(";") if frame]
+    for frames, count in _stacks(raw):
         if not frames:
             continue
         total += count
@@ -81,12 +87,9 @@ def by_component(raw: str) -> tuple[int, list[tuple[str, int]]]:
     """(samples, samples per component, heaviest first) from py-spy's collapsed stacks."""
     counts: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in raw.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not count_text.isdigit():
-            continue
-        total += int(count_text)
-        counts[component([_short(frame) for frame in stack.split(";") if frame])] += int(count_text)
+    for frames, count in _stacks(raw):
+        total += count
+        counts[component(frames)] += count
     return total, counts.most_common()
 
 
@@ -94,7 +97,7 @@ def _short(frame: str) -> str:
     """``func (path/to/module.py:123)`` -> ``func (module.py:123)``, with site-packages paths shortened."""
     name, _, where = frame.partition(" (")
     where = where.rstrip(")")
-    for marker in ("site-packages/", f"{procs.ROOT}/", "lib/python3"):
+    for marker in ("site-packages/", f"{ROOT}/", "lib/python3"):
         if marker in where:
             where = where.split(marker, 1)[1]
     return f"{name} ({where})"
@@ -141,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 side = Side.make("floor", target.url, loadgen.CHAT_PATH_DIRECT, "unused")
             else:
                 target = stack.enter_context(procs.relay_host(emulator.url, work))
-                token = procs.get_json(f"{target.url}/_dev/token")
-                assert isinstance(token, dict)
-                side = Side.make("relay", target.url, loadgen.CHAT_PATH_RELAY, str(token["access_token"]))
+                side = Side.make("relay", target.url, loadgen.CHAT_PATH_RELAY, procs.dev_token(target.url))
             watch = {"target": target.pid}
             asyncio.run(drive(side, 2.0, args.concurrency, args.streamed_every, watch))  # warm-up
             raw_path = args.out or work / "stacks.txt"
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             time.sleep(1.0)
             done, cpu = asyncio.run(drive(side, args.seconds, args.concurrency, args.streamed_every, watch))
-            spy.send_signal(2)  # SIGINT: py-spy writes its output and exits
+            spy.send_signal(signal.SIGINT)  # py-spy writes its output and exits
             _, err = spy.communicate(timeout=30)
             if not raw_path.exists():
                 print(err.decode(errors="replace"), file=sys.stderr)

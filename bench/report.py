@@ -162,7 +162,7 @@ def capacity_table(c: dict[str, Any]) -> list[str]:
     """One row per step: what the relay and the floor add (p50/p99), errors, the relay's CPU and memory, and the knees."""
     s, p = c["streams"], c["plain"]
     return [
-        f"capacity of one relay worker process, runtime {c.get('runtime', 'in-process')} ({c['layout']});"
+        f"capacity of one relay worker process, runtime {c['runtime']} ({c['layout']});"
         f" relay pool {c['relay_upstream_connections']} connections,"
         f" per step a ramp of one request's duration, then a {c['window_s']:g} s window",
         "",
@@ -193,7 +193,7 @@ def _capacity_row(step: dict[str, Any], added_key: str, relay_key: str, widths: 
     relay_added = _pair(relay["added_ms"], f"{added_key}_p50", f"{added_key}_p99") if relay else "-"
     floor_added = _pair(floor["added_ms"], f"{added_key}_p50", f"{added_key}_p99") if floor else "-"
     own = _pair(relay[relay_key], "p50", "p99") if relay else "-"
-    errors = f"{relay['errors']}|{floor['errors'] if floor else '-'}" if relay else f"-|{floor['errors'] if floor else '-'}"
+    errors = "|".join(str(side["errors"]) if side else "-" for side in (relay, floor))
     cpu = f"{relay['cpu_share']['relay'] * 100:.0f}%" if relay else "-"
     rss = fmt(relay["rss_mb"]) if relay else "-"
     rig = "yes" if step["rig_saturated"] else "no"

@@ -38,6 +38,8 @@ from bench import capacity, controls, loadgen, procs, report
 from bench.capacity import FULL_CAPACITY, QUICK_CAPACITY, CapacityPlan
 from bench.loadgen import Block, Side, run_block
 from bench.stats import added_ms, percentile, slope, summary_ms
+from devhost import defaults
+from tests.support.servers import ROOT, free_port
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -137,14 +139,8 @@ class Bench:
         self.emulator = emulator
         self.relay = relay
         self.watch = {"relay": relay.pid, "emulator": emulator.pid, **({"floor": floor.pid} if floor else {})}
-        mi = procs.get_json(
-            f"{emulator.url}/msi/token?api-version=2019-08-01&resource=https://cognitiveservices.azure.com",
-            {"X-IDENTITY-HEADER": procs.IDENTITY_HEADER},
-        )
-        dev = procs.get_json(f"{relay.url}/_dev/token")
-        assert isinstance(mi, dict) and isinstance(dev, dict)
-        self.direct = Side.make("direct", emulator.url, loadgen.CHAT_PATH_DIRECT, str(mi["access_token"]))
-        self.via_relay = Side.make("relay", relay.url, loadgen.CHAT_PATH_RELAY, str(dev["access_token"]))
+        self.direct = Side.make("direct", emulator.url, loadgen.CHAT_PATH_DIRECT, procs.managed_identity_token(emulator.url))
+        self.via_relay = Side.make("relay", relay.url, loadgen.CHAT_PATH_RELAY, procs.dev_token(relay.url))
         # The bare passthrough (bench/floor.py) authenticates upstream itself and reads no token.
         self.via_floor = Side.make("floor", floor.url, loadgen.CHAT_PATH_DIRECT, "unused") if floor else None
         self.errors: list[str] = []
@@ -348,11 +344,8 @@ def cold_starts(emulator: procs.Proc, work: Path, runs: int) -> dict[str, Any]:
     for _ in range(runs):
         with procs.relay_host(emulator.url, work) as proc:
             # relay_host returns once /api/healthz answered; then the dev token and the first completion.
-            token = procs.get_json(f"{proc.url}/_dev/token")
-            assert isinstance(token, dict)
-            status, answer = procs.post(
-                f"{proc.url}{loadgen.CHAT_PATH_RELAY}", body, {"Authorization": f"Bearer {token['access_token']}"}, timeout=30
-            )
+            token = procs.dev_token(proc.url)
+            status, answer = procs.post(f"{proc.url}{loadgen.CHAT_PATH_RELAY}", body, {"Authorization": f"Bearer {token}"}, timeout=30)
             done = time.monotonic()
             if status != 200 or b'"choices"' not in answer:
                 raise RuntimeError(f"cold start: first completion failed with {status}: {answer[:200]!r}")
@@ -370,17 +363,17 @@ _IMPORT_SNIPPET = "import time; t = time.perf_counter(); import function_app; pr
 
 def import_time(emulator_url: str, runs: int) -> dict[str, Any]:
     """``import function_app`` in a fresh interpreter (bytecode already compiled by a discarded first run)."""
-    env = procs.relay_env(emulator_url, procs.free_port())
+    env = procs.relay_env(emulator_url, free_port())
     times = []
     for index in range(runs + 1):
         out = subprocess.run(
-            [sys.executable, "-c", _IMPORT_SNIPPET], cwd=procs.ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
+            [sys.executable, "-c", _IMPORT_SNIPPET], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
         )
         if index:
             times.append(float(out.stdout.strip().splitlines()[-1]) * 1000)
     detail = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import function_app"],
-        cwd=procs.ROOT,
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
@@ -392,7 +385,7 @@ def import_time(emulator_url: str, runs: int) -> dict[str, Any]:
 
 def _heaviest_imports(importtime: str, top: int = 12) -> list[dict[str, Any]]:
     """The heaviest modules one or two levels below ``function_app`` (from ``-X importtime``)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for line in importtime.splitlines():
         parts = line.removeprefix("import time:").split("|")
         if len(parts) != 3 or not parts[0].strip().isdigit():
@@ -531,8 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--runtime",
-        choices=capacity.RUNTIMES,
-        default="in-process",
+        choices=defaults.RUNTIMES,
+        default=defaults.RUNTIME,
         help="where the capacity phase runs the relay: the local host's own process (default) or the Python worker "
         "behind the Functions host stand-in (with --capacity-only: writes capacity-worker.json)",
     )

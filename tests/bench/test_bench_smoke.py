@@ -16,8 +16,7 @@ from pathlib import Path
 
 from bench.client import Response
 from bench.stats import added_ms, percentile, summary_ms
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.servers import ROOT
 
 
 def _number(document: dict, *path: str) -> float:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import resource
 import time
 from pathlib import Path
+
+import pytest
 
 from bench import capacity, loadgen, pacer, procs
 from bench.client import Connection, Response
@@ -76,10 +79,16 @@ def test_the_relay_gets_a_cpu_of_its_own_and_nothing_is_pinned_on_one_cpu() -> N
     assert "nothing pinned" in single.note
 
 
-def test_the_open_file_limit_bounds_the_largest_step() -> None:
+def test_the_open_file_limit_bounds_the_largest_step(monkeypatch: pytest.MonkeyPatch) -> None:
     soft, allows = capacity.raise_fd_limit(10)
     assert allows >= 10
     assert soft >= 10 * 2
+    # Soft 256, hard 1,024 open files: the soft limit rises to the hard one, which allows (1,024 - 512) / 2 requests.
+    limits = [(256, 1024)]
+    monkeypatch.setattr(resource, "getrlimit", lambda _: limits[-1])
+    monkeypatch.setattr(resource, "setrlimit", lambda _, new: limits.append(new))
+    assert capacity.raise_fd_limit(2000) == (1024, 256)
+    assert limits[-1] == (1024, 1024)
 
 
 def test_the_pacer_reads_the_emulators_timing_directives_and_removes_them_for_the_recording() -> None:
@@ -106,14 +115,10 @@ async def test_the_pacer_replays_the_emulators_answer_on_its_schedule_and_the_fl
         procs.pacer(emulator.url, tmp_path) as paced,
         procs.floor(paced.url, tmp_path, connections=4) as floor,
     ):
-        token = procs.get_json(
-            f"{emulator.url}/msi/token?api-version=2019-08-01&resource=https://cognitiveservices.azure.com",
-            {"X-IDENTITY-HEADER": procs.IDENTITY_HEADER},
-        )
-        assert isinstance(token, dict)
+        token = procs.managed_identity_token(emulator.url)
         sides = [
-            Side.make("direct", emulator.url, loadgen.CHAT_PATH_DIRECT, str(token["access_token"])),
-            Side.make("paced", paced.url, loadgen.CHAT_PATH_DIRECT, str(token["access_token"])),
+            Side.make("direct", emulator.url, loadgen.CHAT_PATH_DIRECT, token),
+            Side.make("paced", paced.url, loadgen.CHAT_PATH_DIRECT, token),
             Side.make("floor", floor.url, loadgen.CHAT_PATH_DIRECT, "unused"),
         ]
         stream = loadgen.chat_body("[emulate:chunk_delay_ms=60] [emulate:words=4] Pace me", stream=True)
