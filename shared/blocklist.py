@@ -138,13 +138,13 @@ class Snapshot:
                 self._ids[(entry.kind, entry.target)] = _longer_lived(self._ids.get((entry.kind, entry.target)), entry)
         self.size = len(self._ids) + sum(len(index) for index in self._networks.values())
 
-    def match(self, oid: str, tenant: str, ip: str | None, now: float) -> BlockEntry | None:
+    def match(self, oid: str, tenant: str, ip: str, now: float) -> BlockEntry | None:
         """The entry that blocks this caller now, if any."""
         for key in (("oid", oid.lower()), ("tenant", tenant.lower())):
             entry = self._ids.get(key)
             if entry is not None and entry.expires_ts > now:
                 return entry
-        if ip is None or not self._networks:
+        if not self._networks:
             return None
         address = ipaddress.ip_address(ip)
         for (version, prefixlen), index in self._networks.items():

@@ -60,7 +60,7 @@ class BlocklistCache:
         self._first_read = asyncio.Event()
         self._task = BackgroundTask("blocklist-refresh", self._refresh_once_more, self._pause, log)
 
-    async def lookup(self, oid: str, tenant: str, ip: str | None) -> BlockEntry | None:
+    async def lookup(self, oid: str, tenant: str, ip: str) -> BlockEntry | None:
         """The entry blocking this caller, or None; raises 503 when there is no copy to check and the policy is fail-closed."""
         snapshot = self._snapshot
         if snapshot is None:

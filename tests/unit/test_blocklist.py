@@ -13,6 +13,7 @@ from shared.blocklist import BlockEntry, Snapshot, entry_from_row, normalize_tar
 
 OID = "1B2C3D4E-0000-4000-8000-000000000003"
 TID = "72f988bf-0000-4000-8000-000000000002"
+UNLISTED_IP = "192.0.2.1"  # in no blocked range
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(hours=1)
 
@@ -92,7 +93,7 @@ def test_rows_that_cannot_block_anything_are_refused(row: dict[str, object], mes
 def test_a_row_without_expiry_blocks_until_it_is_removed() -> None:
     read = entry_from_row({"PartitionKey": "oid", "RowKey": "x", "Value": OID})
     snapshot = Snapshot([read], NOW.timestamp())
-    assert snapshot.match(OID, TID, None, (NOW + timedelta(days=3650)).timestamp()) == read
+    assert snapshot.match(OID, TID, UNLISTED_IP, (NOW + timedelta(days=3650)).timestamp()) == read
 
 
 def test_match_by_object_id_tenant_address_and_range() -> None:
@@ -109,14 +110,14 @@ def test_match_by_object_id_tenant_address_and_range() -> None:
     assert snapshot.match(other_oid, other_tid, "2001:db8:aa:ff::5", now) is by_range
     assert snapshot.match(other_oid, other_tid, "203.0.113.8", now) is None
     assert snapshot.match(other_oid, other_tid, "2001:db8:ab::5", now) is None
-    assert snapshot.match(other_oid, other_tid, None, now) is None
+    assert snapshot.match(other_oid, other_tid, UNLISTED_IP, now) is None
     assert snapshot.size == 4
 
 
 def test_an_entry_stops_blocking_when_it_expires_between_two_reads() -> None:
     snapshot = Snapshot([entry("oid", OID, expires=NOW + timedelta(seconds=10))], NOW.timestamp())
-    assert snapshot.match(OID, TID, None, NOW.timestamp() + 9) is not None
-    assert snapshot.match(OID, TID, None, NOW.timestamp() + 10) is None
+    assert snapshot.match(OID, TID, UNLISTED_IP, NOW.timestamp() + 9) is not None
+    assert snapshot.match(OID, TID, UNLISTED_IP, NOW.timestamp() + 10) is None
 
 
 def test_expired_rows_are_left_out_and_the_longest_lived_row_of_a_target_wins() -> None:
@@ -125,7 +126,7 @@ def test_expired_rows_are_left_out_and_the_longest_lived_row_of_a_target_wins() 
     gone = entry("tenant", TID, expires=NOW - timedelta(seconds=1))
     snapshot = Snapshot([long, gone, short], NOW.timestamp())
     assert snapshot.size == 1
-    assert snapshot.match(OID, TID, None, NOW.timestamp() + 600) is long
+    assert snapshot.match(OID, TID, UNLISTED_IP, NOW.timestamp() + 600) is long
 
 
 addresses = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str)

@@ -15,6 +15,7 @@ from tests.support.tables import RowsTable
 
 OID = "1b2c3d4e-0000-4000-8000-000000000003"
 TID = "72f988bf-0000-4000-8000-000000000002"
+UNLISTED_IP = "192.0.2.1"  # in no blocked range
 BLOCK_OID = {"PartitionKey": "oid", "RowKey": OID, "Value": OID, "Reason": "exfiltration", "AlertId": "alert-7"}
 
 
@@ -39,10 +40,10 @@ async def test_a_new_row_is_enforced_after_the_next_refresh() -> None:
     table = RowsTable([])
     cache = BlocklistCache(table, refresh_s=0.05, fail_open=False)
     try:
-        assert await cache.lookup(OID, TID, None) is None
+        assert await cache.lookup(OID, TID, UNLISTED_IP) is None
         table.rows.append(BLOCK_OID)
         async with asyncio.timeout(5):
-            while await cache.lookup(OID, TID, None) is None:
+            while await cache.lookup(OID, TID, UNLISTED_IP) is None:
                 await asyncio.sleep(0.01)
     finally:
         await cache.aclose()
@@ -57,7 +58,7 @@ async def test_during_an_outage_the_last_good_copy_is_kept_and_the_log_says_so(c
         table.rows.clear()  # what storage would say if it answered
         assert await cache.refresh() is False
         assert await cache.refresh() is False
-    assert await cache.lookup(OID, TID, None) is not None
+    assert await cache.lookup(OID, TID, UNLISTED_IP) is not None
     failed = [e for e in events(caplog) if e["event"] == "blocklist.refresh_failed"]
     assert [e["failed_reads"] for e in failed] == [1, 2]
     assert failed[0]["kept_entries"] == 1 and failed[0]["error"] == "ServiceRequestError"
@@ -65,7 +66,7 @@ async def test_during_an_outage_the_last_good_copy_is_kept_and_the_log_says_so(c
     with caplog.at_level(logging.INFO, logger="relay.blocklist"):
         assert await cache.refresh() is True
     assert events(caplog)[-1] == {"event": "blocklist.loaded", "entries": 0, "failed_reads_before": 2}
-    assert await cache.lookup(OID, TID, None) is None
+    assert await cache.lookup(OID, TID, UNLISTED_IP) is None
 
 
 async def test_a_cold_start_that_cannot_read_fails_closed_then_recovers(caplog: pytest.LogCaptureFixture) -> None:
@@ -74,7 +75,7 @@ async def test_a_cold_start_that_cannot_read_fails_closed_then_recovers(caplog: 
     cache = BlocklistCache(table, refresh_s=0.05, fail_open=False)
     try:
         with caplog.at_level(logging.INFO, logger="relay.blocklist"), pytest.raises(RelayError) as refused:
-            await cache.lookup("99999999-0000-4000-8000-000000000009", TID, None)
+            await cache.lookup("99999999-0000-4000-8000-000000000009", TID, UNLISTED_IP)
         assert (refused.value.status, refused.value.code) == (503, "blocklist_unavailable")
         assert refused.value.headers["Retry-After"] == "2"
         [unavailable] = [e for e in events(caplog) if e["event"] == "blocklist.unavailable"][:1]
@@ -83,7 +84,7 @@ async def test_a_cold_start_that_cannot_read_fails_closed_then_recovers(caplog: 
         async with asyncio.timeout(5):
             while True:
                 try:
-                    assert await cache.lookup(OID, TID, None) is not None
+                    assert await cache.lookup(OID, TID, UNLISTED_IP) is not None
                     break
                 except RelayError:
                     await asyncio.sleep(0.01)
@@ -96,7 +97,7 @@ async def test_a_cold_start_that_cannot_read_serves_unchecked_when_set_to_fail_o
     table.down = True
     cache = BlocklistCache(table, refresh_s=3600, fail_open=True)
     try:
-        assert await cache.lookup(OID, TID, None) is None
+        assert await cache.lookup(OID, TID, UNLISTED_IP) is None
     finally:
         await cache.aclose()
 
@@ -109,4 +110,4 @@ async def test_invalid_rows_are_skipped_and_named_once(caplog: pytest.LogCapture
         await cache.refresh()
     invalid = [e for e in events(caplog) if e["event"] == "blocklist.rows_invalid"]
     assert invalid == [{"event": "blocklist.rows_invalid", "count": 1, "rows": {"oid/typo": "oid must be a GUID, got 'alice@contoso.com'"}}]
-    assert await cache.lookup(OID, TID, None) is not None
+    assert await cache.lookup(OID, TID, UNLISTED_IP) is not None
