@@ -68,5 +68,3 @@ async def test_real_secret_client_reads_versions(emulator: Emulator, credential:
         versions = [p.version async for p in client.list_properties_of_secret_versions("other")]
         first = await client.get_secret("other", versions[0])
     assert (latest.value, first.value, len(versions)) == ("v2", "v1", 2)
-
-
