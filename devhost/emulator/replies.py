@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from devhost.emulator import json_schema
 from devhost.emulator.answers import (
     Answer,
     content_answer,
@@ -54,8 +53,8 @@ def plan_reply(deployment: str, body: Mapping[str, Any], features: Features, dir
             return tool_call_answer([make_call(function) for function in functions], cap, prompt)
     text_answer = plan_answer(deployment, messages, directives.words, None)
     form = features.response_format
-    if form.kind == "json_schema" and form.schema is not None:
-        pieces = json_pieces(json_schema.instance(form.schema))
+    if form.kind == "json_schema":
+        pieces = json_pieces(form.instance)
     elif form.kind == "json_object":
         pieces = json_pieces({"answer": text_answer.text})
     else:

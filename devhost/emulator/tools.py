@@ -32,7 +32,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from devhost.emulator import json_schema
 from devhost.emulator.answers import ToolCall, json_pieces, tool_results
 from devhost.emulator.directives import DirectiveError
 from devhost.emulator.request_errors import EMULATOR_UNSUPPORTED, InvalidRequest, invalid_type, missing
@@ -40,14 +39,14 @@ from devhost.emulator.schema_rules import accept_schema
 from devhost.emulator.tool_names import check_name
 
 CHOICES = ("none", "auto", "required")
-NO_PARAMETERS: Mapping[str, Any] = {"type": "object", "properties": {}}
 _CALL_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 @dataclass(frozen=True)
 class Function:
     name: str
-    parameters: Mapping[str, Any]
+    arguments: Any
+    """The deterministic instance of its ``parameters``, made once when the request is read."""
 
 
 @dataclass(frozen=True)
@@ -139,9 +138,9 @@ def functions_to_call(
 
 
 def make_call(function: Function) -> ToolCall:
-    """A call with a fresh ``call_...`` id and the deterministic instance of the parameters as arguments."""
+    """A call with a fresh ``call_...`` id and the function's arguments."""
     call_id = "call_" + "".join(secrets.choice(_CALL_ID_ALPHABET) for _ in range(24))
-    return ToolCall(call_id, function.name, tuple(json_pieces(json_schema.instance(function.parameters))))
+    return ToolCall(call_id, function.name, tuple(json_pieces(function.arguments)))
 
 
 def _function(tool: Any, index: int) -> Function:
@@ -164,17 +163,16 @@ def _function(tool: Any, index: int) -> Function:
         raise missing(f"{where}.function.name")
     check_name(name, f"{where}.function.name")
     if "parameters" not in spec:
-        return Function(name, NO_PARAMETERS)
-    parameters = spec["parameters"]
-    accept_schema(
-        parameters,
+        return Function(name, {})
+    arguments = accept_schema(
+        spec["parameters"],
         strict=spec.get("strict") is True,
         object_root=True,
         label=f"function '{name}'",
         param=f"{where}.function.parameters",
         code="invalid_function_parameters",
     )
-    return Function(name, parameters)
+    return Function(name, arguments)
 
 
 def _choice(choice: Any, functions: Sequence[Function]) -> tuple[str, str | None]:
