@@ -32,8 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from devhost.emulator.answers import ToolCall, json_pieces, tool_results
-from devhost.emulator.directives import DirectiveError
+from devhost.emulator.answers import ToolCall, json_pieces, last_user_text, tool_results
+from devhost.emulator.directives import DirectiveError, strip_directives
 from devhost.emulator.request_errors import EMULATOR_UNSUPPORTED, InvalidRequest, invalid_type, missing
 from devhost.emulator.schema_rules import accept_schema
 from devhost.emulator.tool_names import check_name
@@ -111,10 +111,8 @@ def check_conversation(messages: Sequence[Mapping[str, Any]]) -> None:
     _raise_unanswered(pending)
 
 
-def functions_to_call(
-    request: ToolRequest, messages: Sequence[Mapping[str, Any]], directive: tuple[str, ...] | None, text: str
-) -> list[Function]:
-    """The functions to call, in order (empty: answer in text); ``text`` is the last user message."""
+def functions_to_call(request: ToolRequest, messages: Sequence[Mapping[str, Any]], directive: tuple[str, ...] | None) -> list[Function]:
+    """The functions to call, in order (empty: answer in text)."""
     by_name = {function.name: function for function in request.functions}
     if directive is not None:
         unknown = [name for name in directive if name not in by_name]
@@ -129,6 +127,7 @@ def functions_to_call(
     if directive:
         named = [by_name[name] for name in directive]
     else:
+        text = strip_directives(last_user_text(messages))
         named = [f for f in request.functions if re.search(rf"(?<![\w-]){re.escape(f.name)}(?![\w-])", text)]
     last_is_user = messages[-1].get("role") == "user"
     if request.choice != "required" and not (last_is_user and (named or directive is not None)):
