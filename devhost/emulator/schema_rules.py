@@ -22,7 +22,7 @@ def accept_schema(schema: Any, *, strict: bool, object_root: bool, label: str, p
         if object_root:
             check_object_root(schema)
         if strict:
-            check_strict(schema if isinstance(schema, dict) else {})
+            check_strict(schema)
     except SchemaError as error:
         raise InvalidRequest(prefix + str(error), param, code) from None
     try:
