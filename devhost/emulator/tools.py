@@ -189,7 +189,8 @@ def _choice(choice: Any, functions: Sequence[Function]) -> tuple[str, str | None
             "tool_choice",
             EMULATOR_UNSUPPORTED,
         )
-    name = choice.get("function", {}).get("name") if isinstance(choice.get("function"), dict) else None
+    function = choice.get("function")
+    name = function.get("name") if isinstance(function, dict) else None
     if name is None:
         raise missing("tool_choice.function.name")
     if name not in {function.name for function in functions}:
