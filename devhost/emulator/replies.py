@@ -49,12 +49,10 @@ def plan_reply(deployment: str, body: Mapping[str, Any], features: Features, dir
         functions = functions_to_call(features.tools, messages, directives.tool_call)
         if functions:
             return tool_call_answer([make_call(function) for function in functions], cap, prompt)
-    text_answer = plan_answer(deployment, messages, directives.words, None)
     form = features.response_format
+    if form.kind == "text":
+        return plan_answer(deployment, messages, directives.words, cap)
     if form.kind == "json_schema":
-        pieces = json_pieces(form.instance)
-    elif form.kind == "json_object":
-        pieces = json_pieces({"answer": text_answer.text})
-    else:
-        pieces = list(text_answer.pieces)
-    return content_answer(pieces, cap, prompt)
+        return content_answer(json_pieces(form.instance), cap, prompt)
+    text = plan_answer(deployment, messages, directives.words, None).text
+    return content_answer(json_pieces({"answer": text}), cap, prompt)
