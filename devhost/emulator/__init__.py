@@ -1,4 +1,4 @@
-"""Local emulators of the Azure services the relay uses ; never deployed.
+"""Local emulators of the Azure services the relay uses; never deployed.
 
 One process serves, on 127.0.0.1: the App Service managed identity endpoint and an
 Azure OpenAI emulator (plain HTTP, ``$EMULATOR_PORT``), and Key Vault secrets

@@ -32,6 +32,7 @@ from devhost.emulator.records import Outcome, RequestRecord
 from devhost.emulator.replies import parse_features, plan_reply
 from devhost.emulator.request_errors import InvalidRequest
 from devhost.emulator.state import EmulatorState, get_state
+from devhost.emulator.tokens import bearer_token
 from devhost.emulator.transport import (
     DropConnection,
     EventStream,
@@ -116,16 +117,13 @@ def _authenticate(headers: Mapping[str, str], state: EmulatorState) -> tuple[dic
             "authorization_header": "authorization" in headers,
         }
         return summary, None if valid else shapes.azure_error("401", shapes.KEY_REJECTED_MESSAGE)
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(headers)
+    if not token:
         return {"scheme": "none"}, shapes.azure_error("401", shapes.KEY_REJECTED_MESSAGE)
     try:
-        claims, valid = (
-            state.issuer.verify(token.strip(), COGNITIVE_SERVICES_AUDIENCE),
-            True,
-        )
+        claims, valid = state.issuer.verify(token, COGNITIVE_SERVICES_AUDIENCE), True
     except InvalidToken:
-        claims, valid = _unverified_claims(token.strip()), False
+        claims, valid = _unverified_claims(token), False
     summary = {
         "scheme": "bearer",
         **{k: claims.get(k) for k in ("aud", "oid", "appid", "exp")},

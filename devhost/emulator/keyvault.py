@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from devhost.emulator.state import EmulatorState, get_state
-from devhost.emulator.tokens import TENANT_ID
+from devhost.emulator.tokens import TENANT_ID, bearer_token
 from devhost.emulator.vault import SecretVersion
 from devhost.jwt import InvalidToken
 
@@ -33,12 +33,12 @@ def _refusal(request: Request, state: EmulatorState) -> JSONResponse | None:
     """The response that refuses this request, or None if it may proceed."""
     if not request.query_params.get("api-version"):
         return _error(400, "BadParameter", "The api-version query parameter is missing.")
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request.headers)
+    if not token:
         message = "AKV10000: Request is missing a Bearer or PoP token."
         return _error(401, "Unauthorized", message, {"WWW-Authenticate": CHALLENGE})
     try:
-        state.issuer.verify(token.strip(), VAULT_AUDIENCE)
+        state.issuer.verify(token, VAULT_AUDIENCE)
     except InvalidToken as exc:
         message = f"AKV10022: Invalid token ({exc}). Expected audience {VAULT_AUDIENCE}."
         return _error(401, "Unauthorized", message, {"WWW-Authenticate": CHALLENGE})

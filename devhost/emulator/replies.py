@@ -13,17 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from devhost.emulator import json_schema
 from devhost.emulator.answers import (
     Answer,
     content_answer,
     json_pieces,
-    last_user_text,
     plan_answer,
     prompt_tokens,
     tool_call_answer,
 )
-from devhost.emulator.directives import DirectiveError, Directives, strip_directives
+from devhost.emulator.directives import DirectiveError, Directives
 from devhost.emulator.structured import ResponseFormat, parse_response_format
 from devhost.emulator.tools import ToolRequest, check_conversation, functions_to_call, make_call, parse_tools
 
@@ -48,16 +46,13 @@ def plan_reply(deployment: str, body: Mapping[str, Any], features: Features, dir
     if directives.tool_call is not None and features.tools is None:
         raise DirectiveError("emulator directive 'tool_call' needs 'tools' in the request")
     if features.tools is not None and not directives.output_filter:
-        text = strip_directives(last_user_text(messages))
-        functions = functions_to_call(features.tools, messages, directives.tool_call, text)
+        functions = functions_to_call(features.tools, messages, directives.tool_call)
         if functions:
             return tool_call_answer([make_call(function) for function in functions], cap, prompt)
-    text_answer = plan_answer(deployment, messages, directives.words, None)
     form = features.response_format
-    if form.kind == "json_schema" and form.schema is not None:
-        pieces = json_pieces(json_schema.instance(form.schema))
-    elif form.kind == "json_object":
-        pieces = json_pieces({"answer": text_answer.text})
-    else:
-        pieces = list(text_answer.pieces)
-    return content_answer(pieces, cap, prompt)
+    if form.kind == "text":
+        return plan_answer(deployment, messages, directives.words, cap)
+    if form.kind == "json_schema":
+        return content_answer(json_pieces(form.instance), cap, prompt)
+    text = plan_answer(deployment, messages, directives.words, None).text
+    return content_answer(json_pieces({"answer": text}), cap, prompt)

@@ -10,8 +10,8 @@ from devhost.emulator.request_errors import EMULATOR_UNSUPPORTED, InvalidRequest
 from devhost.emulator.strict_schema import check_object_root, check_strict
 
 
-def accept_schema(schema: Any, *, strict: bool, object_root: bool, label: str, param: str, code: str | None) -> None:
-    """Raise :class:`InvalidRequest` ("Invalid schema for LABEL: ...") unless the emulator can answer with an instance.
+def accept_schema(schema: Any, *, strict: bool, object_root: bool, label: str, param: str, code: str | None) -> Any:
+    """The schema's deterministic instance; raises :class:`InvalidRequest` ("Invalid schema for LABEL: ...") when there is none.
 
     ``object_root`` requires an object schema even when not strict (function parameters).
     ``code`` is Azure's error code for a broken Azure rule; the emulator's own limits get
@@ -22,11 +22,11 @@ def accept_schema(schema: Any, *, strict: bool, object_root: bool, label: str, p
         if object_root:
             check_object_root(schema)
         if strict:
-            check_strict(schema if isinstance(schema, dict) else {})
+            check_strict(schema)
     except SchemaError as error:
         raise InvalidRequest(prefix + str(error), param, code) from None
     try:
         json_schema.check(schema)
-        json_schema.instance(schema)
+        return json_schema.instance(schema)
     except SchemaError as error:
         raise InvalidRequest(prefix + str(error), param, EMULATOR_UNSUPPORTED) from None

@@ -49,7 +49,7 @@ NOT_PERMITTED = (
 )
 
 
-def check_strict(schema: Mapping[str, Any]) -> None:
+def check_strict(schema: Any) -> None:
     """Raise :class:`SchemaError` with Azure's wording for the first rule the schema breaks."""
     check_object_root(schema)
     for context, node in walk(schema):

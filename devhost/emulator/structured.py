@@ -27,7 +27,8 @@ JSON_WORD_MESSAGE = "'messages' must contain the word 'json' in some form, to us
 @dataclass(frozen=True)
 class ResponseFormat:
     kind: str
-    schema: Mapping[str, Any] | None = None
+    instance: Any = None
+    """``json_schema``: the deterministic instance of the schema, made once when the request is read."""
 
 
 TEXT = ResponseFormat("text")
@@ -54,7 +55,7 @@ def parse_response_format(body: Mapping[str, Any]) -> ResponseFormat:
         return ResponseFormat(kind)
     if kind == "text":
         return TEXT
-    return ResponseFormat(kind, _schema(spec.get("json_schema")))
+    return ResponseFormat(kind, _schema_instance(spec.get("json_schema")))
 
 
 def _require_json_word(messages: Sequence[Mapping[str, Any]]) -> None:
@@ -62,15 +63,18 @@ def _require_json_word(messages: Sequence[Mapping[str, Any]]) -> None:
         raise InvalidRequest(JSON_WORD_MESSAGE, "messages")
 
 
-def _schema(spec: Any) -> Mapping[str, Any]:
+def _schema_instance(spec: Any) -> Any:
     if not isinstance(spec, dict):
         raise missing("response_format.json_schema")
     name = spec.get("name")
     if name is None:
         raise missing("response_format.json_schema.name")
     check_name(name, "response_format.json_schema.name")
-    schema: Mapping[str, Any] = spec.get("schema", {})
-    accept_schema(
-        schema, strict=spec.get("strict") is True, object_root=False, label=f"response_format '{name}'", param="response_format", code=None
+    return accept_schema(
+        spec.get("schema", {}),
+        strict=spec.get("strict") is True,
+        object_root=False,
+        label=f"response_format '{name}'",
+        param="response_format",
+        code=None,
     )
-    return schema

@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from devhost import jwt
@@ -23,6 +24,12 @@ DEFAULT_CLIENT_ID = "7e57e000-0000-4000-8000-00000000c001"
 def audience_for(resource: str) -> str:
     """Entra's ``aud`` for a resource or scope: ``https://x/.default`` and ``https://x/`` both give ``https://x``."""
     return resource.removesuffix("/.default").rstrip("/")
+
+
+def bearer_token(headers: Mapping[str, str]) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; empty when there is none."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 class TokenIssuer:

@@ -32,22 +32,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from devhost.emulator import json_schema
-from devhost.emulator.answers import ToolCall, json_pieces, tool_results
-from devhost.emulator.directives import DirectiveError
+from devhost.emulator.answers import ToolCall, json_pieces, last_user_text, tool_results
+from devhost.emulator.directives import DirectiveError, strip_directives
 from devhost.emulator.request_errors import EMULATOR_UNSUPPORTED, InvalidRequest, invalid_type, missing
 from devhost.emulator.schema_rules import accept_schema
 from devhost.emulator.tool_names import check_name
 
 CHOICES = ("none", "auto", "required")
-NO_PARAMETERS: Mapping[str, Any] = {"type": "object", "properties": {}}
 _CALL_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 @dataclass(frozen=True)
 class Function:
     name: str
-    parameters: Mapping[str, Any]
+    arguments: Any
+    """The deterministic instance of its ``parameters``, made once when the request is read."""
 
 
 @dataclass(frozen=True)
@@ -112,10 +111,8 @@ def check_conversation(messages: Sequence[Mapping[str, Any]]) -> None:
     _raise_unanswered(pending)
 
 
-def functions_to_call(
-    request: ToolRequest, messages: Sequence[Mapping[str, Any]], directive: tuple[str, ...] | None, text: str
-) -> list[Function]:
-    """The functions to call, in order (empty: answer in text); ``text`` is the last user message."""
+def functions_to_call(request: ToolRequest, messages: Sequence[Mapping[str, Any]], directive: tuple[str, ...] | None) -> list[Function]:
+    """The functions to call, in order (empty: answer in text)."""
     by_name = {function.name: function for function in request.functions}
     if directive is not None:
         unknown = [name for name in directive if name not in by_name]
@@ -130,6 +127,7 @@ def functions_to_call(
     if directive:
         named = [by_name[name] for name in directive]
     else:
+        text = strip_directives(last_user_text(messages))
         named = [f for f in request.functions if re.search(rf"(?<![\w-]){re.escape(f.name)}(?![\w-])", text)]
     last_is_user = messages[-1].get("role") == "user"
     if request.choice != "required" and not (last_is_user and (named or directive is not None)):
@@ -139,9 +137,9 @@ def functions_to_call(
 
 
 def make_call(function: Function) -> ToolCall:
-    """A call with a fresh ``call_...`` id and the deterministic instance of the parameters as arguments."""
+    """A call with a fresh ``call_...`` id and the function's arguments."""
     call_id = "call_" + "".join(secrets.choice(_CALL_ID_ALPHABET) for _ in range(24))
-    return ToolCall(call_id, function.name, tuple(json_pieces(json_schema.instance(function.parameters))))
+    return ToolCall(call_id, function.name, tuple(json_pieces(function.arguments)))
 
 
 def _function(tool: Any, index: int) -> Function:
@@ -164,17 +162,16 @@ def _function(tool: Any, index: int) -> Function:
         raise missing(f"{where}.function.name")
     check_name(name, f"{where}.function.name")
     if "parameters" not in spec:
-        return Function(name, NO_PARAMETERS)
-    parameters = spec["parameters"]
-    accept_schema(
-        parameters,
+        return Function(name, {})
+    arguments = accept_schema(
+        spec["parameters"],
         strict=spec.get("strict") is True,
         object_root=True,
         label=f"function '{name}'",
         param=f"{where}.function.parameters",
         code="invalid_function_parameters",
     )
-    return Function(name, parameters)
+    return Function(name, arguments)
 
 
 def _choice(choice: Any, functions: Sequence[Function]) -> tuple[str, str | None]:
@@ -192,7 +189,8 @@ def _choice(choice: Any, functions: Sequence[Function]) -> tuple[str, str | None
             "tool_choice",
             EMULATOR_UNSUPPORTED,
         )
-    name = choice.get("function", {}).get("name") if isinstance(choice.get("function"), dict) else None
+    function = choice.get("function")
+    name = function.get("name") if isinstance(function, dict) else None
     if name is None:
         raise missing("tool_choice.function.name")
     if name not in {function.name for function in functions}:

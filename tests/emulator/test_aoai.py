@@ -13,7 +13,6 @@ import pytest
 from tests.support.chat import user
 from tests.support.emulator import API_KEY, Emulator, running_emulator
 
-pytestmark = pytest.mark.asyncio
 DATED = "2025-01-01-preview"
 
 

@@ -12,7 +12,6 @@ from devhost.emulator.tokens import DEFAULT_CLIENT_ID, TENANT_ID
 from tests.support.emulator import COGNITIVE_SCOPE, IDENTITY_HEADER, Emulator
 from tests.support.tokens import claims_of as claims
 
-pytestmark = pytest.mark.asyncio
 USER_ASSIGNED = "11111111-2222-4333-8444-555555555555"
 
 

@@ -7,7 +7,6 @@ import ssl
 from collections.abc import AsyncIterator
 
 import httpx2
-import pytest
 import pytest_asyncio
 from azure.identity.aio import ManagedIdentityCredential
 from azure.keyvault.secrets.aio import SecretClient
@@ -25,7 +24,6 @@ async def vault(emulator: Emulator) -> AsyncIterator[httpx2.AsyncClient]:
         yield client
 
 
-@pytest.mark.asyncio
 async def test_unauthenticated_request_gets_the_challenge(vault: httpx2.AsyncClient, emulator: Emulator) -> None:
     response = await vault.get(f"/secrets/{SECRET}", params={"api-version": "7.5"})
     assert response.status_code == 401
@@ -38,7 +36,6 @@ async def test_unauthenticated_request_gets_the_challenge(vault: httpx2.AsyncCli
     assert emulator.stats()["keyvault_secret_reads"] == 0
 
 
-@pytest.mark.asyncio
 async def test_secret_shape_and_missing_secret(vault: httpx2.AsyncClient, emulator: Emulator) -> None:
     auth = {"Authorization": f"Bearer {emulator.token('https://vault.azure.net')}"}
     found = await vault.get(f"/secrets/{SECRET}", params={"api-version": "7.5"}, headers=auth)
@@ -57,7 +54,6 @@ async def test_secret_shape_and_missing_secret(vault: httpx2.AsyncClient, emulat
     }
 
 
-@pytest.mark.asyncio
 async def test_real_secret_client_reads_versions(emulator: Emulator, credential: ManagedIdentityCredential) -> None:
     emulator.control("PUT", "keyvault/secrets/other", {"value": "v1"})
     emulator.control("PUT", "keyvault/secrets/other", {"value": "v2"})
@@ -68,5 +64,3 @@ async def test_real_secret_client_reads_versions(emulator: Emulator, credential:
         versions = [p.version async for p in client.list_properties_of_secret_versions("other")]
         first = await client.get_secret("other", versions[0])
     assert (latest.value, first.value, len(versions)) == ("v2", "v1", 2)
-
-

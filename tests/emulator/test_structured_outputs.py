@@ -15,8 +15,6 @@ from pydantic import BaseModel
 from tests.support.chat import user
 from tests.support.emulator import API_KEY
 
-pytestmark = pytest.mark.asyncio
-
 
 class Unit(enum.StrEnum):
     CELSIUS = "celsius"

@@ -14,8 +14,6 @@ from pydantic import BaseModel
 from tests.support.chat import user
 from tests.support.emulator import API_KEY
 
-pytestmark = pytest.mark.asyncio
-
 WEATHER_PARAMETERS = {
     "type": "object",
     "properties": {
