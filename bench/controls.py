@@ -17,8 +17,6 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from azure.data.tables import TableClient
-
 from bench import loadgen, procs
 from bench.loadgen import Side
 from devhost.azurite import AzuriteTables, running_azurite
@@ -52,7 +50,7 @@ def seed_blocklist(tables: AzuriteTables, rows: int, seed: int = 7) -> None:
             network = ipaddress.ip_network(f"10.{rng.randrange(256)}.{rng.randrange(256)}.0/{prefix}", strict=False)
             key = network.with_prefixlen.replace("/", "_")
             by_partition["ip"].append({"PartitionKey": "ip", "RowKey": key, "Value": network.with_prefixlen, "Reason": "bench"})
-    with TableClient.from_connection_string(tables.connection_string, BLOCKLIST_TABLE, connection_verify=tables.ca_file) as client:
+    with tables.table_client(BLOCKLIST_TABLE) as client:
         for batch in by_partition.values():
             unique = list({row["RowKey"]: row for row in batch}.values())
             for start in range(0, len(unique), 100):  # a table transaction holds at most 100 operations

@@ -48,7 +48,7 @@ from devhost.functions_host.routes import HttpFunction, select
 
 INVOCATION_HEADER = "x-ms-invocation-id"
 EXECUTING_REASON = "This function was programmatically called via the host APIs."
-# RequestUtilities.ShouldSkipRequestHeader / ShouldSkipResponseHeader in YARP, plus Host (replaced by the worker's).
+# RequestUtilities.ShouldSkipRequestHeader / ShouldSkipResponseHeader in YARP; Host is replaced by forwarded_headers.
 _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", "proxy-authenticate",
     "proxy-authentication-info", "proxy-authorization", "proxy-features", "proxy-instruction", "security-scheme",
