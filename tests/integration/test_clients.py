@@ -115,7 +115,7 @@ def test_options_clients_set_are_forwarded_and_identities_are_replaced(stack: St
     )
     sent = record_with(stack, marker)["body"]
     assert (sent["verbosity"], sent["reasoning_effort"], sent["service_tier"], sent["prompt_cache_retention"]) == ("low", "none", "auto", "24h")
-    me = json.loads(rawhttp.request(port(stack), "GET", "/api/me", [("Authorization", f"Bearer {stack.token()}")]).body)
+    me = json.loads(rawhttp.request(stack.port, "GET", "/api/me", [("Authorization", f"Bearer {stack.token()}")]).body)
     assert sent["user"] == sent["safety_identifier"] != "ceo"
     assert me["principal"]["object_id"] not in sent["user"]
     assert sent["max_completion_tokens"] == 100  # the relay's cap, though the client sent none
@@ -137,17 +137,13 @@ def test_the_responses_api_gets_a_404_naming_the_chat_completions_switch(stack: 
     assert set(caught.value.body) >= {"message", "type", "param", "code"}  # type: ignore[arg-type]
 
 
-def port(stack: Stack) -> int:
-    return int(stack.base_url.rsplit(":", 1)[1])
-
-
 @pytest.mark.parametrize(("method", "path"), [("POST", "/api/v1/embeddings"), ("GET", "/api/v1/files"), ("GET", "/api/v1/chat/completions")])
 def test_other_v1_routes_are_the_same_404(stack: Stack, method: str, path: str) -> None:
-    response = rawhttp.request(port(stack), method, path, [("Authorization", f"Bearer {stack.token()}")], b"{}" if method == "POST" else b"")
+    response = rawhttp.request(stack.port, method, path, [("Authorization", f"Bearer {stack.token()}")], b"{}" if method == "POST" else b"")
     assert response.status == 404
     assert json.loads(response.body)["error"]["code"] == "unsupported_route"
 
 
 def test_an_api_path_no_function_serves_is_a_plain_404(stack: Stack) -> None:
-    response = rawhttp.request(port(stack), "POST", "/api/v2/chat", [("Authorization", f"Bearer {stack.token()}")], b"{}")
+    response = rawhttp.request(stack.port, "POST", "/api/v2/chat", [("Authorization", f"Bearer {stack.token()}")], b"{}")
     assert response.status == 404

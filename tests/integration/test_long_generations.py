@@ -30,9 +30,8 @@ def sdk(stack: Stack) -> openai.OpenAI:
 
 
 def test_a_long_think_gets_keep_alive_comments_before_the_first_token(stack: Stack) -> None:
-    port = int(stack.base_url.rsplit(":", 1)[1])
     body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": PROMPT}]}).encode()
-    with rawhttp.connect(port) as sock:
+    with rawhttp.connect(stack.port) as sock:
         rawhttp.send_request(sock, "POST", "/api/v1/chat/completions", [("Authorization", f"Bearer {stack.token()}"), ("Content-Type", "application/json")], body)
         reader = rawhttp.ResponseReader(sock)
         status, _ = reader.head()

@@ -18,7 +18,7 @@ from tests.support.stack import Stack
 
 
 def open_stream(stack: Stack, prompt: str, request_id: str) -> tuple[socket.socket, rawhttp.ResponseReader]:
-    sock = rawhttp.connect(int(stack.base_url.rsplit(":", 1)[1]), timeout=20)
+    sock = rawhttp.connect(stack.port, timeout=20)
     body = json.dumps({"model": "gpt-4o-mini", "messages": user(prompt), "stream": True}).encode()
     headers = [("Authorization", f"Bearer {stack.token()}"), ("Content-Type", "application/json"), ("x-request-id", request_id)]
     rawhttp.send_request(sock, "POST", "/api/v1/chat/completions", headers, body)
@@ -80,7 +80,7 @@ def test_an_app_only_caller_is_403_and_nothing_reaches_azure(stack: Stack) -> No
     before = stack.stats()["chat_requests"]
     token = stack.token(app="true")
     response = rawhttp.request(
-        int(stack.base_url.rsplit(":", 1)[1]),
+        stack.port,
         "POST",
         "/api/v1/chat/completions",
         [("Authorization", f"Bearer {token}"), ("Content-Type", "application/json")],

@@ -246,8 +246,7 @@ def test_malformed_sse_ends_with_an_error_event_without_forwarding_the_bad_event
 
 
 def raw_stream_request(stack: Stack, prompt: str, request_id: str, rcvbuf: int | None = None) -> tuple[Any, rawhttp.ResponseReader]:
-    port = int(stack.base_url.rsplit(":", 1)[1])
-    sock = rawhttp.connect(port, timeout=20, rcvbuf=rcvbuf)
+    sock = rawhttp.connect(stack.port, timeout=20, rcvbuf=rcvbuf)
     body = json.dumps({"model": "gpt-4o-mini", "messages": user(prompt), "stream": True}).encode()
     headers = [("Authorization", f"Bearer {stack.token()}"), ("Content-Type", "application/json"), ("x-request-id", request_id)]
     rawhttp.send_request(sock, "POST", "/api/v1/chat/completions", headers, body)
@@ -316,9 +315,8 @@ def test_slow_reading_caller_gets_every_byte_and_does_not_hold_up_others(stack: 
 
 
 def test_caller_hanging_up_while_sending_the_body_is_not_an_unhandled_error(stack: Stack, healthy_after: None) -> None:
-    port = int(stack.base_url.rsplit(":", 1)[1])
     lines_before = len(stack.log_lines())
-    with rawhttp.connect(port) as sock:
+    with rawhttp.connect(stack.port) as sock:
         head = f"POST /api/v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {stack.token()}\r\nContent-Length: 5000\r\n\r\n"
         sock.sendall(head.encode() + b'{"messages": [')
         time.sleep(0.2)

@@ -159,13 +159,12 @@ def token_attempts(stack: Stack) -> list[str]:
 
 def send(stack: Stack, headers: Headers, body: dict[str, Any], query: str = "", token: str | None = None) -> tuple[int, str]:
     request_id = new_id("forge")
-    port = int(stack.base_url.rsplit(":", 1)[1])
     auth = [("Authorization", f"Bearer {token}")] if token is not None else [("Authorization", f"Bearer {ADA_TOKEN[stack.base_url]}")]
     full_body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "who am I"}], **body}
     target = "/api/v1/chat/completions" + (f"?{query}" if query else "")
     try:
         response = rawhttp.request(
-            port,
+            stack.port,
             "POST",
             target,
             [*auth, ("Content-Type", "application/json"), ("x-request-id", request_id), *headers],

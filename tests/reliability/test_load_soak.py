@@ -233,7 +233,7 @@ def _tcp_table(pid: int) -> dict[str, tuple[int, int, str]]:
 
 
 def descriptors(stack: Stack, pid: int) -> Descriptors:
-    relay_port = urllib.parse.urlsplit(stack.base_url).port
+    relay_port = stack.port
     emulator_port = urllib.parse.urlsplit(stack.emulator_url).port
     targets = _fd_targets(pid)
     table = _tcp_table(pid)
@@ -381,8 +381,7 @@ def large_bodies() -> list[tuple[str, bytes]]:
 
 
 async def post_raw(stack: Stack, token: str, body: bytes) -> int:
-    port = int(stack.base_url.rsplit(":", 1)[1])
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
     head = (
         f"POST /api/v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
