@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import time
 import urllib.request
 import uuid
@@ -11,6 +12,7 @@ from typing import Any
 
 import openai
 
+from tests.support import rawhttp
 from tests.support.chat import user
 from tests.support.faultproxy import FaultProxy
 from tests.support.stack import Stack
@@ -35,6 +37,15 @@ def client(stack: Stack, request_id: str | None = None, token: str | None = None
     return openai.OpenAI(
         base_url=f"{stack.api}/v1", api_key=token or stack.token(), max_retries=0, timeout=20, default_headers=headers, **kwargs
     )
+
+
+def open_chat_stream(stack: Stack, prompt: str, request_id: str, rcvbuf: int | None = None) -> tuple[socket.socket, rawhttp.ResponseReader]:
+    """A streamed chat request sent on a bare socket, the response not yet read: the caller can read slowly or hang up."""
+    sock = rawhttp.connect(stack.port, timeout=20, rcvbuf=rcvbuf)
+    body = json.dumps({"model": "gpt-4o-mini", "messages": user(prompt), "stream": True}).encode()
+    headers = [("Authorization", f"Bearer {stack.token()}"), ("Content-Type", "application/json"), ("x-request-id", request_id)]
+    rawhttp.send_request(sock, "POST", "/api/v1/chat/completions", headers, body)
+    return sock, rawhttp.ResponseReader(sock, read_size=1024)
 
 
 def records_for(stack: Stack, client_request_id: str) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from tests.reliability.common import (
     assert_healthy,
     client,
     new_id,
+    open_chat_stream,
     probe,
     records_for,
     sse_events,
@@ -245,17 +246,9 @@ def test_malformed_sse_ends_with_an_error_event_without_forwarding_the_bad_event
 # --- callers that misbehave -------------------------------------------------------------------------
 
 
-def raw_stream_request(stack: Stack, prompt: str, request_id: str, rcvbuf: int | None = None) -> tuple[Any, rawhttp.ResponseReader]:
-    sock = rawhttp.connect(stack.port, timeout=20, rcvbuf=rcvbuf)
-    body = json.dumps({"model": "gpt-4o-mini", "messages": user(prompt), "stream": True}).encode()
-    headers = [("Authorization", f"Bearer {stack.token()}"), ("Content-Type", "application/json"), ("x-request-id", request_id)]
-    rawhttp.send_request(sock, "POST", "/api/v1/chat/completions", headers, body)
-    return sock, rawhttp.ResponseReader(sock, read_size=1024)
-
-
 def hang_up_and_time_cancellation(stack: Stack, prompt: str) -> float:
     request_id = new_id("gone")
-    sock, reader = raw_stream_request(stack, prompt, request_id)
+    sock, reader = open_chat_stream(stack, prompt, request_id)
     status, _ = reader.head()
     assert status == 200
     next(reader.body_pieces())  # the stream has started
@@ -278,7 +271,7 @@ def test_caller_hanging_up_while_the_upstream_is_quiet_cancels_it_within_a_secon
 
 def test_caller_hanging_up_before_the_response_started_cancels_the_upstream_request(stack: Stack, healthy_after: None) -> None:
     request_id = new_id("early")
-    sock, _ = raw_stream_request(stack, "[emulate:slow=1.4] hello", request_id)
+    sock, _ = open_chat_stream(stack, "[emulate:slow=1.4] hello", request_id)
     time.sleep(0.2)
     sock.close()
     left = time.time()
@@ -290,7 +283,7 @@ def test_caller_hanging_up_before_the_response_started_cancels_the_upstream_requ
 def test_slow_reading_caller_gets_every_byte_and_does_not_hold_up_others(stack: Stack, healthy_after: None) -> None:
     words = 1500
     request_id = new_id("slowreader")
-    sock, reader = raw_stream_request(stack, f"[emulate:words={words}] a slow reader", request_id, rcvbuf=4096)
+    sock, reader = open_chat_stream(stack, f"[emulate:words={words}] a slow reader", request_id, rcvbuf=4096)
     with sock:
         status, _ = reader.head()
         assert status == 200
