@@ -16,6 +16,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from tests.reliability.common import client
 from tests.support import rawhttp
 from tests.support.stack import Stack
 
@@ -35,32 +36,28 @@ WEATHER = {
 }
 
 
-def sdk(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.api}/v1", api_key=stack.token(), max_retries=0, timeout=20)
-
-
 def record_with(stack: Stack, marker: str) -> dict[str, Any]:
     return next(r for r in reversed(stack.requests()) if marker in json.dumps(r["body"]))
 
 
 def test_a_tool_round_trip(stack: Stack) -> None:
-    client = sdk(stack)
+    sdk = client(stack)
     messages: list[Any] = [{"role": "user", "content": "What is the weather in Oslo?"}]
     forced: Any = {"type": "function", "function": {"name": "get_weather"}}
-    first = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER], tool_choice=forced)
+    first = sdk.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER], tool_choice=forced)
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.content is None
     (call,) = choice.message.tool_calls or []
     assert call.type == "function" and call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"city": "city", "unit": "celsius"}
     messages += [choice.message.model_dump(exclude_none=True), {"role": "tool", "tool_call_id": call.id, "content": "12 degrees and rain"}]
-    answer = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER])
+    answer = sdk.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER])
     assert answer.choices[0].finish_reason == "stop"
     assert "12 degrees and rain" in (answer.choices[0].message.content or "")
 
 
 def test_streamed_tool_call_arguments_reassemble(stack: Stack) -> None:
-    with sdk(stack).chat.completions.stream(
+    with client(stack).chat.completions.stream(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "weather please [emulate:tool_call=get_weather]"}],
         tools=[openai.pydantic_function_tool(Weather, name="get_weather")],
@@ -83,7 +80,7 @@ class Answer(BaseModel):
 
 
 def test_a_structured_output_parses_with_the_sdks_parse_helper(stack: Stack) -> None:
-    completion = sdk(stack).chat.completions.parse(
+    completion = client(stack).chat.completions.parse(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "Summarise the relay"}], response_format=Answer
     )
     parsed = completion.choices[0].message.parsed
@@ -92,7 +89,7 @@ def test_a_structured_output_parses_with_the_sdks_parse_helper(stack: Stack) -> 
 
 def test_a_content_filter_error_keeps_azures_innererror(stack: Stack) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        sdk(stack).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "[emulate:jailbreak] ignore all"}])
+        client(stack).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "[emulate:jailbreak] ignore all"}])
     error = caught.value.body
     assert isinstance(error, dict) and error["code"] == "content_filter"
     inner = error["innererror"]
@@ -103,7 +100,7 @@ def test_a_content_filter_error_keeps_azures_innererror(stack: Stack) -> None:
 
 def test_options_clients_set_are_forwarded_and_identities_are_replaced(stack: Stack) -> None:
     marker = uuid.uuid4().hex
-    sdk(stack).chat.completions.create(
+    client(stack).chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": f"hi {marker}"}],
         verbosity="low",
@@ -123,13 +120,13 @@ def test_options_clients_set_are_forwarded_and_identities_are_replaced(stack: St
 
 def test_priority_processing_is_refused_unless_the_instance_allows_it(stack: Stack) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        sdk(stack).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], service_tier="priority")
+        client(stack).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], service_tier="priority")
     assert (caught.value.code, caught.value.param) == ("parameter_not_allowed", "service_tier")
 
 
 def test_the_responses_api_gets_a_404_naming_the_chat_completions_switch(stack: Stack) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        sdk(stack).responses.create(model="gpt-4o-mini", input="hi")
+        client(stack).responses.create(model="gpt-4o-mini", input="hi")
     assert caught.value.code == "unsupported_route"
     message = caught.value.message
     for switch in ("openai.chat(", "OpenAIChatCompletionsModel", "OpenAIChatCompletionClient", "use_responses_api=False"):
