@@ -150,7 +150,8 @@ async def wait_for_records(stack: Stack, ids: set[str], timeout: float = 10.0) -
         by_id: dict[str, list[dict[str, Any]]] = {}
         for record in records:
             by_id.setdefault(client_ids.get(record["headers"].get("x-ms-client-request-id", ""), ""), []).append(record)
-        settled = all(r["outcome"] is not None for rid in ids for r in by_id.get(rid, []))
+        # Settled once every request's log line is written (else its records are not found yet) and every record is finished.
+        settled = ids <= set(client_ids.values()) and all(r["outcome"] is not None for rid in ids for r in by_id.get(rid, []))
         if settled or time.monotonic() > deadline:
             return by_id
         await asyncio.sleep(0.1)
