@@ -143,4 +143,4 @@ def test_other_v1_routes_are_the_same_404(stack: Stack, method: str, path: str) 
 
 def test_an_api_path_no_function_serves_is_a_plain_404(stack: Stack) -> None:
     response = rawhttp.request(stack.port, "POST", "/api/v2/chat", [("Authorization", f"Bearer {stack.token()}")], b"{}")
-    assert response.status == 404
+    assert (response.status, response.body) == (404, b""), "the Functions host's own 404, not the relay's unsupported_route"
