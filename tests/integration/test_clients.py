@@ -16,9 +16,10 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from devhost.easyauth import DEV_OBJECT_ID, DEV_TENANT_ID
 from tests.reliability.common import client
 from tests.support import rawhttp
-from tests.support.stack import Stack
+from tests.support.stack import APPLICATION_NAME, Stack
 
 WEATHER = {
     "type": "function",
@@ -110,11 +111,17 @@ def test_options_clients_set_are_forwarded_and_identities_are_replaced(stack: St
         user="mallory@evil.example",
         safety_identifier="ceo",
     )
-    sent = record_with(stack, marker)["body"]
+    record = record_with(stack, marker)
+    sent = record["body"]
     assert (sent["verbosity"], sent["reasoning_effort"], sent["service_tier"], sent["prompt_cache_retention"]) == ("low", "none", "auto", "24h")
-    me = json.loads(rawhttp.request(stack.port, "GET", "/api/me", [("Authorization", f"Bearer {stack.token()}")]).body)
+    assert record["user_security_context"] == {
+        "application_name": APPLICATION_NAME,
+        "end_user_id": DEV_OBJECT_ID,
+        "end_user_tenant_id": DEV_TENANT_ID,
+        "source_ip": "127.0.0.1",
+    }
     assert sent["user"] == sent["safety_identifier"] != "ceo"
-    assert me["principal"]["object_id"] not in sent["user"]
+    assert DEV_OBJECT_ID not in sent["user"]
     assert sent["max_completion_tokens"] == 100  # the relay's cap, though the client sent none
 
 
