@@ -7,10 +7,9 @@ stand-in and the Python worker) -> Azure OpenAI emulator.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-from tests.reliability.common import assert_healthy, new_id, open_chat_stream, sse_events, wait_for_outcomes
+from tests.reliability.common import assert_healthy, new_id, open_chat_stream, sse_events, wait_for_outcomes, wait_until_upstream_has
 from tests.support import rawhttp
 from tests.support.chat import user
 from tests.support.stack import Stack
@@ -58,10 +57,7 @@ def test_a_caller_hanging_up_mid_stream_cancels_the_upstream_request(stack: Stac
 def test_a_caller_hanging_up_before_the_response_started_cancels_the_upstream_request(stack: Stack) -> None:
     request_id = new_id("early-hangup")
     sock, _ = open_chat_stream(stack, f"[emulate:slow=2] hello {request_id}", request_id)
-    deadline = time.monotonic() + 10
-    while not any(request_id in json.dumps(r["body"]) for r in stack.requests()):
-        assert time.monotonic() < deadline, "the request never reached Azure OpenAI"
-        time.sleep(0.05)
+    wait_until_upstream_has(stack, request_id)
     sock.close()
     records = wait_for_outcomes(stack, request_id, timeout=10)
     assert [r["outcome"] for r in records] == ["cancelled"]

@@ -57,6 +57,14 @@ def records_for(stack: Stack, client_request_id: str) -> list[dict[str, Any]]:
     return [r for r in stack.requests() if r["headers"].get("x-ms-client-request-id") == request_id]
 
 
+def wait_until_upstream_has(stack: Stack, marker: str, timeout: float = 10.0) -> None:
+    """Wait until Azure OpenAI has received a request whose body contains ``marker``."""
+    deadline = time.monotonic() + timeout
+    while not any(marker in json.dumps(r["body"]) for r in stack.requests()):
+        assert time.monotonic() < deadline, f"no request with {marker!r} reached Azure OpenAI"
+        time.sleep(0.05)
+
+
 def wait_for_outcomes(stack: Stack, request_id: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
     """The emulator's records for ``request_id`` once ``count`` of them are finished."""
     deadline = time.monotonic() + timeout

@@ -29,6 +29,7 @@ from tests.reliability.common import (
     records_for,
     sse_events,
     wait_for_outcomes,
+    wait_until_upstream_has,
 )
 from tests.support import rawhttp
 from tests.support.chat import user
@@ -271,8 +272,8 @@ def test_caller_hanging_up_while_the_upstream_is_quiet_cancels_it_within_a_secon
 
 def test_caller_hanging_up_before_the_response_started_cancels_the_upstream_request(stack: Stack, healthy_after: None) -> None:
     request_id = new_id("early")
-    sock, _ = open_chat_stream(stack, "[emulate:slow=1.4] hello", request_id)
-    time.sleep(0.2)
+    sock, _ = open_chat_stream(stack, f"[emulate:slow=1.4] hello {request_id}", request_id)
+    wait_until_upstream_has(stack, request_id)
     sock.close()
     left = time.time()
     records = wait_for_outcomes(stack, request_id, timeout=5)
