@@ -9,7 +9,6 @@ Both runtimes (tests/integration/conftest.py); the npm SDK's side is in tests/e2
 
 from __future__ import annotations
 
-import json
 import time
 
 import openai
@@ -18,8 +17,7 @@ import pytest
 from shared.config import load_settings
 from shared.relay import NON_STREAMED_DEADLINE_S
 from tests.integration.conftest import KEEPALIVE_S
-from tests.reliability.common import client
-from tests.support import rawhttp
+from tests.reliability.common import client, new_id, open_chat_stream
 from tests.support.stack import Stack
 
 THINK_S = 3.2 * KEEPALIVE_S  # under this stack's 2 s upstream read timeout
@@ -27,10 +25,8 @@ PROMPT = f"ponder [emulate:think={THINK_S}] [emulate:words=6]"
 
 
 def test_a_long_think_gets_keep_alive_comments_before_the_first_token(stack: Stack) -> None:
-    body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": PROMPT}]}).encode()
-    with rawhttp.connect(stack.port) as sock:
-        rawhttp.send_request(sock, "POST", "/api/v1/chat/completions", [("Authorization", f"Bearer {stack.token()}"), ("Content-Type", "application/json")], body)
-        reader = rawhttp.ResponseReader(sock)
+    sock, reader = open_chat_stream(stack, PROMPT, new_id("think"))
+    with sock:
         status, _ = reader.head()
         raw = b"".join(reader.body_pieces())
     assert status == 200
