@@ -16,8 +16,10 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from devhost.easyauth import DEV_OBJECT_ID, DEV_TENANT_ID
+from tests.reliability.common import client
 from tests.support import rawhttp
-from tests.support.stack import Stack
+from tests.support.stack import APPLICATION_NAME, Stack
 
 WEATHER = {
     "type": "function",
@@ -35,32 +37,28 @@ WEATHER = {
 }
 
 
-def sdk(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.api}/v1", api_key=stack.token(), max_retries=0, timeout=20)
-
-
 def record_with(stack: Stack, marker: str) -> dict[str, Any]:
     return next(r for r in reversed(stack.requests()) if marker in json.dumps(r["body"]))
 
 
 def test_a_tool_round_trip(stack: Stack) -> None:
-    client = sdk(stack)
+    sdk = client(stack)
     messages: list[Any] = [{"role": "user", "content": "What is the weather in Oslo?"}]
     forced: Any = {"type": "function", "function": {"name": "get_weather"}}
-    first = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER], tool_choice=forced)
+    first = sdk.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER], tool_choice=forced)
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.content is None
     (call,) = choice.message.tool_calls or []
     assert call.type == "function" and call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"city": "city", "unit": "celsius"}
     messages += [choice.message.model_dump(exclude_none=True), {"role": "tool", "tool_call_id": call.id, "content": "12 degrees and rain"}]
-    answer = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER])
+    answer = sdk.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER])
     assert answer.choices[0].finish_reason == "stop"
     assert "12 degrees and rain" in (answer.choices[0].message.content or "")
 
 
 def test_streamed_tool_call_arguments_reassemble(stack: Stack) -> None:
-    with sdk(stack).chat.completions.stream(
+    with client(stack).chat.completions.stream(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "weather please [emulate:tool_call=get_weather]"}],
         tools=[openai.pydantic_function_tool(Weather, name="get_weather")],
@@ -83,7 +81,7 @@ class Answer(BaseModel):
 
 
 def test_a_structured_output_parses_with_the_sdks_parse_helper(stack: Stack) -> None:
-    completion = sdk(stack).chat.completions.parse(
+    completion = client(stack).chat.completions.parse(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "Summarise the relay"}], response_format=Answer
     )
     parsed = completion.choices[0].message.parsed
@@ -92,7 +90,7 @@ def test_a_structured_output_parses_with_the_sdks_parse_helper(stack: Stack) -> 
 
 def test_a_content_filter_error_keeps_azures_innererror(stack: Stack) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        sdk(stack).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "[emulate:jailbreak] ignore all"}])
+        client(stack).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "[emulate:jailbreak] ignore all"}])
     error = caught.value.body
     assert isinstance(error, dict) and error["code"] == "content_filter"
     inner = error["innererror"]
@@ -103,7 +101,7 @@ def test_a_content_filter_error_keeps_azures_innererror(stack: Stack) -> None:
 
 def test_options_clients_set_are_forwarded_and_identities_are_replaced(stack: Stack) -> None:
     marker = uuid.uuid4().hex
-    sdk(stack).chat.completions.create(
+    client(stack).chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": f"hi {marker}"}],
         verbosity="low",
@@ -113,23 +111,29 @@ def test_options_clients_set_are_forwarded_and_identities_are_replaced(stack: St
         user="mallory@evil.example",
         safety_identifier="ceo",
     )
-    sent = record_with(stack, marker)["body"]
+    record = record_with(stack, marker)
+    sent = record["body"]
     assert (sent["verbosity"], sent["reasoning_effort"], sent["service_tier"], sent["prompt_cache_retention"]) == ("low", "none", "auto", "24h")
-    me = json.loads(rawhttp.request(port(stack), "GET", "/api/me", [("Authorization", f"Bearer {stack.token()}")]).body)
+    assert record["user_security_context"] == {
+        "application_name": APPLICATION_NAME,
+        "end_user_id": DEV_OBJECT_ID,
+        "end_user_tenant_id": DEV_TENANT_ID,
+        "source_ip": "127.0.0.1",
+    }
     assert sent["user"] == sent["safety_identifier"] != "ceo"
-    assert me["principal"]["object_id"] not in sent["user"]
+    assert DEV_OBJECT_ID not in sent["user"]
     assert sent["max_completion_tokens"] == 100  # the relay's cap, though the client sent none
 
 
 def test_priority_processing_is_refused_unless_the_instance_allows_it(stack: Stack) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        sdk(stack).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], service_tier="priority")
+        client(stack).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], service_tier="priority")
     assert (caught.value.code, caught.value.param) == ("parameter_not_allowed", "service_tier")
 
 
 def test_the_responses_api_gets_a_404_naming_the_chat_completions_switch(stack: Stack) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        sdk(stack).responses.create(model="gpt-4o-mini", input="hi")
+        client(stack).responses.create(model="gpt-4o-mini", input="hi")
     assert caught.value.code == "unsupported_route"
     message = caught.value.message
     for switch in ("openai.chat(", "OpenAIChatCompletionsModel", "OpenAIChatCompletionClient", "use_responses_api=False"):
@@ -137,17 +141,13 @@ def test_the_responses_api_gets_a_404_naming_the_chat_completions_switch(stack: 
     assert set(caught.value.body) >= {"message", "type", "param", "code"}  # type: ignore[arg-type]
 
 
-def port(stack: Stack) -> int:
-    return int(stack.base_url.rsplit(":", 1)[1])
-
-
 @pytest.mark.parametrize(("method", "path"), [("POST", "/api/v1/embeddings"), ("GET", "/api/v1/files"), ("GET", "/api/v1/chat/completions")])
 def test_other_v1_routes_are_the_same_404(stack: Stack, method: str, path: str) -> None:
-    response = rawhttp.request(port(stack), method, path, [("Authorization", f"Bearer {stack.token()}")], b"{}" if method == "POST" else b"")
+    response = rawhttp.request(stack.port, method, path, [("Authorization", f"Bearer {stack.token()}")], b"{}" if method == "POST" else b"")
     assert response.status == 404
     assert json.loads(response.body)["error"]["code"] == "unsupported_route"
 
 
 def test_an_api_path_no_function_serves_is_a_plain_404(stack: Stack) -> None:
-    response = rawhttp.request(port(stack), "POST", "/api/v2/chat", [("Authorization", f"Bearer {stack.token()}")], b"{}")
-    assert response.status == 404
+    response = rawhttp.request(stack.port, "POST", "/api/v2/chat", [("Authorization", f"Bearer {stack.token()}")], b"{}")
+    assert (response.status, response.body) == (404, b""), "the Functions host's own 404, not the relay's unsupported_route"

@@ -9,7 +9,6 @@ Both runtimes (tests/integration/conftest.py); the npm SDK's side is in tests/e2
 
 from __future__ import annotations
 
-import json
 import time
 
 import openai
@@ -18,23 +17,16 @@ import pytest
 from shared.config import load_settings
 from shared.relay import NON_STREAMED_DEADLINE_S
 from tests.integration.conftest import KEEPALIVE_S
-from tests.support import rawhttp
+from tests.reliability.common import client, new_id, open_chat_stream
 from tests.support.stack import Stack
 
 THINK_S = 3.2 * KEEPALIVE_S  # under this stack's 2 s upstream read timeout
 PROMPT = f"ponder [emulate:think={THINK_S}] [emulate:words=6]"
 
 
-def sdk(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.api}/v1", api_key=stack.token(), max_retries=0, timeout=20)
-
-
 def test_a_long_think_gets_keep_alive_comments_before_the_first_token(stack: Stack) -> None:
-    port = int(stack.base_url.rsplit(":", 1)[1])
-    body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": PROMPT}]}).encode()
-    with rawhttp.connect(port) as sock:
-        rawhttp.send_request(sock, "POST", "/api/v1/chat/completions", [("Authorization", f"Bearer {stack.token()}"), ("Content-Type", "application/json")], body)
-        reader = rawhttp.ResponseReader(sock)
+    sock, reader = open_chat_stream(stack, PROMPT, new_id("think"))
+    with sock:
         status, _ = reader.head()
         raw = b"".join(reader.body_pieces())
     assert status == 200
@@ -48,7 +40,7 @@ def test_the_python_sdk_ignores_the_comments(stack: Stack) -> None:
     started = time.monotonic()
     text = "".join(
         chunk.choices[0].delta.content or ""
-        for chunk in sdk(stack).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}], stream=True)
+        for chunk in client(stack).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}], stream=True)
         if chunk.choices
     )
     assert time.monotonic() - started >= THINK_S
@@ -59,7 +51,7 @@ def test_a_whole_answer_slower_than_its_bound_is_504_saying_to_stream(stack: Sta
     # This stack's RELAY_UPSTREAM_TIMEOUT_S is 2 s; a non-streamed think of 3 s is over it.
     started = time.monotonic()
     with pytest.raises(openai.APIStatusError) as caught:
-        sdk(stack).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "[emulate:think=3] hi"}])
+        client(stack).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "[emulate:think=3] hi"}])
     assert (caught.value.status_code, caught.value.code) == (504, "upstream_timeout")
     assert '"stream": true' in caught.value.message and "230 s" in caught.value.message
     assert time.monotonic() - started < 3

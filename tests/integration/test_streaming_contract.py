@@ -7,22 +7,12 @@ stand-in and the Python worker) -> Azure OpenAI emulator.
 from __future__ import annotations
 
 import json
-import socket
-import time
 from typing import Any
 
-from tests.reliability.common import assert_healthy, new_id, sse_events, wait_for_outcomes
+from tests.reliability.common import assert_healthy, new_id, open_chat_stream, sse_events, wait_for_outcomes, wait_until_upstream_has
 from tests.support import rawhttp
 from tests.support.chat import user
 from tests.support.stack import Stack
-
-
-def open_stream(stack: Stack, prompt: str, request_id: str) -> tuple[socket.socket, rawhttp.ResponseReader]:
-    sock = rawhttp.connect(int(stack.base_url.rsplit(":", 1)[1]), timeout=20)
-    body = json.dumps({"model": "gpt-4o-mini", "messages": user(prompt), "stream": True}).encode()
-    headers = [("Authorization", f"Bearer {stack.token()}"), ("Content-Type", "application/json"), ("x-request-id", request_id)]
-    rawhttp.send_request(sock, "POST", "/api/v1/chat/completions", headers, body)
-    return sock, rawhttp.ResponseReader(sock, read_size=1024)
 
 
 def content_of(events: list[tuple[str | None, str]]) -> list[str]:
@@ -38,7 +28,7 @@ def content_of(events: list[tuple[str | None, str]]) -> list[str]:
 
 def test_each_streamed_chunk_reaches_the_caller_on_its_own(stack: Stack) -> None:
     """Azure sends a word, then is quiet for 400 ms: each word must arrive before the next is sent, whole."""
-    sock, reader = open_stream(stack, "count [emulate:words=4] [emulate:chunk_delay_ms=400]", new_id("chunks"))
+    sock, reader = open_chat_stream(stack, "count [emulate:words=4] [emulate:chunk_delay_ms=400]", new_id("chunks"))
     with sock:
         status, _ = reader.head()
         pieces = list(reader.body_pieces())
@@ -53,7 +43,7 @@ def test_each_streamed_chunk_reaches_the_caller_on_its_own(stack: Stack) -> None
 def test_a_caller_hanging_up_mid_stream_cancels_the_upstream_request(stack: Stack) -> None:
     cancelled_before = stack.stats()["cancelled_streams"]
     request_id = new_id("hangup")
-    sock, reader = open_stream(stack, "[emulate:words=400] [emulate:chunk_delay_ms=20] go on", request_id)
+    sock, reader = open_chat_stream(stack, "[emulate:words=400] [emulate:chunk_delay_ms=20] go on", request_id)
     status, _ = reader.head()
     assert status == 200
     next(reader.body_pieces())
@@ -66,11 +56,8 @@ def test_a_caller_hanging_up_mid_stream_cancels_the_upstream_request(stack: Stac
 
 def test_a_caller_hanging_up_before_the_response_started_cancels_the_upstream_request(stack: Stack) -> None:
     request_id = new_id("early-hangup")
-    sock, _ = open_stream(stack, f"[emulate:slow=2] hello {request_id}", request_id)
-    deadline = time.monotonic() + 10
-    while not any(request_id in json.dumps(r["body"]) for r in stack.requests()):
-        assert time.monotonic() < deadline, "the request never reached Azure OpenAI"
-        time.sleep(0.05)
+    sock, _ = open_chat_stream(stack, f"[emulate:slow=2] hello {request_id}", request_id)
+    wait_until_upstream_has(stack, request_id)
     sock.close()
     records = wait_for_outcomes(stack, request_id, timeout=10)
     assert [r["outcome"] for r in records] == ["cancelled"]
@@ -80,7 +67,7 @@ def test_an_app_only_caller_is_403_and_nothing_reaches_azure(stack: Stack) -> No
     before = stack.stats()["chat_requests"]
     token = stack.token(app="true")
     response = rawhttp.request(
-        int(stack.base_url.rsplit(":", 1)[1]),
+        stack.port,
         "POST",
         "/api/v1/chat/completions",
         [("Authorization", f"Bearer {token}"), ("Content-Type", "application/json")],

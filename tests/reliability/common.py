@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import time
 import urllib.request
 import uuid
@@ -11,6 +12,7 @@ from typing import Any
 
 import openai
 
+from tests.support import rawhttp
 from tests.support.chat import user
 from tests.support.faultproxy import FaultProxy
 from tests.support.stack import Stack
@@ -37,6 +39,15 @@ def client(stack: Stack, request_id: str | None = None, token: str | None = None
     )
 
 
+def open_chat_stream(stack: Stack, prompt: str, request_id: str, rcvbuf: int | None = None) -> tuple[socket.socket, rawhttp.ResponseReader]:
+    """A streamed chat request sent on a bare socket, the response not yet read: the caller can read slowly or hang up."""
+    sock = rawhttp.connect(stack.port, timeout=20, rcvbuf=rcvbuf)
+    body = json.dumps({"model": "gpt-4o-mini", "messages": user(prompt), "stream": True}).encode()
+    headers = [("Authorization", f"Bearer {stack.token()}"), ("Content-Type", "application/json"), ("x-request-id", request_id)]
+    rawhttp.send_request(sock, "POST", "/api/v1/chat/completions", headers, body)
+    return sock, rawhttp.ResponseReader(sock, read_size=1024)
+
+
 def records_for(stack: Stack, client_request_id: str) -> list[dict[str, Any]]:
     """What Azure OpenAI received for the request sent with ``x-request-id: client_request_id``.
 
@@ -44,6 +55,14 @@ def records_for(stack: Stack, client_request_id: str) -> list[dict[str, Any]]:
     """
     request_id = stack.request_log(client_request_id)["request_id"]
     return [r for r in stack.requests() if r["headers"].get("x-ms-client-request-id") == request_id]
+
+
+def wait_until_upstream_has(stack: Stack, marker: str, timeout: float = 10.0) -> None:
+    """Wait until Azure OpenAI has received a request whose body contains ``marker``."""
+    deadline = time.monotonic() + timeout
+    while not any(marker in json.dumps(r["body"]) for r in stack.requests()):
+        assert time.monotonic() < deadline, f"no request with {marker!r} reached Azure OpenAI"
+        time.sleep(0.05)
 
 
 def wait_for_outcomes(stack: Stack, request_id: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:

@@ -15,12 +15,11 @@ from collections.abc import Iterator
 import pytest
 
 from tests.reliability.common import RELAY_TIMEOUT_S, Proxied
+from tests.support.emulator import IDENTITY_HEADER, running_emulator
 from tests.support.faultproxy import fault_proxy
 from tests.support.probe import run_probed_stack
-from tests.support.servers import free_port, run_python_module
+from tests.support.servers import free_port
 from tests.support.stack import Stack
-
-IDENTITY_HEADER = "reliability-identity-header"
 
 
 @pytest.fixture(scope="session")
@@ -33,27 +32,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="session")
 def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
     tmp = tmp_path_factory.mktemp("proxied")
-    emulator_port = free_port()
-    emulator_env = {
-        "EMULATOR_KEYVAULT_PORT": str(free_port()),
-        "EMULATOR_CA_FILE": str(tmp / "ca.pem"),
-        "EMULATOR_IDENTITY_HEADER": IDENTITY_HEADER,
-    }
-    emulator_url = f"http://127.0.0.1:{emulator_port}"
-    with (
-        run_python_module(
-            "devhost.emulator", ["--port", str(emulator_port)], emulator_env, f"{emulator_url}/_emulator/healthz", tmp / "emulator.log"
-        ),
-        fault_proxy(emulator_port, free_port()) as proxy,
-    ):
+    with running_emulator(tmp) as emulator, fault_proxy(emulator.port, free_port()) as proxy:
         relay_env = {
             "AZURE_OPENAI_ENDPOINT": proxy.url,
-            "IDENTITY_ENDPOINT": f"{emulator_url}/msi/token",
+            "IDENTITY_ENDPOINT": emulator.identity_endpoint,
             "IDENTITY_HEADER": IDENTITY_HEADER,
             "RELAY_UPSTREAM_TIMEOUT_S": str(RELAY_TIMEOUT_S),
         }
         with run_probed_stack(tmp, relay_env) as running:
-            yield Proxied(dataclasses.replace(running, emulator_url=emulator_url), proxy)
+            yield Proxied(dataclasses.replace(running, emulator_url=emulator.base), proxy)
 
 
 @pytest.fixture(scope="session")

@@ -24,10 +24,12 @@ from tests.reliability.common import (
     assert_healthy,
     client,
     new_id,
+    open_chat_stream,
     probe,
     records_for,
     sse_events,
     wait_for_outcomes,
+    wait_until_upstream_has,
 )
 from tests.support import rawhttp
 from tests.support.chat import user
@@ -245,18 +247,9 @@ def test_malformed_sse_ends_with_an_error_event_without_forwarding_the_bad_event
 # --- callers that misbehave -------------------------------------------------------------------------
 
 
-def raw_stream_request(stack: Stack, prompt: str, request_id: str, rcvbuf: int | None = None) -> tuple[Any, rawhttp.ResponseReader]:
-    port = int(stack.base_url.rsplit(":", 1)[1])
-    sock = rawhttp.connect(port, timeout=20, rcvbuf=rcvbuf)
-    body = json.dumps({"model": "gpt-4o-mini", "messages": user(prompt), "stream": True}).encode()
-    headers = [("Authorization", f"Bearer {stack.token()}"), ("Content-Type", "application/json"), ("x-request-id", request_id)]
-    rawhttp.send_request(sock, "POST", "/api/v1/chat/completions", headers, body)
-    return sock, rawhttp.ResponseReader(sock, read_size=1024)
-
-
 def hang_up_and_time_cancellation(stack: Stack, prompt: str) -> float:
     request_id = new_id("gone")
-    sock, reader = raw_stream_request(stack, prompt, request_id)
+    sock, reader = open_chat_stream(stack, prompt, request_id)
     status, _ = reader.head()
     assert status == 200
     next(reader.body_pieces())  # the stream has started
@@ -279,8 +272,8 @@ def test_caller_hanging_up_while_the_upstream_is_quiet_cancels_it_within_a_secon
 
 def test_caller_hanging_up_before_the_response_started_cancels_the_upstream_request(stack: Stack, healthy_after: None) -> None:
     request_id = new_id("early")
-    sock, _ = raw_stream_request(stack, "[emulate:slow=1.4] hello", request_id)
-    time.sleep(0.2)
+    sock, _ = open_chat_stream(stack, f"[emulate:slow=1.4] hello {request_id}", request_id)
+    wait_until_upstream_has(stack, request_id)
     sock.close()
     left = time.time()
     records = wait_for_outcomes(stack, request_id, timeout=5)
@@ -291,7 +284,7 @@ def test_caller_hanging_up_before_the_response_started_cancels_the_upstream_requ
 def test_slow_reading_caller_gets_every_byte_and_does_not_hold_up_others(stack: Stack, healthy_after: None) -> None:
     words = 1500
     request_id = new_id("slowreader")
-    sock, reader = raw_stream_request(stack, f"[emulate:words={words}] a slow reader", request_id, rcvbuf=4096)
+    sock, reader = open_chat_stream(stack, f"[emulate:words={words}] a slow reader", request_id, rcvbuf=4096)
     with sock:
         status, _ = reader.head()
         assert status == 200
@@ -316,9 +309,8 @@ def test_slow_reading_caller_gets_every_byte_and_does_not_hold_up_others(stack: 
 
 
 def test_caller_hanging_up_while_sending_the_body_is_not_an_unhandled_error(stack: Stack, healthy_after: None) -> None:
-    port = int(stack.base_url.rsplit(":", 1)[1])
     lines_before = len(stack.log_lines())
-    with rawhttp.connect(port) as sock:
+    with rawhttp.connect(stack.port) as sock:
         head = f"POST /api/v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {stack.token()}\r\nContent-Length: 5000\r\n\r\n"
         sock.sendall(head.encode() + b'{"messages": [')
         time.sleep(0.2)

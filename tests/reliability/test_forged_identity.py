@@ -159,13 +159,12 @@ def token_attempts(stack: Stack) -> list[str]:
 
 def send(stack: Stack, headers: Headers, body: dict[str, Any], query: str = "", token: str | None = None) -> tuple[int, str]:
     request_id = new_id("forge")
-    port = int(stack.base_url.rsplit(":", 1)[1])
     auth = [("Authorization", f"Bearer {token}")] if token is not None else [("Authorization", f"Bearer {ADA_TOKEN[stack.base_url]}")]
     full_body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "who am I"}], **body}
     target = "/api/v1/chat/completions" + (f"?{query}" if query else "")
     try:
         response = rawhttp.request(
-            port,
+            stack.port,
             "POST",
             target,
             [*auth, ("Content-Type", "application/json"), ("x-request-id", request_id), *headers],
@@ -195,7 +194,8 @@ def test_no_forged_identity_tenant_or_ip_reaches_azure_openai(stack: Stack) -> N
 
     # The relay sends its own request ID upstream; its log lines map each caller's ID to it.
     relay_ids = stack.relay_request_ids()
-    records = {r["headers"].get("x-ms-client-request-id"): r for r in stack.requests()}
+    received = stack.requests()
+    records = {r["headers"].get("x-ms-client-request-id"): r for r in received}
     served = refused = 0
     failures = []
     for attempt, (status, request_id) in results:
@@ -211,4 +211,6 @@ def test_no_forged_identity_tenant_or_ip_reaches_azure_openai(stack: Stack) -> N
             assert not any(value in context for value in FORGED_VALUES), attempt
     print(f"\nforged-identity matrix: {len(attempts)} attempts, {served} served as Ada, {refused} refused, {len(failures)} failed")
     assert not failures, failures[:5]
+    # Nothing reached Azure OpenAI that the matrix did not count as served as Ada (a refusal's mapping cannot hide it).
+    assert len(received) == served, f"{len(received)} requests reached Azure OpenAI, {served} were served"
     assert len(attempts) >= 500

@@ -150,7 +150,8 @@ async def wait_for_records(stack: Stack, ids: set[str], timeout: float = 10.0) -
         by_id: dict[str, list[dict[str, Any]]] = {}
         for record in records:
             by_id.setdefault(client_ids.get(record["headers"].get("x-ms-client-request-id", ""), ""), []).append(record)
-        settled = all(r["outcome"] is not None for rid in ids for r in by_id.get(rid, []))
+        # Settled once every request's log line is written (else its records are not found yet) and every record is finished.
+        settled = ids <= set(client_ids.values()) and all(r["outcome"] is not None for rid in ids for r in by_id.get(rid, []))
         if settled or time.monotonic() > deadline:
             return by_id
         await asyncio.sleep(0.1)
@@ -233,7 +234,7 @@ def _tcp_table(pid: int) -> dict[str, tuple[int, int, str]]:
 
 
 def descriptors(stack: Stack, pid: int) -> Descriptors:
-    relay_port = urllib.parse.urlsplit(stack.base_url).port
+    relay_port = stack.port
     emulator_port = urllib.parse.urlsplit(stack.emulator_url).port
     targets = _fd_targets(pid)
     table = _tcp_table(pid)
@@ -381,8 +382,7 @@ def large_bodies() -> list[tuple[str, bytes]]:
 
 
 async def post_raw(stack: Stack, token: str, body: bytes) -> int:
-    port = int(stack.base_url.rsplit(":", 1)[1])
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
     head = (
         f"POST /api/v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"

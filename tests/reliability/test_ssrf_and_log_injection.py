@@ -65,7 +65,6 @@ def test_upstream_requests_go_only_to_the_configured_path(stack: Stack) -> None:
 def test_hostile_values_cannot_forge_or_split_log_lines(stack: Stack) -> None:
     forged_line = '{"event":"relay.request","oid":"99999999-9999-4999-8999-999999999999","status":200}'
     token = stack.token(name=f"Mallory\n{forged_line}")
-    port = int(stack.base_url.rsplit(":", 1)[1])
     before = len(stack.log_lines())
     hostile = [
         ("x-request-id", 'inj"},' + forged_line),
@@ -83,7 +82,7 @@ def test_hostile_values_cannot_forge_or_split_log_lines(stack: Stack) -> None:
     for header in hostile:
         for body in bodies:
             rawhttp.request(
-                port,
+                stack.port,
                 "POST",
                 "/api/v1/chat/completions",
                 [("Authorization", f"Bearer {token}"), ("Content-Type", "application/json"), header],

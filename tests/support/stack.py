@@ -30,6 +30,11 @@ class Stack:
     def api(self) -> str:
         return f"{self.base_url}/api"
 
+    @property
+    def port(self) -> int:
+        """The local host's port, for raw-socket clients."""
+        return int(self.base_url.rsplit(":", 1)[1])
+
     def token(self, **params: str) -> str:
         query = urllib.parse.urlencode(params)
         with urllib.request.urlopen(f"{self.base_url}/_dev/token?{query}", timeout=5) as resp:
