@@ -410,3 +410,29 @@ async def test_a_caller_that_stops_reading_during_a_silence_is_found_by_the_keep
     assert upstream.closed and bodies[-1] == b": keep-alive\n\n"
     [line] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "relay.request"]
     assert (line["status"], line["code"]) == (499, "caller_stalled")
+
+
+async def test_a_whole_answer_is_bounded_however_long_azure_keeps_it_retries_included(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shared.relay.NON_STREAMED_DEADLINE_S", 0.2)
+    cancelled = asyncio.Event()
+
+    class RetryingUpstream:
+        """Each attempt within the read timeout, but together longer than the bound."""
+
+        async def open(self, payload: bytes, deployment: str, request_id: str) -> Any:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        async def aclose(self) -> None:
+            pass
+
+    async def factory(settings: Settings) -> Upstream:
+        return RetryingUpstream()  # type: ignore[return-value]
+
+    status, payload = await asyncio.wait_for(chat(Relay(load_settings(BASE_ENV), factory), headers_for(user_claims())), 5)
+    assert_error(status, payload, 504, "upstream_timeout")
+    assert '"stream": true' in payload["error"]["message"]
+    assert cancelled.is_set()
