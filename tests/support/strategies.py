@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
@@ -22,6 +23,9 @@ lookalike_guids = st.builds(
     st.sampled_from(["\uff11", "\u0661", "\u00b9", "\u212a", "G", " ", "\n", "{"]),
 )
 guid_like = st.one_of(guids, guids.map(str.upper), lookalike_guids, guids.map(lambda g: g + "\n"))
+
+# The property tests' profile: examples enough to find edge cases, no per-example deadline on a noisy machine.
+FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def json_values(texts: st.SearchStrategy[str], *, finite: bool, max_leaves: int) -> st.SearchStrategy[object]:

@@ -14,14 +14,14 @@ import string
 from collections.abc import Mapping
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
 from shared.client_ip import client_ip_from_headers, parse_ip
 from shared.config import ClientIpPolicy
 from shared.errors import RelayError
-from tests.support.strategies import as_mapping, guid_like, header_sets, values_of
+from tests.support.strategies import FAST, as_mapping, guid_like, header_sets, values_of
 
 FDID = "55ce4ed1-4b06-4bf1-b40e-4638452104da"
 APP_SERVICE = ClientIpPolicy()
@@ -252,7 +252,6 @@ def test_front_door_repeated_identical_fdid_is_accepted() -> None:
 
 # --- properties ------------------------------------------------------------------------------
 
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 texts = st.text(max_size=40)
 
 ipv4 = st.ip_addresses(v=4).map(str)

@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
@@ -28,7 +28,7 @@ from shared.easyauth import (
 )
 from shared.errors import RelayError
 from shared.values import is_guid
-from tests.support.strategies import as_mapping, guid_like, guids, header_sets, json_values, values_of
+from tests.support.strategies import FAST, as_mapping, guid_like, guids, header_sets, json_values, values_of
 
 # A decoded X-MS-CLIENT-PRINCIPAL as App Service sends it (claims after its default mapping; see docs/design.md).
 REFERENCE_PRINCIPAL = """{"auth_typ": "aad",
@@ -526,7 +526,6 @@ def test_a_guests_home_tenant_comes_from_the_idp_claim(idp: str, home: str | Non
 
 # --- properties ------------------------------------------------------------------------------
 
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 texts = st.text(max_size=40)
 any_json = json_values(texts, finite=False, max_leaves=12)
 CLAIM_TYPES = [

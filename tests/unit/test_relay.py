@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from devhost.easyauth import principal_headers
@@ -27,7 +27,7 @@ from shared.relay import Relay
 from shared.upstream import Upstream
 from tests.support.asgi import call, make_request, run_response
 from tests.support.strategies import BODY_SETTINGS as SETTINGS
-from tests.support.strategies import CALLER, CALLER_CONTEXT, CALLER_HEADERS, raw_bodies, split, sse_noise, well_formed_events
+from tests.support.strategies import CALLER, CALLER_CONTEXT, CALLER_HEADERS, FAST, raw_bodies, split, sse_noise, well_formed_events
 
 OID = "1b2c3d4e-0000-4000-8000-000000000003"
 TID = "72f988bf-0000-4000-8000-000000000002"
@@ -216,7 +216,6 @@ async def test_an_unexpected_failure_is_a_500_in_the_openai_shape_without_a_trac
 
 # --- properties ------------------------------------------------------------------------------
 
-FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 class CapturingUpstream:

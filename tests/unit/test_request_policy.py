@@ -14,15 +14,14 @@ import time
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from shared.errors import RelayError
 from shared.request_policy import ALLOWED_PARAMETERS, MAX_JSON_OBJECTS, ChatRequest, parse_body, prepare_chat_request
 from tests.support.strategies import BODY_SETTINGS as SETTINGS
-from tests.support.strategies import CALLER, CALLER_CONTEXT, bodies, body_json, raw_bodies
+from tests.support.strategies import CALLER, CALLER_CONTEXT, FAST, bodies, body_json, raw_bodies
 
-FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PSEUDONYM = CALLER.pseudonym(SETTINGS.application_name)
 
 

@@ -12,14 +12,13 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from shared.errors import RelayError, upstream_error, upstream_timeout
 from shared.sse import MalformedStream, SseForwarder, error_event, forward_events
-from tests.support.strategies import split, sse_noise, well_formed_events
+from tests.support.strategies import FAST, split, sse_noise, well_formed_events
 
-FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 @FAST
 @given(stream=well_formed_events, cuts=st.lists(st.integers(0, 10**6), max_size=12))
