@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from devhost.azurite import AzuriteTables, running_azurite
-from tests.support.azurite import TABLES, admin, rows, table
+from tests.support.azurite import TABLES, admin, rows
 from tests.support.emulator import Emulator
 from tests.support.tokens import claims_of
 
@@ -35,7 +35,7 @@ def azurite_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
 @pytest.fixture
 def blocklist(azurite_dir: tuple[Path, AzuriteTables]) -> Iterator[tuple[Path, AzuriteTables]]:
     yield azurite_dir
-    with table(azurite_dir[1], "relayblocklist") as client:
+    with azurite_dir[1].table_client("relayblocklist") as client:
         for row in list(client.list_entities()):
             client.delete_entity(row["PartitionKey"], row["RowKey"])
 
@@ -65,7 +65,7 @@ def test_tenants_ranges_and_pruning_expired_rows(blocklist: tuple[Path, AzuriteT
     state_dir, azurite = blocklist
     assert admin(state_dir, "block", "--tenant", TID, "--reason", "compromised tenant", "--ttl", "7d").returncode == 0
     assert admin(state_dir, "block", "--cidr", "198.51.100.7/24", "--reason", "scanner", "--ttl", "30m").returncode == 0
-    with table(azurite, "relayblocklist") as client:
+    with azurite.table_client("relayblocklist") as client:
         client.upsert_entity({"PartitionKey": "ip", "RowKey": "old", "Value": "192.0.2.1", "ExpiresAt": "2020-01-01T00:00:00Z"})
     stored = {(r["PartitionKey"], r["RowKey"], r["Value"]) for r in rows(azurite, "relayblocklist")}
     assert stored == {("tenant", TID, TID), ("ip", "198.51.100.0_24", "198.51.100.0/24"), ("ip", "old", "192.0.2.1")}

@@ -21,7 +21,7 @@ import pytest
 
 from devhost.azurite import Azurite, running_azurite
 from tests.support import rawhttp
-from tests.support.azurite import TABLES, admin, table
+from tests.support.azurite import TABLES, admin
 from tests.support.emulator import IDENTITY_HEADER, Emulator
 from tests.support.servers import free_port, run_python_module
 from tests.support.stack import APPLICATION_NAME, DEPLOYMENTS, Stack
@@ -82,9 +82,8 @@ def relays(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def call(stack: Stack, token: str, method: str = "POST", path: str = "/api/v1/chat/completions") -> rawhttp.RawResponse:
-    port = int(stack.base_url.rsplit(":", 1)[1])
     headers = [("Authorization", f"Bearer {token}"), ("Content-Type", "application/json")]
-    return rawhttp.request(port, method, path, headers, BODY if method == "POST" else b"")
+    return rawhttp.request(stack.port, method, path, headers, BODY if method == "POST" else b"")
 
 
 def code_of(response: rawhttp.RawResponse) -> str | None:
@@ -102,7 +101,7 @@ def wait_until(condition: Any, timeout: float, step: float = 0.1) -> float:
 
 def table_tokens(relays: Relays, oid: str) -> int:
     today = datetime.now(UTC).strftime("%Y%m%d")
-    with table(relays.azurite.tables, "relaybudget") as client:
+    with relays.azurite.tables.table_client("relaybudget") as client:
         try:
             return int(client.get_entity(f"user:{oid}", today)["Tokens"])
         except Exception:

@@ -9,12 +9,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from azure.data.tables import TableClient
-
 from devhost.azurite import AzuriteTables
+from shared.config import DEFAULT_BLOCKLIST_TABLE, DEFAULT_BUDGET_TABLE
 from tests.support.servers import ROOT
 
-TABLES = ("relayblocklist", "relaybudget")
+TABLES = (DEFAULT_BLOCKLIST_TABLE, DEFAULT_BUDGET_TABLE)
 
 
 def admin(state_dir: Path, *args: str, env: Mapping[str, str] | None = None, where: Sequence[str] = ("--azurite",)) -> subprocess.CompletedProcess[str]:
@@ -31,10 +30,6 @@ def admin(state_dir: Path, *args: str, env: Mapping[str, str] | None = None, whe
     )
 
 
-def table(azurite: AzuriteTables, name: str) -> TableClient:
-    return TableClient.from_connection_string(azurite.connection_string, name, connection_verify=azurite.ca_file)
-
-
 def rows(azurite: AzuriteTables, name: str) -> list[dict[str, Any]]:
-    with table(azurite, name) as client:
+    with azurite.table_client(name) as client:
         return [dict(row) for row in client.list_entities()]
