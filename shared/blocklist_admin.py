@@ -129,9 +129,13 @@ def open_table(args: argparse.Namespace) -> tuple[Any, Callable[[], str]]:
 def _signed_in_as(credential: Any) -> str:
     """The analyst's UPN (or object ID) from the storage token the CLI hands out; read only to fill AddedBy."""
     token = credential.get_token(STORAGE_SCOPE).token
-    payload = token.split(".")[1]
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    return str(claims.get("upn") or claims.get("unique_name") or claims.get("oid") or getpass.getuser())
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        name = claims.get("upn") or claims.get("unique_name") or claims.get("oid")
+    except (IndexError, ValueError, AttributeError):  # not a JWT: the name is a courtesy, not worth failing the command
+        name = None
+    return str(name or getpass.getuser())
 
 
 def block(table: Any, args: argparse.Namespace, author: Callable[[], str], now: datetime) -> BlockEntry:
