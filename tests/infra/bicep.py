@@ -433,6 +433,8 @@ EXAMPLE_OUTPUTS: dict[str, Any] = {
     "storage.outputs.queueEndpoint": "https://stexampletoken0.queue.core.windows.net/",
     "storage.outputs.tableEndpoint": "https://stexampletoken0.table.core.windows.net/",
     "storage.outputs.deploymentContainerUrl": "https://stexampletoken0.blob.core.windows.net/app-package-example",
+    "relayTables.outputs.blocklistTableName": "relayblocklist",
+    "relayTables.outputs.budgetTableName": "relaybudget",
     "monitoring.outputs.connectionString": (
         "InstrumentationKey=3e1f7a52-0000-4000-8000-0000000000c3;"
         "IngestionEndpoint=https://swedencentral-0.in.applicationinsights.azure.com/"

@@ -151,7 +151,8 @@ param allowedServiceTiers array = [
 ]
 param exposeCachedTokens bool = false
 
-// Block list and token budgets (docs/blocklist.md); their tables are in the host storage account.
+// Block list and token budgets (docs/blocklist.md); their tables are in the host storage account
+// (RELAY_TABLE_ENDPOINT is its table service, hostStorageTableUri), created by blocklist-table.bicep.
 param blocklistEnabled bool = true
 param blocklistRefreshSeconds int = 30
 param blocklistColdStart string = 'fail-closed'
@@ -159,8 +160,8 @@ param userTokensPerMinute int = 0
 param userTokensPerDay int = 0
 param tenantTokensPerDay int = 0
 param budgetFlushSeconds int = 5
-param blocklistTableName string = 'relayblocklist'
-param budgetTableName string = 'relaybudget'
+param blocklistTableName string
+param budgetTableName string
 
 // ---- Easy Auth ------------------------------------------------------------------------
 
@@ -321,7 +322,7 @@ var baseAppSettings = [
   }
   {
     name: 'RELAY_TABLE_ENDPOINT'
-    value: 'https://${storageAccountName}.table.${environment().suffixes.storage}'
+    value: hostStorageTableUri
   }
   {
     name: 'RELAY_BLOCKLIST_ENABLED'
