@@ -282,6 +282,10 @@ class Evaluator:
                 j += 1
             inner = text[start + 2 : j - 1]
             expr = _parse_text(f"var x = {inner}\n")["variables"]["x"]["value"]
+            if isinstance(expr, str) and IDENT.match(expr) and not self.knows(expr):
+                # A bare name between ${ } is always a reference (a literal would be quoted): an undeclared one
+                # is a Bicep compile error, not text.
+                raise Unresolved(expr)
             out.append(_to_str(self.eval(expr)))
             i = j
 
