@@ -91,7 +91,7 @@ def module_paths(path: Path) -> Iterator[tuple[str, Path]]:
 
 
 def module_config(module: Mapping[str, Any]) -> dict[str, Any]:
-    """The body of a module declaration, whether it has an ``if`` or not."""
+    """The body of a module (or resource) declaration, whether it has an ``if`` or not."""
     config = module["config"]
     if "condition" in config:
         return dict(config["config"], condition=config["condition"])
@@ -103,8 +103,7 @@ def resources(parsed: Mapping[str, Any], type_: str) -> dict[str, dict[str, Any]
     found = {}
     for name, resource in parsed.get("resources", {}).items():
         if resource["type"].lower() == type_.lower():
-            config = resource["config"]
-            found[name] = dict(config["config"], condition=config["condition"]) if "condition" in config else config
+            found[name] = module_config(resource)
     return found
 
 
