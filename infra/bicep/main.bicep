@@ -396,11 +396,11 @@ module defenderBlocklist 'modules/defender-blocklist-automation.bicep' = if (ena
 module relay 'modules/functionapp.bicep' = {
   name: take('relay-functionapp-${deploymentSuffix}', 64)
   scope: rg
+  // The role assignments the relay needs before its first request; storage and the tables are
+  // dependencies already, through their outputs below.
   dependsOn: [
-    storage
     openAiRole
     keyVaultRole
-    relayTables
   ]
   params: {
     name: functionAppName
@@ -454,6 +454,8 @@ module relay 'modules/functionapp.bicep' = {
     userTokensPerDay: userTokensPerDay
     tenantTokensPerDay: tenantTokensPerDay
     budgetFlushSeconds: budgetFlushSeconds
+    blocklistTableName: relayTables.outputs.blocklistTableName
+    budgetTableName: relayTables.outputs.budgetTableName
     authClientId: relayApiClientId
     authOpenIdIssuer: openIdIssuer
     allowedClientApplications: [

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -519,11 +519,3 @@ def check_template(path: Path, index: TypeIndex) -> tuple[list[Problem], set[Pat
     checker = TemplateChecker(index, path, bicep.parse_bicep(path))
     problems = checker.check()
     return problems, checker.used_files
-
-
-def iter_resource_bodies(parsed: Mapping[str, Any], type_: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(symbolic name, body) of every resource of one type, unwrapped from ``if``/``for``."""
-    for name, declaration in parsed.get("resources", {}).items():
-        if declaration["type"].lower() == type_.lower():
-            body, _ = _unwrap(declaration["config"])
-            yield name, body

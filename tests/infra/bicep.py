@@ -91,7 +91,7 @@ def module_paths(path: Path) -> Iterator[tuple[str, Path]]:
 
 
 def module_config(module: Mapping[str, Any]) -> dict[str, Any]:
-    """The body of a module declaration, whether it has an ``if`` or not."""
+    """The body of a module (or resource) declaration, whether it has an ``if`` or not."""
     config = module["config"]
     if "condition" in config:
         return dict(config["config"], condition=config["condition"])
@@ -103,8 +103,7 @@ def resources(parsed: Mapping[str, Any], type_: str) -> dict[str, dict[str, Any]
     found = {}
     for name, resource in parsed.get("resources", {}).items():
         if resource["type"].lower() == type_.lower():
-            config = resource["config"]
-            found[name] = dict(config["config"], condition=config["condition"]) if "condition" in config else config
+            found[name] = module_config(resource)
     return found
 
 
@@ -282,6 +281,10 @@ class Evaluator:
                 j += 1
             inner = text[start + 2 : j - 1]
             expr = _parse_text(f"var x = {inner}\n")["variables"]["x"]["value"]
+            if isinstance(expr, str) and IDENT.match(expr) and not self.knows(expr):
+                # A bare name between ${ } is always a reference (a literal would be quoted): an undeclared one
+                # is a Bicep compile error, not text.
+                raise Unresolved(expr)
             out.append(_to_str(self.eval(expr)))
             i = j
 
@@ -433,6 +436,8 @@ EXAMPLE_OUTPUTS: dict[str, Any] = {
     "storage.outputs.queueEndpoint": "https://stexampletoken0.queue.core.windows.net/",
     "storage.outputs.tableEndpoint": "https://stexampletoken0.table.core.windows.net/",
     "storage.outputs.deploymentContainerUrl": "https://stexampletoken0.blob.core.windows.net/app-package-example",
+    "relayTables.outputs.blocklistTableName": "relayblocklist",
+    "relayTables.outputs.budgetTableName": "relaybudget",
     "monitoring.outputs.connectionString": (
         "InstrumentationKey=3e1f7a52-0000-4000-8000-0000000000c3;"
         "IngestionEndpoint=https://swedencentral-0.in.applicationinsights.azure.com/"

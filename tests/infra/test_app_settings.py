@@ -76,6 +76,10 @@ def test_template_settings_load(app: Path) -> None:
     assert loaded.auth_policy.allowed_audiences == frozenset(main.lookup("allowedAudiences"))
     assert loaded.auth_policy.allow_app_tokens is False
     assert loaded.max_tokens == main.lookup("maxTokens")
+    # The block list and budgets live in the tables blocklist-table.bicep creates, in the host storage account.
+    assert loaded.controls.table_endpoint == bicep.EXAMPLE_OUTPUTS["storage.outputs.tableEndpoint"].rstrip("/")
+    assert loaded.controls.blocklist.table == bicep.EXAMPLE_OUTPUTS["relayTables.outputs.blocklistTableName"]
+    assert loaded.controls.budget.table == bicep.EXAMPLE_OUTPUTS["relayTables.outputs.budgetTableName"]
     if loaded.auth_mode == "key":
         assert loaded.keyvault_url and loaded.keyvault_url.startswith("https://")
         assert loaded.key_secret_name == main.lookup("openAiKeySecretName")

@@ -200,7 +200,7 @@ def test_a_resource_type_at_the_wrong_scope_is_reported(tmp_path: Path) -> None:
 
 def test_no_site_sets_a_property_flex_consumption_rejects() -> None:
     sites = [
-        (path, body) for path in TEMPLATES for _, body in azure_types.iter_resource_bodies(bicep.parse_bicep(path), "Microsoft.Web/sites")
+        (path, body) for path in TEMPLATES for body in bicep.resources(bicep.parse_bicep(path), "Microsoft.Web/sites").values()
     ]
     assert sites, "expected the function app"
     for path, body in sites:

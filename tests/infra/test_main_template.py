@@ -175,6 +175,14 @@ def test_outputs_carry_what_the_spa_needs(app: Path) -> None:
     assert spa["allowedOrigins"] == scope.lookup("spaOrigins")
 
 
+def test_every_parameter_is_in_the_documented_settings_table() -> None:
+    text = DEPLOYMENT_DOC.read_text(encoding="utf-8")
+    section = text.split("## 2. Which setting comes from where", 1)[1].split("\n## ", 1)[0]
+    documented = {name for line in section.splitlines() if line.startswith("| `") for name in re.findall(r"`(\w+)`", line.split("|")[1])}
+    missing = set(MAIN["parameters"]) - documented
+    assert not missing, f"docs/deployment.md, 'Which setting comes from where', lacks main.bicep parameters {sorted(missing)}"
+
+
 # ---- API versions ---------------------------------------------------------------------------
 
 

@@ -70,7 +70,7 @@ def test_key_mode_has_its_vault_and_secret_name(app: Path) -> None:
         assert "/providers/Microsoft.KeyVault/vaults/" in scope.lookup("keyVaultResourceId")
 
 
-def test_the_examples_differ_where_the_issue_says() -> None:
+def test_the_two_examples_show_different_choices() -> None:
     assert len(APPS) >= 2
     scopes = [bicep.main_scope(app) for app in APPS[:2]]
     for name in ("applicationName", "spaOrigins", "openAiDeployments", "openAiAuthMode"):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import ROOT
+from tests.infra.bicep import ROOT
 
 RESOLVE_TIMEOUT_S = 240
 REQUIREMENTS = ROOT / "requirements.txt"

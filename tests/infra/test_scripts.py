@@ -17,7 +17,7 @@ import yaml
 
 from tests.infra import bicep, fake_az
 
-SCRIPTS = [*sorted((bicep.ROOT / "infra" / "scripts").glob("*.sh")), bicep.ROOT / "scripts" / "checkov.sh"]
+SCRIPTS = sorted([*(bicep.ROOT / "infra" / "scripts").glob("*.sh"), *(bicep.ROOT / "scripts").glob("*.sh")])
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
@@ -28,16 +28,18 @@ def test_script_is_valid_bash(script: Path) -> None:
         assert result.returncode == 0, result.stdout
 
 
-def _run_hook(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def _run_hook(tmp_path: Path, command: tuple[str, ...] = ("bash", "select-app-params.sh"), **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a preprovision hook (its interpreter, then its file name) in a copy of infra/ under ``tmp_path/repo``."""
     # A copy of the tree the hook touches, so the real infra/ stays untouched.
     root = tmp_path / "repo"
     shutil.copytree(bicep.ROOT / "infra", root / "infra")
     clean = {k: v for k, v in os.environ.items() if k not in ("RELAY_APP", "AZURE_ENV_NAME")}
     return subprocess.run(
-        ["bash", str(root / "infra" / "scripts" / "select-app-params.sh")],
+        [*command[:-1], str(root / "infra" / "scripts" / command[-1])],
         env={**clean, **env},
         capture_output=True,
         text=True,
+        timeout=120,
         check=False,
     )
 
@@ -237,14 +239,9 @@ def test_the_two_hooks_pick_the_same_file_by_the_same_rules() -> None:
 @pytest.mark.parametrize("app", [p.stem for p in bicep.example_param_files()])
 def test_the_pwsh_hook_writes_what_the_posix_hook_writes(tmp_path: Path, app: str) -> None:
     outputs = []
-    for command in (["bash", "select-app-params.sh"], ["pwsh", "-NoProfile", "-File", "select-app-params.ps1"]):
-        root = tmp_path / command[0] / "repo"
-        shutil.copytree(bicep.ROOT / "infra", root / "infra")
-        clean = {k: v for k, v in os.environ.items() if k not in ("RELAY_APP", "AZURE_ENV_NAME")}
-        result = subprocess.run(
-            [*command[:-1], str(root / "infra" / "scripts" / command[-1])],
-            env={**clean, "AZURE_ENV_NAME": app}, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
+    for command in (("bash", "select-app-params.sh"), ("pwsh", "-NoProfile", "-File", "select-app-params.ps1")):
+        result = _run_hook(tmp_path / command[0], command, AZURE_ENV_NAME=app)
         assert result.returncode == 0, result.stderr
-        outputs.append((root / "infra" / "bicep" / "main.bicepparam").read_text(encoding="utf-8").split("\n", 1)[1])
+        generated = tmp_path / command[0] / "repo" / "infra" / "bicep" / "main.bicepparam"
+        outputs.append(generated.read_text(encoding="utf-8").split("\n", 1)[1])
     assert outputs[0] == outputs[1]

@@ -507,6 +507,22 @@ def test_telemetry_role_is_monitoring_metrics_publisher_on_application_insights(
     assert parsed["resources"][assignment["scope"]]["type"] == "Microsoft.Insights/components"
 
 
+def test_the_relay_may_write_its_two_tables_and_no_other_storage_data() -> None:
+    # The block list and budget counters: Storage Table Data Contributor on each table, not on the account
+    # (https://learn.microsoft.com/azure/storage/tables/assign-azure-role-data-access).
+    assert _role_ids("blocklist-table.bicep") == [STORAGE_TABLE_DATA_CONTRIBUTOR_ROLE] * 2
+    parsed = bicep.parse_bicep(bicep.MODULES_DIR / "blocklist-table.bicep")
+    targets = [parsed["resources"][a["scope"]] for a in bicep.resources(parsed, "Microsoft.Authorization/roleAssignments").values()]
+    assert [t["type"] for t in targets] == ["Microsoft.Storage/storageAccounts/tableServices/tables"] * 2
+    scope = bicep.Evaluator.for_template(parsed, {})
+    tables = sorted(scope.eval(t["config"]["name"]) for t in targets)
+    # The names the relay is given (main.bicep passes this module's outputs).
+    assert tables == sorted(bicep.EXAMPLE_OUTPUTS[f"relayTables.outputs.{kind}TableName"] for kind in ("blocklist", "budget"))
+    # Granted to the relay identity.
+    principal = bicep.module_config(MAIN["modules"]["relayTables"])["params"]["principalId"]
+    assert bicep.main_scope(APPS[0]).eval(principal) == bicep.EXAMPLE_OUTPUTS["identity.outputs.principalId"]
+
+
 KEY_VAULT_ROLE = bicep.MODULES_DIR / "keyvault-role.bicep"
 KEY_VAULT_SECRETS_USER_ROLE = "4633458b-17de-408a-b874-0445c86b69e6"
 

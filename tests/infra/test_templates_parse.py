@@ -64,3 +64,12 @@ def test_bicepparam_parser_rejects_a_file_without_using(tmp_path: Path) -> None:
     bad.write_text("param x = 1\n")
     with pytest.raises(ValueError, match="using"):
         bicep.parse_bicepparam(bad)
+
+
+def test_an_undeclared_name_in_an_interpolation_is_an_error(tmp_path: Path) -> None:
+    # pycep gives names and string literals alike; a name Bicep would not compile must not evaluate as its own text.
+    template = tmp_path / "probe.bicep"
+    template.write_text("param account string\nvar url = 'https://${acount}.table.core.windows.net'\n", encoding="utf-8")
+    scope = bicep.Evaluator.for_template(bicep.parse_bicep(template), {"account": "st1"})
+    with pytest.raises(bicep.Unresolved, match="acount"):
+        scope.lookup("url")

@@ -59,6 +59,5 @@ resource budgetContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   }
 }
 
-output tableEndpoint string = storage.properties.primaryEndpoints.table
 output blocklistTableName string = blocklistTable.name
 output budgetTableName string = budgetTable.name

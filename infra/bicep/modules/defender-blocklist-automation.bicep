@@ -127,6 +127,3 @@ resource automation 'Microsoft.Security/automations@2023-12-01-preview' = {
     ]
   }
 }
-
-output workflowName string = workflow.name
-output workflowPrincipalId string = workflow.identity.principalId

@@ -135,32 +135,30 @@ param trustedProxyIpRanges array = []
 @description('front-door and xff:N modes: CIDR ranges allowed to reach the scm (deployment) site.')
 param scmAllowedIpRanges array = []
 
-param maxBodyBytes int = 4194304
-param maxTokens int = 4096
-param maxN int = 1
-param upstreamTimeoutSeconds int = 120
-param upstreamConnections int = 256
-param busyTimeoutSeconds int = 5
-param callerWriteTimeoutSeconds int = 30
-param streamKeepAliveSeconds int = 15
-param allowStore bool = false
-param allowedServiceTiers array = [
-  'auto'
-  'default'
-  'flex'
-]
-param exposeCachedTokens bool = false
+// main.bicep documents these, gives their defaults and always passes them (README.md, Configuration).
+param maxBodyBytes int
+param maxTokens int
+param maxN int
+param upstreamTimeoutSeconds int
+param upstreamConnections int
+param busyTimeoutSeconds int
+param callerWriteTimeoutSeconds int
+param streamKeepAliveSeconds int
+param allowStore bool
+param allowedServiceTiers array
+param exposeCachedTokens bool
 
-// Block list and token budgets (docs/blocklist.md); their tables are in the host storage account.
-param blocklistEnabled bool = true
-param blocklistRefreshSeconds int = 30
-param blocklistColdStart string = 'fail-closed'
-param userTokensPerMinute int = 0
-param userTokensPerDay int = 0
-param tenantTokensPerDay int = 0
-param budgetFlushSeconds int = 5
-param blocklistTableName string = 'relayblocklist'
-param budgetTableName string = 'relaybudget'
+// Block list and token budgets (docs/blocklist.md); their tables are in the host storage account
+// (RELAY_TABLE_ENDPOINT is its table service, hostStorageTableUri), created by blocklist-table.bicep.
+param blocklistEnabled bool
+param blocklistRefreshSeconds int
+param blocklistColdStart string
+param userTokensPerMinute int
+param userTokensPerDay int
+param tenantTokensPerDay int
+param budgetFlushSeconds int
+param blocklistTableName string
+param budgetTableName string
 
 // ---- Easy Auth ------------------------------------------------------------------------
 
@@ -321,7 +319,7 @@ var baseAppSettings = [
   }
   {
     name: 'RELAY_TABLE_ENDPOINT'
-    value: 'https://${storageAccountName}.table.${environment().suffixes.storage}'
+    value: hostStorageTableUri
   }
   {
     name: 'RELAY_BLOCKLIST_ENABLED'
