@@ -131,12 +131,15 @@ param trustedProxyIpRanges array = []
 param scmAllowedIpRanges array = []
 
 @minValue(1024)
+@maxValue(104857600) // 100 MiB, the most the relay accepts at start-up
 param maxBodyBytes int = 4194304
 
 @minValue(1)
+@maxValue(1000000)
 param maxTokens int = 4096
 
 @minValue(1)
+@maxValue(128)
 param maxN int = 1
 
 @minValue(1)

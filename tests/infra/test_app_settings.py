@@ -153,3 +153,19 @@ def test_flex_scales_on_an_explicit_http_concurrency_with_a_pool_to_match(app: P
     site = bicep.one_resource(parsed, "Microsoft.Web/sites")
     assert scope.eval(site["properties"]["functionAppConfig"]["scaleAndConcurrency"])["alwaysReady"] == [{"name": "http", "instanceCount": 2}]
     assert bicep.relay_app_settings(app, {"upstreamConnections": 300})["RELAY_UPSTREAM_CONNECTIONS"] == "300"
+
+
+@pytest.mark.parametrize(
+    ("param", "setting"),
+    [("maxBodyBytes", "RELAY_MAX_BODY_BYTES"), ("maxTokens", "RELAY_MAX_TOKENS"), ("maxN", "RELAY_MAX_N"), ("upstreamTimeoutSeconds", "RELAY_UPSTREAM_TIMEOUT_S")],
+)
+def test_a_value_main_bicep_accepts_is_one_the_relay_starts_with_and_the_next_is_refused_at_deployment(param: str, setting: str) -> None:
+    declared = bicep.parse_bicep(bicep.MAIN)["parameters"][param]
+    low, high = bicep.decorator(declared, "min_value"), bicep.decorator(declared, "max_value")
+    assert isinstance(low, int) and isinstance(high, int), (param, low, high)
+    env = {"AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com", "AZURE_OPENAI_DEPLOYMENTS": "x", "APPLICATION_NAME": "a"}
+    for value in (low, high):
+        load_settings({**env, setting: str(value)})
+    for value in (low - 1, high + 1):
+        with pytest.raises(ValueError):
+            load_settings({**env, setting: str(value)})
