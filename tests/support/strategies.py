@@ -13,6 +13,7 @@ from devhost.easyauth import principal_headers
 from devhost.emulator.json_schema import FORMATS
 from shared.caller import identify_caller
 from shared.config import load_settings
+from shared.errors import upstream_error, upstream_timeout
 from shared.request_policy import ALLOWED_PARAMETERS
 
 guids = st.uuids().map(str)
@@ -182,6 +183,11 @@ sse_noise = st.lists(
     ),
     max_size=10,
 ).map(b"".join)
+
+
+# What an upstream stream can be, and how it can end: any bytes or a well-formed stream, then the end or a failure.
+any_stream = sse_noise | well_formed_events
+upstream_endings = st.sampled_from([None, upstream_timeout(), upstream_error("The stream from Azure OpenAI broke off.")])
 
 
 # JSON Schemas inside the emulator's subset; ``strict=True`` keeps to Azure's strict rules.

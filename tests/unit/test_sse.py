@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from shared.errors import RelayError, upstream_error, upstream_timeout
+from shared.errors import RelayError
 from shared.sse import MalformedStream, SseForwarder, error_event, forward_events
-from tests.support.strategies import FAST, split, sse_noise, well_formed_events
+from tests.support.strategies import FAST, any_stream, split, sse_noise, upstream_endings, well_formed_events
 
 
 @FAST
@@ -71,9 +71,9 @@ async def upstream_bytes(pieces: list[bytes], error: BaseException | None) -> As
 
 @FAST
 @given(
-    stream=sse_noise | well_formed_events,
+    stream=any_stream,
     cuts=st.lists(st.integers(0, 10**6), max_size=8),
-    error=st.sampled_from([None, upstream_timeout(), upstream_error("The stream from Azure OpenAI broke off.")]),
+    error=upstream_endings,
 )
 @example(stream=b"data:[DONE]\n\n", cuts=[], error=None)
 @example(stream=b"data: [DONE]\n\n\t", cuts=[], error=None)
