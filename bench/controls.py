@@ -15,14 +15,11 @@ import random
 import re
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench import loadgen, procs
 from bench.loadgen import Side
 from devhost.azurite import AzuriteTables, running_azurite
-
-if TYPE_CHECKING:  # bench.run imports this module
-    from bench.run import Bench, Plan
 
 BLOCKLIST_TABLE, BUDGET_TABLE = "relayblocklist", "relaybudget"
 BLOCKLIST_ROWS = 1000
@@ -61,7 +58,7 @@ def table_requests(log: Path) -> int:
     return sum(1 for line in log.read_bytes().splitlines() if _ACCESS_LINE.search(line)) if log.exists() else 0
 
 
-async def measure(bench_type: type[Bench], plan: Plan, emulator: procs.Proc, relay_off: procs.Proc, work: Path) -> dict[str, Any]:
+async def measure(bench_type: Any, plan: Any, emulator: procs.Proc, relay_off: procs.Proc, work: Path) -> dict[str, Any]:
     """A = ``relay_off`` (both controls off), B = a relay with both on; latency at concurrency 1 and 16, and table requests."""
     log = work / "azurite-controls.log"
     with running_azurite(work / "azurite", (BLOCKLIST_TABLE, BUDGET_TABLE), log_path=log) as azurite:
