@@ -20,8 +20,9 @@ from typing import Any
 from bench import loadgen, procs
 from bench.loadgen import Side
 from devhost.azurite import AzuriteTables, running_azurite
+from shared.config import DEFAULT_BLOCKLIST_TABLE, DEFAULT_BUDGET_TABLE
 
-BLOCKLIST_TABLE, BUDGET_TABLE = "relayblocklist", "relaybudget"
+BLOCKLIST_TABLE, BUDGET_TABLE = DEFAULT_BLOCKLIST_TABLE, DEFAULT_BUDGET_TABLE
 BLOCKLIST_ROWS = 1000
 LARGE = str(10**12)
 CONTROLS_ENV = {
