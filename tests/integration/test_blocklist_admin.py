@@ -1,4 +1,4 @@
-"""``python -m shared.blocklist_admin`` against Azurite: block, list, unblock, prune; bad input refused; the Azure CLI identity path.
+"""``python -m ops.blocklist_admin`` against Azurite: block, list, unblock, prune; bad input refused; the Azure CLI identity path.
 
 The identity path runs the real ``AzureCliCredential`` against Azurite in OAuth mode: a stand-in
 ``az`` on PATH hands out a token from the managed identity emulator for the storage audience,
