@@ -26,8 +26,8 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from devhost import defaults
+from devhost.appservice_auth import DevIdentityProvider
 from devhost.azurite import running_azurite
-from devhost.easyauth import DevIdentityProvider
 from devhost.server import limits_from_env, server_config
 from shared.config import ConfigError, load_control_settings
 from shared.logs import quiet_client_loggers
@@ -133,7 +133,7 @@ def main(wrap: Callable[[ASGIApp], ASGIApp] = lambda app: app) -> None:
             import function_app
         except ConfigError as exc:
             raise SystemExit(f"configuration error: {exc}") from None
-        from devhost.host import create_host_app
+        from devhost.host_app import create_host_app
 
         limits, header_timeout_s = limits_from_env(env)
         app = wrap(create_host_app(function_app.app, provider, origins, on_shutdown=[function_app.relay.aclose], limits=limits))

@@ -26,8 +26,8 @@ from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
 
 from devhost import jwt
-from devhost.easyauth import DevIdentityProvider
-from devhost.host import create_host_app
+from devhost.appservice_auth import DevIdentityProvider
+from devhost.host_app import create_host_app
 from tests.support.stack import Stack
 from tests.support.tokens import claims_of
 

@@ -11,7 +11,7 @@ from unittest.mock import ANY
 import openai
 import pytest
 
-from devhost.easyauth import DEV_OBJECT_ID, DEV_TENANT_ID
+from devhost.appservice_auth import DEV_OBJECT_ID, DEV_TENANT_ID
 from tests.support.stack import APPLICATION_NAME, Stack
 from tests.support.tokens import JWT_SHAPED
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
-from devhost.easyauth import principal_headers
+from devhost.appservice_auth import principal_headers
 from devhost.emulator.json_schema import FORMATS
 from shared.caller import identify_caller
 from shared.config import load_settings

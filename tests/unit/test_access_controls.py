@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from devhost.easyauth import principal_headers
+from devhost.appservice_auth import principal_headers
 from shared.access_controls import AccessControls
 from shared.config import Settings, load_settings
 from shared.relay import Relay

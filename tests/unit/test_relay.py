@@ -20,7 +20,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from devhost.easyauth import principal_headers
+from devhost.appservice_auth import principal_headers
 from shared.config import Settings, load_settings
 from shared.errors import RelayError
 from shared.relay import Relay
