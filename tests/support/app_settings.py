@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-RELAY_SETTINGS = {
+REQUIRED_SETTINGS = {
     "AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com",
     "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini",
     "APPLICATION_NAME": "contoso-chat-spa",

@@ -15,7 +15,7 @@ from shared.caller import identify_caller
 from shared.config import load_settings
 from shared.errors import upstream_error, upstream_timeout
 from shared.request_policy import ALLOWED_PARAMETERS
-from tests.support.app_settings import RELAY_SETTINGS
+from tests.support.app_settings import REQUIRED_SETTINGS
 from tests.support.identities import ADA_OID, ADA_TID
 
 guids = st.uuids().map(str)
@@ -74,7 +74,7 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
 # for a relay configured with BODY_SETTINGS (two deployments, small caps, so caps are hit).
 BODY_SETTINGS = load_settings(
     {
-        **RELAY_SETTINGS,
+        **REQUIRED_SETTINGS,
         "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini,gpt-4o",
         "WEBSITE_AUTH_ENABLED": "true",
         "RELAY_MAX_TOKENS": "100",

@@ -19,7 +19,7 @@ from shared.access_controls import AccessControls
 from shared.config import Settings, load_settings
 from shared.relay import Relay
 from shared.upstream import Upstream
-from tests.support.app_settings import RELAY_SETTINGS
+from tests.support.app_settings import REQUIRED_SETTINGS
 from tests.support.asgi import call, make_request, run_response
 from tests.support.identities import ADA_OID as OID
 from tests.support.identities import ADA_TID as TID
@@ -27,7 +27,7 @@ from tests.support.identities import OTHER_OID
 from tests.support.tables import EtagTable, RowsTable
 
 ENV = {
-    **RELAY_SETTINGS,
+    **REQUIRED_SETTINGS,
     "WEBSITE_AUTH_ENABLED": "true",
     "RELAY_TABLE_ENDPOINT": "https://strelay.table.core.windows.net",
 }

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from shared.config import ConfigError, load_settings
-from tests.support.app_settings import RELAY_SETTINGS
+from tests.support.app_settings import REQUIRED_SETTINGS
 
-BASE = {**RELAY_SETTINGS, "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini,gpt-4o"}
+BASE = {**REQUIRED_SETTINGS, "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini,gpt-4o"}
 TABLES = {"RELAY_TABLE_ENDPOINT": "https://strelay.table.core.windows.net", "RELAY_BLOCKLIST_ENABLED": "true"}
 KEY_MODE = {
     "AZURE_OPENAI_AUTH": "key",

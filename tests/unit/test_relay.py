@@ -25,7 +25,7 @@ from shared.config import Settings, load_settings
 from shared.errors import RelayError
 from shared.relay import Relay
 from shared.upstream import Upstream
-from tests.support.app_settings import RELAY_SETTINGS
+from tests.support.app_settings import REQUIRED_SETTINGS
 from tests.support.asgi import call, make_request, run_response
 from tests.support.identities import ADA_OID as OID
 from tests.support.identities import ADA_TID as TID
@@ -35,7 +35,7 @@ from tests.support.strategies import CALLER, CALLER_CONTEXT, CALLER_HEADERS, FAS
 OTHER_TID = "0badf00d-0000-4000-8000-000000000009"
 BODY = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
 
-BASE_ENV = {**RELAY_SETTINGS, "WEBSITE_AUTH_ENABLED": "True"}
+BASE_ENV = {**REQUIRED_SETTINGS, "WEBSITE_AUTH_ENABLED": "True"}
 
 
 async def no_upstream(settings: Settings) -> Upstream:
