@@ -34,6 +34,18 @@ from tests.infra import bicep, wdl
 WORKFLOW = json.loads((bicep.MODULES_DIR / "defender-blocklist-workflow.json").read_text(encoding="utf-8"))
 MODULE = bicep.parse_bicep(bicep.MODULES_DIR / "defender-blocklist-automation.bicep")
 READER = bicep.parse_bicep(bicep.MODULES_DIR / "defender-alert-reader.bicep")
+DEFAULT_ALERT_TYPES: list[str] = MODULE["variables"]["defaultAlertTypes"]["value"]
+DOC = (bicep.ROOT / "docs" / "blocklist.md").read_text(encoding="utf-8").split("## From Defender for Cloud", 1)[1].split("\n## ", 1)[0]
+# docs/blocklist.md's table of AI alert types: whether each is in the default list, and why.
+DOC_ALERT_TYPES = {
+    kind: [
+        name
+        for line in DOC.splitlines()
+        if line.startswith("| `AI.") and line.split("|")[2].strip() == kind
+        for name in re.findall(r"`(AI\.[\w.]+)`", line.split("|")[1])
+    ]
+    for kind in ("in", "out")
+}
 
 NOW = datetime(2026, 12, 7, 5, 30, 0, 123456, tzinfo=UTC)
 SUBSCRIPTION = "20ff7fc3-e762-44dd-bd96-b71116dcdc23"
@@ -59,7 +71,7 @@ PARAMETERS = {
     "alertsUrl": ALERTS_URL,
     "armAudience": "https://management.azure.com/",
     "openAiResourceId": OPENAI_ID,
-    "alertTypes": [JAILBREAK, "AI.Azure_Jailbreak.ContentFiltering.DetectedAttempt", "AI.Azure_MaliciousUrl.UserPrompt"],
+    "alertTypes": DEFAULT_ALERT_TYPES,
     "minimumSeverity": "Medium",
     "blockAddresses": False,
 }
@@ -243,18 +255,18 @@ def test_an_alert_about_another_resource_blocks_no_one() -> None:
     assert azure.rows() == []
 
 
-@pytest.mark.parametrize(
-    "alert_type",
-    [
-        "AI.Azure_MaliciousUrl.ModelResponse",  # the application sent the user a phishing URL: the user is the victim
-        "AI.Azure_MaliciousUrl.UnknownSource",  # origin of the URL unclear
-        "AI.Azure_ASCIISmuggling",  # "usually applied without the user's knowledge"
-        "AI.Azure_CredentialTheftAttempt",  # credentials in the model's response
-        "AI.Azure_AccessFromSuspiciousIP",
-        "AI.Azure_DOWVolumeAnomaly",
-        "VM_EICAR",
-    ],
-)
+def test_the_default_alert_types_are_the_ones_the_docs_justify() -> None:
+    assert (
+        DOC_ALERT_TYPES["in"]
+        == DEFAULT_ALERT_TYPES
+        == [JAILBREAK, "AI.Azure_Jailbreak.ContentFiltering.DetectedAttempt", "AI.Azure_MaliciousUrl.UserPrompt"]
+    )
+    # Where the named user is the victim (https://learn.microsoft.com/azure/defender-for-cloud/alerts-ai-workloads).
+    assert {"AI.Azure_MaliciousUrl.ModelResponse", "AI.Azure_ASCIISmuggling"} <= set(DOC_ALERT_TYPES["out"])
+    assert len(DOC_ALERT_TYPES["out"]) == 13
+
+
+@pytest.mark.parametrize("alert_type", [*DOC_ALERT_TYPES["out"], "VM_EICAR"])
 def test_an_alert_type_not_in_the_allow_list_blocks_no_one(alert_type: str) -> None:
     alert = api_alert(alert_type=alert_type, severity="High")
     azure = Azure(alert)
@@ -438,6 +450,29 @@ def test_the_module_gives_the_workflow_every_parameter_it_declares() -> None:
     passed = MODULE["resources"]["workflow"]["config"]["properties"]["parameters"]
     declared = {name for name, spec in WORKFLOW["parameters"].items() if "defaultValue" not in spec}
     assert set(passed) == declared == set(PARAMETERS)
+
+
+def test_main_passes_the_relays_own_openai_resource_and_every_rule_to_the_module() -> None:
+    main = bicep.parse_bicep(bicep.MAIN)
+    params = bicep.module_config(main["modules"]["defenderBlocklist"])["params"]
+    assert params["openAiResourceId"] == "openAiResourceId"
+    assert {name: params[name] for name in ("alertLocation", "alertTypes", "minimumSeverity", "blockAddresses")} == {
+        "alertLocation": "defenderAlertLocation",
+        "alertTypes": "defenderAlertTypes",
+        "minimumSeverity": "defenderMinimumSeverity",
+        "blockAddresses": "defenderBlockAddresses",
+    }
+    assert main["parameters"]["defenderBlockAddresses"]["default"] is False
+
+
+def test_the_severity_choices_are_the_workflows_ranks_in_order() -> None:
+    rank = WORKFLOW["parameters"]["severityRank"]["defaultValue"]
+    ordered = sorted(rank, key=rank.__getitem__)
+    assert ordered == ["Informational", "Low", "Medium", "High"]  # the alerts API's AlertSeverity values
+    assert bicep.decorator(MODULE["parameters"]["minimumSeverity"], "allowed") == ordered
+    main = bicep.parse_bicep(bicep.MAIN)
+    assert bicep.decorator(main["parameters"]["defenderMinimumSeverity"], "allowed") == ordered
+    assert main["parameters"]["defenderMinimumSeverity"]["default"] == MODULE["parameters"]["minimumSeverity"]["default"] == "Medium"
 
 
 def test_the_logic_app_may_write_the_block_list_table_and_nothing_else() -> None:
