@@ -85,8 +85,9 @@ def test_stop_cancels_the_request_upstream(page: Page, e2e_stack: Stack) -> None
 
     page.get_by_role("button", name="Stop").click()
     stopped_at = time.monotonic()
-    record = wait_for(lambda: (r := record_for(e2e_stack, tag)) and r["outcome"] == "cancelled" and r, timeout=2.0)
-    assert time.monotonic() - stopped_at < 2.0
+    # The stream would run another 20 s; the bound leaves a loaded machine time to notice.
+    record = wait_for(lambda: (r := record_for(e2e_stack, tag)) and r["outcome"] == "cancelled" and r, timeout=5.0)
+    assert time.monotonic() - stopped_at < 5.0
     assert record["stream"] is True
 
     expect(page.locator("#status")).to_contain_text("Stopped")
