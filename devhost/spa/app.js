@@ -42,7 +42,8 @@ const WINDOW_NAMES = {
   user_tokens_per_day: "You, today",
   tenant_tokens_per_day: "Your organisation, today",
 };
-// One function tool, so the emulator's [emulate:tool_call=get_weather] has something to call. This page never runs it.
+// One function tool, so the emulator's [emulate:tool_call=get_weather] has something to call. It is sent only with a
+// message that names it, so every other request is a plain chat; this page never runs it.
 const SAMPLE_TOOLS = [
   {
     type: "function",
@@ -264,7 +265,7 @@ async function send(text) {
     const result = await relay.chat({
       messages,
       model: ui.model.value || undefined,
-      tools: SAMPLE_TOOLS,
+      tools: text.includes("get_weather") ? SAMPLE_TOOLS : undefined,
       signal: inFlight.signal,
       onDelta: (_piece, sofar) => {
         answer = sofar;

@@ -21,6 +21,7 @@ from tests.e2e.support import (
     ControlsStack,
     Person,
     last_answer,
+    open_dev_sign_in,
     record_for,
     send,
     sign_in,
@@ -176,11 +177,7 @@ def test_upstream_failure_is_readable(page: Page, e2e_stack: Stack) -> None:
 
 
 def test_a_user_without_the_app_role_is_told_so(page: Page, e2e_stack: Stack) -> None:
-    sign_in_page = f"{e2e_stack.base_url}/.auth/login/aad?post_login_redirect_uri=/"
-    page.goto(sign_in_page)
-    page.get_by_label("Object ID (oid)").fill(NO_ROLE.oid)
-    page.get_by_label("Tenant ID (tid)").fill(NO_ROLE.tid)
-    page.get_by_role("button", name="Sign in").click()
+    open_dev_sign_in(page, e2e_stack, NO_ROLE)
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("You don't have access")
     expect(alert).to_contain_text("Required app role missing.")
@@ -364,12 +361,7 @@ def test_a_blocked_user_gets_one_instruction_and_refresh_leaves_no_stale_values(
 
 
 def test_an_unreachable_block_list_is_explained(page: Page, unreachable_tables_stack: Stack) -> None:
-    person = Person("Tia Tables", "4d4d4d4d-0000-4000-8000-00000000b0d4", ADA.tid)
-    page.goto(f"{unreachable_tables_stack.base_url}/.auth/login/aad?post_login_redirect_uri=/")
-    page.get_by_label("Object ID (oid)").fill(person.oid)
-    page.get_by_label("Tenant ID (tid)").fill(person.tid)
-    page.get_by_label("App roles (comma-separated)").fill(person.roles)
-    page.get_by_role("button", name="Sign in").click()
+    open_dev_sign_in(page, unreachable_tables_stack, Person("Tia Tables", "4d4d4d4d-0000-4000-8000-00000000b0d4", ADA.tid))
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("Access checks are unavailable")
     expect(alert).to_contain_text("The relay cannot check its block list right now")
