@@ -25,7 +25,7 @@ from shared.completion import NotACompletion, completion_usage, hide_cached_toke
 from shared.config import Settings, load_settings
 from shared.errors import RelayError, upstream_error, upstream_timeout
 from shared.forwarded_stream import EXPOSE_HEADERS, ForwardedStream, unless_caller_leaves
-from shared.logs import RequestLog, quiet_client_loggers
+from shared.logs import RequestLog, log_failure, quiet_client_loggers
 from shared.request_policy import ChatRequest, prepare_chat_request
 from shared.sse import SseForwarder
 
@@ -155,8 +155,8 @@ class Relay:
             # The caller hung up: nobody reads this answer, and it is not a relay failure.
             record.emit(499, "client_closed_request")
             return Response(status_code=499, headers={**EXPOSE_HEADERS, "x-request-id": record.request_id})
-        except Exception:
-            log.exception("relay.unhandled request_id=%s", record.request_id)
+        except Exception as exc:  # noqa: BLE001 - logged by log_failure (one JSON line, not logging.exception)
+            log_failure(log, "relay.unhandled", exc, request_id=record.request_id)
             return _error_response(RelayError(500, "internal_error", "The relay failed unexpectedly.", error_type="api_error"), record)
 
     # Steps --------------------------------------------------------------------

@@ -214,6 +214,23 @@ async def test_an_unexpected_failure_is_a_500_in_the_openai_shape_without_a_trac
     assert "secret internal detail" not in json.dumps(payload)
 
 
+async def test_an_unexpected_failure_is_logged_as_one_json_line_without_its_message(caplog: pytest.LogCaptureFixture) -> None:
+    async def broken_upstream(settings: Settings) -> Upstream:
+        raise RuntimeError("secret internal detail at /srv/relay.py line 42")
+
+    r = Relay(load_settings(BASE_ENV), broken_upstream)
+    with caplog.at_level(logging.ERROR, logger="relay"):
+        status, _ = await chat(r, headers_for(user_claims()))
+    failures = [logging.Formatter().format(record) for record in caplog.records if record.name == "relay"]
+    assert status == 500 and len(failures) == 1
+    assert "\n" not in failures[0], "one line, not a multi-line traceback"
+    line = json.loads(failures[0])
+    assert (line["event"], line["error_type"]) == ("relay.unhandled", "RuntimeError")
+    assert line["trace"].startswith("test_relay.py:") and "broken_upstream" in line["trace"]
+    assert len(line["request_id"]) == 32
+    assert "secret internal detail" not in failures[0]
+
+
 # --- properties ------------------------------------------------------------------------------
 
 
