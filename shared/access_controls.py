@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from shared.budget import Budgets, estimated_tokens, tokens_of
 from shared.caller import Caller
 from shared.config import Settings
-from shared.errors import RelayError
+from shared.errors import user_blocked
 from shared.logs import log_event
 
 if TYPE_CHECKING:
@@ -33,16 +33,6 @@ def production_store(settings: Settings) -> TableStore:
     from shared.table_store import TableStore
 
     return TableStore.from_settings(settings)
-
-
-def user_blocked() -> RelayError:
-    # The reason stays in the table and the log: telling a blocked caller why would help them get around it.
-    return RelayError(
-        403,
-        "user_blocked",
-        "Access to this service is blocked for this account or network. Contact your administrator.",
-        error_type="permission_error",
-    )
 
 
 class Spend:

@@ -23,7 +23,7 @@ from azure.core.exceptions import AzureError
 
 from shared.background import BackgroundTask
 from shared.blocklist import BlockEntry, Snapshot, entry_from_row
-from shared.errors import RelayError
+from shared.errors import blocklist_unavailable
 from shared.logs import log_event
 
 log = logging.getLogger("relay.blocklist")
@@ -35,16 +35,6 @@ _MAX_NAMED_ROWS = 10
 
 class RowSource(Protocol):
     def list_entities(self) -> AsyncIterable[Mapping[str, Any]]: ...
-
-
-def blocklist_unavailable() -> RelayError:
-    return RelayError(
-        503,
-        "blocklist_unavailable",
-        "The relay cannot check its block list right now; try again shortly.",
-        error_type="api_error",
-        headers={"Retry-After": str(int(COLD_RETRY_S))},
-    )
 
 
 class BlocklistCache:
@@ -70,7 +60,7 @@ class BlocklistCache:
             if snapshot is None:
                 if self._fail_open:
                     return None
-                raise blocklist_unavailable()
+                raise blocklist_unavailable(COLD_RETRY_S)
         return snapshot.match(oid, tenant, ip, self._clock())
 
     async def aclose(self) -> None:

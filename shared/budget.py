@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from shared.config import BudgetSettings
-from shared.errors import RelayError
+from shared.errors import user_quota_exceeded
 
 Scope = Literal["user", "tenant"]
 # A subject's counter for one day: ("user", oid, "20261127").
@@ -136,7 +136,7 @@ class Budgets:
         spent = [(window, end) for window, used, end in self._usage(oid, tenant, now) if used >= window.limit]
         if spent:
             window, end = max(spent, key=lambda item: item[1])
-            raise quota_exceeded(window, end, now)
+            raise user_quota_exceeded(per_minute=window.per_minute, tenant=window.scope == "tenant", retry_after_s=end - now)
 
     def charge(self, oid: str, tenant: str, tokens: int) -> None:
         now = self._clock()
@@ -194,15 +194,3 @@ class Budgets:
 def _end_of_day(now: float) -> float:
     today = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return (today + timedelta(days=1)).timestamp()
-
-
-def quota_exceeded(window: Window, end: float, now: float) -> RelayError:
-    period = "minute" if window.per_minute else "day (UTC)"
-    whose = "your tenant's" if window.scope == "tenant" else "your"
-    return RelayError(
-        429,
-        "user_quota_exceeded",
-        f"You have used {whose} token budget for this {period}. Retry after the time in the Retry-After header.",
-        error_type="rate_limit_error",
-        headers={"Retry-After": str(max(1, math.ceil(end - now)))},
-    )

@@ -23,7 +23,15 @@ from shared.access_controls import AccessControls, Spend
 from shared.caller import Caller, identify_caller
 from shared.completion import NotACompletion, completion_usage, hide_cached_tokens
 from shared.config import Settings, load_settings
-from shared.errors import RelayError, upstream_error, upstream_timeout
+from shared.errors import (
+    RelayError,
+    UpstreamTimeout,
+    answer_too_slow,
+    internal_error,
+    request_too_large,
+    unsupported_route,
+    upstream_error,
+)
 from shared.forwarded_stream import EXPOSE_HEADERS, ForwardedStream, unless_caller_leaves
 from shared.logs import RequestLog, log_failure, quiet_client_loggers
 from shared.request_policy import ChatRequest, prepare_chat_request
@@ -138,7 +146,7 @@ class Relay:
             await self._identify(req, record)
         except RelayError as error:
             return _error_response(error, record)
-        return _error_response(unsupported_route_error(), record)
+        return _error_response(unsupported_route(), record)
 
     async def chat_completions(self, req: Request) -> Response:
         record = _new_record(req, "chat.completions")
@@ -157,7 +165,7 @@ class Relay:
             return Response(status_code=499, headers={**EXPOSE_HEADERS, "x-request-id": record.request_id})
         except Exception as exc:  # noqa: BLE001 - logged by log_failure (one JSON line, not logging.exception)
             log_failure(log, "relay.unhandled", exc, request_id=record.request_id)
-            return _error_response(RelayError(500, "internal_error", "The relay failed unexpectedly.", error_type="api_error"), record)
+            return _error_response(internal_error(), record)
 
     # Steps --------------------------------------------------------------------
 
@@ -192,7 +200,7 @@ class Relay:
         except TimeoutError:
             return _error_response(answer_too_slow(), record)
         except RelayError as error:
-            return _error_response(answer_too_slow() if error.code == "upstream_timeout" else error, record)
+            return _error_response(answer_too_slow() if isinstance(error.cause, UpstreamTimeout) else error, record)
         except NotACompletion:
             return _error_response(upstream_error("Azure OpenAI sent a response the relay could not read."), record)
         finally:
@@ -206,7 +214,7 @@ class Relay:
 
     async def _read_body(self, req: Request) -> bytes:
         limit = self.settings.max_body_bytes
-        too_large = RelayError(413, "request_too_large", f"The request body is larger than {limit} bytes.")
+        too_large = request_too_large(limit)
         declared = req.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise too_large
@@ -218,26 +226,6 @@ class Relay:
                 raise too_large
             chunks.append(chunk)
         return b"".join(chunks)
-
-
-def answer_too_slow() -> RelayError:
-    return upstream_timeout(
-        'Azure OpenAI did not answer in time. Ask for long answers with "stream": true: the platform ends a response '
-        "that has not completed within 230 s, and a stream starts at once."
-    )
-
-
-def unsupported_route_error() -> RelayError:
-    return RelayError(
-        404,
-        "unsupported_route",
-        "This relay serves the Chat Completions API only (POST /api/v1/chat/completions): that is where Azure OpenAI accepts "
-        "the end-user context (user_security_context) that Microsoft Defender for Cloud attributes every prompt with. "
-        "Switch your client to Chat Completions: Vercel AI SDK openai.chat(model); OpenAI Agents SDK "
-        "OpenAIChatCompletionsModel (Python) or setOpenAIAPI('chat_completions') (JavaScript); Microsoft Agent Framework "
-        "OpenAIChatCompletionClient (Python) or GetChatClient(...).AsAIAgent() (.NET); LangChain "
-        "ChatOpenAI(use_responses_api=False); pydantic-ai OpenAIChatModel.",
-    )
 
 
 def _new_record(req: Request, route: str) -> RequestLog:

@@ -22,9 +22,10 @@ from hypothesis import strategies as st
 
 from devhost.easyauth import principal_headers
 from shared.config import Settings, load_settings
-from shared.errors import RelayError
+from shared.errors import RelayError, UpstreamBroken, UpstreamFailure, UpstreamTimeout
 from shared.relay import Relay
 from shared.upstream import Upstream
+from shared.upstream_errors import as_caller_errors
 from tests.support.asgi import call, make_request, run_response
 from tests.support.strategies import BODY_SETTINGS as SETTINGS
 from tests.support.strategies import CALLER, CALLER_CONTEXT, CALLER_HEADERS, FAST, any_stream, raw_bodies, split, upstream_endings
@@ -452,3 +453,43 @@ async def test_a_whole_answer_is_bounded_however_long_azure_keeps_it_retries_inc
     assert_error(status, payload, 504, "upstream_timeout")
     assert '"stream": true' in payload["error"]["message"]
     assert cancelled.is_set()
+
+
+class FailingReadUpstream:
+    """A non-streamed answer that fails while being read, with ``cause``."""
+
+    def __init__(self, cause: UpstreamFailure) -> None:
+        self.cause, self.closed = cause, False
+
+    async def open(self, payload: bytes, deployment: str, request_id: str) -> FailingReadUpstream:
+        return self
+
+    async def read(self) -> bytes:
+        with as_caller_errors():
+            raise self.cause
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("cause", "status", "message_has"),
+    [
+        (UpstreamTimeout("Azure OpenAI did not answer in time."), 504, '"stream": true'),
+        (UpstreamBroken("Azure OpenAI's response broke off."), 502, "Azure OpenAI's response broke off."),
+    ],
+)
+async def test_a_whole_answer_that_timed_out_says_to_stream_and_other_failures_pass_as_they_are(
+    cause: UpstreamFailure, status: int, message_has: str
+) -> None:
+    upstream = FailingReadUpstream(cause)
+
+    async def factory(settings: Settings) -> Upstream:
+        return upstream  # type: ignore[return-value]
+
+    status_got, payload = await chat(Relay(load_settings(BASE_ENV), factory), headers_for(user_claims()))
+    assert status_got == status and message_has in payload["error"]["message"]
+    assert upstream.closed
