@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from shared.logs import log_failure
 
 
-class BackgroundTask:
+class RepeatingTask:
     def __init__(self, name: str, step: Callable[[], Awaitable[object]], pause: Callable[[], float], log: logging.Logger) -> None:
         self._name = name
         self._step = step

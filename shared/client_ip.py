@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 from shared.config import ClientIpPolicy
 from shared.errors import forbidden, source_ip_unavailable
-from shared.values import header_values, same_guid
+from shared.header_checks import header_values, same_guid
 
 MAX_ADDRESS_CHARS = 64  # "[" + 45-char IPv6 + "]:65535", with room to spare
 

@@ -42,7 +42,7 @@ CATALOGUE: Mapping[str, ErrorKind] = {
     "internal_error": ErrorKind(500, _API, ("relay",)),
     "upstream_error": ErrorKind(502, _API, ("relay", "sse", "upstream_errors")),
     "easy_auth_disabled": ErrorKind(503, _API, ("caller",)),
-    "blocklist_unavailable": ErrorKind(503, _API, ("blocklist_refresh",)),
+    "blocklist_unavailable": ErrorKind(503, _API, ("blocklist_cache",)),
     "server_busy": ErrorKind(503, _API, ("upstream",)),
     "upstream_timeout": ErrorKind(504, _API, ("relay", "upstream_errors")),
 }

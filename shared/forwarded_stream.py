@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from shared.access_controls import Spend
+from shared.access_controls import TokenCharge
 from shared.config import Settings
 from shared.logs import RequestLog
 from shared.sse import SseForwarder, forward_events
@@ -99,7 +99,8 @@ class ForwardedStream(StreamingResponse):
     SSE comment every ``keepalive_s``, which clients ignore and idle timeouts on the way count as
     traffic. However the stream ends (done, an upstream failure sent as an ``error`` event, the
     caller gone, or the caller reading nothing for ``write_timeout_s``), the upstream response is
-    closed, which cancels Azure's generation, and the request's log line is written.
+    closed, which cancels Azure's generation, the tokens are charged, and the request's log line
+    is written.
     """
 
     def __init__(
@@ -107,7 +108,7 @@ class ForwardedStream(StreamingResponse):
         upstream: UpstreamResponse,
         record: RequestLog,
         forwarder: SseForwarder,
-        spend: Spend,
+        charge: TokenCharge,
         settings: Settings,
     ) -> None:
         self._events = forward_events(upstream.iter_bytes(), forwarder)
@@ -117,7 +118,7 @@ class ForwardedStream(StreamingResponse):
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **EXPOSE_HEADERS, "x-request-id": record.request_id},
         )
-        self._upstream, self._record, self._forwarder, self._spend = upstream, record, forwarder, spend
+        self._upstream, self._record, self._forwarder, self._charge = upstream, record, forwarder, charge
         self._write_timeout_s = settings.caller_write_timeout_s
         self._keepalive_s = settings.stream_keepalive_s
         # The state of one serving, set by __call__ (a response is served once).
@@ -209,5 +210,5 @@ class ForwardedStream(StreamingResponse):
     def _finish(self, status: int, code: str | None) -> None:
         self._upstream.close()
         self._record.usage = self._forwarder.usage
-        self._spend(self._forwarder.usage, self._forwarder.events)
+        self._charge.charge(self._forwarder.usage, self._forwarder.events)
         self._record.emit(status, code)

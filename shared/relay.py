@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from shared.access_controls import AccessControls, Spend
+from shared.access_controls import AccessControls, TokenCharge
 from shared.caller import Caller, identify_caller
 from shared.completion import NotACompletion, completion_usage, hide_cached_tokens
 from shared.config import Settings, load_settings
@@ -154,9 +154,9 @@ class Relay:
             caller = await self._identify(req, record)
             request = await self._prepare(await self._read_body(req), caller)
             record.deployment, record.stream = request.deployment, request.stream
-            spend = self.controls.admit(caller, len(request.payload))
+            charge = self.controls.admit(caller, len(request.payload))
             client = await self.upstream()
-            return await unless_caller_leaves(req.receive, self._answer(client, request, record, spend))
+            return await unless_caller_leaves(req.receive, self._answer(client, request, record, charge))
         except RelayError as error:
             return _error_response(error, record)
         except ClientDisconnect:
@@ -182,14 +182,14 @@ class Relay:
         async with self._large_body_gate:
             return await asyncio.to_thread(prepare_chat_request, raw, self.settings, caller)
 
-    async def _answer(self, client: Upstream, request: ChatRequest, record: RequestLog, spend: Spend) -> Response:
+    async def _answer(self, client: Upstream, request: ChatRequest, record: RequestLog, charge: TokenCharge) -> Response:
         if request.stream:
             upstream = await client.open(request.payload, request.deployment, record.request_id)
             forwarder = SseForwarder(hide_usage=request.hide_usage, hide_cached_tokens=not self.settings.expose_cached_tokens)
-            return ForwardedStream(upstream, record, forwarder, spend, self.settings)
-        return await self._complete(client, request, record, spend)
+            return ForwardedStream(upstream, record, forwarder, charge, self.settings)
+        return await self._complete(client, request, record, charge)
 
-    async def _complete(self, client: Upstream, request: ChatRequest, record: RequestLog, spend: Spend) -> Response:
+    async def _complete(self, client: Upstream, request: ChatRequest, record: RequestLog, charge: TokenCharge) -> Response:
         """A non-streamed answer, whole, within NON_STREAMED_DEADLINE_S, retries included (each read within RELAY_UPSTREAM_TIMEOUT_S)."""
         upstream: UpstreamResponse | None = None
         try:
@@ -208,7 +208,7 @@ class Relay:
                 upstream.close()
         if not self.settings.expose_cached_tokens:
             content = hide_cached_tokens(content)
-        spend(record.usage)
+        charge.charge(record.usage)
         record.emit(200)
         return Response(content, status_code=200, media_type=_JSON, headers={**_JSON_HEADERS, "x-request-id": record.request_id})
 

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 
 from devhost.emulator.state import get_state
 from devhost.emulator.tokens import DEFAULT_CLIENT_ID
-from shared.values import is_guid
+from shared.header_checks import is_guid
 
 API_VERSION = "2019-08-01"
 

@@ -25,7 +25,7 @@ from devhost.functions_host.host import FunctionsHost
 from devhost.functions_host.http_proxy import FunctionsHttp
 from devhost.host import front_end
 from devhost.server import limits_from_env, server_config
-from shared.values import is_loopback_host
+from shared.header_checks import is_loopback_host
 
 APP_DIR = Path(__file__).resolve().parents[2]
 STATUS_PATH = "/_dev/functions-host"

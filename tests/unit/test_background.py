@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from shared.background import BackgroundTask
+from shared.background import RepeatingTask
 
 
 async def test_a_failing_step_is_logged_and_the_next_one_runs(caplog: pytest.LogCaptureFixture) -> None:
@@ -23,7 +23,7 @@ async def test_a_failing_step_is_logged_and_the_next_one_runs(caplog: pytest.Log
         if calls == 3:
             third.set()
 
-    task = BackgroundTask("probe-loop", step, lambda: 0.001, logging.getLogger("relay.test"))
+    task = RepeatingTask("probe-loop", step, lambda: 0.001, logging.getLogger("relay.test"))
     with caplog.at_level(logging.ERROR, logger="relay.test"):
         task.start()
         task.start()

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from azure.core.exceptions import AzureError
 
-from shared.background import BackgroundTask
+from shared.background import RepeatingTask
 from shared.blocklist import BlockEntry, Snapshot, entry_from_row
 from shared.errors import blocklist_unavailable
 from shared.logs import log_event
@@ -48,7 +48,7 @@ class BlocklistCache:
         self._failures = 0
         self._invalid: frozenset[str] = frozenset()
         self._first_read = asyncio.Event()
-        self._task = BackgroundTask("blocklist-refresh", self._refresh_once_more, self._pause, log)
+        self._task = RepeatingTask("blocklist-refresh", self._refresh_once_more, self._pause, log)
 
     async def lookup(self, oid: str, tenant: str, ip: str) -> BlockEntry | None:
         """The entry blocking this caller, or None; raises 503 when there is no copy to check and the policy is fail-closed."""
