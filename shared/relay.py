@@ -29,9 +29,9 @@ from shared.errors import (
     answer_too_slow,
     internal_error,
     request_too_large,
-    unsupported_route,
     upstream_error,
 )
+from shared.errors import unsupported_route as unsupported_route_error  # Relay.unsupported_route is the handler
 from shared.forwarded_stream import EXPOSE_HEADERS, ForwardedStream, unless_caller_leaves
 from shared.logs import RequestLog, log_failure, quiet_client_loggers
 from shared.request_policy import ChatRequest, prepare_chat_request
@@ -146,7 +146,7 @@ class Relay:
             await self._identify(req, record)
         except RelayError as error:
             return _error_response(error, record)
-        return _error_response(unsupported_route(), record)
+        return _error_response(unsupported_route_error(), record)
 
     async def chat_completions(self, req: Request) -> Response:
         record = _new_record(req, "chat.completions")
