@@ -33,7 +33,7 @@ EXPOSE_HEADERS = {"Access-Control-Expose-Headers": "x-request-id, retry-after"}
 _T = TypeVar("_T")
 
 
-async def caller_left(receive: Receive) -> None:
+async def _caller_left(receive: Receive) -> None:
     """Return when the caller disconnects (the body has been read, so ``receive`` only reports that)."""
     if (await receive())["type"] != "http.disconnect":
         # Not an ASGI server that reports disconnects this way: stop watching rather than spin.
@@ -48,7 +48,7 @@ class _CallerWatch:
         self._task = asyncio.ensure_future(self._watch(receive))
 
     async def _watch(self, receive: Receive) -> None:
-        await caller_left(receive)
+        await _caller_left(receive)
         self._on_leave()
 
     def stop(self) -> None:
