@@ -90,6 +90,29 @@ def test_unknown_app_fails_clearly(tmp_path: Path) -> None:
     assert "no parameter file" in result.stderr
 
 
+def _commands(text: str) -> list[str]:
+    """The shell commands in the fenced blocks of a Markdown text, in order, without their comments."""
+    blocks = re.findall(r"```sh\n(.*?)```", text, re.DOTALL)
+    return [line.split("#", 1)[0].strip() for block in blocks for line in block.splitlines() if line.split("#", 1)[0].strip()]
+
+
+def test_the_first_azd_deployment_selects_the_parameter_file_before_azd_starts() -> None:
+    # azd picks main.bicepparam only if it exists when azd initialises its Bicep provider, which `azd up`
+    # does before the preprovision hook (azure-dev bicep_provider.go, Initialize; azure-dev#5806). Every
+    # documented way to a first `azd up` runs the hook on its own first.
+    doc = (bicep.ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    sections = [doc.split("### The path", 1)[1].split("\n## ", 1)[0], doc.split("## 3. Deploy with azd", 1)[1].split("\n### ", 1)[0]]
+    azure_yaml = (bicep.ROOT / "azure.yaml").read_text(encoding="utf-8").splitlines()
+    in_azure_yaml = [line.lstrip("# ").split("#", 1)[0].strip() for line in azure_yaml if line.startswith("#")]
+    for commands in [*(_commands(section) for section in sections), in_azure_yaml]:
+        ups = [i for i, command in enumerate(commands) if command == "azd up"]
+        assert ups, commands
+        selects = [i for i, command in enumerate(commands) if command == "azd hooks run preprovision"]
+        assert selects and selects[0] < ups[0], commands
+        news = [i for i, command in enumerate(commands) if command.startswith("azd env new")]
+        assert not news or news[0] < selects[0], commands
+
+
 def test_generated_parameter_file_is_gitignored() -> None:
     assert "main.bicepparam" in (bicep.BICEP_DIR / ".gitignore").read_text().split()
 
