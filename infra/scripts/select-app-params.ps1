@@ -1,4 +1,4 @@
-# azd preprovision hook on Windows (pwsh): pick the per-app parameter file for
+# azd preup and preprovision hook on Windows (pwsh): pick the per-app parameter file for
 # this azd environment. Same rules as select-app-params.sh, which the posix hook
 # runs:
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# azd preprovision hook: pick the per-app parameter file for this azd environment.
+# azd preup and preprovision hook: pick the per-app parameter file for this azd environment.
 #
 # The app is $RELAY_APP if set (azd env set RELAY_APP <app>), else the azd
 # environment name ($AZURE_ENV_NAME). infra/bicep/apps/<app>.bicepparam is
@@ -8,8 +8,9 @@
 # still holds the examples' placeholder IDs is refused.
 #
 # azd picks main.bicepparam over main.bicep only if the file exists when it
-# starts (docs/deployment.md): run this once before the first provision
-# (`azd hooks run preprovision`, or RELAY_APP=<app> bash this-script).
+# initialises its Bicep provider, which `azd up` does before the preprovision
+# hook of its provision step: hence the preup hook too (docs/deployment.md,
+# "How azd finds the parameter file").
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

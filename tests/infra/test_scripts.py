@@ -96,21 +96,27 @@ def _commands(text: str) -> list[str]:
     return [line.split("#", 1)[0].strip() for block in blocks for line in block.splitlines() if line.split("#", 1)[0].strip()]
 
 
-def test_the_first_azd_deployment_selects_the_parameter_file_before_azd_starts() -> None:
-    # azd picks main.bicepparam only if it exists when azd initialises its Bicep provider, which `azd up`
-    # does before the preprovision hook (azure-dev bicep_provider.go, Initialize; azure-dev#5806). Every
-    # documented way to a first `azd up` runs the hook on its own first.
+def test_the_parameter_file_is_selected_before_azd_up_or_provision_starts() -> None:
+    # azd picks main.bicepparam only if it exists when azd initialises its Bicep provider (azure-dev
+    # bicep_provider.go, Initialize), which `azd up` does before its provision step's preprovision hook
+    # (azure-dev#5806). Command hooks run before their command's action, so the selection runs as preup
+    # and as preprovision, the same on posix and Windows.
+    hooks = yaml.safe_load((bicep.ROOT / "azure.yaml").read_text(encoding="utf-8"))["hooks"]
+    assert hooks["preup"] == hooks["preprovision"]
+    assert hooks["preup"]["posix"]["run"] == "bash infra/scripts/select-app-params.sh"
+    assert hooks["preup"]["windows"]["run"] == "./infra/scripts/select-app-params.ps1"
+
+
+def test_the_documented_path_checks_the_parameter_file_before_azd_up() -> None:
     doc = (bicep.ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
     sections = [doc.split("### The path", 1)[1].split("\n## ", 1)[0], doc.split("## 3. Deploy with azd", 1)[1].split("\n### ", 1)[0]]
     azure_yaml = (bicep.ROOT / "azure.yaml").read_text(encoding="utf-8").splitlines()
     in_azure_yaml = [line.lstrip("# ").split("#", 1)[0].strip() for line in azure_yaml if line.startswith("#")]
     for commands in [*(_commands(section) for section in sections), in_azure_yaml]:
         ups = [i for i, command in enumerate(commands) if command == "azd up"]
-        assert ups, commands
-        selects = [i for i, command in enumerate(commands) if command == "azd hooks run preprovision"]
-        assert selects and selects[0] < ups[0], commands
+        checks = [i for i, command in enumerate(commands) if command == "azd hooks run preprovision"]
         news = [i for i, command in enumerate(commands) if command.startswith("azd env new")]
-        assert not news or news[0] < selects[0], commands
+        assert news and checks and ups and news[0] < checks[0] < ups[0], commands
 
 
 def test_generated_parameter_file_is_gitignored() -> None:
