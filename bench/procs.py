@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devhost import defaults
+from devhost.defaults import ROOT
 from devhost.emulator.aoai import COGNITIVE_SERVICES_AUDIENCE
+from devhost.ports import free_port
+from devhost.processes import stop_process_group, wait_for_http
 from shared.config import DEFAULT_UPSTREAM_CONNECTIONS
-from tests.support.servers import ROOT, free_port, stop_process_group, wait_for_http
 
 IDENTITY_HEADER = defaults.IDENTITY_HEADER
 DEPLOYMENTS = ",".join(defaults.DEPLOYMENTS)

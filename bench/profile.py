@@ -28,7 +28,7 @@ from pathlib import Path
 
 from bench import loadgen, procs
 from bench.loadgen import Side, run_block
-from tests.support.servers import ROOT
+from devhost.defaults import ROOT
 
 
 def _stacks(raw: str) -> Iterator[tuple[list[str], int]]:

@@ -39,7 +39,8 @@ from bench.capacity import FULL_CAPACITY, QUICK_CAPACITY, CapacityPlan
 from bench.loadgen import Block, Side, run_block
 from bench.stats import added_ms, percentile, slope, summary_ms
 from devhost import defaults
-from tests.support.servers import ROOT, free_port
+from devhost.defaults import ROOT
+from devhost.ports import free_port
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -16,9 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 
@@ -26,22 +23,12 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from devhost import defaults
+from devhost.appservice_auth import DevIdentityProvider
 from devhost.azurite import running_azurite
-from devhost.easyauth import DevIdentityProvider
+from devhost.processes import stop_process_group, wait_for_http
 from devhost.server import limits_from_env, server_config
-from shared.config import ConfigError, load_control_settings
+from shared.config import ConfigError, read_control_settings
 from shared.logs import quiet_client_loggers
-
-
-def _wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the emulators exited with status {proc.returncode}")
-        with contextlib.suppress(urllib.error.URLError, OSError), urllib.request.urlopen(url, timeout=1):
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"the emulators did not answer at {url} within {timeout:.0f}s")
 
 
 @contextlib.contextmanager
@@ -55,9 +42,13 @@ def emulators(env: MutableMapping[str, str]) -> Iterator[None]:
     env.setdefault("EMULATOR_IDENTITY_HEADER", defaults.IDENTITY_HEADER)
     env.setdefault("EMULATOR_KEYVAULT_PORT", str(port + defaults.KEYVAULT_PORT_OFFSET))
     env.setdefault("EMULATOR_CA_FILE", str(defaults.CA_FILE))
-    proc = subprocess.Popen([sys.executable, "-m", "devhost.emulator", "--port", str(port)], env={**env})
+    # Its own process group, so that stopping it stops all of it however it was started.
+    proc = subprocess.Popen([sys.executable, "-m", "devhost.emulator", "--port", str(port)], env={**env}, start_new_session=True)
     try:
-        _wait_until_up(f"{base}/_emulator/healthz", proc)
+        try:
+            wait_for_http(f"{base}/_emulator/healthz", timeout=30.0, proc=proc, interval=0.1)
+        except (RuntimeError, TimeoutError) as exc:
+            raise SystemExit(f"the emulators did not start: {exc}") from None
         env["AZURE_OPENAI_ENDPOINT"] = base
         env["IDENTITY_ENDPOINT"] = f"{base}/msi/token"
         env["IDENTITY_HEADER"] = env["EMULATOR_IDENTITY_HEADER"]
@@ -69,22 +60,18 @@ def emulators(env: MutableMapping[str, str]) -> Iterator[None]:
             env["SSL_CERT_FILE"] = env["EMULATOR_CA_FILE"]
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process_group(proc, grace=10.0)
 
 
 @contextlib.contextmanager
 def local_tables(env: MutableMapping[str, str]) -> Iterator[None]:
     """Start Azurite when a control that keeps state in tables is on and no table service is configured; point the relay at it."""
-    # The relay's own reading of the settings, as if a table service were configured.
-    controls = load_control_settings({**env, "RELAY_TABLE_ENDPOINT": env.get("RELAY_TABLE_ENDPOINT") or "https://azurite.invalid"})
-    if env.get("RELAY_TABLE_ENDPOINT") or not (controls.blocklist.enabled or controls.budget.enabled):
+    # The relay's own reading and checks of the settings, RELAY_TABLE_ENDPOINT left optional.
+    controls = read_control_settings(env)
+    if controls.table_endpoint or not controls.use_tables:
         yield
         return
-    state_dir = Path(env.get("AZURITE_DIR", str(defaults.STATE_DIR / "azurite")))
+    state_dir = Path(env.get("AZURITE_DIR") or defaults.AZURITE_DIR)
     tables = (controls.blocklist.table, controls.budget.table)
     port = int(env.get("AZURITE_TABLE_PORT", "0"))
     with running_azurite(state_dir, tables, port=port, log_path=state_dir / "azurite.log") as running:
@@ -95,7 +82,7 @@ def local_tables(env: MutableMapping[str, str]) -> Iterator[None]:
         trusted = [Path(env["SSL_CERT_FILE"]).read_text(encoding="ascii")] if env.get("SSL_CERT_FILE") else []
         bundle.write_text("".join([*trusted, Path(azurite.ca_file).read_text(encoding="ascii")]), encoding="ascii")
         env["SSL_CERT_FILE"] = str(bundle)
-        print(f"tables: Azurite at {azurite.endpoint} (block list: python -m shared.blocklist_admin --azurite list)", flush=True)
+        print(f"tables: Azurite at {azurite.endpoint} (block list: python -m ops.blocklist_admin --azurite list)", flush=True)
         yield
 
 
@@ -133,7 +120,7 @@ def main(wrap: Callable[[ASGIApp], ASGIApp] = lambda app: app) -> None:
             import function_app
         except ConfigError as exc:
             raise SystemExit(f"configuration error: {exc}") from None
-        from devhost.host import create_host_app
+        from devhost.host_app import create_host_app
 
         limits, header_timeout_s = limits_from_env(env)
         app = wrap(create_host_app(function_app.app, provider, origins, on_shutdown=[function_app.relay.aclose], limits=limits))

@@ -6,7 +6,7 @@ token from the managed identity endpoint (here the identity emulator). In that m
 checks a token's issuer, audience and lifetime, not its signature and not any role
 (Azurite's README, "OAuth Configuration"): locally the Storage Table Data Contributor role the
 Bicep grants is not enforced. Shared-key requests still work, which is how this module creates
-the tables and how ``python -m shared.blocklist_admin --azurite`` writes them (docs/blocklist.md).
+the tables and how ``python -m ops.blocklist_admin --azurite`` writes them (docs/blocklist.md).
 scripts/ensure-azurite.sh installs the pinned version from devhost/azurite/package-lock.json.
 """
 
@@ -23,8 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from devhost import defaults
 from devhost.emulator.tls import LocalTls
 from devhost.ports import free_port
+from devhost.processes import stop_process_group
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -67,6 +69,14 @@ class AzuriteTables:
         return cls(**json.loads(path.read_text(encoding="utf-8")))
 
 
+def find_running(state_dir: Path | None = None) -> AzuriteTables:
+    """The Azurite running with its data in ``state_dir`` (default: `make run`'s); AzuriteError when none is."""
+    info = (state_dir or defaults.AZURITE_DIR) / INFO_FILE
+    if not info.is_file():
+        raise AzuriteError(f"no running Azurite found ({info} is missing): start `make run` first")
+    return AzuriteTables.load(info)
+
+
 def create_tables(azurite: AzuriteTables, names: Sequence[str]) -> None:
     """Create the tables with the account key (shared-key auth), as the Bicep template does in Azure; one try (the start-up wait polls)."""
     from azure.data.tables import TableServiceClient
@@ -104,7 +114,8 @@ class Azurite:
     def stop(self) -> None:
         """Stop it as a clean shutdown does: it saves its data first."""
         if self._proc is not None:
-            stop(self._proc)
+            # SIGINT: Azurite saves its data and closes.
+            stop_process_group(self._proc, grace=10.0, signum=signal.SIGINT)
             self._proc = None
         (self.state_dir / INFO_FILE).unlink(missing_ok=True)
 
@@ -122,18 +133,6 @@ def running_azurite(state_dir: Path, tables: Sequence[str], port: int = 0, log_p
         yield azurite
     finally:
         azurite.close()
-
-
-def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGINT (Azurite saves its data and closes), then SIGKILL after ``grace`` seconds."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
 
 
 def _wait_for_tables(azurite: AzuriteTables, tables: Sequence[str], proc: subprocess.Popen[bytes]) -> None:

@@ -25,6 +25,10 @@ AUDIENCE = "api://relay-local"
 IDENTITY_HEADER = "local-identity-header"
 API_KEY = "local-aoai-key"
 KEY_SECRET_NAME = "azure-openai-key"  # noqa: S105 - the secret's name, not its value
-# Files the local host writes (the emulator's CA); gitignored, never deployed.
-STATE_DIR = Path(__file__).resolve().parent.parent / ".devhost"
+# The checkout the local host runs from (and its child processes start in).
+ROOT = Path(__file__).resolve().parent.parent
+# Files the local host writes (the emulator's CA, Azurite's data); gitignored, never deployed.
+STATE_DIR = ROOT / ".devhost"
 CA_FILE = STATE_DIR / "emulator-ca.pem"
+# Where `make run` keeps Azurite's data unless AZURITE_DIR says otherwise.
+AZURITE_DIR = STATE_DIR / "azurite"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.values import is_loopback_host
+from devhost.checks import is_loopback_host
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,11 @@ class ControlSettings:
     blocklist: BlocklistSettings = BlocklistSettings()
     budget: BudgetSettings = BudgetSettings()
 
+    @property
+    def use_tables(self) -> bool:
+        """A control that keeps its state in the table service is on."""
+        return self.blocklist.enabled or self.budget.enabled
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -113,6 +118,8 @@ class Settings:
     api_version: str = DEFAULT_API_VERSION
     auth_mode: AuthMode = "managed-identity"
     client_id: str | None = None
+    # Set by App Service (and Functions) when the app has a managed identity; locally, by the identity emulator.
+    identity_endpoint: str | None = None
     keyvault_url: str | None = None
     key_secret_name: str | None = None
     auth_policy: AuthPolicy = AuthPolicy()
@@ -193,6 +200,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         api_version=api_version,
         auth_mode=auth_mode,  # type: ignore[arg-type]
         client_id=client_id,
+        identity_endpoint=env.get("IDENTITY_ENDPOINT", "").strip() or None,
         keyvault_url=keyvault_url,
         key_secret_name=key_secret_name,
         auth_policy=policy,
@@ -228,7 +236,22 @@ def _client_ip_policy(env: Mapping[str, str]) -> ClientIpPolicy:
 
 
 def load_control_settings(env: Mapping[str, str]) -> ControlSettings:
-    """The block list and budget settings alone (the local host reads them to know whether to start Azurite)."""
+    """The block list and budget settings as the relay runs them: RELAY_TABLE_ENDPOINT is required when either is on."""
+    controls = read_control_settings(env)
+    if controls.table_endpoint is None and controls.use_tables:
+        raise ConfigError(
+            "RELAY_TABLE_ENDPOINT is required when RELAY_BLOCKLIST_ENABLED is true or a RELAY_BUDGET_* limit is set "
+            "(the table service URL, e.g. https://<account>.table.core.windows.net)"
+        )
+    return controls
+
+
+def read_control_settings(env: Mapping[str, str]) -> ControlSettings:
+    """The block list and budget settings, checked as the relay checks them, with RELAY_TABLE_ENDPOINT optional.
+
+    For the tools around the relay: the local host reads them to know whether to start Azurite for
+    the tables, the block list command to know which table and table service to use.
+    """
     cold_start = env.get("RELAY_BLOCKLIST_COLD_START", "").strip().lower() or "fail-closed"
     if cold_start not in ("fail-closed", "fail-open"):
         raise ConfigError(f"RELAY_BLOCKLIST_COLD_START must be 'fail-closed' or 'fail-open', got {cold_start!r}")
@@ -247,20 +270,18 @@ def load_control_settings(env: Mapping[str, str]) -> ControlSettings:
     )
     if blocklist.table.lower() == budget.table.lower():
         raise ConfigError("RELAY_BLOCKLIST_TABLE and RELAY_BUDGET_TABLE must name different tables")
-    endpoint = _url(env, "RELAY_TABLE_ENDPOINT", required=False)
-    if endpoint is None and (blocklist.enabled or budget.enabled):
-        raise ConfigError(
-            "RELAY_TABLE_ENDPOINT is required when RELAY_BLOCKLIST_ENABLED is true or a RELAY_BUDGET_* limit is set "
-            "(the table service URL, e.g. https://<account>.table.core.windows.net)"
-        )
-    return ControlSettings(table_endpoint=endpoint, blocklist=blocklist, budget=budget)
+    return ControlSettings(table_endpoint=_url(env, "RELAY_TABLE_ENDPOINT", required=False), blocklist=blocklist, budget=budget)
+
+
+def check_table_name(value: str, setting: str) -> str:
+    """``value`` if it is a valid table name, else a ConfigError naming ``setting`` (an app setting or an option)."""
+    if not _TABLE_NAME.fullmatch(value):
+        raise ConfigError(f"{setting} must be a table name (a letter, then 2-62 letters or digits), got {value!r}")
+    return value
 
 
 def _table_name(env: Mapping[str, str], name: str, default: str) -> str:
-    value = env.get(name, "").strip() or default
-    if not _TABLE_NAME.match(value):
-        raise ConfigError(f"{name} must be a table name (a letter, then 2-62 letters or digits), got {value!r}")
-    return value
+    return check_table_name(env.get(name, "").strip() or default, name)
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -39,7 +39,7 @@ class TableStore:
 
         endpoint = settings.controls.table_endpoint
         assert endpoint is not None, "load_settings requires RELAY_TABLE_ENDPOINT when a control is on"
-        credential = create_credential(settings.client_id)
+        credential = create_credential(settings)
         service = TableServiceClient(
             endpoint,
             credential=credential,

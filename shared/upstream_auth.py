@@ -13,7 +13,6 @@ retry with when Azure OpenAI answers 401:
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
@@ -35,20 +34,20 @@ _KEYVAULT_RETRIES = 1
 MAX_CONNECT_TIMEOUT_S = 10.0
 
 
-def create_credential(client_id: str | None) -> AsyncTokenCredential:
+def create_credential(settings: Settings) -> AsyncTokenCredential:
     """The function's identity: ``ManagedIdentityCredential`` on App Service, else the developer's login."""
-    if os.environ.get("IDENTITY_ENDPOINT"):
+    if settings.identity_endpoint:
         from azure.identity.aio import ManagedIdentityCredential
 
-        return ManagedIdentityCredential(client_id=client_id)
+        return ManagedIdentityCredential(client_id=settings.client_id)
     from azure.identity.aio import DefaultAzureCredential
 
-    return DefaultAzureCredential(managed_identity_client_id=client_id)
+    return DefaultAzureCredential(managed_identity_client_id=settings.client_id)
 
 
 def create_upstream_auth(settings: Settings) -> UpstreamAuth:
     """The production credentials: the managed identity's token, or (key mode) a Key Vault key read with it."""
-    credential = create_credential(settings.client_id)
+    credential = create_credential(settings)
     if settings.auth_mode != "key":
         return BearerTokenAuth(CachedToken(credential, COGNITIVE_SERVICES_SCOPE))
     from shared.keyvault_key import KeyVaultKeySource

@@ -19,9 +19,9 @@ import secrets
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from devhost.checks import is_guid
 from devhost.emulator.state import get_state
 from devhost.emulator.tokens import DEFAULT_CLIENT_ID
-from shared.values import is_guid
 
 API_VERSION = "2019-08-01"
 

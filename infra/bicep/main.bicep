@@ -220,6 +220,24 @@ param enableDefenderBlocklistAutomation bool = false
 @description('How long a block written from a Defender for Cloud alert lasts, in hours.')
 param defenderBlockHours int = 24
 
+@description('With the automation: where Defender for Cloud keeps this subscription\'s alerts (ascLocation, e.g. westeurope; `az security location list`).')
+param defenderAlertLocation string = ''
+
+@description('Alert types the automation acts on; empty: the jailbreak and user-sent phishing URL types (docs/blocklist.md, "From Defender for Cloud").')
+param defenderAlertTypes array = []
+
+@allowed([
+  'Informational'
+  'Low'
+  'Medium'
+  'High'
+])
+@description('Alerts below this severity block no one.')
+param defenderMinimumSeverity string = 'Medium'
+
+@description('Let the automation block the alert\'s IP addresses too (off: only its users).')
+param defenderBlockAddresses bool = false
+
 // ---- hosting ------------------------------------------------------------------------
 
 @description('Python version of the Functions runtime: 3.13 runs the worker library pinned in requirements.txt (azure-functions-runtime).')
@@ -406,6 +424,11 @@ module defenderBlocklist 'modules/defender-blocklist-automation.bicep' = if (ena
     storageAccountName: storage.outputs.name
     blocklistTableName: relayTables.outputs.blocklistTableName
     blockHours: defenderBlockHours
+    openAiResourceId: openAiResourceId
+    alertLocation: defenderAlertLocation
+    alertTypes: defenderAlertTypes
+    minimumSeverity: defenderMinimumSeverity
+    blockAddresses: defenderBlockAddresses
   }
 }
 

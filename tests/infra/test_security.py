@@ -491,14 +491,23 @@ def _role_assignments() -> list[tuple[Path, dict[str, Any], dict[str, Any]]]:
     return found
 
 
+# Defender for Cloud keeps an alert about a resource under that resource's group, not under the
+# resource, so reading it needs a role on the group: Security Reader (read-only) for the block-list
+# Logic App, on the Azure OpenAI resource's group (tests/infra/test_defender_blocklist.py).
+GROUP_SCOPED_ROLES = {bicep.MODULES_DIR / "defender-alert-reader.bicep": "39bc4728-0917-49c7-9d2c-d95423bc2eb4"}
+
+
 def test_every_role_assignment_is_scoped_to_one_resource() -> None:
     assignments = _role_assignments()
     assert assignments
     for path, parsed, assignment in assignments:
         scope = assignment.get("scope")
-        assert isinstance(scope, str) and scope in parsed["resources"], (
-            f"{path}: role assignment without a resource scope would apply to the whole resource group or subscription"
-        )
+        if path in GROUP_SCOPED_ROLES and scope is None:
+            assert _role_ids(path.name) == [GROUP_SCOPED_ROLES[path]]
+        else:
+            assert isinstance(scope, str) and scope in parsed["resources"], (
+                f"{path}: role assignment without a resource scope would apply to the whole resource group or subscription"
+            )
         assert assignment["properties"]["principalType"] == "ServicePrincipal"
 
 

@@ -18,6 +18,7 @@ from shared.config import load_settings
 from shared.relay import NON_STREAMED_DEADLINE_S
 from tests.integration.conftest import KEEPALIVE_S
 from tests.reliability.common import client, new_id, open_chat_stream
+from tests.support.app_settings import REQUIRED_SETTINGS
 from tests.support.stack import Stack
 
 THINK_S = 3.2 * KEEPALIVE_S  # under this stack's 2 s upstream read timeout
@@ -58,6 +59,5 @@ def test_a_whole_answer_slower_than_its_bound_is_504_saying_to_stream(stack: Sta
 
 
 def test_the_bound_stays_under_the_platforms_230_seconds_whatever_the_timeout_setting() -> None:
-    env = {"AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com", "AZURE_OPENAI_DEPLOYMENTS": "x", "APPLICATION_NAME": "a"}
-    assert load_settings({**env, "RELAY_UPSTREAM_TIMEOUT_S": "600"}).upstream_timeout_s == 600
+    assert load_settings({**REQUIRED_SETTINGS, "RELAY_UPSTREAM_TIMEOUT_S": "600"}).upstream_timeout_s == 600
     assert NON_STREAMED_DEADLINE_S < 230

@@ -25,7 +25,8 @@ import openai
 import pytest
 
 from devhost import defaults
-from tests.support.servers import ROOT, free_port, stop_process_group, wait_for_http
+from devhost.processes import stop_process_group, wait_for_http
+from tests.support.servers import ROOT, free_port
 from tests.support.stack import Stack
 from tests.support.tokens import claims_of
 
@@ -135,7 +136,7 @@ def test_make_run_on_a_fresh_clone_serves_healthz_and_a_completion_within_a_minu
             assert "through the Python worker http://127.0.0.1:" in make_run.output()
 
         blocked = subprocess.run(
-            [sys.executable, "-m", "shared.blocklist_admin", "--azurite", "block", "--oid", oid, "--reason", "test", "--ttl", "10m"],
+            [sys.executable, "-m", "ops.blocklist_admin", "--azurite", "block", "--oid", oid, "--reason", "test", "--ttl", "10m"],
             cwd=make_run.clone, env=clean_env(), capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert blocked.returncode == 0, blocked.stderr

@@ -17,7 +17,7 @@ import httpx2
 import openai
 import pytest
 
-from devhost.emulator.answers import plan_answer
+from devhost.emulator.generation import plan_answer
 from tests.reliability.common import (
     RELAY_TIMEOUT_S,
     Proxied,

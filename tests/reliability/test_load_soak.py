@@ -35,7 +35,7 @@ from typing import Any
 import openai
 import pytest
 
-from devhost.emulator.answers import plan_answer
+from devhost.emulator.generation import plan_answer
 from tests.reliability.common import new_id, probe
 from tests.support.stack import Stack
 

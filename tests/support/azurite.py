@@ -17,10 +17,10 @@ TABLES = (DEFAULT_BLOCKLIST_TABLE, DEFAULT_BUDGET_TABLE)
 
 
 def admin(state_dir: Path, *args: str, env: Mapping[str, str] | None = None, where: Sequence[str] = ("--azurite",)) -> subprocess.CompletedProcess[str]:
-    """``python -m shared.blocklist_admin <where> <args>`` against the Azurite whose data is in ``state_dir``."""
+    """``python -m ops.blocklist_admin <where> <args>`` against the Azurite whose data is in ``state_dir``."""
     full_env = {**os.environ, "AZURITE_DIR": str(state_dir), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "shared.blocklist_admin", *where, *args],
+        [sys.executable, "-m", "ops.blocklist_admin", *where, *args],
         cwd=ROOT,
         env=full_env,
         capture_output=True,

@@ -11,10 +11,10 @@ import pytest
 
 from shared.blocklist_refresh import BlocklistCache
 from shared.errors import RelayError
+from tests.support.identities import ADA_OID as OID
+from tests.support.identities import ADA_TID as TID
 from tests.support.tables import RowsTable
 
-OID = "1b2c3d4e-0000-4000-8000-000000000003"
-TID = "72f988bf-0000-4000-8000-000000000002"
 UNLISTED_IP = "192.0.2.1"  # in no blocked range
 BLOCK_OID = {"PartitionKey": "oid", "RowKey": OID, "Value": OID, "Reason": "exfiltration", "AlertId": "alert-7"}
 

@@ -9,10 +9,10 @@ import pytest
 from shared.budget import Budgets, Counter, Totals, add_usage, estimated_tokens, tokens_of
 from shared.config import BudgetSettings
 from shared.errors import RelayError
+from tests.support.identities import ADA_OID as OID
+from tests.support.identities import ADA_TID as TID
+from tests.support.identities import OTHER_OID
 
-OID = "1b2c3d4e-0000-4000-8000-000000000003"
-OTHER_OID = "99999999-0000-4000-8000-000000000009"
-TID = "72f988bf-0000-4000-8000-000000000002"
 # 2026-11-27 23:58:30 UTC: 30 s left in the minute, 90 s in the day.
 T0 = datetime(2026, 11, 27, 23, 58, 30, tzinfo=UTC).timestamp()
 

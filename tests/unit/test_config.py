@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import ConfigError, load_settings
+from shared.config import ConfigError, check_table_name, load_settings, read_control_settings
+from tests.support.app_settings import REQUIRED_SETTINGS
 
-BASE = {
-    "AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com",
-    "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini,gpt-4o",
-    "APPLICATION_NAME": "contoso-chat-spa",
-}
+BASE = {**REQUIRED_SETTINGS, "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini,gpt-4o"}
 TABLES = {"RELAY_TABLE_ENDPOINT": "https://strelay.table.core.windows.net", "RELAY_BLOCKLIST_ENABLED": "true"}
 KEY_MODE = {
     "AZURE_OPENAI_AUTH": "key",
@@ -108,3 +105,33 @@ def test_control_settings_are_read() -> None:
 
 def test_the_cold_start_default_is_fail_closed() -> None:
     assert load_settings({**BASE, **TABLES}).controls.blocklist.fail_open is False
+
+
+def test_the_managed_identity_endpoint_is_a_setting_app_service_provides() -> None:
+    assert load_settings(BASE).identity_endpoint is None
+    on_app_service = load_settings({**BASE, "IDENTITY_ENDPOINT": "http://localhost:8081/msi/token"})
+    assert on_app_service.identity_endpoint == "http://localhost:8081/msi/token"
+    assert load_settings({**BASE, "IDENTITY_ENDPOINT": "  "}).identity_endpoint is None
+
+
+def test_the_controls_read_without_a_table_service_are_checked_as_the_relay_checks_them() -> None:
+    # What the local host reads to decide whether to start Azurite: the relay would refuse this without RELAY_TABLE_ENDPOINT.
+    controls = read_control_settings({"RELAY_BLOCKLIST_ENABLED": "true", "RELAY_BUDGET_TABLE": "spend"})
+    assert (controls.table_endpoint, controls.use_tables, controls.blocklist.table, controls.budget.table) == (None, True, "relayblocklist", "spend")
+    assert read_control_settings({}).use_tables is False
+    with pytest.raises(ConfigError, match="RELAY_TABLE_ENDPOINT is required"):
+        load_settings({**BASE, "RELAY_BLOCKLIST_ENABLED": "true"})
+    for bad, message in [
+        ({"RELAY_BLOCKLIST_TABLE": "relay-blocklist"}, "RELAY_BLOCKLIST_TABLE must be a table name"),
+        ({"RELAY_BLOCKLIST_COLD_START": "open"}, "RELAY_BLOCKLIST_COLD_START must be"),
+        ({"RELAY_TABLE_ENDPOINT": "http://strelay.table.core.windows.net"}, "RELAY_TABLE_ENDPOINT must be an https:// URL"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            read_control_settings({"RELAY_BLOCKLIST_ENABLED": "true", **bad})
+
+
+def test_a_table_name_is_checked_whole_and_the_error_names_the_setting_or_option() -> None:
+    assert check_table_name("relayblocklist", "--table") == "relayblocklist"
+    for bad in ("relayblocklist\n", "1blocks", "ab", "relay_blocklist", "a" * 64):
+        with pytest.raises(ConfigError, match=r"^--table must be a table name"):
+            check_table_name(bad, "--table")

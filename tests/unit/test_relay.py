@@ -20,26 +20,22 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from devhost.easyauth import principal_headers
+from devhost.appservice_auth import principal_headers
 from shared.config import Settings, load_settings
 from shared.errors import RelayError
 from shared.relay import Relay
 from shared.upstream import Upstream
+from tests.support.app_settings import REQUIRED_SETTINGS
 from tests.support.asgi import call, make_request, run_response
+from tests.support.identities import ADA_OID as OID
+from tests.support.identities import ADA_TID as TID
 from tests.support.strategies import BODY_SETTINGS as SETTINGS
 from tests.support.strategies import CALLER, CALLER_CONTEXT, CALLER_HEADERS, FAST, any_stream, raw_bodies, split, upstream_endings
 
-OID = "1b2c3d4e-0000-4000-8000-000000000003"
-TID = "72f988bf-0000-4000-8000-000000000002"
 OTHER_TID = "0badf00d-0000-4000-8000-000000000009"
 BODY = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
 
-BASE_ENV = {
-    "AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com",
-    "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini",
-    "APPLICATION_NAME": "contoso-chat-spa",
-    "WEBSITE_AUTH_ENABLED": "True",
-}
+BASE_ENV = {**REQUIRED_SETTINGS, "WEBSITE_AUTH_ENABLED": "True"}
 
 
 async def no_upstream(settings: Settings) -> Upstream:

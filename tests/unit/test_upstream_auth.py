@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
+from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
 from shared import upstream_auth
+from shared.config import load_settings
 from shared.upstream_auth import COGNITIVE_SERVICES_SCOPE, CachedToken, UpstreamCredentialError
 
 
@@ -78,3 +80,26 @@ async def test_an_identity_failure_names_what_to_check_and_leaks_nothing() -> No
     message = str(caught.value)
     assert "AZURE_CLIENT_ID" in message and "ClientAuthenticationError" in message
     assert "secret-detail" not in message
+
+
+SETTINGS_ENV = {"AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com", "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o", "APPLICATION_NAME": "spa"}
+
+
+async def test_the_managed_identity_is_used_where_the_settings_name_its_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The settings decide, read once at start-up: not the process environment at the time a credential is made.
+    monkeypatch.delenv("IDENTITY_ENDPOINT", raising=False)
+    settings = load_settings({**SETTINGS_ENV, "IDENTITY_ENDPOINT": "http://localhost:8081/msi/token"})
+    credential = upstream_auth.create_credential(settings)
+    try:
+        assert isinstance(credential, ManagedIdentityCredential)
+    finally:
+        await credential.close()
+
+
+async def test_without_a_managed_identity_endpoint_the_developers_login_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IDENTITY_ENDPOINT", "http://localhost:8081/msi/token")
+    credential = upstream_auth.create_credential(load_settings(SETTINGS_ENV))
+    try:
+        assert isinstance(credential, DefaultAzureCredential)
+    finally:
+        await credential.close()

@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from devhost import defaults, jwt
 from devhost.appservice import peer_address
-from shared.values import is_guid, is_loopback_host
+from devhost.checks import is_guid, is_loopback_host
 
 SESSION_COOKIE = "AppServiceAuthSession"
 DEV_OBJECT_ID = "5f1b6c2e-3a4d-4e8f-9b0a-1c2d3e4f5a6b"
