@@ -445,7 +445,8 @@ var siteRules = isFrontDoorMode ? frontDoorRules : (isProxyMode ? proxyRules : [
 // host admits nothing but Front Door in this mode, so a callback there would be refused. 'Standard' makes
 // Easy Auth take the host and scheme from X-Forwarded-Host and X-Forwarded-Proto, which Front Door sends
 // (https://learn.microsoft.com/azure/frontdoor/front-door-http-headers-protocol#from-the-front-door-to-the-backend);
-// the access restrictions above admit only this Front Door profile, so no caller sets them directly.
+// the access restrictions above admit only this Front Door profile, so no caller reaches the site without it,
+// and Entra ID sends codes only to the registered callback, so a forged host would receive none.
 // Everywhere else no proxy's forwarded host is trusted.
 var forwardProxyConvention = (isFrontDoorMode && enableLoginFlow) ? 'Standard' : 'NoProxy'
 
