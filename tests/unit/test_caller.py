@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from devhost.appservice_auth import principal_headers
 
+from devhost.appservice_auth import principal_headers
 from shared.caller import identify_caller
 from shared.config import Settings, load_settings
 from shared.errors import RelayError
