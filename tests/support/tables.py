@@ -25,7 +25,8 @@ class RowsTable:
         self.reads = 0
         self.down = False
 
-    async def list_entities(self) -> AsyncIterator[Mapping[str, Any]]:
+    async def list_entities(self, *, format: str | None = None) -> AsyncIterator[Mapping[str, Any]]:
+        """The rows as stored: the relay asks for them untyped (``format``), which rows in memory already are."""
         self.reads += 1
         if self.down:
             raise ServiceRequestError("connection refused")

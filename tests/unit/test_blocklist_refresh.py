@@ -102,12 +102,14 @@ async def test_a_cold_start_that_cannot_read_serves_unchecked_when_set_to_fail_o
         await cache.aclose()
 
 
-async def test_invalid_rows_are_skipped_and_named_once(caplog: pytest.LogCaptureFixture) -> None:
-    table = RowsTable([BLOCK_OID, {"PartitionKey": "oid", "RowKey": "typo", "Value": "alice@contoso.com"}])
+async def test_invalid_rows_are_skipped_and_named_on_every_refresh_in_one_bounded_line(caplog: pytest.LogCaptureFixture) -> None:
+    typos = [{"PartitionKey": "oid", "RowKey": f"typo-{n:02}", "Value": f"user{n}@contoso.com"} for n in range(12)]
+    table = RowsTable([BLOCK_OID, *typos])
     cache = BlocklistCache(table, refresh_s=3600, fail_open=False)
     with caplog.at_level(logging.INFO, logger="relay.blocklist"):
         await cache.refresh()
         await cache.refresh()
     invalid = [e for e in events(caplog) if e["event"] == "blocklist.rows_invalid"]
-    assert invalid == [{"event": "blocklist.rows_invalid", "count": 1, "rows": {"oid/typo": "oid must be a GUID, got 'alice@contoso.com'"}}]
+    assert [e["count"] for e in invalid] == [12, 12]
+    assert invalid[0]["rows"] == {f"oid/typo-{n:02}": f"oid must be a GUID, got 'user{n}@contoso.com'" for n in range(10)}
     assert await cache.lookup(OID, TID, UNLISTED_IP) is not None
