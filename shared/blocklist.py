@@ -107,9 +107,8 @@ def row_for(entry: BlockEntry) -> dict[str, Any]:
         "AddedBy": entry.added_by,
         "AddedAt": entry.added_at,
         "ExpiresAt": entry.expires_at,
+        "AlertId": entry.alert_id or "",  # always there: an empty AlertId says the block answers no alert
     }
-    if entry.alert_id:
-        row["AlertId"] = entry.alert_id
     return {name: value for name, value in row.items() if value is not None}
 
 
@@ -128,7 +127,7 @@ def _when(value: Any, name: str) -> datetime | None:
             raise ValueError(f"{name} is not an ISO 8601 date") from None
     if not isinstance(value, datetime):
         raise ValueError(f"{name} is not a date")
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class Snapshot:
