@@ -1,0 +1,117 @@
+"""Three relay processes on one Azurite whose block list holds rows the Tables SDK cannot read, and rows keyed as a SOAR tool may key them.
+
+The rows are written over the Table REST API with their OData types (tests/support/azurite.py, ``insert_raw``)
+before any relay starts, so each relay's first read meets them, as a new instance would; one relay is set to
+fail open, where a cold start that could not read serves everyone unchecked. Each relay is ``python -m devhost``
+on its own port, as in tests/integration/test_shared_controls.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from devhost.azurite import Azurite, running_azurite
+from tests.support import rawhttp
+from tests.support.azurite import TABLES, admin, insert_raw
+from tests.support.emulator import IDENTITY_HEADER, Emulator
+from tests.support.servers import free_port, run_python_module
+from tests.support.stack import APPLICATION_NAME, DEPLOYMENTS, Stack
+
+REFRESH_S = 1.0
+# Over the refresh interval: the time a read itself takes on a busy 2-core machine, and the polling step.
+SLACK_S = 3.0
+BODY = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
+# Blocked by a row whose ExpiresAt is an Edm.DateTime with an offset (the SDK's parser wants "Z").
+OFFSET_OID = "0ff5e700-0000-4000-8000-00000000b001"
+# Blocked by a row in partition "OID", as a SOAR tool may write it.
+SOAR_OID = "50a70000-0000-4000-8000-00000000b002"
+LATER_OID = "1a7e0000-0000-4000-8000-00000000b003"
+BAD_ROWS = [
+    {"PartitionKey": "tenant", "RowKey": "bad-guid", "Value@odata.type": "Edm.Guid", "Value": "not-a-guid"},
+    {"PartitionKey": "ip", "RowKey": "bad-int", "Value": "192.0.2.1", "ExpiresAt@odata.type": "Edm.Int64", "ExpiresAt": "soon"},
+]
+
+
+@dataclass
+class Relays:
+    stacks: list[Stack]
+    azurite: Azurite
+
+    def events(self, name: str) -> list[list[dict[str, Any]]]:
+        """Each relay's log lines of event ``name``, in order."""
+        return [[json.loads(line) for line in stack.log_lines() if line.startswith("{") and f'"event":"{name}"' in line] for stack in self.stacks]
+
+
+@pytest.fixture(scope="module")
+def relays(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relays]:
+    state_dir = tmp_path_factory.mktemp("blocklist-instances")
+    with running_azurite(state_dir, TABLES, log_path=state_dir / "azurite.log") as azurite, contextlib.ExitStack() as started:
+        tables = azurite.tables
+        insert_raw(tables, "relayblocklist", {"PartitionKey": "oid", "RowKey": "offset", "Value": OFFSET_OID, "ExpiresAt@odata.type": "Edm.DateTime", "ExpiresAt": "2999-01-01T00:00:00+02:00"})
+        insert_raw(tables, "relayblocklist", {"PartitionKey": "OID", "RowKey": "soar-1", "Value": SOAR_OID.upper(), "AlertId": "alert-soar"})
+        for row in BAD_ROWS:
+            insert_raw(tables, "relayblocklist", row)
+        stacks = []
+        for cold_start in ("fail-closed", "fail-closed", "fail-open"):
+            port = free_port()
+            env = {
+                "PORT": str(port),
+                "AZURE_OPENAI_ENDPOINT": emulator.base,
+                "IDENTITY_ENDPOINT": emulator.identity_endpoint,
+                "IDENTITY_HEADER": IDENTITY_HEADER,
+                "AZURE_OPENAI_DEPLOYMENTS": DEPLOYMENTS,
+                "APPLICATION_NAME": APPLICATION_NAME,
+                "RELAY_TABLE_ENDPOINT": tables.endpoint,
+                "SSL_CERT_FILE": tables.ca_file,
+                "RELAY_BLOCKLIST_ENABLED": "true",
+                "RELAY_BLOCKLIST_REFRESH_S": str(REFRESH_S),
+                "RELAY_BLOCKLIST_COLD_START": cold_start,
+            }
+            log_path = state_dir / f"relay-{port}.log"
+            base = f"http://127.0.0.1:{port}"
+            started.enter_context(run_python_module("devhost", env=env, ready_url=f"{base}/api/healthz", log_path=log_path))
+            stacks.append(Stack(base, emulator.base, log_path))
+        yield Relays(stacks, azurite)
+
+
+def status(stack: Stack, oid: str) -> int:
+    headers = [("Authorization", f"Bearer {stack.token(oid=oid)}"), ("Content-Type", "application/json")]
+    return rawhttp.request(stack.port, "POST", "/api/v1/chat/completions", headers, BODY).status
+
+
+def wait_until(condition: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not true within {timeout:.1f}s"
+        time.sleep(0.1)
+
+
+def test_rows_the_sdk_cannot_read_are_named_by_every_instance_and_every_other_row_is_enforced(relays: Relays) -> None:
+    # New instances: their first read met the bad rows, and they enforce the rest (the fail-open one too).
+    assert [status(stack, OFFSET_OID) for stack in relays.stacks] == [403, 403, 403]
+    assert [status(stack, SOAR_OID) for stack in relays.stacks] == [403, 403, 403]
+    assert [status(stack, LATER_OID) for stack in relays.stacks] == [200, 200, 200]
+    for each in relays.events("blocklist.rows_invalid"):
+        assert each, "an instance did not name the rows it skipped"
+        assert each[-1]["count"] == 2
+        assert each[-1]["rows"] == {"ip/bad-int": "ExpiresAt is not an ISO 8601 date", "tenant/bad-guid": "tenant must be a GUID, got 'not-a-guid'"}
+    assert relays.events("blocklist.unavailable") == [[], [], []]
+
+    # Running instances: new blocks and unblocks keep taking effect on every one.
+    state_dir = relays.azurite.state_dir
+    assert admin(state_dir, "block", "--oid", LATER_OID, "--reason", "test", "--ttl", "1h").returncode == 0
+    for stack in relays.stacks:
+        wait_until(lambda s=stack: status(s, LATER_OID) == 403, REFRESH_S + SLACK_S)
+    lifted = admin(state_dir, "unblock", "--oid", SOAR_OID)
+    assert (lifted.returncode, lifted.stdout.strip()) == (0, "unblocked: 1 row(s) removed")
+    for stack in relays.stacks:
+        wait_until(lambda s=stack: status(s, SOAR_OID) == 200, REFRESH_S + SLACK_S)
+    listed = admin(state_dir, "list")
+    assert listed.returncode == 0 and "invalid 'tenant'/'bad-guid'" in listed.stdout and OFFSET_OID in listed.stdout
