@@ -16,7 +16,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest

@@ -12,8 +12,8 @@ import subprocess
 import sys
 import urllib.parse
 import urllib.request
-from email.utils import formatdate
 from collections.abc import Mapping, Sequence
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
