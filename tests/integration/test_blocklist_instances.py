@@ -3,7 +3,7 @@
 The rows are written over the Table REST API with their OData types (tests/support/azurite.py, ``insert_raw``)
 before any relay starts, so each relay's first read meets them, as a new instance would; one relay is set to
 fail open, where a cold start that could not read serves everyone unchecked. Each relay is ``python -m devhost``
-on its own port, as in tests/integration/test_shared_controls.py.
+on its own port (tests/support/relays.py).
 """
 
 from __future__ import annotations
@@ -12,17 +12,16 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from devhost.azurite import Azurite, running_azurite
+from devhost.azurite import running_azurite
 from tests.support import rawhttp
 from tests.support.azurite import TABLES, admin, insert_raw
-from tests.support.emulator import IDENTITY_HEADER, Emulator
-from tests.support.servers import free_port, run_python_module
-from tests.support.stack import APPLICATION_NAME, DEPLOYMENTS, Stack
+from tests.support.emulator import Emulator
+from tests.support.relays import Relays, start_relay
+from tests.support.stack import Stack
 
 REFRESH_S = 1.0
 # Over the refresh interval: the time a read itself takes on a busy 2-core machine, and the polling step.
@@ -39,16 +38,6 @@ BAD_ROWS = [
 ]
 
 
-@dataclass
-class Relays:
-    stacks: list[Stack]
-    azurite: Azurite
-
-    def events(self, name: str) -> list[list[dict[str, Any]]]:
-        """Each relay's log lines of event ``name``, in order."""
-        return [[json.loads(line) for line in stack.log_lines() if line.startswith("{") and f'"event":"{name}"' in line] for stack in self.stacks]
-
-
 @pytest.fixture(scope="module")
 def relays(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relays]:
     state_dir = tmp_path_factory.mktemp("blocklist-instances")
@@ -58,27 +47,12 @@ def relays(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iter
         insert_raw(tables, "relayblocklist", {"PartitionKey": "OID", "RowKey": "soar-1", "Value": SOAR_OID.upper(), "AlertId": "alert-soar"})
         for row in BAD_ROWS:
             insert_raw(tables, "relayblocklist", row)
-        stacks = []
-        for cold_start in ("fail-closed", "fail-closed", "fail-open"):
-            port = free_port()
-            env = {
-                "PORT": str(port),
-                "AZURE_OPENAI_ENDPOINT": emulator.base,
-                "IDENTITY_ENDPOINT": emulator.identity_endpoint,
-                "IDENTITY_HEADER": IDENTITY_HEADER,
-                "AZURE_OPENAI_DEPLOYMENTS": DEPLOYMENTS,
-                "APPLICATION_NAME": APPLICATION_NAME,
-                "RELAY_TABLE_ENDPOINT": tables.endpoint,
-                "SSL_CERT_FILE": tables.ca_file,
-                "RELAY_BLOCKLIST_ENABLED": "true",
-                "RELAY_BLOCKLIST_REFRESH_S": str(REFRESH_S),
-                "RELAY_BLOCKLIST_COLD_START": cold_start,
-            }
-            log_path = state_dir / f"relay-{port}.log"
-            base = f"http://127.0.0.1:{port}"
-            started.enter_context(run_python_module("devhost", env=env, ready_url=f"{base}/api/healthz", log_path=log_path))
-            stacks.append(Stack(base, emulator.base, log_path))
-        yield Relays(stacks, azurite)
+        settings = {"RELAY_BLOCKLIST_ENABLED": "true", "RELAY_BLOCKLIST_REFRESH_S": str(REFRESH_S)}
+        stacks = [
+            start_relay(started, emulator, azurite, state_dir, {**settings, "RELAY_BLOCKLIST_COLD_START": cold_start})
+            for cold_start in ("fail-closed", "fail-closed", "fail-open")
+        ]
+        yield Relays(stacks, azurite, emulator)
 
 
 def status(stack: Stack, oid: str) -> int:
