@@ -21,10 +21,9 @@ from devhost.azurite import AzuriteTables, running_azurite
 from shared.blocklist import UNTYPED_ROWS
 from tests.support.azurite import TABLES, admin, insert_raw, rows
 from tests.support.emulator import Emulator
+from tests.support.identities import ADA_OID as OID
+from tests.support.identities import ADA_TID as TID
 from tests.support.tokens import claims_of
-
-OID = "1b2c3d4e-0000-4000-8000-000000000003"
-TID = "72f988bf-0000-4000-8000-000000000002"
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 from azure.core.credentials import AzureNamedKeyCredential
 
 from devhost.azurite import ACCOUNT, ACCOUNT_KEY, Azurite, running_azurite
-from shared.blocklist_refresh import FIRST_READ_WAIT_S, BlocklistCache
+from shared.blocklist_cache import FIRST_READ_WAIT_S, BlocklistCache
 from shared.errors import RelayError
 from shared.table_store import table_service
 from tests.support.azurite import TABLES

@@ -26,9 +26,9 @@ import time
 from collections.abc import AsyncIterable, Callable, Mapping
 from typing import Any, Protocol
 
-from shared.background import BackgroundTask
+from shared.background import RepeatingTask
 from shared.blocklist import UNTYPED_ROWS, BlockEntry, Snapshot, entry_from_row
-from shared.errors import RelayError
+from shared.errors import blocklist_unavailable
 from shared.logs import log_event
 
 log = logging.getLogger("relay.blocklist")
@@ -45,16 +45,6 @@ _MAX_NAMED_ROWS = 10
 
 class RowSource(Protocol):
     def list_entities(self, *, format: str) -> AsyncIterable[Mapping[str, Any]]: ...
-
-
-def blocklist_unavailable() -> RelayError:
-    return RelayError(
-        503,
-        "blocklist_unavailable",
-        "The relay cannot check its block list right now; try again shortly.",
-        error_type="api_error",
-        headers={"Retry-After": str(int(COLD_RETRY_S))},
-    )
 
 
 class BlocklistCache:
@@ -78,7 +68,7 @@ class BlocklistCache:
         self._read_at = 0.0
         self._failures = 0
         self._first_read = asyncio.Event()
-        self._task = BackgroundTask("blocklist-refresh", self._refresh_once_more, self._pause, log)
+        self._task = RepeatingTask("blocklist-refresh", self._refresh_once_more, self._pause, log)
 
     async def lookup(self, oid: str, tenant: str, ip: str, home_tenant: str | None = None) -> BlockEntry | None:
         """The entry blocking this caller, or None; raises 503 when there is no copy to check and the policy is fail-closed."""
@@ -91,7 +81,7 @@ class BlocklistCache:
             if snapshot is None:
                 if self._fail_open:
                     return None
-                raise blocklist_unavailable()
+                raise blocklist_unavailable(COLD_RETRY_S)
         return snapshot.match(oid, tenant, ip, self._clock(), home_tenant)
 
     async def aclose(self) -> None:
