@@ -9,6 +9,9 @@ When a read fails, the last good copy stays in force and the log says so. When a
 never read the table (a cold start during a storage outage), ``fail_open`` decides: serve unchecked,
 or answer 503 ``blocklist_unavailable`` (the default; SECURITY.md says why); it retries every
 ``COLD_RETRY_S`` until a read succeeds.
+
+After each good read, ``on_refresh`` (when given) is called: the relay ends the open streams of
+callers the new copy blocks (``shared/open_streams.py``).
 """
 
 from __future__ import annotations
@@ -38,8 +41,17 @@ class RowSource(Protocol):
 
 
 class BlocklistCache:
-    def __init__(self, table: RowSource, refresh_s: float, *, fail_open: bool, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        table: RowSource,
+        refresh_s: float,
+        *,
+        fail_open: bool,
+        clock: Callable[[], float] = time.time,
+        on_refresh: Callable[[], None] | None = None,
+    ) -> None:
         self._table = table
+        self._on_refresh = on_refresh
         self._refresh_s = refresh_s
         self._fail_open = fail_open
         self._clock = clock
@@ -61,7 +73,12 @@ class BlocklistCache:
                 if self._fail_open:
                     return None
                 raise blocklist_unavailable(COLD_RETRY_S)
-        return snapshot.match(oid, tenant, ip, self._clock())
+        return self.match(oid, tenant, ip)
+
+    def match(self, oid: str, tenant: str, ip: str) -> BlockEntry | None:
+        """The entry of the copy in memory that blocks this caller now, or None (also when nothing has been read yet)."""
+        snapshot = self._snapshot
+        return None if snapshot is None else snapshot.match(oid, tenant, ip, self._clock())
 
     async def aclose(self) -> None:
         await self._task.aclose()
@@ -93,6 +110,8 @@ class BlocklistCache:
             if invalid:
                 named = dict(sorted(invalid.items())[:_MAX_NAMED_ROWS])
                 log_event(log, logging.WARNING, "blocklist.rows_invalid", count=len(invalid), rows=named)
+        if self._on_refresh is not None:
+            self._on_refresh()
         return True
 
     async def _refresh_once_more(self) -> None:
