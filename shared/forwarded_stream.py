@@ -104,7 +104,7 @@ class ForwardedStream(StreamingResponse):
     ``error`` event by :meth:`end_with`), the upstream response is closed, which cancels Azure's
     generation, the tokens are charged, and the request's log line is written.
 
-    With ``watch``, the stream is in the instance's registry of open streams while it is served
+    With ``open_stream``, the stream is in the instance's registry of open streams while it is served
     (``shared/open_streams.py``), so a block that reaches the instance ends it.
     """
 
@@ -115,7 +115,7 @@ class ForwardedStream(StreamingResponse):
         forwarder: SseForwarder,
         charge: TokenCharge,
         settings: Settings,
-        watch: OpenStream | None = None,
+        open_stream: OpenStream | None = None,
     ) -> None:
         self._events = forward_events(upstream.iter_bytes(), forwarder)
         super().__init__(
@@ -125,7 +125,7 @@ class ForwardedStream(StreamingResponse):
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **EXPOSE_HEADERS, "x-request-id": record.request_id},
         )
         self._upstream, self._record, self._forwarder, self._charge = upstream, record, forwarder, charge
-        self._watch = watch
+        self._open_stream = open_stream
         self._write_timeout_s = settings.caller_write_timeout_s
         self._keepalive_s = settings.stream_keepalive_s
         # The state of one serving, set by __call__ (a response is served once).
@@ -157,22 +157,23 @@ class ForwardedStream(StreamingResponse):
         self._timer = loop.call_at(self._last_heard + min(self._keepalive_s, self._write_timeout_s), self._tick)
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            if self._watch is not None:
-                self._watch.opened(self.end_with)
+            if self._open_stream is not None:
+                self._open_stream.opened(self.end_with)
             await self._stream()
             error = self._forwarder.error
             status, code = (error.status, error.code) if error is not None else (200, None)
         except asyncio.CancelledError:
             if self._ending is None:
                 raise
-            streaming.uncancel()  # cancelled by _end(): the caller left, or stopped reading (the server then closes the connection)
+            # cancelled by _end(): the caller left, or stopped reading (the server then closes the connection), or end_with()
+            streaming.uncancel()
             error = self._forwarder.error
             if self._ending == "error" and error is not None:
                 status, code = error.status, error.code
                 await self._write_last(error_event(error))
         finally:
-            if self._watch is not None:
-                self._watch.closed()
+            if self._open_stream is not None:
+                self._open_stream.closed()
             self._timer.cancel()
             watch.stop()
             if self._keepalive_writer is not None:

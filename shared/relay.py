@@ -186,8 +186,8 @@ class Relay:
         if request.stream:
             upstream = await client.open(request.payload, request.deployment, record.request_id)
             forwarder = SseForwarder(hide_usage=request.hide_usage, hide_cached_tokens=not self.settings.expose_cached_tokens)
-            watch = self.controls.watch_stream(caller, record.request_id)
-            return ForwardedStream(upstream, record, forwarder, charge, self.settings, watch)
+            open_stream = self.controls.watch_stream(caller, record.request_id)
+            return ForwardedStream(upstream, record, forwarder, charge, self.settings, open_stream)
         return await self._complete(client, request, record, charge)
 
     async def _complete(self, client: Upstream, request: ChatRequest, record: RequestLog, charge: TokenCharge) -> Response:
