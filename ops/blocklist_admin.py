@@ -217,11 +217,17 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
             elif args.command == "prune":
                 print(f"pruned: {prune(table, now)} expired row(s) removed")
             else:
+                shown = 0
                 for row, entry in rows(table):
                     if entry is None:
                         print(f"invalid {row.get('PartitionKey')}/{row.get('RowKey')} (the relay ignores it)")
                     elif args.all or entry.expires_ts > now.timestamp():
                         print(describe(entry))
+                    else:
+                        continue
+                    shown += 1
+                if not shown:
+                    print("no rows in the block list table" if args.all else "no blocks in force")
     except ValueError as exc:
         parser.error(str(exc))
     except ClientAuthenticationError as exc:
