@@ -72,7 +72,7 @@ def emulators(env: MutableMapping[str, str], record: RunRecord) -> Iterator[None
     # Its own process group, so that stopping it stops all of it however it was started.
     args = [sys.executable, "-m", "devhost.emulator", "--port", str(port)]
     proc = subprocess.Popen(args, env={**env}, start_new_session=True)
-    record.add("the emulators", proc, args)
+    record.add("the emulators", proc.pid, args)
     try:
         try:
             wait_for_http(f"{base}/_emulator/healthz", timeout=30.0, proc=proc, interval=0.1)
@@ -110,7 +110,7 @@ def local_tables(env: MutableMapping[str, str], controls: ControlSettings, recor
     port = read_port(env, "AZURITE_TABLE_PORT", 0)
 
     def started(proc: subprocess.Popen[bytes], args: Sequence[str], stop_signal: int) -> None:
-        record.add("Azurite", proc, args, stop_signal)
+        record.add("Azurite", proc.pid, args, stop_signal)
 
     with running_azurite(state_dir, tables, port=port, log_path=state_dir / "azurite.log", on_start=started) as running:
         azurite = running.tables

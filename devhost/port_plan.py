@@ -55,8 +55,9 @@ def port_problems(uses: list[PortUse]) -> list[str]:
         if twin is not None:
             problems.append(f"{twin.setting} and {use.setting}{use.default_note} are both {use.port}: set {use.setting} to another port")
         elif port_in_use(use.port):
-            spare = next((p for p in range(use.port + 1, use.port + _NEARBY) if p not in taken and not port_in_use(p)), None)
-            example = f", e.g. `{use.setting}={spare} make run`" if spare and spare <= 65535 else ""
+            nearby = range(use.port + 1, min(use.port + _NEARBY, 65536))
+            spare = next((p for p in nearby if p not in taken and not port_in_use(p)), None)
+            example = f", e.g. `{use.setting}={spare} make run`" if spare else ""
             problems.append(
                 f"port {use.port} ({use.what}) is in use by another process: stop that process, "
                 f"or choose another port with {use.setting}{use.default_note}{example}"

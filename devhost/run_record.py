@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,8 +46,9 @@ class RunRecord:
     def path(self) -> Path:
         return self.directory / f"{self.pid}.json"
 
-    def add(self, name: str, proc: subprocess.Popen[bytes], args: Sequence[str], stop_signal: int = signal.SIGTERM) -> None:
-        self.children.append(Child(name, proc.pid, tuple(args), int(stop_signal)))
+    def add(self, name: str, pid: int, args: Sequence[str], stop_signal: int = signal.SIGTERM) -> None:
+        """Record the group that ``pid`` leads, started with ``args``."""
+        self.children.append(Child(name, pid, tuple(args), int(stop_signal)))
         self.directory.mkdir(parents=True, exist_ok=True)
         record = {"pid": self.pid, "args": command_line(self.pid), "children": [asdict(child) for child in self.children]}
         partial = self.path.with_suffix(".tmp")
