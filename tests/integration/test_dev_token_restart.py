@@ -13,7 +13,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from devhost import jwt
-from devhost.easyauth import SESSION_COOKIE, DevIdentityProvider, EasyAuth
+from devhost.appservice_auth import SESSION_COOKIE, DevIdentityProvider, EasyAuth
 from tests.support.tokens import claims_of
 
 GENERIC = "You do not have permission to view this directory or page."

@@ -14,21 +14,20 @@ from typing import Any
 
 import pytest
 
-from devhost.easyauth import principal_headers
+from devhost.appservice_auth import principal_headers
 from shared.access_controls import AccessControls
 from shared.config import Settings, load_settings
 from shared.relay import Relay
 from shared.upstream import Upstream
+from tests.support.app_settings import REQUIRED_SETTINGS
 from tests.support.asgi import call, make_request, run_response
+from tests.support.identities import ADA_OID as OID
+from tests.support.identities import ADA_TID as TID
+from tests.support.identities import OTHER_OID
 from tests.support.tables import EtagTable, RowsTable
 
-OID = "1b2c3d4e-0000-4000-8000-000000000003"
-TID = "72f988bf-0000-4000-8000-000000000002"
-OTHER_OID = "99999999-0000-4000-8000-000000000009"
 ENV = {
-    "AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com",
-    "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini",
-    "APPLICATION_NAME": "contoso-chat-spa",
+    **REQUIRED_SETTINGS,
     "WEBSITE_AUTH_ENABLED": "true",
     "RELAY_TABLE_ENDPOINT": "https://strelay.table.core.windows.net",
 }
