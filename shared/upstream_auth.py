@@ -76,7 +76,8 @@ def create_upstream_auth(settings: Settings) -> UpstreamAuth:
     """The production credentials: the managed identity's token, or (key mode) a Key Vault key read with it."""
     credential = create_credential(settings)
     if settings.auth_mode != "key":
-        return BearerTokenAuth(CachedToken(credential, COGNITIVE_SERVICES_SCOPE, hint=credential_hint(settings)))
+        rejection = BearerTokenAuth.MANAGED_IDENTITY_REJECTION if settings.identity_endpoint else BearerTokenAuth.DEVELOPER_LOGIN_REJECTION
+        return BearerTokenAuth(CachedToken(credential, COGNITIVE_SERVICES_SCOPE, hint=credential_hint(settings)), rejection)
     from shared.keyvault_key import KeyVaultKeySource
 
     assert settings.keyvault_url is not None and settings.key_secret_name is not None
@@ -156,13 +157,19 @@ class UpstreamAuth(Protocol):
 
 
 class BearerTokenAuth:
-    rejection_hint = (
+    MANAGED_IDENTITY_REJECTION = (
         "Azure OpenAI refused the managed identity's token: check that the identity (AZURE_CLIENT_ID) has the "
         "Cognitive Services OpenAI User role on the resource named by AZURE_OPENAI_ENDPOINT"
     )
+    DEVELOPER_LOGIN_REJECTION = (
+        "Azure OpenAI refused your developer login's token (no managed identity here): check that the account "
+        "you signed in with (`az account show`) has the Cognitive Services OpenAI User role on the resource "
+        "named by AZURE_OPENAI_ENDPOINT"
+    )
 
-    def __init__(self, token: CachedToken) -> None:
+    def __init__(self, token: CachedToken, rejection_hint: str = MANAGED_IDENTITY_REJECTION) -> None:
         self._token = token
+        self.rejection_hint = rejection_hint
 
     async def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {await self._token.get()}"}

@@ -147,3 +147,15 @@ async def test_without_a_managed_identity_endpoint_the_developers_login_is_used(
         assert isinstance(credential, DefaultAzureCredential)
     finally:
         await credential.close()
+
+
+@pytest.mark.parametrize(
+    ("identity_endpoint", "names"),
+    [("http://localhost:8081/msi/token", "the identity (AZURE_CLIENT_ID)"), ("", "the account you signed in with (`az account show`)")],
+)
+async def test_a_refused_token_points_at_the_identity_that_asked_for_it(identity_endpoint: str, names: str) -> None:
+    auth = upstream_auth.create_upstream_auth(load_settings({**SETTINGS_ENV, "IDENTITY_ENDPOINT": identity_endpoint}))
+    try:
+        assert names in auth.rejection_hint and "Cognitive Services OpenAI User" in auth.rejection_hint
+    finally:
+        await auth.aclose()
