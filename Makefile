@@ -13,13 +13,17 @@ RELAY_BLOCKLIST_REFRESH_S ?= 5
 
 # One venv on Python 3.13, the version Azure Functions runs by default; an older venv is replaced.
 $(STAMP): requirements.txt requirements-dev.txt
+	@echo "setup: .venv on Python 3.13 with requirements-dev.txt (the first time takes a few minutes; later runs skip it)"
 	python=$$(bash scripts/find-python.sh 3.13) && \
 	if ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then $$python -m venv --clear $(VENV); fi
 	$(BIN)/pip install --quiet --upgrade pip
+	@echo "setup: installing the Python packages (quiet while pip works)"
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
+	@echo "setup: .venv is ready"
 
 $(RPC_STAMP): $(STAMP) $(RPC_PROTOS) devhost/functions_host/build_protos.py
+	@echo "setup: generating the Functions host's gRPC modules"
 	$(BIN)/python -m devhost.functions_host.build_protos
 	touch $@
 

@@ -250,11 +250,17 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
                     if not isinstance(entry, BlockEntry):
                         print(invalid_row(row, entry))
             else:
+                shown = 0
                 for row, entry in rows(table):
                     if not isinstance(entry, BlockEntry):
                         print(invalid_row(row, entry))
                     elif args.all or entry.expires_ts > now.timestamp():
                         print(describe(entry))
+                    else:
+                        continue
+                    shown += 1
+                if not shown:
+                    print("no rows in the block list table" if args.all else "no blocks in force")
     except ValueError as exc:
         parser.error(str(exc))
     except ClientAuthenticationError as exc:

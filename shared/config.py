@@ -151,6 +151,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     """Build :class:`Settings` from app settings / environment variables."""
     endpoint = _url(env, "AZURE_OPENAI_ENDPOINT", required=True)
     assert endpoint is not None
+    _check_base_url(endpoint, "AZURE_OPENAI_ENDPOINT")
     api_version = env.get("AZURE_OPENAI_API_VERSION", "").strip() or DEFAULT_API_VERSION
     if api_version != "v1" and not _DATED_API_VERSION.match(api_version):
         raise ConfigError(f"AZURE_OPENAI_API_VERSION must be 'v1' or a dated version such as '2025-01-01-preview', got {api_version!r}")
@@ -299,6 +300,16 @@ def _url(env: Mapping[str, str], name: str, *, required: bool) -> str | None:
     if secure and parts.hostname and not parts.query and not parts.fragment:
         return value
     raise ConfigError(f"{name} must be an https:// URL (http:// only for a loopback emulator), got {value!r}")
+
+
+def _check_base_url(url: str, name: str) -> None:
+    """Refuse a URL with a path: the relay appends ``/openai/v1/...`` (or ``/openai/deployments/...``) itself."""
+    parts = urlsplit(url)
+    if parts.path not in ("", "/"):
+        raise ConfigError(
+            f"{name} must be the resource's base URL, {parts.scheme}://{parts.netloc}, without a path "
+            f"(the relay adds /openai/v1/ itself), got {url!r}"
+        )
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -34,9 +34,16 @@ def quiet_client_loggers() -> None:
 
 
 def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
-    """Write ``{"event": event, **fields}`` as one JSON line."""
+    """Write ``{"time": <ISO 8601 UTC, ms>, "event": event, **fields}`` as one JSON line."""
     if logger.isEnabledFor(level):
-        logger.log(level, _ENCODER.encode({"event": event, **fields}))
+        logger.log(level, _ENCODER.encode({"time": utc_timestamp(), "event": event, **fields}))
+
+
+def utc_timestamp(now: float | None = None) -> str:
+    """``now`` (default: the current time) as ISO 8601 in UTC to the millisecond, e.g. ``2026-12-07T05:40:01.250Z``."""
+    seconds = time.time() if now is None else now
+    whole = int(seconds)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))}.{int((seconds - whole) * 1000):03d}Z"
 
 
 def log_failure(logger: logging.Logger, event: str, error: BaseException, **fields: Any) -> None:

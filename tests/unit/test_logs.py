@@ -1,13 +1,15 @@
-"""shared.logs: one JSON object per line, whatever the values; a request's line at the level its status deserves."""
+"""shared.logs: one JSON object per line, whatever the values, each with its time in UTC; a request's line at the level its status deserves."""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from datetime import UTC, datetime
 
 import pytest
 
-from shared.logs import RequestLog, log_event, log_failure, quiet_client_loggers
+from shared.logs import RequestLog, log_event, log_failure, quiet_client_loggers, utc_timestamp
 
 LOGGER = logging.getLogger("relay.test.logs")
 
@@ -22,7 +24,9 @@ def test_a_hostile_value_cannot_break_a_line_or_forge_a_field(caplog: pytest.Log
         log_event(LOGGER, logging.INFO, "relay.test", source_ip=hostile)
     [line] = lines(caplog)
     assert "\n" not in line and "\r" not in line and "\u2028" not in line and line.isascii()
-    assert json.loads(line) == {"event": "relay.test", "source_ip": hostile}
+    fields = json.loads(line)
+    del fields["time"]
+    assert fields == {"event": "relay.test", "source_ip": hostile}
 
 
 def test_nothing_is_encoded_for_a_level_that_is_off(caplog: pytest.LogCaptureFixture) -> None:
@@ -76,3 +80,22 @@ def test_chatty_client_loggers_are_quieted_to_warnings() -> None:
     quiet_client_loggers()
     assert not chatty.isEnabledFor(logging.INFO) and chatty.isEnabledFor(logging.WARNING)
     assert not logging.getLogger("azure.identity").isEnabledFor(logging.INFO)
+
+
+def test_every_line_starts_with_its_time_in_iso_8601_utc(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        before = time.time()
+        log_event(LOGGER, logging.INFO, "relay.test", status=200)
+        RequestLog("r-1", "chat.completions").emit(200)
+        after = time.time()
+    assert len(caplog.records) == 2
+    for record in caplog.records:
+        line = json.loads(record.getMessage())
+        assert next(iter(line)) == "time", line
+        written = datetime.strptime(line["time"], "%Y-%m-%dT%H:%M:%S.%f%z")
+        assert written.tzinfo == UTC and before - 0.001 <= written.timestamp() <= after
+
+
+def test_the_time_is_utc_to_the_millisecond() -> None:
+    assert utc_timestamp(1_796_621_401.25) == "2026-12-07T05:30:01.250Z"
+    assert utc_timestamp(0.999) == "1970-01-01T00:00:00.999Z"
