@@ -9,9 +9,6 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/node-deps.sh
 source scripts/node-deps.sh
 
-mapfile -t missing < <(node_packages_missing)
-if [ ${#missing[@]} -gt 0 ]; then
-  apt_install ensure-kusto "${missing[@]}"
-fi
+ensure_node ensure-kusto
 
 npm_ci_if_changed ensure-kusto tests/infra/kusto @kusto/language-service-next
