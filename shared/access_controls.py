@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 from shared.budget import Budgets, estimated_tokens, tokens_of
 from shared.caller import Caller
 from shared.config import Settings
-from shared.errors import RelayError
+from shared.errors import user_blocked
 from shared.logs import log_event
 
 if TYPE_CHECKING:
-    from shared.blocklist_refresh import BlocklistCache
+    from shared.blocklist_cache import BlocklistCache
     from shared.budget_sync import BudgetSync
     from shared.table_store import TableStore
 
@@ -35,25 +35,21 @@ def production_store(settings: Settings) -> TableStore:
     return TableStore.from_settings(settings)
 
 
-def user_blocked() -> RelayError:
-    # The reason stays in the table and the log: telling a blocked caller why would help them get around it.
-    return RelayError(
-        403,
-        "user_blocked",
-        "Access to this service is blocked for this account or network. Contact your administrator.",
-        error_type="permission_error",
-    )
+class TokenCharge:
+    """What one admitted request will charge to its caller's budgets; :meth:`charge` does it once the answer's usage is known.
 
-
-class Spend:
-    """Charges one answer's tokens to its caller's budgets, once its usage is known."""
+    The relay calls ``charge`` once per answer: ``Relay._complete`` after a whole answer was
+    read, ``ForwardedStream`` when a stream ends, however it ends (docs/design.md, "Block list
+    and token budgets").
+    """
 
     def __init__(self, budgets: Budgets | None, caller: Caller, prompt_bytes: int) -> None:
         self._budgets = budgets
         self._caller = caller
         self._prompt_bytes = prompt_bytes
 
-    def __call__(self, usage: Mapping[str, Any] | None, streamed_chunks: int = 0) -> None:
+    def charge(self, usage: Mapping[str, Any] | None, streamed_chunks: int = 0) -> None:
+        """Charge Azure's ``usage``, or an estimate from the prompt's size and the chunks streamed when it never came."""
         if self._budgets is None:
             return
         tokens = tokens_of(usage)
@@ -97,12 +93,12 @@ class AccessControls:
         )
         raise user_blocked()
 
-    def admit(self, caller: Caller, prompt_bytes: int) -> Spend:
-        """Raise 429 ``user_quota_exceeded`` when a budget of the caller is used up; else what charges the answer."""
+    def admit(self, caller: Caller, prompt_bytes: int) -> TokenCharge:
+        """Raise 429 ``user_quota_exceeded`` when a budget of the caller is used up; else the charge for its answer, not yet made."""
         if self.budgets is not None:
             self._budget_sync().start()
             self.budgets.admit(caller.principal.object_id, caller.principal.tenant_id)
-        return Spend(self.budgets, caller, prompt_bytes)
+        return TokenCharge(self.budgets, caller, prompt_bytes)
 
     def budget_view(self, caller: Caller) -> dict[str, Any] | None:
         """The caller's budgets for /api/me: limit, used, remaining and reset time of each; None when budgets are off."""
@@ -128,7 +124,7 @@ class AccessControls:
 
     def _blocklist_cache(self) -> BlocklistCache:
         if self._blocklist is None:
-            from shared.blocklist_refresh import BlocklistCache
+            from shared.blocklist_cache import BlocklistCache
 
             settings = self._controls.blocklist
             self._blocklist = BlocklistCache(

@@ -1,7 +1,7 @@
 """Token budgets: per user per minute and per day, per tenant per day, shared by every instance.
 
 Pure accounting, no I/O: every instance counts the tokens Azure OpenAI reports (``usage``) in
-:class:`Counter` objects, one per subject (user or tenant) and UTC day, and admits a request
+:class:`DayTally` objects, one per subject (user or tenant) and UTC day, and admits a request
 while the table's total as last seen plus what it counted since (not yet written) is under the
 limit. :mod:`shared.budget_sync` writes those counts to the table and reads the totals back.
 Windows are fixed and UTC: a minute starts at :00, a day at 00:00. Over budget is a 429
@@ -19,15 +19,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from shared.config import BudgetSettings
-from shared.errors import RelayError
+from shared.errors import user_quota_exceeded
 
-Scope = Literal["user", "tenant"]
-# A subject's counter for one day: ("user", oid, "20261127").
-CounterKey = tuple[Scope, str, str]
+# Whom a budget counts: one user (by object ID) or one tenant.
+Subject = Literal["user", "tenant"]
+# A subject's tally for one day: ("user", oid, "20261127").
+TallyKey = tuple[Subject, str, str]
 # Tokens charged when Azure's usage never arrived (the caller hung up mid-stream): about four bytes of prompt per
 # token, plus one token per streamed chunk, so leaving before the usage chunk is not a way around the budget.
 PROMPT_BYTES_PER_TOKEN = 4
-# Counters not used for this long are no longer re-read every sync; they are kept until their day ends.
+# Tallies not used for this long are no longer re-read every sync; they are kept until their day ends.
 ACTIVE_S = 600.0
 
 
@@ -41,7 +42,7 @@ class Totals:
 
 
 @dataclass
-class Counter:
+class DayTally:
     """One subject's tokens for one UTC day, as this instance knows them."""
 
     shared: Totals = Totals()
@@ -113,7 +114,7 @@ def estimated_tokens(prompt_bytes: int, streamed_chunks: int) -> int:
 @dataclass(frozen=True)
 class Window:
     name: str  # as /api/me and the 429 message name it
-    scope: Scope
+    subject: Subject
     limit: int
     per_minute: bool
 
@@ -127,8 +128,8 @@ class Budgets:
             Window("tenant_tokens_per_day", "tenant", settings.tenant_tokens_per_day, per_minute=False),
         ]
         self.windows = tuple(window for window in windows if window.limit > 0)
-        self._scopes = frozenset(window.scope for window in self.windows)
-        self.counters: dict[CounterKey, Counter] = {}
+        self._subjects = frozenset(window.subject for window in self.windows)
+        self.tallies: dict[TallyKey, DayTally] = {}
 
     def admit(self, oid: str, tenant: str) -> None:
         """Raise 429 ``user_quota_exceeded`` when a window of this caller is used up; otherwise mark the caller active."""
@@ -136,13 +137,13 @@ class Budgets:
         spent = [(window, end) for window, used, end in self._usage(oid, tenant, now) if used >= window.limit]
         if spent:
             window, end = max(spent, key=lambda item: item[1])
-            raise quota_exceeded(window, end, now)
+            raise user_quota_exceeded(per_minute=window.per_minute, tenant=window.subject == "tenant", retry_after_s=end - now)
 
     def charge(self, oid: str, tenant: str, tokens: int) -> None:
         now = self._clock()
         minute = minute_of(now)
-        for counter in self._counters(oid, tenant, now).values():
-            counter.pending[minute] = counter.pending.get(minute, 0) + tokens
+        for tally in self._tallies(oid, tenant, now).values():
+            tally.pending[minute] = tally.pending.get(minute, 0) + tokens
 
     def view(self, oid: str, tenant: str) -> dict[str, dict[str, Any]]:
         """What /api/me shows: each window's limit, use, remainder and end."""
@@ -157,52 +158,40 @@ class Budgets:
             for window, used, end in self._usage(oid, tenant, now)
         }
 
-    def to_sync(self) -> Iterator[tuple[CounterKey, Counter]]:
-        """Counters with tokens to write or a total worth re-reading; drops those of past days with nothing left to write."""
+    def to_sync(self) -> Iterator[tuple[TallyKey, DayTally]]:
+        """Tallies with tokens to write or a total worth re-reading; drops those of past days with nothing left to write."""
         now = self._clock()
         today = day_of(now)
-        for key, counter in list(self.counters.items()):
-            if counter.pending or counter.flushing or (key[2] == today and now - counter.last_used < ACTIVE_S):
-                yield key, counter
+        for key, tally in list(self.tallies.items()):
+            if tally.pending or tally.flushing or (key[2] == today and now - tally.last_used < ACTIVE_S):
+                yield key, tally
             elif key[2] != today:
-                del self.counters[key]
+                del self.tallies[key]
 
     def _usage(self, oid: str, tenant: str, now: float) -> Iterator[tuple[Window, int, float]]:
-        counters = self._counters(oid, tenant, now)
+        tallies = self._tallies(oid, tenant, now)
         minute = minute_of(now)
         for window in self.windows:
-            counter = counters[window.scope]
+            tally = tallies[window.subject]
             if window.per_minute:
-                yield window, counter.minute_used(minute), (minute + 1) * 60.0
+                yield window, tally.minute_used(minute), (minute + 1) * 60.0
             else:
-                yield window, counter.day_used(), _end_of_day(now)
+                yield window, tally.day_used(), _end_of_day(now)
 
-    def _counters(self, oid: str, tenant: str, now: float) -> dict[Scope, Counter]:
-        """This caller's counters for today, one per scope a window uses, created on first use."""
+    def _tallies(self, oid: str, tenant: str, now: float) -> dict[Subject, DayTally]:
+        """This caller's tallies for today, one per subject a window uses, created on first use."""
         day = day_of(now)
-        found: dict[Scope, Counter] = {}
-        for scope in self._scopes:
-            key: CounterKey = (scope, (tenant if scope == "tenant" else oid).lower(), day)
-            counter = self.counters.get(key)
-            if counter is None:
-                counter = self.counters[key] = Counter()
-            counter.last_used = now
-            found[scope] = counter
+        found: dict[Subject, DayTally] = {}
+        for subject in self._subjects:
+            key: TallyKey = (subject, (tenant if subject == "tenant" else oid).lower(), day)
+            tally = self.tallies.get(key)
+            if tally is None:
+                tally = self.tallies[key] = DayTally()
+            tally.last_used = now
+            found[subject] = tally
         return found
 
 
 def _end_of_day(now: float) -> float:
     today = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return (today + timedelta(days=1)).timestamp()
-
-
-def quota_exceeded(window: Window, end: float, now: float) -> RelayError:
-    period = "minute" if window.per_minute else "day (UTC)"
-    whose = "your tenant's" if window.scope == "tenant" else "your"
-    return RelayError(
-        429,
-        "user_quota_exceeded",
-        f"You have used {whose} token budget for this {period}. Retry after the time in the Retry-After header.",
-        error_type="rate_limit_error",
-        headers={"Retry-After": str(max(1, math.ceil(end - now)))},
-    )

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.budget import Budgets, Counter, Totals, add_usage, estimated_tokens, tokens_of
+from shared.budget import Budgets, DayTally, Totals, add_usage, estimated_tokens, tokens_of
 from shared.config import BudgetSettings
 from shared.errors import RelayError
 from tests.support.identities import ADA_OID as OID
@@ -74,12 +74,12 @@ def test_a_tenant_budget_is_shared_by_its_users() -> None:
 def test_shared_totals_count_with_what_this_instance_has_not_written_yet() -> None:
     b = budgets(Clock(), user_tokens_per_day=100)
     b.admit(OID, TID)
-    [(key, counter)] = list(b.to_sync())
+    [(key, tally)] = list(b.to_sync())
     assert key == ("user", OID, "20261127")
-    counter.shared = Totals(day_tokens=70)
+    tally.shared = Totals(day_tokens=70)
     b.charge(OID, TID, 20)
     b.admit(OID, TID)
-    counter.begin_flush()
+    tally.begin_flush()
     b.charge(OID, TID, 10)
     refused(b)  # 70 shared + 20 being written + 10 counted
 
@@ -99,20 +99,20 @@ def test_counters_of_past_days_are_dropped_once_written() -> None:
     b.charge(OID, TID, 5)
     clock.now += 3600
     assert [key for key, _ in b.to_sync()] == [("user", OID, "20261127")]  # yesterday's tokens still to write
-    [(_, counter)] = list(b.to_sync())
-    counter.begin_flush()
-    counter.end_flush(Totals(5))
+    [(_, tally)] = list(b.to_sync())
+    tally.begin_flush()
+    tally.end_flush(Totals(5))
     assert list(b.to_sync()) == []
-    assert b.counters == {}
+    assert b.tallies == {}
 
 
 def test_a_failed_write_puts_the_tokens_back() -> None:
-    counter = Counter()
-    counter.pending = {100: 5, 101: 7}
-    assert counter.begin_flush() == {100: 5, 101: 7}
-    counter.pending[101] = 1
-    counter.abort_flush()
-    assert (counter.pending, counter.flushing, counter.day_used()) == ({100: 5, 101: 8}, {}, 13)
+    tally = DayTally()
+    tally.pending = {100: 5, 101: 7}
+    assert tally.begin_flush() == {100: 5, 101: 7}
+    tally.pending[101] = 1
+    tally.abort_flush()
+    assert (tally.pending, tally.flushing, tally.day_used()) == ({100: 5, 101: 8}, {}, 13)
 
 
 @pytest.mark.parametrize(

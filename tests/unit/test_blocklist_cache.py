@@ -1,4 +1,4 @@
-"""shared.blocklist_refresh: the first request waits for one read, later ones never touch storage; outages and cold starts."""
+"""shared.blocklist_cache: the first request waits for one read, later ones never touch storage; outages and cold starts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.blocklist_refresh import BlocklistCache
+from shared.blocklist_cache import BlocklistCache
 from shared.errors import RelayError
 from tests.support.identities import ADA_OID as OID
 from tests.support.identities import ADA_TID as TID
