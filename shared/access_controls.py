@@ -70,13 +70,15 @@ class AccessControls:
         self.budgets = Budgets(self._controls.budget) if self._controls.budget.enabled else None
 
     async def check_caller(self, caller: Caller, request_id: str) -> None:
-        """Raise 403 ``user_blocked`` when the block list names the caller's object ID, tenant or IP."""
+        """Raise 403 ``user_blocked`` when the block list names the caller's object ID, tenant (a guest's home tenant too) or IP."""
         if not self._controls.blocklist.enabled:
             return
         principal = caller.principal
-        entry = await self._blocklist_cache().lookup(principal.object_id, principal.tenant_id, caller.source_ip)
+        home = principal.home_tenant_id
+        entry = await self._blocklist_cache().lookup(principal.object_id, principal.tenant_id, caller.source_ip, home)
         if entry is None:
             return
+        matched = "home_tenant" if entry.kind == "tenant" and entry.target != principal.tenant_id.lower() else entry.kind
         log_event(
             log,
             logging.WARNING,
@@ -84,8 +86,9 @@ class AccessControls:
             request_id=request_id,
             oid=principal.object_id,
             tid=principal.tenant_id,
+            home_tid=home,
             source_ip=caller.source_ip,
-            matched=entry.kind,
+            matched=matched,
             row=entry.row_key,
             alert_id=entry.alert_id,
             added_by=entry.added_by,

@@ -38,8 +38,8 @@ USAGE = {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21}
 ANSWER = json.dumps({"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}], "usage": USAGE})
 
 
-def headers(oid: str = OID, ip: str = "203.0.113.7") -> dict[str, str]:
-    claims = {"oid": oid, "tid": TID, "scp": "user_impersonation", "name": "Ada"}
+def headers(oid: str = OID, ip: str = "203.0.113.7", **extra: str) -> dict[str, str]:
+    claims = {"oid": oid, "tid": TID, "scp": "user_impersonation", "name": "Ada", **extra}
     return {**{k.decode(): v.decode() for k, v in principal_headers(claims)}, "client-ip": f"{ip}:51234"}
 
 
@@ -122,6 +122,23 @@ async def test_a_blocked_address_range_is_refused_whoever_signs_in_from_it() -> 
         assert (status, payload["error"]["code"]) == (403, "user_blocked")
         status, _, _ = await call(r.chat_completions, "POST", "/api/v1/chat/completions", headers(OTHER_OID, "198.51.101.1"), BODY)
         assert status == 200
+    finally:
+        await r.aclose()
+
+
+async def test_a_guest_whose_home_tenant_is_blocked_is_refused_and_the_log_names_the_home_tenant(caplog: pytest.LogCaptureFixture) -> None:
+    home = "5e5e5e5e-0000-4000-8000-00000000e5e5"
+    row = {"PartitionKey": "tenant", "RowKey": home, "Value": home, "AlertId": "alert-home"}
+    r = relay_with(BLOCKLIST, Store([row]), Answers())
+    guest = {"idp": f"https://sts.windows.net/{home}/"}  # a B2B guest from the blocked tenant, signed in to TID
+    try:
+        with caplog.at_level(logging.INFO):
+            status, payload, _ = await call(r.chat_completions, "POST", "/api/v1/chat/completions", headers(OTHER_OID, **guest), BODY)
+        assert (status, payload["error"]["code"]) == (403, "user_blocked")
+        [line] = [json.loads(rec.getMessage()) for rec in caplog.records if '"relay.blocked"' in rec.getMessage()]
+        assert (line["matched"], line["tid"], line["home_tid"], line["alert_id"]) == ("home_tenant", TID, home, "alert-home")
+        member_of_tid = await call(r.chat_completions, "POST", "/api/v1/chat/completions", headers(OTHER_OID), BODY)
+        assert member_of_tid[0] == 200
     finally:
         await r.aclose()
 
