@@ -15,6 +15,9 @@ says so. When an instance has never read the table (a cold start during a storag
 ``fail_open`` decides: serve unchecked, or answer 503 ``blocklist_unavailable`` (the default;
 SECURITY.md says why); a request waits at most ``FIRST_READ_WAIT_S`` for the first read, and the
 task retries every ``COLD_RETRY_S`` until a read succeeds.
+
+After each good read, ``on_refresh`` (when given) is called: the relay ends the open streams of
+callers the new copy blocks (``shared/open_streams.py``).
 """
 
 from __future__ import annotations
@@ -57,8 +60,10 @@ class BlocklistCache:
         clock: Callable[[], float] = time.time,
         read_deadline_s: float = READ_DEADLINE_S,
         first_read_wait_s: float = FIRST_READ_WAIT_S,
+        on_refresh: Callable[[], None] | None = None,
     ) -> None:
         self._table = table
+        self._on_refresh = on_refresh
         self._refresh_s = refresh_s
         self._read_deadline_s = read_deadline_s
         self._first_read_wait_s = first_read_wait_s
@@ -82,7 +87,12 @@ class BlocklistCache:
                 if self._fail_open:
                     return None
                 raise blocklist_unavailable(COLD_RETRY_S)
-        return snapshot.match(oid, tenant, ip, self._clock(), home_tenant)
+        return self.match(oid, tenant, ip, home_tenant)
+
+    def match(self, oid: str, tenant: str, ip: str, home_tenant: str | None = None) -> BlockEntry | None:
+        """The entry of the copy in memory that blocks this caller now, or None (also when nothing has been read yet)."""
+        snapshot = self._snapshot
+        return None if snapshot is None else snapshot.match(oid, tenant, ip, self._clock(), home_tenant)
 
     async def aclose(self) -> None:
         await self._task.aclose()
@@ -113,6 +123,8 @@ class BlocklistCache:
         if invalid:
             named = dict(sorted(invalid.items())[:_MAX_NAMED_ROWS])
             log_event(log, logging.WARNING, "blocklist.rows_invalid", count=len(invalid), rows=named)
+        if self._on_refresh is not None:
+            self._on_refresh()
         return True
 
     async def _refresh_once_more(self) -> None:

@@ -156,7 +156,7 @@ class Relay:
             record.deployment, record.stream = request.deployment, request.stream
             charge = self.controls.admit(caller, len(request.payload))
             client = await self.upstream()
-            return await unless_caller_leaves(req.receive, self._answer(client, request, record, charge))
+            return await unless_caller_leaves(req.receive, self._answer(client, request, caller, record, charge))
         except RelayError as error:
             return _error_response(error, record)
         except ClientDisconnect:
@@ -182,11 +182,12 @@ class Relay:
         async with self._large_body_gate:
             return await asyncio.to_thread(prepare_chat_request, raw, self.settings, caller)
 
-    async def _answer(self, client: Upstream, request: ChatRequest, record: RequestLog, charge: TokenCharge) -> Response:
+    async def _answer(self, client: Upstream, request: ChatRequest, caller: Caller, record: RequestLog, charge: TokenCharge) -> Response:
         if request.stream:
             upstream = await client.open(request.payload, request.deployment, record.request_id)
             forwarder = SseForwarder(hide_usage=request.hide_usage, hide_cached_tokens=not self.settings.expose_cached_tokens)
-            return ForwardedStream(upstream, record, forwarder, charge, self.settings)
+            open_stream = self.controls.watch_stream(caller, record.request_id)
+            return ForwardedStream(upstream, record, forwarder, charge, self.settings, open_stream)
         return await self._complete(client, request, record, charge)
 
     async def _complete(self, client: Upstream, request: ChatRequest, record: RequestLog, charge: TokenCharge) -> Response:
