@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 
 import pytest
 
@@ -92,3 +93,14 @@ def test_a_misspelled_column_in_a_saved_function_body_is_reported() -> None:
     saved = [f if f.name != "RelayAudit" else kql.Function(f.name, f.body.replace("OperationId", "OperationID")) for f in kql.functions()]
     diagnostics = kql.check({}, saved)["function:RelayAudit"]
     assert len(diagnostics) == 1 and "'OperationID' does not refer to any known column" in diagnostics[0], diagnostics
+
+
+def test_relay_requests_types_every_field_the_documented_schema_has_under_its_own_name() -> None:
+    doc = (kql.KQL_DIR.parents[1] / "docs" / "telemetry.md").read_text(encoding="utf-8")
+    table = doc.split("### The request record", 1)[1].split("\n\n**", 1)[0]
+    documented = {name for line in table.splitlines() if line.startswith("| `") for name in re.findall(r"`(\w+)`", line.split("|")[1])}
+    body = next(f.body for f in kql.functions() if f.name == "RelayRequests")
+    typed = dict(re.findall(r"^\s+(\w+) = [\w(]*\bP\.(\w+)\b", body, re.MULTILINE))
+    assert "oid" in documented and "suppressed" in documented
+    assert set(typed.values()) == documented
+    assert all(column == field for column, field in typed.items())
