@@ -371,6 +371,9 @@ module monitoring 'modules/monitoring.bicep' = {
     location: location
     tags: allTags
     publisherPrincipalId: identity.outputs.principalId
+    telemetryRetentionInDays: telemetryRetentionInDays
+    dailyQuotaGb: logDailyQuotaGb
+    resourceContextLogAccess: resourceContextLogAccess
   }
 }
 
@@ -512,6 +515,62 @@ module relay 'modules/functionapp.bicep' = {
     enableLoginFlow: loginFlow
   }
 }
+
+// ---- the SOC pack, the control alerts and the evidence they read (docs/telemetry.md) ----------
+
+@minValue(30)
+@maxValue(730)
+@description('Days the relay\'s records and the block-list table\'s access log are kept in the workspace, then deleted (docs/telemetry.md, "Retention, access and purge").')
+param telemetryRetentionInDays int = 90
+
+@minValue(-1)
+@description('Daily ingestion cap of the workspace in GB (-1: none); past it Azure Monitor drops data until the next reset.')
+param logDailyQuotaGb int = 10
+
+@description('Let anyone who may read the Application Insights resource read the relay\'s records (resource-context access). Off: the workspace\'s own rights (or table-level roles) decide.')
+param resourceContextLogAccess bool = false
+
+@description('Resource ID of an existing action group the control alerts notify; empty: the alerts fire without notifying anyone.')
+param alertActionGroupId string = ''
+
+@description('Resource ID of the workspace the workbook reads Defender for Cloud\'s AI alerts (SecurityAlert) from, e.g. the SOC\'s Microsoft Sentinel workspace; empty: the relay\'s own.')
+param securityAlertWorkspaceId string = ''
+
+module socPack 'modules/soc-pack.bicep' = {
+  name: take('relay-soc-pack-${deploymentSuffix}', 64)
+  scope: rg
+  params: {
+    workspaceName: monitoring.outputs.workspaceName
+    location: location
+    tags: allTags
+    workbookName: 'Relay ${environmentName}: users, refusals and Defender AI alerts'
+    alertWorkspaceId: securityAlertWorkspaceId
+  }
+}
+
+module relayAlerts 'modules/relay-alerts.bicep' = {
+  name: take('relay-alerts-${deploymentSuffix}', 64)
+  scope: rg
+  // The alert queries call the saved functions (RelayRequests()).
+  dependsOn: [
+    socPack
+  ]
+  params: {
+    workspaceId: monitoring.outputs.workspaceId
+    location: location
+    tags: allTags
+    name: '${environmentName}-${take(resourceToken, 6)}'
+    actionGroupId: alertActionGroupId
+    blocklistEnabled: blocklistEnabled
+    // Three missed refreshes, plus the minute a metric point takes to be exported.
+    blocklistMaxAgeSeconds: (blocklistRefreshSeconds * 3) + 60
+    budgetsEnabled: (userTokensPerMinute > 0) || (userTokensPerDay > 0) || (tenantTokensPerDay > 0)
+    automationWorkflowId: enableDefenderBlocklistAutomation ? defenderBlocklist.outputs.workflowId : ''
+  }
+}
+
+@description('Resource ID of the relay\'s Log Analytics workspace: appWorkspaceId of the SOC\'s Sentinel rule (infra/bicep/sentinel/ai-alert-user-activity.bicep).')
+output RELAY_WORKSPACE_ID string = monitoring.outputs.workspaceId
 
 // ---- outputs: what the SPA needs (no secrets here) -------------------------------------
 

@@ -338,6 +338,7 @@ class Evaluator:
             "less_than_or_equals": lambda x, y: x <= y,
             "coalesce": lambda x, y: x if x is not None else y,
             "add": lambda x, y: x + y,
+            "multiply": lambda x, y: x * y,
         }
         if kind not in binary:
             raise NotImplementedError(f"operator {kind}")
@@ -441,6 +442,15 @@ EXAMPLE_OUTPUTS: dict[str, Any] = {
     "monitoring.outputs.connectionString": (
         "InstrumentationKey=3e1f7a52-0000-4000-8000-0000000000c3;"
         "IngestionEndpoint=https://swedencentral-0.in.applicationinsights.azure.com/"
+    ),
+    "monitoring.outputs.workspaceId": (
+        "/subscriptions/00000000-0000-4000-8000-0000000000ff/resourceGroups/rg-example"
+        "/providers/Microsoft.OperationalInsights/workspaces/log-example"
+    ),
+    "monitoring.outputs.workspaceName": "log-example",
+    "defenderBlocklist.outputs.workflowId": (
+        "/subscriptions/00000000-0000-4000-8000-0000000000ff/resourceGroups/rg-example"
+        "/providers/Microsoft.Logic/workflows/logic-blocklist-example"
     ),
     "relay.outputs.url": "https://func-example.azurewebsites.net",
     "relay.outputs.name": "func-example",
