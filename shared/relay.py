@@ -132,7 +132,7 @@ class Relay:
             },
             "source_ip": caller.source_ip,
             "user_security_context": caller.security_context(self.settings.application_name),
-            "budget": self.controls.budget_view(caller),
+            "budget": await self.controls.budget_view(caller),
         }
         record.emit(200)
         return _json(body, 200, record.request_id)
@@ -151,9 +151,15 @@ class Relay:
             caller = await self._identify(req, record)
             request = await self._prepare(await self._read_body(req), caller)
             record.deployment, record.stream = request.deployment, request.stream
-            spend = self.controls.admit(caller, len(request.payload))
-            client = await self.upstream()
-            return await _unless_caller_leaves(req, self._answer(client, request, record, spend))
+            spend = await self.controls.admit(caller, request.prompt_bytes, request.output_cap)
+            try:
+                if spend.output_cap is not None:
+                    request = request.with_output_cap(spend.output_cap)
+                client = await self.upstream()
+                return await _unless_caller_leaves(req, self._answer(client, request, record, spend))
+            except BaseException as error:
+                spend.failed(error)  # charged already if an answer ended it
+                raise
         except RelayError as error:
             return _error_response(error, record)
         except ClientDisconnect:
@@ -195,11 +201,15 @@ class Relay:
                 content = await upstream.read()
             record.usage = completion_usage(content)
         except TimeoutError:
+            spend.failed(answer_too_slow())
             return _error_response(answer_too_slow(), record)
         except RelayError as error:
+            spend.failed(error)
             return _error_response(answer_too_slow() if error.code == "upstream_timeout" else error, record)
         except NotACompletion:
-            return _error_response(upstream_error("Azure OpenAI sent a response the relay could not read."), record)
+            unreadable = upstream_error("Azure OpenAI sent a response the relay could not read.")
+            spend.failed(unreadable)
+            return _error_response(unreadable, record)
         finally:
             if upstream is not None:
                 upstream.close()

@@ -11,7 +11,7 @@
 | ``chunk_delay_ms=N`` | wait between streamed chunks |
 | ``think=SECONDS`` | a reasoning model thinking: a stream sends headers and the prompt-filter event, then waits |
 | ``words=N`` | answer length in words (default 20) |
-| ``prompt_tokens=N`` | bill N prompt tokens (``usage.prompt_tokens``) whatever the prompt, as Azure bills images, tool schemas and non-Latin text more than their words |
+| ``prompt_tokens=N`` | bill N prompt tokens whatever the prompt (Azure bills images, tools, non-Latin text higher) |
 | ``midstream_fail`` | stream a few chunks, then drop the connection mid-body |
 | ``bad_json`` | 200 whose body (or an SSE data line) is not JSON |
 | ``disconnect`` | close the connection before sending any response |
