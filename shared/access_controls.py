@@ -99,20 +99,28 @@ class Spend:
             self._estimate("stream_ended_without_usage", extra=streamed_chunks)
 
     def failed(self, error: BaseException) -> None:
-        """No answer reached the caller: charge what Azure may still bill for it.
+        """Azure did not start an answer (no 2xx): charge what it may still bill.
 
         Azure bills no 429 (it did not take the request) and the relay's own ``server_busy`` never
-        reached it: nothing. Another refusal of the request by Azure (4xx): the prompt. A 5xx, an
-        answer cut or unreadable, a timeout, a caller who hung up: the prompt and the whole output cap,
-        since Azure may have generated it all.
+        reached it: nothing. A timeout: Azure may be generating, the prompt and the whole output cap.
+        Any other refusal or failure (4xx, 5xx, unreachable): the prompt estimate. Anything that is
+        not a :class:`RelayError` (the caller hung up, a crash) is :meth:`unanswered`.
         """
-        if isinstance(error, RelayError) and (error.status == 429 or error.code == "server_busy"):
+        if not isinstance(error, RelayError):
+            self.unanswered(type(error).__name__)
+        elif error.status == 429 or error.code == "server_busy":
             self._charge(0)
-        elif isinstance(error, RelayError) and error.status < 500:
-            self._estimate(error.code, with_output=False)
+        elif error.code == "upstream_timeout":
+            self._estimate(error.code, with_output=True)
         else:
-            reason = error.code if isinstance(error, RelayError) else type(error).__name__
-            self._estimate(reason, with_output=True)
+            self._estimate(error.code)
+
+    def unanswered(self, reason: str) -> None:
+        """Azure may have generated an answer that never reached the caller (cut, unreadable, too slow, caller gone).
+
+        Charged the prompt estimate and the whole output cap: Azure may have generated all of it.
+        """
+        self._estimate(reason, with_output=True)
 
     def _estimate(self, reason: str, *, with_output: bool = False, extra: int = 0) -> None:
         if self._budgets is None or self._release is None:

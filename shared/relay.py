@@ -201,15 +201,17 @@ class Relay:
                 content = await upstream.read()
             record.usage = completion_usage(content)
         except TimeoutError:
-            spend.failed(answer_too_slow())
+            spend.unanswered("upstream_timeout")
             return _error_response(answer_too_slow(), record)
         except RelayError as error:
-            spend.failed(error)
+            if upstream is None:
+                spend.failed(error)
+            else:
+                spend.unanswered(error.code)  # the answer broke off after Azure started it
             return _error_response(answer_too_slow() if error.code == "upstream_timeout" else error, record)
         except NotACompletion:
-            unreadable = upstream_error("Azure OpenAI sent a response the relay could not read.")
-            spend.failed(unreadable)
-            return _error_response(unreadable, record)
+            spend.unanswered("unreadable_answer")
+            return _error_response(upstream_error("Azure OpenAI sent a response the relay could not read."), record)
         finally:
             if upstream is not None:
                 upstream.close()

@@ -175,9 +175,16 @@ class Hanging(Answers):
 
 
 class Failing(Answers):
-    def __init__(self, error: Exception) -> None:
+    """Azure refuses or fails the request (``when="open"``), or breaks off the answer it started (``when="read"``)."""
+
+    def __init__(self, error: Exception, when: str) -> None:
         super().__init__()
-        self.error = error
+        self.error, self.when = error, when
+
+    async def open(self, payload: bytes, deployment: str, request_id: str) -> Answers:
+        if self.when == "open":
+            raise self.error
+        return self
 
     async def read(self) -> bytes:
         raise self.error
@@ -221,17 +228,20 @@ async def test_a_non_streamed_request_whose_caller_hangs_up_is_charged_the_promp
 
 
 @pytest.mark.parametrize(
-    ("error", "expected"),
+    ("error", "when", "expected"),
     [
-        (RelayError(502, "upstream_error", "broken"), PROMPT_ESTIMATE + 1000),  # cut or 5xx: Azure may have generated it all
-        (RelayError(400, "content_filter", "filtered"), PROMPT_ESTIMATE),  # Azure refused the prompt: the prompt
-        (RelayError(429, "upstream_rate_limited", "busy"), 0),  # Azure did not take it
+        (RelayError(502, "upstream_error", "cut"), "read", PROMPT_ESTIMATE + 1000),  # broke off: Azure may have generated it all
+        (RelayError(504, "upstream_timeout", "slow"), "open", PROMPT_ESTIMATE + 1000),  # Azure may still be generating
+        (RelayError(502, "upstream_error", "Azure OpenAI answered with status 500."), "open", PROMPT_ESTIMATE),
+        (RelayError(400, "content_filter", "filtered"), "open", PROMPT_ESTIMATE),  # Azure refused the prompt: the prompt
+        (RelayError(429, "rate_limited", "busy"), "open", 0),  # Azure did not take it
+        (RelayError(503, "server_busy", "busy"), "open", 0),  # never sent
     ],
 )
-async def test_a_non_streamed_request_that_failed_after_it_reached_azure_is_charged_what_azure_may_bill(
-    caplog: pytest.LogCaptureFixture, error: RelayError, expected: int
+async def test_a_non_streamed_request_that_failed_is_charged_what_azure_may_bill(
+    caplog: pytest.LogCaptureFixture, error: RelayError, when: str, expected: int
 ) -> None:
-    status, charged, estimates = await charged_for(caplog, Failing(error))
+    status, charged, estimates = await charged_for(caplog, Failing(error, when))
     assert status == error.status
     assert charged == expected
     assert [e["tokens"] for e in estimates] == ([expected] if expected else [])
@@ -243,7 +253,7 @@ async def test_an_unreadable_answer_is_charged_the_prompt_and_its_whole_output_c
             return b'{"choices": [tru'
 
     status, charged, [estimate] = await charged_for(caplog, Unreadable())
-    assert (status, charged, estimate["reason"]) == (502, PROMPT_ESTIMATE + 1000, "upstream_error")
+    assert (status, charged, estimate["reason"]) == (502, PROMPT_ESTIMATE + 1000, "unreadable_answer")
 
 
 async def test_a_user_at_the_limit_of_requests_in_flight_gets_429_and_others_are_served() -> None:
