@@ -23,8 +23,8 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from devhost import defaults
+from devhost.appservice_auth import DevIdentityProvider
 from devhost.azurite import running_azurite
-from devhost.easyauth import DevIdentityProvider
 from devhost.processes import stop_process_group, wait_for_http
 from devhost.server import limits_from_env, server_config
 from shared.config import ConfigError, read_control_settings
@@ -120,7 +120,7 @@ def main(wrap: Callable[[ASGIApp], ASGIApp] = lambda app: app) -> None:
             import function_app
         except ConfigError as exc:
             raise SystemExit(f"configuration error: {exc}") from None
-        from devhost.host import create_host_app
+        from devhost.host_app import create_host_app
 
         limits, header_timeout_s = limits_from_env(env)
         app = wrap(create_host_app(function_app.app, provider, origins, on_shutdown=[function_app.relay.aclose], limits=limits))

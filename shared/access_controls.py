@@ -16,11 +16,20 @@ from typing import TYPE_CHECKING, Any
 from shared.budget import Budgets, Reservation, prompt_estimate, tokens_of
 from shared.caller import Caller
 from shared.config import Settings
-from shared.errors import RelayError
+from shared.errors import (
+    RelayError,
+    UpstreamBroken,
+    UpstreamCredentialError,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    user_blocked,
+    user_concurrency_exceeded,
+)
 from shared.logs import log_event
 
 if TYPE_CHECKING:
-    from shared.blocklist_refresh import BlocklistCache
+    from shared.blocklist_cache import BlocklistCache
     from shared.budget_sync import BudgetSync
     from shared.table_store import TableStore
 
@@ -37,28 +46,12 @@ def production_store(settings: Settings) -> TableStore:
     return TableStore.from_settings(settings)
 
 
-def user_blocked() -> RelayError:
-    # The reason stays in the table and the log: telling a blocked caller why would help them get around it.
-    return RelayError(
-        403,
-        "user_blocked",
-        "Access to this service is blocked for this account or network. Contact your administrator.",
-        error_type="permission_error",
-    )
+class TokenCharge:
+    """What one admitted chat request will charge to its caller's budgets, once, freeing its slot.
 
-
-def user_concurrency_exceeded(limit: int) -> RelayError:
-    return RelayError(
-        429,
-        "user_concurrency_exceeded",
-        f"You have {limit} requests in flight on this relay, the most one user may have. Wait for one to finish.",
-        error_type="rate_limit_error",
-        headers={"Retry-After": "1"},
-    )
-
-
-class Spend:
-    """One admitted chat request: charges what Azure billed for it to the caller's budgets, once, and frees its slot.
+    The relay charges once per request: :meth:`charge` when an answer ended (``Relay._complete``
+    after a whole answer, ``ForwardedStream`` when a stream ends, however it ends),
+    :meth:`failed` or :meth:`unanswered` when none reached the caller.
 
     Admission reserved the prompt estimate plus the output cap (:class:`shared.budget.Reservation`);
     the charge replaces that by the answer's usage, or by an estimate when the usage never came
@@ -84,7 +77,7 @@ class Spend:
         """The output cap the budgets leave this request; None when budgets are off."""
         return self._reservation.output_cap if self._reservation is not None else None
 
-    def __call__(self, usage: Mapping[str, Any] | None, streamed_chunks: int = 0) -> None:
+    def charge(self, usage: Mapping[str, Any] | None, streamed_chunks: int = 0) -> None:
         """An answer ended: charge its usage; a stream that ended before it is charged an estimate.
 
         A stream that brought nothing but its first event (a reasoning model still thinking) is
@@ -101,16 +94,20 @@ class Spend:
     def failed(self, error: BaseException) -> None:
         """Azure did not start an answer (no 2xx): charge what it may still bill.
 
-        Azure bills no 429 (it did not take the request) and the relay's own ``server_busy`` never
-        reached it: nothing. A timeout: Azure may be generating, the prompt and the whole output cap.
-        Any other refusal or failure (4xx, 5xx, unreachable): the prompt estimate. Anything that is
-        not a :class:`RelayError` (the caller hung up, a crash) is :meth:`unanswered`.
+        Nothing when the request never reached Azure (the relay's ``server_busy``, no connection,
+        no credential) or Azure did not take it (429). The prompt and the whole output cap after a
+        timeout, since Azure may be generating. The prompt estimate for another status from Azure
+        (4xx, 5xx). Anything that is not a :class:`RelayError` (the caller hung up, a crash) is
+        :meth:`unanswered`.
         """
         if not isinstance(error, RelayError):
             self.unanswered(type(error).__name__)
-        elif error.status == 429 or error.code == "server_busy":
+            return
+        cause = error.cause
+        never_taken = isinstance(cause, (UpstreamUnreachable, UpstreamCredentialError)) or error.code == "server_busy"
+        if never_taken or (isinstance(cause, UpstreamRejected) and cause.status == 429):
             self._charge(0)
-        elif error.code == "upstream_timeout":
+        elif isinstance(cause, (UpstreamTimeout, UpstreamBroken)):
             self._estimate(error.code, with_output=True)
         else:
             self._estimate(error.code)
@@ -176,11 +173,11 @@ class AccessControls:
         )
         raise user_blocked()
 
-    async def admit(self, caller: Caller, prompt_bytes: int, output_cap: int) -> Spend:
+    async def admit(self, caller: Caller, prompt_bytes: int, output_cap: int) -> TokenCharge:
         """Admit one chat request, or raise 429 (``user_concurrency_exceeded``, ``user_quota_exceeded``).
 
         With budgets on, reserve the prompt estimate and an output cap against every window
-        (``Spend.output_cap``, at most ``output_cap``). The first request of a caller on this
+        (``TokenCharge.output_cap``, at most ``output_cap``). The first request of a caller on this
         instance waits once for their rows; no other storage call is on the way.
         """
         oid = caller.principal.object_id.lower()
@@ -193,7 +190,7 @@ class AccessControls:
             principal = caller.principal
             reservation = self.budgets.reserve(principal.object_id, principal.tenant_id, prompt_estimate(prompt_bytes), output_cap)
         self._in_flight[oid] = self._in_flight.get(oid, 0) + 1
-        return Spend(self.budgets, reservation, caller, prompt_bytes, lambda: self._leave(oid))
+        return TokenCharge(self.budgets, reservation, caller, prompt_bytes, lambda: self._leave(oid))
 
     async def budget_view(self, caller: Caller) -> dict[str, Any] | None:
         """The caller's budgets for /api/me: limit, used, remaining, reset time and whether the shared total is loaded."""
@@ -235,7 +232,7 @@ class AccessControls:
 
     def _blocklist_cache(self) -> BlocklistCache:
         if self._blocklist is None:
-            from shared.blocklist_refresh import BlocklistCache
+            from shared.blocklist_cache import BlocklistCache
 
             settings = self._controls.blocklist
             self._blocklist = BlocklistCache(

@@ -3,7 +3,7 @@
 A row blocks an end user (Entra object ID), a tenant, or an IP address or CIDR range until its
 expiry; the schema is in docs/blocklist.md, so a SOAR tool can write rows too. Pure: rows in,
 :class:`Snapshot` out; :meth:`Snapshot.match` is the per-request check, dictionary look-ups only
-(one per prefix length in use for IP ranges). Reading the table is :mod:`shared.blocklist_refresh`.
+(one per prefix length in use for IP ranges). Reading the table is :mod:`shared.blocklist_cache`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from shared.values import is_guid
+from shared.header_checks import is_guid
 
 BlockKind = Literal["oid", "tenant", "ip"]
 KINDS: tuple[BlockKind, ...] = ("oid", "tenant", "ip")

@@ -1,6 +1,6 @@
 """Token budgets: per user per minute and per day, per tenant per day, shared by every instance.
 
-Pure accounting, no I/O: every instance counts tokens in :class:`Counter` objects, one per
+Pure accounting, no I/O: every instance counts tokens in :class:`DayTally` objects, one per
 subject (user or tenant) and UTC day. Admission reserves what the request may still cost (its
 prompt estimate plus its output cap, the cap lowered to what is left) and counts the reservation
 as spent; the answer's real usage replaces it. :mod:`shared.budget_sync` writes the counts,
@@ -21,11 +21,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from shared.config import BudgetSettings
-from shared.errors import RelayError
+from shared.errors import user_quota_exceeded
 
-Scope = Literal["user", "tenant"]
-# A subject's counter for one day: ("user", oid, "20261127").
-CounterKey = tuple[Scope, str, str]
+Subject = Literal["user", "tenant"]
+# A subject's tally for one day: ("user", oid, "20261127").
+TallyKey = tuple[Subject, str, str]
 # Tokens charged when Azure's usage never arrived (the caller hung up mid-stream): about four bytes of prompt per
 # token, plus one token per streamed chunk, so leaving before the usage chunk is not a way around the budget.
 PROMPT_BYTES_PER_TOKEN = 4
@@ -33,7 +33,7 @@ PROMPT_BYTES_PER_TOKEN = 4
 # table was unreachable) is at most limit / ALLOWANCE_DIVISOR; I instances bursting together then spend at most
 # limit x (1 + 2 (I - 1) / ALLOWANCE_DIVISOR), 1.25 x the limit for three (docs/design.md).
 ALLOWANCE_DIVISOR = 16
-# Counters not used for this long are no longer re-read every sync; they are kept until their day ends.
+# Tallies not used for this long are no longer re-read every sync; they are kept until their day ends.
 ACTIVE_S = 600.0
 
 
@@ -47,7 +47,7 @@ class Totals:
 
 
 @dataclass
-class Counter:
+class DayTally:
     """One subject's tokens for one UTC day, as this instance knows them."""
 
     shared: Totals = Totals()
@@ -147,7 +147,7 @@ def estimated_tokens(prompt_bytes: int, streamed_chunks: int) -> int:
 @dataclass(frozen=True)
 class Window:
     name: str  # as /api/me and the 429 message name it
-    scope: Scope
+    subject: Subject
     limit: int
     per_minute: bool
 
@@ -159,9 +159,9 @@ class Window:
 
 @dataclass
 class Reservation:
-    """What admission set aside for one request: ``tokens`` (prompt estimate + ``output_cap``) in each counter."""
+    """What admission set aside for one request: ``tokens`` (prompt estimate + ``output_cap``) in each tally."""
 
-    counters: tuple[Counter, ...]
+    tallies: tuple[DayTally, ...]
     minute: int
     tokens: int
     output_cap: int
@@ -180,8 +180,8 @@ class Budgets:
             Window("tenant_tokens_per_day", "tenant", settings.tenant_tokens_per_day, per_minute=False),
         ]
         self.windows = tuple(window for window in windows if window.limit > 0)
-        self._scopes = frozenset(window.scope for window in self.windows)
-        self.counters: dict[CounterKey, Counter] = {}
+        self._subjects = frozenset(window.subject for window in self.windows)
+        self.tallies: dict[TallyKey, DayTally] = {}
 
     def reserve(self, oid: str, tenant: str, prompt_tokens: int, output_cap: int) -> Reservation:
         """Set aside the prompt estimate and an output cap (at most ``output_cap``) that fit every window, or raise 429.
@@ -191,28 +191,28 @@ class Budgets:
         prompt and one token of answer fit.
         """
         now = self._clock()
-        counters = self._counters(oid, tenant, now)
+        tallies = self._tallies(oid, tenant, now)
         minute = minute_of(now)
         room = output_cap + prompt_tokens
         spent: list[tuple[Window, float]] = []
         for window, used, end in self._usage(oid, tenant, now):
-            counter = counters[window.scope]
+            tally = tallies[window.subject]
             room = min(room, window.limit - used)
-            if window.limit - (used - counter.reserved) < prompt_tokens + 1:
+            if window.limit - (used - tally.reserved) < prompt_tokens + 1:
                 spent.append((window, end))  # used up by answers, not only held by requests in flight
             allowance = window.allowance
             if allowance is not None:
-                room = min(room, allowance - counter.unshared())
+                room = min(room, allowance - tally.unshared())
         if room - prompt_tokens < 1:
             if spent:
                 window, end = max(spent, key=lambda item: item[1])
-                raise quota_exceeded(window, end, now)
-            raise quota_held(self._held_retry_s)
+                raise user_quota_exceeded(per_minute=window.per_minute, tenant=window.subject == "tenant", retry_after_s=end - now)
+            raise user_quota_exceeded(per_minute=False, tenant=False, retry_after_s=self._held_retry_s, held=True)
         cap = min(output_cap, room - prompt_tokens)
-        reservation = Reservation(tuple(counters.values()), minute, prompt_tokens + cap, cap)
-        for counter in reservation.counters:
-            counter.add(minute, reservation.tokens)
-            counter.reserved += reservation.tokens
+        reservation = Reservation(tuple(tallies.values()), minute, prompt_tokens + cap, cap)
+        for tally in reservation.tallies:
+            tally.add(minute, reservation.tokens)
+            tally.reserved += reservation.tokens
         return reservation
 
     def settle(self, reservation: Reservation, tokens: int) -> None:
@@ -220,29 +220,29 @@ class Budgets:
         if reservation.settled:
             return
         reservation.settled = True
-        for counter in reservation.counters:
-            counter.add(reservation.minute, tokens - reservation.tokens)
-            counter.reserved -= reservation.tokens
-            counter.last_used = self._clock()
+        for tally in reservation.tallies:
+            tally.add(reservation.minute, tokens - reservation.tokens)
+            tally.reserved -= reservation.tokens
+            tally.last_used = self._clock()
 
     def charge(self, oid: str, tenant: str, tokens: int) -> None:
         now = self._clock()
         minute = minute_of(now)
-        for counter in self._counters(oid, tenant, now).values():
-            counter.add(minute, tokens)
+        for tally in self._tallies(oid, tenant, now).values():
+            tally.add(minute, tokens)
 
-    def unloaded(self, oid: str, tenant: str) -> list[tuple[CounterKey, Counter]]:
-        """This caller's counters whose row was never read and never waited for: the first request waits for them."""
+    def unloaded(self, oid: str, tenant: str) -> list[tuple[TallyKey, DayTally]]:
+        """This caller's tallies whose row was never read and never waited for: the first request waits for them."""
         now = self._clock()
         day = day_of(now)
-        counters = self._counters(oid, tenant, now)
-        keys = {scope: self._key(scope, oid, tenant, day) for scope in counters}
-        return [(keys[scope], counter) for scope, counter in counters.items() if not counter.loaded and not counter.load_tried]
+        tallies = self._tallies(oid, tenant, now)
+        keys = {subject: self._key(subject, oid, tenant, day) for subject in tallies}
+        return [(keys[subject], tally) for subject, tally in tallies.items() if not tally.loaded and not tally.load_tried]
 
     def view(self, oid: str, tenant: str) -> dict[str, dict[str, Any]]:
         """What /api/me shows: each window's limit, use, remainder and end."""
         now = self._clock()
-        counters = self._counters(oid, tenant, now)
+        tallies = self._tallies(oid, tenant, now)
         return {
             window.name: {
                 "limit": window.limit,
@@ -250,74 +250,51 @@ class Budgets:
                 "remaining": max(0, window.limit - used),
                 "resets_at": datetime.fromtimestamp(end, UTC).isoformat().replace("+00:00", "Z"),
                 # False: this instance could not read the shared total yet; "used" is only what it counted itself.
-                "loaded": counters[window.scope].loaded,
+                "loaded": tallies[window.subject].loaded,
             }
             for window, used, end in self._usage(oid, tenant, now)
         }
 
-    def to_sync(self) -> Iterator[tuple[CounterKey, Counter]]:
-        """Counters with tokens to write or a total worth re-reading; drops those of past days with nothing left to write."""
+    def to_sync(self) -> Iterator[tuple[TallyKey, DayTally]]:
+        """Tallies with tokens to write or a total worth re-reading; drops those of past days with nothing left to write."""
         now = self._clock()
         today = day_of(now)
-        for key, counter in list(self.counters.items()):
-            active = counter.reserved or not counter.loaded or now - counter.last_used < ACTIVE_S
-            if counter.pending or counter.flushing or (key[2] == today and active):
-                yield key, counter
+        for key, tally in list(self.tallies.items()):
+            active = tally.reserved or not tally.loaded or now - tally.last_used < ACTIVE_S
+            if tally.pending or tally.flushing or (key[2] == today and active):
+                yield key, tally
             elif key[2] != today:
-                del self.counters[key]
+                del self.tallies[key]
 
     def _usage(self, oid: str, tenant: str, now: float) -> Iterator[tuple[Window, int, float]]:
-        counters = self._counters(oid, tenant, now)
+        tallies = self._tallies(oid, tenant, now)
         minute = minute_of(now)
         for window in self.windows:
-            counter = counters[window.scope]
+            tally = tallies[window.subject]
             if window.per_minute:
-                yield window, counter.minute_used(minute), (minute + 1) * 60.0
+                yield window, tally.minute_used(minute), (minute + 1) * 60.0
             else:
-                yield window, counter.day_used(), _end_of_day(now)
+                yield window, tally.day_used(), _end_of_day(now)
 
-    def _counters(self, oid: str, tenant: str, now: float) -> dict[Scope, Counter]:
-        """This caller's counters for today, one per scope a window uses, created on first use."""
+    def _tallies(self, oid: str, tenant: str, now: float) -> dict[Subject, DayTally]:
+        """This caller's tallies for today, one per subject a window uses, created on first use."""
         day = day_of(now)
-        found: dict[Scope, Counter] = {}
-        for scope in self._scopes:
-            key = self._key(scope, oid, tenant, day)
-            counter = self.counters.get(key)
-            if counter is None:
-                counter = self.counters[key] = Counter()
-            counter.last_used = now
-            found[scope] = counter
+        found: dict[Subject, DayTally] = {}
+        for subject in self._subjects:
+            key = self._key(subject, oid, tenant, day)
+            tally = self.tallies.get(key)
+            if tally is None:
+                tally = self.tallies[key] = DayTally()
+            tally.last_used = now
+            found[subject] = tally
         return found
 
 
     @staticmethod
-    def _key(scope: Scope, oid: str, tenant: str, day: str) -> CounterKey:
-        return (scope, (tenant if scope == "tenant" else oid).lower(), day)
+    def _key(subject: Subject, oid: str, tenant: str, day: str) -> TallyKey:
+        return (subject, (tenant if subject == "tenant" else oid).lower(), day)
 
 
 def _end_of_day(now: float) -> float:
     today = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return (today + timedelta(days=1)).timestamp()
-
-
-def quota_exceeded(window: Window, end: float, now: float) -> RelayError:
-    period = "minute" if window.per_minute else "day (UTC)"
-    whose = "your tenant's" if window.scope == "tenant" else "your"
-    return RelayError(
-        429,
-        "user_quota_exceeded",
-        f"You have used {whose} token budget for this {period}. Retry after the time in the Retry-After header.",
-        error_type="rate_limit_error",
-        headers={"Retry-After": str(max(1, math.ceil(end - now)))},
-    )
-
-
-def quota_held(retry_s: int) -> RelayError:
-    return RelayError(
-        429,
-        "user_quota_exceeded",
-        "What is left of your token budget is held by your requests in flight, or not yet counted by every instance. "
-        "Retry after the time in the Retry-After header.",
-        error_type="rate_limit_error",
-        headers={"Retry-After": str(retry_s)},
-    )

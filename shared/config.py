@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from shared.values import is_guid, is_loopback_host
+from shared.header_checks import is_guid, is_loopback_host
 
 AuthMode = Literal["managed-identity", "key"]
 ClientIpKind = Literal["app-service", "front-door", "xff"]

@@ -22,7 +22,7 @@ from typing import Any
 
 from shared.caller import Caller
 from shared.config import Settings
-from shared.errors import RelayError, invalid_request, parameter_not_allowed
+from shared.errors import invalid_request, model_not_allowed, parameter_not_allowed
 
 MAX_JSON_OBJECTS = 50_000
 # OpenAI's API refuses more ("'$.messages' is too long. Maximum length is 2048").
@@ -285,12 +285,7 @@ def _deployment(model: Any, settings: Settings) -> str:
     if not isinstance(model, str):
         raise invalid_request("'model' must be a string.", param="model")
     if model not in settings.deployments:
-        raise RelayError(
-            400,
-            "model_not_allowed",
-            f"The model '{model[:64]}' is not available on this relay. See GET /api/v1/models.",
-            param="model",
-        )
+        raise model_not_allowed(model)
     return model
 
 

@@ -34,12 +34,12 @@ DEVHOST_HOSTS_THE_RELAY_WITH = {
 }
 # A stand-in for a part of Azure imports nothing of the relay: it must not agree with the code in front of it by construction.
 STAND_INS = (
-    "devhost.easyauth",  # App Service Authentication (Easy Auth) and its dev tokens
+    "devhost.appservice_auth",  # App Service Authentication (Easy Auth) and its dev tokens
     "devhost.jwt",
     "devhost.appservice",  # App Service's front end
     "devhost.request_limits",  # the platform's request limits
     "devhost.server",  # the Functions host's web server (Kestrel) timeouts
-    "devhost.host",
+    "devhost.host_app",
     "devhost.azurite",  # Azure Table storage
     "devhost.emulator",  # Azure OpenAI, the managed identity endpoint, Key Vault
     "devhost.functions_host",  # the Functions host
@@ -149,14 +149,14 @@ def test_no_import_cycle_among_the_projects_modules() -> None:
 
 def test_the_cycle_finder_finds_a_planted_cycle() -> None:
     graph = import_graph()
-    graph["shared.values"] = graph["shared.values"] | {"shared.relay"}
+    graph["shared.header_checks"] = graph["shared.header_checks"] | {"shared.relay"}
     cycle = find_cycle(graph)
-    assert cycle is not None and cycle[0] == cycle[-1] and "shared.values" in cycle
+    assert cycle is not None and cycle[0] == cycle[-1] and "shared.header_checks" in cycle
 
 
 def test_each_part_imports_only_what_its_boundary_allows() -> None:
     graph = import_graph()
-    assert "ops.blocklist_admin" in graph and "bench.procs" in graph and "devhost.easyauth" in graph
+    assert "ops.blocklist_admin" in graph and "bench.procs" in graph and "devhost.appservice_auth" in graph
     assert boundary_violations(graph) == []
 
 
@@ -166,10 +166,10 @@ def test_each_part_imports_only_what_its_boundary_allows() -> None:
         ("shared.config", "devhost.defaults"),
         ("shared.relay", "ops.blocklist_admin"),
         ("function_app", "bench.stats"),
-        ("devhost.easyauth", "shared.values"),  # a stand-in validating with the relay's own checks
+        ("devhost.appservice_auth", "shared.header_checks"),  # a stand-in validating with the relay's own checks
         ("devhost.__main__", "shared.relay"),  # more of the relay than hosting it needs
         ("devhost.emulator.state", "function_app"),
-        ("devhost.host", "tests.support.servers"),
+        ("devhost.host_app", "tests.support.servers"),
         ("bench.procs", "tests.support.servers"),
         ("bench.run", "ops.blocklist_admin"),
         ("ops.blocklist_admin", "devhost.emulator.state"),

@@ -7,6 +7,6 @@ docs/emulators.md. ``create_app`` builds the app for in-process use.
 """
 
 from devhost.emulator.app import create_app, create_state
-from devhost.emulator.config import EmulatorConfig
+from devhost.emulator.emulator_config import EmulatorConfig
 
 __all__ = ["EmulatorConfig", "create_app", "create_state"]

@@ -12,7 +12,7 @@ import asyncio
 import uvicorn
 
 from devhost.emulator.app import create_app, create_keyvault_app, create_state
-from devhost.emulator.config import EmulatorConfig
+from devhost.emulator.emulator_config import EmulatorConfig
 from devhost.emulator.tls import LocalTls
 
 

@@ -5,8 +5,8 @@ Foundry Models REST API reference" (v1 and 2025-01-01-preview) and "Use Azure Op
 Microsoft Defender for Cloud / user security context" (learn.microsoft.com); the field is
 accepted from 2025-01-01-preview and in v1, an older dated version rejects it as an
 unrecognized argument. A dated path without ``api-version`` is a 404 "Resource not found"
-(MicrosoftDocs/azure-docs#114602). Response shapes: :mod:`devhost.emulator.shapes`;
-what is answered (text, JSON, tool calls): :mod:`devhost.emulator.replies`;
+(MicrosoftDocs/azure-docs#114602). Response shapes: :mod:`devhost.emulator.aoai_wire`;
+what is answered (text, JSON, tool calls): :mod:`devhost.emulator.model`;
 behaviours on demand: :mod:`devhost.emulator.directives`.
 """
 
@@ -25,11 +25,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from devhost.emulator import shapes
-from devhost.emulator.answers import Answer, last_user_text
+from devhost.emulator import aoai_wire
 from devhost.emulator.directives import DirectiveError, Directives, parse_directives
+from devhost.emulator.generation import Answer, last_user_text
+from devhost.emulator.model import parse_features, plan_reply
 from devhost.emulator.records import Outcome, RequestRecord
-from devhost.emulator.replies import parse_features, plan_reply
 from devhost.emulator.request_errors import InvalidRequest
 from devhost.emulator.state import EmulatorState, get_state
 from devhost.emulator.tokens import bearer_token
@@ -82,7 +82,7 @@ async def _chat(request: Request, path_deployment: str | None, api_version: str 
     record.body = body
     try:
         if api_version == "":
-            raise _Rejected(404, shapes.azure_error("404", "Resource not found"))
+            raise _Rejected(404, aoai_wire.azure_error("404", "Resource not found"))
         if auth_error is not None:
             raise _Rejected(401, auth_error)
         deployment = _validate(body, path_deployment, api_version, record, state.config.deployments)
@@ -118,10 +118,10 @@ def _authenticate(headers: Mapping[str, str], state: EmulatorState) -> tuple[dic
             "valid": valid,
             "authorization_header": "authorization" in headers,
         }
-        return summary, None if valid else shapes.azure_error("401", shapes.KEY_REJECTED_MESSAGE)
+        return summary, None if valid else aoai_wire.azure_error("401", aoai_wire.KEY_REJECTED_MESSAGE)
     token = bearer_token(headers)
     if not token:
-        return {"scheme": "none"}, shapes.azure_error("401", shapes.KEY_REJECTED_MESSAGE)
+        return {"scheme": "none"}, aoai_wire.azure_error("401", aoai_wire.KEY_REJECTED_MESSAGE)
     try:
         claims, valid = state.issuer.verify(token, COGNITIVE_SERVICES_AUDIENCE), True
     except InvalidToken:
@@ -133,7 +133,7 @@ def _authenticate(headers: Mapping[str, str], state: EmulatorState) -> tuple[dic
     }
     return summary, None if valid else {
         "statusCode": 401,
-        "message": shapes.BEARER_REJECTED_MESSAGE,
+        "message": aoai_wire.BEARER_REJECTED_MESSAGE,
     }
 
 
@@ -158,33 +158,33 @@ def _validate(
     if not isinstance(body, dict):
         raise _Rejected(
             400,
-            shapes.openai_error("We could not parse the JSON body of your request."),
+            aoai_wire.openai_error("We could not parse the JSON body of your request."),
         )
     deployment = path_deployment if path_deployment is not None else body.get("model")
     if not isinstance(deployment, str) or not deployment:
-        raise _Rejected(400, shapes.openai_error("you must provide a model parameter", "model"))
+        raise _Rejected(400, aoai_wire.openai_error("you must provide a model parameter", "model"))
     record.deployment = deployment
     record.stream = body.get("stream") is True
     record.user_security_context = body.get("user_security_context")
     if deployment not in known:
         raise _Rejected(
             404,
-            shapes.azure_error("DeploymentNotFound", shapes.DEPLOYMENT_NOT_FOUND_MESSAGE),
+            aoai_wire.azure_error("DeploymentNotFound", aoai_wire.DEPLOYMENT_NOT_FOUND_MESSAGE),
         )
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise _Rejected(400, shapes.openai_error("'messages' must be a non-empty array", "messages"))
+        raise _Rejected(400, aoai_wire.openai_error("'messages' must be a non-empty array", "messages"))
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise _Rejected(
                 400,
-                shapes.openai_error(f"messages[{index}] must be an object with a role", "messages"),
+                aoai_wire.openai_error(f"messages[{index}] must be an object with a role", "messages"),
             )
     for name in ("stream", "max_tokens", "max_completion_tokens"):
         expected = bool if name == "stream" else int
         value = body.get(name)
         if value is not None and (type(value) is not expected or (expected is int and value < 1)):
-            raise _Rejected(400, shapes.openai_error(f"Invalid value for '{name}'", name))
+            raise _Rejected(400, aoai_wire.openai_error(f"Invalid value for '{name}'", name))
     if "user_security_context" in body:
         _validate_usc(body["user_security_context"], api_version)
     return deployment
@@ -194,44 +194,44 @@ def _validate_usc(context: Any, api_version: str | None) -> None:
     if api_version is not None and api_version[:10] < USC_FIRST_DATED_VERSION:
         raise _Rejected(
             400,
-            shapes.openai_error("Unrecognized request argument supplied: user_security_context", None),
+            aoai_wire.openai_error("Unrecognized request argument supplied: user_security_context", None),
         )
     if not isinstance(context, dict):
         raise _Rejected(
             400,
-            shapes.openai_error("'user_security_context' must be an object", "user_security_context"),
+            aoai_wire.openai_error("'user_security_context' must be an object", "user_security_context"),
         )
     for name in USC_FIELDS:
         if name in context and not isinstance(context[name], str):
             param = f"user_security_context.{name}"
-            raise _Rejected(400, shapes.openai_error(f"'{param}' must be a string", param))
+            raise _Rejected(400, aoai_wire.openai_error(f"'{param}' must be a string", param))
 
 
 def _directives(messages: list[dict[str, Any]]) -> Directives:
     try:
         return parse_directives(last_user_text(messages))
     except DirectiveError as exc:
-        raise _Rejected(400, shapes.openai_error(str(exc), "messages")) from None
+        raise _Rejected(400, aoai_wire.openai_error(str(exc), "messages")) from None
 
 
 def _raise_for_directives(directives: Directives, api_version: str | None) -> None:
     if directives.rate_limit_s is not None:
         seconds = directives.rate_limit_s
         headers = {"Retry-After": str(seconds), "retry-after-ms": str(seconds * 1000)}
-        raise _Rejected(429, shapes.rate_limited(api_version, seconds), headers)
+        raise _Rejected(429, aoai_wire.rate_limited(api_version, seconds), headers)
     if directives.status is not None:
-        raise _Rejected(directives.status, shapes.status_error(directives.status))
+        raise _Rejected(directives.status, aoai_wire.status_error(directives.status))
     if directives.content_filter or directives.jailbreak:
-        raise _Rejected(400, shapes.prompt_filtered(jailbreak=directives.jailbreak))
+        raise _Rejected(400, aoai_wire.prompt_filtered(jailbreak=directives.jailbreak))
 
 
 def _answer(deployment: str, body: dict[str, Any], directives: Directives) -> Answer:
     try:
         answer = plan_reply(deployment, body, parse_features(body), directives)
     except InvalidRequest as invalid:
-        raise _Rejected(400, shapes.openai_error(invalid.message, invalid.param, invalid.code)) from None
+        raise _Rejected(400, aoai_wire.openai_error(invalid.message, invalid.param, invalid.code)) from None
     except DirectiveError as exc:
-        raise _Rejected(400, shapes.openai_error(str(exc), "messages")) from None
+        raise _Rejected(400, aoai_wire.openai_error(str(exc), "messages")) from None
     if directives.output_filter:
         kept = answer.pieces[: max(1, len(answer.pieces) // 2)]
         answer = dataclasses.replace(answer, pieces=kept, finish_reason="content_filter")
@@ -241,7 +241,7 @@ def _answer(deployment: str, body: dict[str, Any], directives: Directives) -> An
 
 
 def _complete(record: RequestRecord, deployment: str, answer: Answer, directives: Directives) -> Response:
-    payload = shapes.completion(_completion_id(), int(time.time()), deployment, answer)
+    payload = aoai_wire.completion(_completion_id(), int(time.time()), deployment, answer)
     data = json.dumps(payload).encode()
     if directives.midstream_fail:
         return EventStream(
@@ -284,12 +284,12 @@ async def _events(deployment: str, answer: Answer, directives: Directives, inclu
     delay = directives.chunk_delay_ms / 1000
 
     def chunk(choice: dict[str, Any] | None) -> bytes:
-        return shapes.sse(shapes.chunk(completion_id, created, deployment, choice))
+        return aoai_wire.sse(aoai_wire.chunk(completion_id, created, deployment, choice))
 
-    yield shapes.sse(shapes.stream_prologue())
+    yield aoai_wire.sse(aoai_wire.stream_prologue())
     if directives.think_s:
         await asyncio.sleep(directives.think_s)
-    role, *deltas = shapes.stream_deltas(answer)
+    role, *deltas = aoai_wire.stream_deltas(answer)
     yield chunk(role)
     for index, delta in enumerate(deltas[:MIDSTREAM_FAIL_AFTER_PIECES] if directives.midstream_fail else deltas):
         if directives.bad_json and index == 1:
@@ -304,13 +304,13 @@ async def _events(deployment: str, answer: Answer, directives: Directives, inclu
         {
             "delta": {},
             "finish_reason": answer.finish_reason,
-            "content_filter_results": shapes.filter_results("violence") if filtered else {},
+            "content_filter_results": aoai_wire.filter_results("violence") if filtered else {},
         }
     )
     if include_usage:
-        yield shapes.sse(
+        yield aoai_wire.sse(
             {
-                **shapes.chunk(completion_id, created, deployment, None),
+                **aoai_wire.chunk(completion_id, created, deployment, None),
                 "usage": answer.usage(),
             }
         )

@@ -8,7 +8,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from devhost.emulator import aoai, control, identity, keyvault
-from devhost.emulator.config import EmulatorConfig
+from devhost.emulator.emulator_config import EmulatorConfig
 from devhost.emulator.state import EmulatorState
 from devhost.emulator.tokens import TokenIssuer
 from devhost.emulator.transport import RawSendMiddleware

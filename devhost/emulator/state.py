@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-from devhost.emulator.config import EmulatorConfig
+from devhost.emulator.emulator_config import EmulatorConfig
 from devhost.emulator.records import RecordStore, Stats
 from devhost.emulator.tokens import TokenIssuer
 from devhost.emulator.vault import SecretStore

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from devhost.emulator.answers import content_text
+from devhost.emulator.generation import content_text
 from devhost.emulator.request_errors import InvalidRequest, invalid_type, missing
 from devhost.emulator.schema_rules import accept_schema
 from devhost.emulator.tool_names import check_name

@@ -32,8 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from devhost.emulator.answers import ToolCall, json_pieces, last_user_text, tool_results
 from devhost.emulator.directives import DirectiveError, strip_directives
+from devhost.emulator.generation import ToolCall, json_pieces, last_user_text, tool_results
 from devhost.emulator.request_errors import EMULATOR_UNSUPPORTED, InvalidRequest, invalid_type, missing
 from devhost.emulator.schema_rules import accept_schema
 from devhost.emulator.tool_names import check_name

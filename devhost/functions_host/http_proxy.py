@@ -42,9 +42,9 @@ from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from devhost.appservice import peer_address
-from devhost.functions_host.host import FunctionsHost, failure_text, succeeded
 from devhost.functions_host.protos import rpc
 from devhost.functions_host.routes import HttpFunction, select
+from devhost.functions_host.worker_channel import FunctionsHost, failure_text, succeeded
 
 INVOCATION_HEADER = "x-ms-invocation-id"
 EXECUTING_REASON = "This function was programmatically called via the host APIs."

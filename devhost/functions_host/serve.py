@@ -20,11 +20,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from devhost.appservice import peer_address
+from devhost.appservice_auth import DevIdentityProvider
 from devhost.checks import is_loopback_host
-from devhost.easyauth import DevIdentityProvider
-from devhost.functions_host.host import FunctionsHost
 from devhost.functions_host.http_proxy import FunctionsHttp
-from devhost.host import front_end
+from devhost.functions_host.worker_channel import FunctionsHost
+from devhost.host_app import front_end
 from devhost.server import limits_from_env, server_config
 
 APP_DIR = Path(__file__).resolve().parents[2]

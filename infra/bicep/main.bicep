@@ -220,6 +220,24 @@ param enableDefenderBlocklistAutomation bool = false
 @description('How long a block written from a Defender for Cloud alert lasts, in hours.')
 param defenderBlockHours int = 24
 
+@description('With the automation: where Defender for Cloud keeps this subscription\'s alerts (ascLocation, e.g. westeurope; `az security location list`).')
+param defenderAlertLocation string = ''
+
+@description('Alert types the automation acts on; empty: the jailbreak and user-sent phishing URL types (docs/blocklist.md, "From Defender for Cloud").')
+param defenderAlertTypes array = []
+
+@allowed([
+  'Informational'
+  'Low'
+  'Medium'
+  'High'
+])
+@description('Alerts below this severity block no one.')
+param defenderMinimumSeverity string = 'Medium'
+
+@description('Let the automation block the alert\'s IP addresses too (off: only its users).')
+param defenderBlockAddresses bool = false
+
 // ---- hosting ------------------------------------------------------------------------
 
 @description('Python version of the Functions runtime: 3.13 runs the worker library pinned in requirements.txt (azure-functions-runtime).')
@@ -230,8 +248,13 @@ param defenderBlockHours int = 24
 ])
 param pythonVersion string = '3.13'
 
-@description('Flex Consumption scale-out ceiling: users served at once ≈ maximumInstanceCount × httpPerInstanceConcurrency.')
-@minValue(40)
+// The platform accepts 1 to 1,000 ("the lowest maximum instance count value is 1",
+// https://learn.microsoft.com/azure/azure-functions/event-driven-scaling#limit-scale-out). Every Flex
+// Consumption app of the subscription in this region draws on one shared compute quota, so the ceilings of all
+// relays there together can exceed what the quota lets them run at once
+// (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#regional-subscription-memory-quotas).
+@description('Flex Consumption scale-out ceiling: users served at once ≈ maximumInstanceCount × httpPerInstanceConcurrency, within the regional compute quota all Flex Consumption apps of the subscription share.')
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -296,6 +319,14 @@ var keyVaultUrl = empty(keyVaultName) ? '' : 'https://${keyVaultName}${environme
 var keyVaultSubscriptionId = empty(keyVaultResourceId) ? subscription().subscriptionId : keyVaultParts[2]
 var keyVaultResourceGroupName = empty(keyVaultResourceId) ? rgName : keyVaultParts[4]
 var openIdIssuer = '${environment().authentication.loginEndpoint}${tenantId}/v2.0'
+// The login flow's federated credential lets Easy Auth present the relay identity's token for the relay API
+// registration, and Entra ID accepts that only when the registration and the identity are in the same tenant
+// (https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity).
+// The identity is created in the deployment's tenant, so with the login flow tenantId must be that tenant; the
+// same guard as key mode refuses anything else at validation.
+var loginFlowTenantMismatch = enableLoginFlow && (toLower(tenantId) != toLower(tenant().tenantId))
+var loginFlowTenantMismatchError = 'enableLoginFlow needs tenantId to be the tenant of this deployment (${tenant().tenantId}), where the relay identity its federated credential trusts is created; tenantId is ${tenantId}.'
+var loginFlow = loginFlowTenantMismatch ? any({})[loginFlowTenantMismatchError] : enableLoginFlow
 // CORS (and, with the login flow, post-login redirects) trust these origins
 // with users' tokens and session cookies. A wildcard would trust every site, so
 // it is refused everywhere; http:// and loopback origins belong to development
@@ -393,6 +424,11 @@ module defenderBlocklist 'modules/defender-blocklist-automation.bicep' = if (ena
     storageAccountName: storage.outputs.name
     blocklistTableName: relayTables.outputs.blocklistTableName
     blockHours: defenderBlockHours
+    openAiResourceId: openAiResourceId
+    alertLocation: defenderAlertLocation
+    alertTypes: defenderAlertTypes
+    minimumSeverity: defenderMinimumSeverity
+    blockAddresses: defenderBlockAddresses
   }
 }
 
@@ -413,7 +449,6 @@ module relay 'modules/functionapp.bicep' = {
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
     hostStorageBlobUri: storage.outputs.blobEndpoint
-    hostStorageQueueUri: storage.outputs.queueEndpoint
     hostStorageTableUri: storage.outputs.tableEndpoint
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
     appInsightsConnectionString: monitoring.outputs.connectionString
@@ -465,7 +500,7 @@ module relay 'modules/functionapp.bicep' = {
       spaClientId
     ]
     spaOrigins: corsOrigins
-    enableLoginFlow: enableLoginFlow
+    enableLoginFlow: loginFlow
   }
 }
 

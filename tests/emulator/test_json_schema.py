@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devhost.emulator.answers import json_pieces
+from devhost.emulator.generation import json_pieces
 from devhost.emulator.json_schema import SchemaError, check, instance
 from devhost.emulator.strict_schema import check_strict
 from tests.support.strategies import json_schemas, json_values

@@ -447,6 +447,13 @@ EXAMPLE_OUTPUTS: dict[str, Any] = {
     "rg.name": "rg-example",
 }
 
+#: The tenant the example deployments run in (what ``tenant()`` returns here).
+DEPLOYMENT_TENANT: str = PLATFORM["tenant"]["tenantId"]
+
+#: Overrides that turn the browser login flow on: main.bicep accepts it only with the app registrations in the
+#: deployment's tenant, where the relay identity its federated credential trusts is created.
+LOGIN_FLOW_ON: dict[str, Node] = {"enableLoginFlow": True, "tenantId": DEPLOYMENT_TENANT}
+
 
 def main_scope(param_file: Path, overrides: Mapping[str, Node] | None = None) -> Evaluator:
     """main.bicep evaluated with one parameter file (and example module outputs).

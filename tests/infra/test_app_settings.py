@@ -12,13 +12,16 @@ import pytest
 
 from shared.config import load_settings
 from tests.infra import bicep
+from tests.support.app_settings import REQUIRED_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = bicep.example_param_files()
 APP_IDS = [p.stem for p in APPS]
 
 #: Set by App Service itself, never by the template.
-PLATFORM_INJECTED = {"WEBSITE_AUTH_ENABLED": "true"}
+# What App Service sets itself: Easy Auth on, and the managed identity endpoint
+# (https://learn.microsoft.com/azure/app-service/overview-managed-identity#rest-endpoint-reference).
+PLATFORM_INJECTED = {"WEBSITE_AUTH_ENABLED": "true", "IDENTITY_ENDPOINT": "http://localhost:42356/msi/token"}
 #: Read by the loader but only meaningful in key mode.
 KEY_MODE_ONLY = {"AZURE_KEYVAULT_URL", "AZURE_OPENAI_KEY_SECRET_NAME"}
 #: The relay's settings (README.md, Configuration), as the relay reads them.
@@ -163,9 +166,8 @@ def test_a_value_main_bicep_accepts_is_one_the_relay_starts_with_and_the_next_is
     declared = bicep.parse_bicep(bicep.MAIN)["parameters"][param]
     low, high = bicep.decorator(declared, "min_value"), bicep.decorator(declared, "max_value")
     assert isinstance(low, int) and isinstance(high, int), (param, low, high)
-    env = {"AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com", "AZURE_OPENAI_DEPLOYMENTS": "x", "APPLICATION_NAME": "a"}
     for value in (low, high):
-        load_settings({**env, setting: str(value)})
+        load_settings({**REQUIRED_SETTINGS, setting: str(value)})
     for value in (low - 1, high + 1):
         with pytest.raises(ValueError):
-            load_settings({**env, setting: str(value)})
+            load_settings({**REQUIRED_SETTINGS, setting: str(value)})

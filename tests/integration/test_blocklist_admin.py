@@ -19,10 +19,9 @@ import pytest
 from devhost.azurite import AzuriteTables, running_azurite
 from tests.support.azurite import TABLES, admin, rows
 from tests.support.emulator import Emulator
+from tests.support.identities import ADA_OID as OID
+from tests.support.identities import ADA_TID as TID
 from tests.support.tokens import claims_of
-
-OID = "1b2c3d4e-0000-4000-8000-000000000003"
-TID = "72f988bf-0000-4000-8000-000000000002"
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from devhost.easyauth import DEV_OBJECT_ID, DEV_TENANT_ID
+from devhost.appservice_auth import DEV_OBJECT_ID, DEV_TENANT_ID
 from tests.reliability.common import client
 from tests.support import rawhttp
 from tests.support.stack import APPLICATION_NAME, Stack

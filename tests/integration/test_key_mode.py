@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.support.servers import free_port
-from tests.support.stack import Stack, run_stack
+from tests.support.stack import Stack, key_mode, run_stack
 
 INITIAL_KEY = "kv-held-aoai-key-0001"
 ROTATED_KEY = "kv-held-aoai-key-0002"
@@ -23,11 +23,7 @@ def fingerprint(key: str) -> str:
 
 @pytest.fixture(scope="module")
 def key_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = {
-        "AZURE_OPENAI_AUTH": "key",
-        "EMULATOR_API_KEY": INITIAL_KEY,
-        "EMULATOR_KEYVAULT_SECRETS": json.dumps({"azure-openai-key": INITIAL_KEY}),
-    }
+    env = key_mode(INITIAL_KEY)
     with run_stack(tmp_path_factory.mktemp("key"), env) as stack:
         yield stack
 

@@ -26,14 +26,12 @@ from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
 
 from devhost import jwt
-from devhost.easyauth import DevIdentityProvider
-from devhost.host import create_host_app
+from devhost.appservice_auth import DevIdentityProvider
+from devhost.host_app import create_host_app
+from tests.support.identities import ADA_OID, ADA_TID, MALLORY_OID
 from tests.support.stack import Stack
 from tests.support.tokens import claims_of
 
-ADA_OID = "1b2c3d4e-0000-4000-8000-000000000003"
-ADA_TID = "72f988bf-0000-4000-8000-000000000002"
-MALLORY_OID = "99999999-9999-4999-8999-999999999999"
 OID_TYP = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 TID_TYP = "http://schemas.microsoft.com/identity/claims/tenantid"
 SCOPE_TYP = "http://schemas.microsoft.com/identity/claims/scope"

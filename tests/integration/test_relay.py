@@ -11,13 +11,10 @@ from unittest.mock import ANY
 import openai
 import pytest
 
-from devhost.easyauth import DEV_OBJECT_ID, DEV_TENANT_ID
+from devhost.appservice_auth import DEV_OBJECT_ID, DEV_TENANT_ID
+from tests.support.identities import ADA_OID, ADA_TID, MALLORY_OID
 from tests.support.stack import APPLICATION_NAME, Stack
 from tests.support.tokens import JWT_SHAPED
-
-ADA_OID = "1b2c3d4e-0000-4000-8000-000000000003"
-ADA_TID = "72f988bf-0000-4000-8000-000000000002"
-MALLORY_OID = "99999999-9999-4999-8999-999999999999"
 
 
 def client(stack: Stack, token: str | None = None, **kwargs: Any) -> openai.OpenAI:

@@ -19,11 +19,9 @@ from typing import Any
 from devhost import jwt
 from tests.reliability.common import new_id
 from tests.support import rawhttp
+from tests.support.identities import ADA_OID, ADA_TID, MALLORY_OID
 from tests.support.stack import APPLICATION_NAME, Stack
 
-ADA_OID = "1b2c3d4e-0000-4000-8000-000000000003"
-ADA_TID = "72f988bf-0000-4000-8000-000000000002"
-MALLORY_OID = "99999999-9999-4999-8999-999999999999"
 MALLORY_TID = "66666666-6666-4666-8666-666666666666"
 EVIL_IP = "6.6.6.6"
 EXPECTED = {"application_name": APPLICATION_NAME, "end_user_id": ADA_OID, "end_user_tenant_id": ADA_TID, "source_ip": "127.0.0.1"}

@@ -11,7 +11,6 @@ body, or in any SSE error event.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import httpx2
@@ -19,7 +18,7 @@ import pytest
 
 from tests.reliability.common import RELAY_TIMEOUT_S
 from tests.support.probe import run_probed_stack
-from tests.support.stack import Stack
+from tests.support.stack import Stack, key_mode
 from tests.support.tokens import JWT_SHAPED
 
 KNOWN_KEY = "kv-aoai-key-hygiene-7f3a9c1e5b"
@@ -28,12 +27,7 @@ KNOWN_PROMPT = "the vault combination is orchid-4471-tangerine"
 
 @pytest.fixture(scope="module")
 def key_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = {
-        "AZURE_OPENAI_AUTH": "key",
-        "EMULATOR_API_KEY": KNOWN_KEY,
-        "EMULATOR_KEYVAULT_SECRETS": json.dumps({"azure-openai-key": KNOWN_KEY}),
-        "RELAY_UPSTREAM_TIMEOUT_S": str(RELAY_TIMEOUT_S),
-    }
+    env = {**key_mode(KNOWN_KEY), "RELAY_UPSTREAM_TIMEOUT_S": str(RELAY_TIMEOUT_S)}
     with run_probed_stack(tmp_path_factory.mktemp("hygiene"), env) as stack:
         yield stack
 

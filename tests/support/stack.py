@@ -19,6 +19,11 @@ APPLICATION_NAME = "contoso-chat-spa"
 DEPLOYMENTS = ",".join(defaults.DEPLOYMENTS)
 
 
+def key_mode(key: str) -> dict[str, str]:
+    """The local host's environment for ``AZURE_OPENAI_AUTH=key``: ``key`` is both the emulator's accepted key and the vault's secret."""
+    return {"AZURE_OPENAI_AUTH": "key", "EMULATOR_API_KEY": key, "EMULATOR_KEYVAULT_SECRETS": json.dumps({defaults.KEY_SECRET_NAME: key})}
+
+
 @dataclass
 class Stack:
     base_url: str

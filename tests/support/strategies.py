@@ -9,12 +9,14 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
-from devhost.easyauth import principal_headers
+from devhost.appservice_auth import principal_headers
 from devhost.emulator.json_schema import FORMATS
 from shared.caller import identify_caller
 from shared.config import load_settings
 from shared.errors import upstream_error, upstream_timeout
 from shared.request_policy import ALLOWED_PARAMETERS
+from tests.support.app_settings import REQUIRED_SETTINGS
+from tests.support.identities import ADA_OID, ADA_TID
 
 guids = st.uuids().map(str)
 lookalike_guids = st.builds(
@@ -72,17 +74,15 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
 # for a relay configured with BODY_SETTINGS (two deployments, small caps, so caps are hit).
 BODY_SETTINGS = load_settings(
     {
-        "AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com",
+        **REQUIRED_SETTINGS,
         "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini,gpt-4o",
-        "APPLICATION_NAME": "contoso-chat-spa",
         "WEBSITE_AUTH_ENABLED": "true",
         "RELAY_MAX_TOKENS": "100",
         "RELAY_MAX_N": "2",
     }
 )
 # The caller those bodies come from, as the platform vouched for it.
-CALLER_OID = "1b2c3d4e-0000-4000-8000-000000000003"
-CALLER_TID = "72f988bf-0000-4000-8000-000000000002"
+CALLER_OID, CALLER_TID = ADA_OID, ADA_TID
 CALLER_HEADERS = {
     **{k.decode(): v.decode() for k, v in principal_headers({"oid": CALLER_OID, "tid": CALLER_TID, "scp": "user_impersonation", "name": "Ada"})},
     "client-ip": "203.0.113.7:51234",

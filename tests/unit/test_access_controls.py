@@ -15,22 +15,32 @@ from typing import Any
 
 import pytest
 
-from devhost.easyauth import principal_headers
+from devhost.appservice_auth import principal_headers
 from shared.access_controls import AccessControls
 from shared.config import Settings, load_settings
-from shared.errors import RelayError
+from shared.errors import (
+    RelayError,
+    UpstreamBroken,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    content_filter,
+    rate_limited,
+    server_busy,
+    upstream_error,
+    upstream_timeout,
+)
 from shared.relay import Relay
 from shared.upstream import Upstream
+from tests.support.app_settings import REQUIRED_SETTINGS
 from tests.support.asgi import call, make_request, run_response
+from tests.support.identities import ADA_OID as OID
+from tests.support.identities import ADA_TID as TID
+from tests.support.identities import OTHER_OID
 from tests.support.tables import EtagTable, RowsTable
 
-OID = "1b2c3d4e-0000-4000-8000-000000000003"
-TID = "72f988bf-0000-4000-8000-000000000002"
-OTHER_OID = "99999999-0000-4000-8000-000000000009"
 ENV = {
-    "AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com",
-    "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini",
-    "APPLICATION_NAME": "contoso-chat-spa",
+    **REQUIRED_SETTINGS,
     "WEBSITE_AUTH_ENABLED": "true",
     "RELAY_TABLE_ENDPOINT": "https://strelay.table.core.windows.net",
 }
@@ -230,12 +240,13 @@ async def test_a_non_streamed_request_whose_caller_hangs_up_is_charged_the_promp
 @pytest.mark.parametrize(
     ("error", "when", "expected"),
     [
-        (RelayError(502, "upstream_error", "cut"), "read", PROMPT_ESTIMATE + 1000),  # broke off: Azure may have generated it all
-        (RelayError(504, "upstream_timeout", "slow"), "open", PROMPT_ESTIMATE + 1000),  # Azure may still be generating
-        (RelayError(502, "upstream_error", "Azure OpenAI answered with status 500."), "open", PROMPT_ESTIMATE),
-        (RelayError(400, "content_filter", "filtered"), "open", PROMPT_ESTIMATE),  # Azure refused the prompt: the prompt
-        (RelayError(429, "rate_limited", "busy"), "open", 0),  # Azure did not take it
-        (RelayError(503, "server_busy", "busy"), "open", 0),  # never sent
+        (upstream_error("cut", UpstreamBroken("cut")), "read", PROMPT_ESTIMATE + 1000),  # broke off: Azure may have generated it all
+        (upstream_timeout(cause=UpstreamTimeout("slow")), "open", PROMPT_ESTIMATE + 1000),  # Azure may still be generating
+        (upstream_error("status 500", UpstreamRejected(500, None, {})), "open", PROMPT_ESTIMATE),  # Azure read the prompt
+        (content_filter({}, UpstreamRejected(400, None, {})), "open", PROMPT_ESTIMATE),  # Azure refused the prompt
+        (rate_limited(1, UpstreamRejected(429, None, {})), "open", 0),  # Azure did not take it
+        (upstream_error("no connection", UpstreamUnreachable("refused")), "open", 0),  # never reached Azure
+        (server_busy(), "open", 0),  # never sent
     ],
 )
 async def test_a_non_streamed_request_that_failed_is_charged_what_azure_may_bill(

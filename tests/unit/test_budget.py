@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.budget import Budgets, Counter, Reservation, Totals, add_usage, estimated_tokens, tokens_of
+from shared.budget import Budgets, DayTally, Reservation, Totals, add_usage, estimated_tokens, tokens_of
 from shared.config import BudgetSettings
 from shared.errors import RelayError
 
@@ -31,9 +31,9 @@ def budgets(clock: Clock, **limits: int) -> Budgets:
 
 def written(b: Budgets) -> None:
     """What a lone instance's sync does: every count goes to the table, and the table's total comes back."""
-    for _, counter in list(b.to_sync()):
-        delta = counter.begin_flush()
-        counter.end_flush(add_usage(counter.shared, delta))
+    for _, tally in list(b.to_sync()):
+        delta = tally.begin_flush()
+        tally.end_flush(add_usage(tally.shared, delta))
 
 
 def spend(b: Budgets, tokens: int, oid: str = OID, tenant: str = TID, prompt: int = 1, cap: int = 10_000) -> Reservation:
@@ -91,12 +91,12 @@ def test_a_tenant_budget_is_shared_by_its_users() -> None:
 def test_shared_totals_count_with_what_this_instance_has_not_written_yet() -> None:
     b = budgets(Clock(), user_tokens_per_day=1600)
     b.settle(b.reserve(OID, TID, 1, 1), 0)
-    [(key, counter)] = list(b.to_sync())
+    [(key, tally)] = list(b.to_sync())
     assert key == ("user", OID, "20261127")
-    counter.shared = Totals(day_tokens=1520)
+    tally.shared = Totals(day_tokens=1520)
     b.charge(OID, TID, 20)
     b.settle(b.reserve(OID, TID, 1, 1), 1)
-    counter.begin_flush()
+    tally.begin_flush()
     b.charge(OID, TID, 57)
     b.reserve(OID, TID, 1, 1)
     refused(b)  # 1520 shared + 21 being written + 57 counted + 2 reserved
@@ -104,7 +104,7 @@ def test_shared_totals_count_with_what_this_instance_has_not_written_yet() -> No
 
 def test_a_burst_reserves_what_each_request_may_cost_and_the_caps_share_what_is_left() -> None:
     b = budgets(Clock(), user_tokens_per_day=2000)
-    b.counters[("user", OID, "20261127")] = Counter(loaded=True)
+    b.tallies[("user", OID, "20261127")] = DayTally(loaded=True)
     granted = []
     for _ in range(25):
         try:
@@ -175,20 +175,20 @@ def test_counters_of_past_days_are_dropped_once_written() -> None:
     b.charge(OID, TID, 5)
     clock.now += 3600
     assert [key for key, _ in b.to_sync()] == [("user", OID, "20261127")]  # yesterday's tokens still to write
-    [(_, counter)] = list(b.to_sync())
-    counter.begin_flush()
-    counter.end_flush(Totals(5))
+    [(_, tally)] = list(b.to_sync())
+    tally.begin_flush()
+    tally.end_flush(Totals(5))
     assert list(b.to_sync()) == []
-    assert b.counters == {}
+    assert b.tallies == {}
 
 
 def test_a_failed_write_puts_the_tokens_back() -> None:
-    counter = Counter()
-    counter.pending = {100: 5, 101: 7}
-    assert counter.begin_flush() == {100: 5, 101: 7}
-    counter.pending[101] = 1
-    counter.abort_flush()
-    assert (counter.pending, counter.flushing, counter.day_used()) == ({100: 5, 101: 8}, {}, 13)
+    tally = DayTally()
+    tally.pending = {100: 5, 101: 7}
+    assert tally.begin_flush() == {100: 5, 101: 7}
+    tally.pending[101] = 1
+    tally.abort_flush()
+    assert (tally.pending, tally.flushing, tally.day_used()) == ({100: 5, 101: 8}, {}, 13)
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,10 @@ from shared.budget import Budgets
 from shared.budget_sync import BudgetSync
 from shared.config import BudgetSettings
 from shared.errors import RelayError
+from tests.support.identities import ADA_OID as OID
+from tests.support.identities import ADA_TID as TID
 from tests.support.tables import EtagTable
 
-OID = "1b2c3d4e-0000-4000-8000-000000000003"
-TID = "72f988bf-0000-4000-8000-000000000002"
 T0 = 1_795_780_000.0  # 2026-11-27, mid-day UTC
 
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 import pytest
 
 from shared.config import ConfigError, check_table_name, load_settings, read_control_settings
+from tests.support.app_settings import REQUIRED_SETTINGS
 
-BASE = {
-    "AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com",
-    "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini,gpt-4o",
-    "APPLICATION_NAME": "contoso-chat-spa",
-}
+BASE = {**REQUIRED_SETTINGS, "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini,gpt-4o"}
 TABLES = {"RELAY_TABLE_ENDPOINT": "https://strelay.table.core.windows.net", "RELAY_BLOCKLIST_ENABLED": "true"}
 KEY_MODE = {
     "AZURE_OPENAI_AUTH": "key",

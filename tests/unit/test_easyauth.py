@@ -27,7 +27,9 @@ from shared.easyauth import (
     principal_from_headers,
 )
 from shared.errors import RelayError
-from shared.values import is_guid
+from shared.header_checks import is_guid
+from tests.support.identities import ADA_OID as OID
+from tests.support.identities import ADA_TID as TID
 from tests.support.strategies import FAST, as_mapping, guid_like, guids, header_sets, json_values, values_of
 
 # A decoded X-MS-CLIENT-PRINCIPAL as App Service sends it (claims after its default mapping; see docs/design.md).
@@ -44,8 +46,6 @@ REFERENCE_PRINCIPAL = """{"auth_typ": "aad",
  "name_typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
  "role_typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"}"""
 
-OID = "1b2c3d4e-0000-4000-8000-000000000003"
-TID = "72f988bf-0000-4000-8000-000000000002"
 AUD = "api://6f1c2d3e-0000-4000-8000-000000000001"
 OID_URI = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 TID_URI = "http://schemas.microsoft.com/identity/claims/tenantid"

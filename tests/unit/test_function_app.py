@@ -10,12 +10,7 @@ import azure.functions as func
 import pytest
 
 from shared.config import ConfigError
-
-ENV = {
-    "AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com",
-    "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini",
-    "APPLICATION_NAME": "contoso-chat-spa",
-}
+from tests.support.app_settings import REQUIRED_SETTINGS
 
 
 def load_function_app(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> func.FunctionApp:
@@ -28,7 +23,7 @@ def load_function_app(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> f
 
 
 def test_routes_methods_and_anonymous_auth(monkeypatch: pytest.MonkeyPatch) -> None:
-    app = load_function_app(monkeypatch, ENV)
+    app = load_function_app(monkeypatch, REQUIRED_SETTINGS)
     found = {}
     for function in app.get_functions():
         binding = function.get_trigger()
@@ -45,7 +40,7 @@ def test_routes_methods_and_anonymous_auth(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_bad_setting_stops_start_up_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="RELAY_MAX_TOKENS"):
-        load_function_app(monkeypatch, {**ENV, "RELAY_MAX_TOKENS": "lots"})
+        load_function_app(monkeypatch, {**REQUIRED_SETTINGS, "RELAY_MAX_TOKENS": "lots"})
     sys.modules.pop("function_app", None)
 
 
@@ -53,7 +48,7 @@ def test_loading_the_app_sets_the_collector_for_many_requests_in_flight(monkeypa
     """The worker process collects after 10,000 young allocations, not CPython's 700-2,000 (docs/performance.md)."""
     before = gc.get_threshold()
     try:
-        load_function_app(monkeypatch, ENV)
+        load_function_app(monkeypatch, REQUIRED_SETTINGS)
         assert gc.get_threshold() == (10_000, 10, 10)
         assert gc.get_freeze_count() > 0
     finally:

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from devhost.functions_host.build_protos import relative_imports
-from devhost.functions_host.host import worker_command, worker_environment
 from devhost.functions_host.http_proxy import forwarded_headers, invocation_request
 from devhost.functions_host.routes import RouteTemplateError, http_function, parse_template, route_prefix, select
 from devhost.functions_host.shell import parse_args
+from devhost.functions_host.worker_channel import worker_command, worker_environment
 
 
 def binding(**fields: Any) -> str:

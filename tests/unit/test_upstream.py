@@ -13,6 +13,7 @@ import pytest
 from shared.config import load_settings
 from shared.errors import RelayError
 from shared.upstream import Upstream
+from tests.support.app_settings import REQUIRED_SETTINGS
 
 EVENTS = [b'data: {"choices":[{"delta":{"content":"Once"}}]}\n\n', b'data: {"choices":[{"delta":{"content":" upon"}}]}\n\n']
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -62,12 +63,7 @@ async def serve() -> AsyncIterator[Callable[..., Awaitable[Upstream]]]:
 
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         servers.append(server)
-        env = {
-            "AZURE_OPENAI_ENDPOINT": f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}",
-            "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini",
-            "APPLICATION_NAME": "contoso-chat-spa",
-            **settings,
-        }
+        env = {**REQUIRED_SETTINGS, "AZURE_OPENAI_ENDPOINT": f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", **settings}
         client = Upstream(load_settings(env), NoAuth())
         clients.append(client)
         return client

@@ -22,7 +22,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from devhost.appservice import AppServiceFrontEnd
-from devhost.easyauth import DevIdentityProvider, EasyAuth, auth_routes
+from devhost.appservice_auth import DevIdentityProvider, EasyAuth, auth_routes
 from devhost.request_limits import KESTREL_DEFAULTS, Limits, RequestLimits
 
 SPA_DIR = Path(__file__).parent / "spa"

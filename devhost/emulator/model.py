@@ -3,7 +3,7 @@
 Tool calls when :func:`devhost.emulator.tools.functions_to_call` picks any (never with
 ``output_filter``, which always filters content); otherwise content: the deterministic
 instance of a ``json_schema`` format's schema, ``{"answer": <the text answer>}`` for
-``json_object``, or the text answer (:func:`devhost.emulator.answers.plan_answer`).
+``json_object``, or the text answer (:func:`devhost.emulator.generation.plan_answer`).
 ``max_tokens``/``max_completion_tokens`` cut any of them with ``finish_reason: length``.
 """
 
@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from devhost.emulator.answers import (
+from devhost.emulator.directives import DirectiveError, Directives
+from devhost.emulator.generation import (
     Answer,
     content_answer,
     json_pieces,
@@ -21,7 +22,6 @@ from devhost.emulator.answers import (
     prompt_tokens,
     tool_call_answer,
 )
-from devhost.emulator.directives import DirectiveError, Directives
 from devhost.emulator.structured import ResponseFormat, parse_response_format
 from devhost.emulator.tools import ToolRequest, check_conversation, functions_to_call, make_call, parse_tools
 

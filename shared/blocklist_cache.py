@@ -21,9 +21,9 @@ from typing import Any, Protocol
 
 from azure.core.exceptions import AzureError
 
-from shared.background import BackgroundTask
+from shared.background import RepeatingTask
 from shared.blocklist import BlockEntry, Snapshot, entry_from_row
-from shared.errors import RelayError
+from shared.errors import blocklist_unavailable
 from shared.logs import log_event
 
 log = logging.getLogger("relay.blocklist")
@@ -37,16 +37,6 @@ class RowSource(Protocol):
     def list_entities(self) -> AsyncIterable[Mapping[str, Any]]: ...
 
 
-def blocklist_unavailable() -> RelayError:
-    return RelayError(
-        503,
-        "blocklist_unavailable",
-        "The relay cannot check its block list right now; try again shortly.",
-        error_type="api_error",
-        headers={"Retry-After": str(int(COLD_RETRY_S))},
-    )
-
-
 class BlocklistCache:
     def __init__(self, table: RowSource, refresh_s: float, *, fail_open: bool, clock: Callable[[], float] = time.time) -> None:
         self._table = table
@@ -58,7 +48,7 @@ class BlocklistCache:
         self._failures = 0
         self._invalid: frozenset[str] = frozenset()
         self._first_read = asyncio.Event()
-        self._task = BackgroundTask("blocklist-refresh", self._refresh_once_more, self._pause, log)
+        self._task = RepeatingTask("blocklist-refresh", self._refresh_once_more, self._pause, log)
 
     async def lookup(self, oid: str, tenant: str, ip: str) -> BlockEntry | None:
         """The entry blocking this caller, or None; raises 503 when there is no copy to check and the policy is fail-closed."""
@@ -70,7 +60,7 @@ class BlocklistCache:
             if snapshot is None:
                 if self._fail_open:
                     return None
-                raise blocklist_unavailable()
+                raise blocklist_unavailable(COLD_RETRY_S)
         return snapshot.match(oid, tenant, ip, self._clock())
 
     async def aclose(self) -> None:

@@ -46,6 +46,8 @@ class EmulatorConfig:
         )
 
 
+# A copy of the idea of shared/config.py's integer reader, on purpose: the emulator stands in for Azure and
+# imports nothing of the relay it is tested against (docs/design.md, "Local stand-ins").
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:

@@ -25,7 +25,7 @@ import json
 from http import HTTPStatus
 from typing import Any
 
-from devhost.emulator.answers import Answer
+from devhost.emulator.generation import Answer
 
 CATEGORIES = ("hate", "self_harm", "sexual", "violence")
 

@@ -1,4 +1,4 @@
-"""shared.blocklist_refresh: the first request waits for one read, later ones never touch storage; outages and cold starts."""
+"""shared.blocklist_cache: the first request waits for one read, later ones never touch storage; outages and cold starts."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from shared.blocklist_refresh import BlocklistCache
+from shared.blocklist_cache import BlocklistCache
 from shared.errors import RelayError
+from tests.support.identities import ADA_OID as OID
+from tests.support.identities import ADA_TID as TID
 from tests.support.tables import RowsTable
 
-OID = "1b2c3d4e-0000-4000-8000-000000000003"
-TID = "72f988bf-0000-4000-8000-000000000002"
 UNLISTED_IP = "192.0.2.1"  # in no blocked range
 BLOCK_OID = {"PartitionKey": "oid", "RowKey": OID, "Value": OID, "Reason": "exfiltration", "AlertId": "alert-7"}
 
