@@ -23,11 +23,12 @@ from typing import Any, Literal
 from shared.config import BudgetSettings
 from shared.errors import user_quota_exceeded
 
+# Whom a budget counts: one user (by object ID) or one tenant.
 Subject = Literal["user", "tenant"]
 # A subject's tally for one day: ("user", oid, "20261127").
 TallyKey = tuple[Subject, str, str]
-# Tokens charged when Azure's usage never arrived (the caller hung up mid-stream): about four bytes of prompt per
-# token, plus one token per streamed chunk, so leaving before the usage chunk is not a way around the budget.
+# A prompt's tokens before Azure says: one per four bytes of the caller's body, for the reservation and for the
+# charge when Azure's usage never arrived (docs/design.md says what is charged when).
 PROMPT_BYTES_PER_TOKEN = 4
 # A day window: what an instance may hold beyond what the table has (not written yet, or written while the
 # table was unreachable) is at most limit / ALLOWANCE_DIVISOR; I instances bursting together then spend at most
@@ -138,10 +139,6 @@ def tokens_of(usage: Mapping[str, Any] | None) -> int | None:
 def prompt_estimate(prompt_bytes: int) -> int:
     """The tokens a prompt of this many bytes is taken to cost before Azure says (a token per four bytes)."""
     return math.ceil(prompt_bytes / PROMPT_BYTES_PER_TOKEN)
-
-
-def estimated_tokens(prompt_bytes: int, streamed_chunks: int) -> int:
-    return prompt_estimate(prompt_bytes) + streamed_chunks
 
 
 @dataclass(frozen=True)

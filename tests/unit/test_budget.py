@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.budget import Budgets, DayTally, Reservation, Totals, add_usage, estimated_tokens, tokens_of
+from shared.budget import Budgets, DayTally, Reservation, Totals, add_usage, prompt_estimate, tokens_of
 from shared.config import BudgetSettings
 from shared.errors import RelayError
 
@@ -210,4 +210,4 @@ def test_tokens_come_from_usage_or_an_estimate() -> None:
     assert tokens_of({"prompt_tokens": 9, "completion_tokens": 12}) == 21
     assert tokens_of({"total_tokens": "21"}) is None
     assert tokens_of(None) is None
-    assert estimated_tokens(prompt_bytes=401, streamed_chunks=7) == 108
+    assert prompt_estimate(prompt_bytes=401) == 101
