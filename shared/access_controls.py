@@ -27,8 +27,10 @@ from shared.errors import (
     user_concurrency_exceeded,
 )
 from shared.logs import log_event
+from shared.open_streams import OpenStream, OpenStreams
 
 if TYPE_CHECKING:
+    from shared.blocklist import BlockEntry
     from shared.blocklist_cache import BlocklistCache
     from shared.budget_sync import BudgetSync
     from shared.table_store import TableStore
@@ -147,31 +149,29 @@ class AccessControls:
         self._blocklist: BlocklistCache | None = None
         self._sync: BudgetSync | None = None
         self.budgets = Budgets(self._controls.budget) if self._controls.budget.enabled else None
+        self.open_streams = OpenStreams() if self._controls.blocklist.enabled else None
         self._in_flight: dict[str, int] = {}
 
     async def check_caller(self, caller: Caller, request_id: str) -> None:
-        """Raise 403 ``user_blocked`` when the block list names the caller's object ID, tenant or IP."""
+        """Raise 403 ``user_blocked`` when the block list names the caller's object ID, tenant (a guest's home tenant too) or IP."""
         if not self._controls.blocklist.enabled:
             return
-        principal = caller.principal
-        entry = await self._blocklist_cache().lookup(principal.object_id, principal.tenant_id, caller.source_ip)
+        entry = await self._blocklist_cache().lookup(*_block_keys(caller))
         if entry is None:
             return
-        log_event(
-            log,
-            logging.WARNING,
-            "relay.blocked",
-            request_id=request_id,
-            oid=principal.object_id,
-            tid=principal.tenant_id,
-            source_ip=caller.source_ip,
-            matched=entry.kind,
-            row=entry.row_key,
-            alert_id=entry.alert_id,
-            added_by=entry.added_by,
-            expires_at=entry.expires_at.isoformat() if entry.expires_at else None,
-        )
+        _log_blocked(caller, request_id, entry)
         raise user_blocked()
+
+    def watch_stream(self, caller: Caller, request_id: str) -> OpenStream | None:
+        """The entry that puts a stream of ``caller`` among the open streams a block ends; None when the block list is off."""
+        return None if self.open_streams is None else self.open_streams.watch(caller, request_id)
+
+    def _end_blocked_streams(self) -> None:
+        """A new copy of the block list: end the open streams of the callers it blocks, matched as ``check_caller`` matches."""
+        cache, streams = self._blocklist, self.open_streams
+        assert cache is not None and streams is not None
+        for stream, entry in streams.end_blocked(lambda caller: cache.match(*_block_keys(caller))):
+            _log_blocked(stream.caller, stream.request_id, entry, open_stream=True)
 
     async def admit(self, caller: Caller, prompt_bytes: int, output_cap: int) -> TokenCharge:
         """Admit one chat request, or raise 429 (``user_concurrency_exceeded``, ``user_quota_exceeded``).
@@ -236,7 +236,10 @@ class AccessControls:
 
             settings = self._controls.blocklist
             self._blocklist = BlocklistCache(
-                self._table_store().table(settings.table), settings.refresh_s, fail_open=settings.fail_open
+                self._table_store().table(settings.table),
+                settings.refresh_s,
+                fail_open=settings.fail_open,
+                on_refresh=self._end_blocked_streams,
             )
         return self._blocklist
 
@@ -248,3 +251,30 @@ class AccessControls:
             settings = self._controls.budget
             self._sync = BudgetSync(self.budgets, self._table_store().table(settings.table), settings.flush_s)
         return self._sync
+
+
+def _block_keys(caller: Caller) -> tuple[str, str, str, str | None]:
+    """What the block list is matched on: the caller's object ID, tenant, IP and, for a B2B guest, home tenant."""
+    principal = caller.principal
+    return principal.object_id, principal.tenant_id, caller.source_ip, principal.home_tenant_id
+
+
+def _log_blocked(caller: Caller, request_id: str, entry: BlockEntry, **fields: Any) -> None:
+    principal = caller.principal
+    matched = "home_tenant" if entry.kind == "tenant" and entry.target != principal.tenant_id.lower() else entry.kind
+    log_event(
+        log,
+        logging.WARNING,
+        "relay.blocked",
+        request_id=request_id,
+        oid=principal.object_id,
+        tid=principal.tenant_id,
+        home_tid=principal.home_tenant_id,
+        source_ip=caller.source_ip,
+        matched=matched,
+        row=entry.row_key,
+        alert_id=entry.alert_id,
+        added_by=entry.added_by,
+        expires_at=entry.expires_at.isoformat() if entry.expires_at else None,
+        **fields,
+    )

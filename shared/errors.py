@@ -34,7 +34,7 @@ CATALOGUE: Mapping[str, ErrorKind] = {
     "unauthenticated": ErrorKind(401, _AUTH, ("easyauth",)),
     "forbidden": ErrorKind(403, _PERMISSION, ("easyauth", "client_ip")),
     "source_ip_unavailable": ErrorKind(403, _PERMISSION, ("client_ip",)),
-    "user_blocked": ErrorKind(403, _PERMISSION, ("access_controls",)),
+    "user_blocked": ErrorKind(403, _PERMISSION, ("access_controls", "open_streams")),
     "unsupported_route": ErrorKind(404, _INVALID, ("relay",)),
     "request_too_large": ErrorKind(413, _INVALID, ("relay",)),
     "rate_limited": ErrorKind(429, _RATE, ("upstream_errors",)),

@@ -20,10 +20,12 @@ from starlette.types import Receive, Scope, Send
 
 from shared.access_controls import TokenCharge
 from shared.config import Settings
+from shared.errors import RelayError
 from shared.logs import RequestLog
-from shared.sse import SseForwarder, forward_events
+from shared.sse import SseForwarder, error_event, forward_events
 
 if TYPE_CHECKING:
+    from shared.open_streams import OpenStream
     from shared.upstream import UpstreamResponse
 
 _KEEPALIVE = b": keep-alive\n\n"
@@ -98,9 +100,12 @@ class ForwardedStream(StreamingResponse):
     While Azure is silent (a reasoning model thinking before its first token) the caller gets an
     SSE comment every ``keepalive_s``, which clients ignore and idle timeouts on the way count as
     traffic. However the stream ends (done, an upstream failure sent as an ``error`` event, the
-    caller gone, or the caller reading nothing for ``write_timeout_s``), the upstream response is
-    closed, which cancels Azure's generation, the tokens are charged, and the request's log line
-    is written.
+    caller gone, the caller reading nothing for ``write_timeout_s``, or ended from outside with an
+    ``error`` event by :meth:`end_with`), the upstream response is closed, which cancels Azure's
+    generation, the tokens are charged, and the request's log line is written.
+
+    With ``open_stream``, the stream is in the instance's registry of open streams while it is served
+    (``shared/open_streams.py``), so a block that reaches the instance ends it.
     """
 
     def __init__(
@@ -110,6 +115,7 @@ class ForwardedStream(StreamingResponse):
         forwarder: SseForwarder,
         charge: TokenCharge,
         settings: Settings,
+        open_stream: OpenStream | None = None,
     ) -> None:
         self._events = forward_events(upstream.iter_bytes(), forwarder)
         super().__init__(
@@ -119,6 +125,7 @@ class ForwardedStream(StreamingResponse):
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **EXPOSE_HEADERS, "x-request-id": record.request_id},
         )
         self._upstream, self._record, self._forwarder, self._charge = upstream, record, forwarder, charge
+        self._open_stream = open_stream
         self._write_timeout_s = settings.caller_write_timeout_s
         self._keepalive_s = settings.stream_keepalive_s
         # The state of one serving, set by __call__ (a response is served once).
@@ -128,7 +135,7 @@ class ForwardedStream(StreamingResponse):
         self._writing = asyncio.Lock()
         self._last_heard = 0.0
         self._write_started: float | None = None
-        self._ending: str | None = None  # why this stream cancelled itself: "gone" or "stalled"
+        self._ending: str | None = None  # why this stream cancelled itself: "gone", "stalled" or "error" (end_with)
         self._keepalive_writer: asyncio.Future[None] | None = None
         self._closing = False
         self._timer: asyncio.TimerHandle
@@ -150,14 +157,23 @@ class ForwardedStream(StreamingResponse):
         self._timer = loop.call_at(self._last_heard + min(self._keepalive_s, self._write_timeout_s), self._tick)
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            if self._open_stream is not None:
+                self._open_stream.opened(self.end_with)
             await self._stream()
             error = self._forwarder.error
             status, code = (error.status, error.code) if error is not None else (200, None)
         except asyncio.CancelledError:
             if self._ending is None:
                 raise
-            streaming.uncancel()  # cancelled by _end(): the caller left, or stopped reading (the server then closes the connection)
+            # cancelled by _end(): the caller left, or stopped reading (the server then closes the connection), or end_with()
+            streaming.uncancel()
+            error = self._forwarder.error
+            if self._ending == "error" and error is not None:
+                status, code = error.status, error.code
+                await self._write_last(error_event(error))
         finally:
+            if self._open_stream is not None:
+                self._open_stream.closed()
             self._timer.cancel()
             watch.stop()
             if self._keepalive_writer is not None:
@@ -183,6 +199,16 @@ class ForwardedStream(StreamingResponse):
             finally:
                 self._write_started = None
 
+    async def _write_last(self, body: bytes) -> None:
+        """Write ``body`` and end the response, within ``write_timeout_s`` (the timer no longer ends a stream already ending)."""
+        self._closing = True
+        if self._keepalive_writer is not None:
+            self._keepalive_writer.cancel()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._write_timeout_s):
+                await self._write(body)
+                await self._write(b"", more_body=False)
+
     def _tick(self) -> None:
         now = self._loop.time()
         write_started = self._write_started
@@ -201,6 +227,15 @@ class ForwardedStream(StreamingResponse):
 
     def _caller_gone(self) -> None:
         self._end("gone")
+
+    def end_with(self, error: RelayError) -> None:
+        """End the stream from outside its task: its events stop, the caller gets ``error`` as its last event, logged as ``error``.
+
+        Does nothing to a stream that is already ending, or that has sent its last event or an error of its own.
+        """
+        if self._ending is None and not self._closing and self._forwarder.error is None:
+            self._forwarder.error = error
+            self._end("error")
 
     def _end(self, reason: str) -> None:
         if self._ending is None:

@@ -159,7 +159,7 @@ class Relay:
                 if charge.output_cap is not None:
                     request = request.with_output_cap(charge.output_cap)
                 client = await self.upstream()
-                return await unless_caller_leaves(req.receive, self._answer(client, request, record, charge))
+                return await unless_caller_leaves(req.receive, self._answer(client, request, caller, record, charge))
             except BaseException as error:
                 charge.failed(error)  # charged already if an answer ended it
                 raise
@@ -188,11 +188,12 @@ class Relay:
         async with self._large_body_gate:
             return await asyncio.to_thread(prepare_chat_request, raw, self.settings, caller)
 
-    async def _answer(self, client: Upstream, request: ChatRequest, record: RequestLog, charge: TokenCharge) -> Response:
+    async def _answer(self, client: Upstream, request: ChatRequest, caller: Caller, record: RequestLog, charge: TokenCharge) -> Response:
         if request.stream:
             upstream = await client.open(request.payload, request.deployment, record.request_id)
             forwarder = SseForwarder(hide_usage=request.hide_usage, hide_cached_tokens=not self.settings.expose_cached_tokens)
-            return ForwardedStream(upstream, record, forwarder, charge, self.settings)
+            open_stream = self.controls.watch_stream(caller, record.request_id)
+            return ForwardedStream(upstream, record, forwarder, charge, self.settings, open_stream)
         return await self._complete(client, request, record, charge)
 
     async def _complete(self, client: Upstream, request: ChatRequest, record: RequestLog, charge: TokenCharge) -> Response:

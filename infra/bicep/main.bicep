@@ -414,6 +414,15 @@ module relayTables 'modules/blocklist-table.bicep' = {
   }
 }
 
+module tableAccessLog 'modules/table-access-log.bicep' = {
+  name: take('relay-table-access-log-${deploymentSuffix}', 64)
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
 module defenderBlocklist 'modules/defender-blocklist-automation.bicep' = if (enableDefenderBlocklistAutomation) {
   name: take('relay-defender-blocklist-${deploymentSuffix}', 64)
   scope: rg

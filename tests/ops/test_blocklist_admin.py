@@ -5,12 +5,9 @@ from __future__ import annotations
 import base64
 import getpass
 import json
-import subprocess
-import sys
 from types import SimpleNamespace
 
 from ops.blocklist_admin import _signed_in_as
-from tests.support.servers import ROOT
 
 
 class Credential:
@@ -34,16 +31,3 @@ def test_the_analyst_is_named_by_the_upn_in_the_cli_token() -> None:
 def test_a_token_that_is_not_a_jwt_names_the_local_user_instead_of_failing() -> None:
     for token in ("opaque-token", "a.!!!.c", jwt({})):
         assert _signed_in_as(Credential(token)) == getpass.getuser()
-
-
-def test_the_old_entry_point_names_the_new_command_in_one_line() -> None:
-    old = subprocess.run(
-        [sys.executable, "-m", "shared.blocklist_admin", "--azurite", "list"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert (old.returncode, old.stdout) == (1, "")
-    assert old.stderr.splitlines() == ["the block list command moved: run python -m ops.blocklist_admin (docs/blocklist.md)"]
-
-
-def test_neither_the_command_nor_its_old_entry_point_is_deployed() -> None:
-    ignored = (ROOT / ".funcignore").read_text(encoding="utf-8").splitlines()
-    assert "ops" in ignored and "shared/blocklist_admin.py" in ignored

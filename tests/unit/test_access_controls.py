@@ -51,8 +51,8 @@ USAGE = {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21}
 ANSWER = json.dumps({"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}], "usage": USAGE})
 
 
-def headers(oid: str = OID, ip: str = "203.0.113.7") -> dict[str, str]:
-    claims = {"oid": oid, "tid": TID, "scp": "user_impersonation", "name": "Ada"}
+def headers(oid: str = OID, ip: str = "203.0.113.7", **extra: str) -> dict[str, str]:
+    claims = {"oid": oid, "tid": TID, "scp": "user_impersonation", "name": "Ada", **extra}
     return {**{k.decode(): v.decode() for k, v in principal_headers(claims)}, "client-ip": f"{ip}:51234"}
 
 
@@ -71,10 +71,11 @@ class Store:
 
 
 class Answers:
-    """An Azure OpenAI client that answers every request; streams end after ``events``."""
+    """An Azure OpenAI client that answers every request; streams end after ``events``, each ``pause`` seconds after the last."""
 
-    def __init__(self, events: list[bytes] | None = None) -> None:
+    def __init__(self, events: list[bytes] | None = None, pause: float = 0.0) -> None:
         self.events = events or []
+        self.pause = pause
         self.calls = 0
 
     async def open(self, payload: bytes, deployment: str, request_id: str) -> Answers:
@@ -86,6 +87,8 @@ class Answers:
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         for event in self.events:
+            if self.pause:
+                await asyncio.sleep(self.pause)
             yield event
 
     def close(self) -> None:
@@ -135,6 +138,23 @@ async def test_a_blocked_address_range_is_refused_whoever_signs_in_from_it() -> 
         assert (status, payload["error"]["code"]) == (403, "user_blocked")
         status, _, _ = await call(r.chat_completions, "POST", "/api/v1/chat/completions", headers(OTHER_OID, "198.51.101.1"), BODY)
         assert status == 200
+    finally:
+        await r.aclose()
+
+
+async def test_a_guest_whose_home_tenant_is_blocked_is_refused_and_the_log_names_the_home_tenant(caplog: pytest.LogCaptureFixture) -> None:
+    home = "5e5e5e5e-0000-4000-8000-00000000e5e5"
+    row = {"PartitionKey": "tenant", "RowKey": home, "Value": home, "AlertId": "alert-home"}
+    r = relay_with(BLOCKLIST, Store([row]), Answers())
+    guest = {"idp": f"https://sts.windows.net/{home}/"}  # a B2B guest from the blocked tenant, signed in to TID
+    try:
+        with caplog.at_level(logging.INFO):
+            status, payload, _ = await call(r.chat_completions, "POST", "/api/v1/chat/completions", headers(OTHER_OID, **guest), BODY)
+        assert (status, payload["error"]["code"]) == (403, "user_blocked")
+        [line] = [json.loads(rec.getMessage()) for rec in caplog.records if '"relay.blocked"' in rec.getMessage()]
+        assert (line["matched"], line["tid"], line["home_tid"], line["alert_id"]) == ("home_tenant", TID, home, "alert-home")
+        member_of_tid = await call(r.chat_completions, "POST", "/api/v1/chat/completions", headers(OTHER_OID), BODY)
+        assert member_of_tid[0] == 200
     finally:
         await r.aclose()
 
@@ -332,3 +352,44 @@ async def test_with_both_controls_off_no_table_is_opened_and_no_task_started() -
     await asyncio.sleep(0)  # the request's own disconnect watcher finishes its cancellation
     assert len(asyncio.all_tasks()) == before
     await r.aclose()
+
+
+async def test_a_block_that_reaches_the_instance_ends_the_blocked_callers_open_stream_and_no_one_elses(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    env = {**BLOCKLIST, "RELAY_BLOCKLIST_REFRESH_S": "0.5", "RELAY_BUDGET_USER_TOKENS_PER_DAY": "100000"}
+    store = Store()
+    r = relay_with(env, store, Answers([CHUNK] * 100 + [USAGE_CHUNK, b"data: [DONE]\n\n"], pause=0.05))  # 5 s of answer
+    loop = asyncio.get_running_loop()
+    try:
+        with caplog.at_level(logging.INFO):
+            ada = await r.chat_completions(make_request("POST", "/api/v1/chat/completions", headers(), STREAM_BODY))
+            other = await r.chat_completions(make_request("POST", "/api/v1/chat/completions", headers(OTHER_OID), STREAM_BODY))
+            ada_stream, other_stream = asyncio.ensure_future(run_response(ada)), asyncio.ensure_future(run_response(other))
+            await asyncio.sleep(0.5)
+            store.blocklist.rows.append({"PartitionKey": "oid", "RowKey": OID, "Value": OID, "AlertId": "alert-9"})
+            blocked_at = loop.time()
+            _, ada_body = await asyncio.wait_for(ada_stream, 10)
+            ended_after = loop.time() - blocked_at
+            _, other_body = await asyncio.wait_for(other_stream, 10)
+        assert ended_after < 0.5 + 1.0  # the refresh interval, plus a margin for a loaded machine
+        *ada_chunks, last = ada_body.removesuffix(b"\n\n").split(b"\n\n")
+        assert 5 < len(ada_chunks) < 100 and set(ada_chunks) == {CHUNK.removesuffix(b"\n\n")}
+        event, data = last.split(b"\n")
+        assert (event, json.loads(data.removeprefix(b"data: "))["error"]["code"]) == (b"event: error", "user_blocked")
+        assert other_body.endswith(b"data: [DONE]\n\n") and other_body.count(CHUNK) == 100
+
+        lines = [json.loads(rec.getMessage()) for rec in caplog.records if rec.getMessage().startswith("{")]
+        records = {line["oid"]: line for line in lines if line["event"] == "relay.request"}
+        assert (records[OID]["status"], records[OID]["code"]) == (403, "user_blocked")
+        assert (records[OTHER_OID]["status"], records[OTHER_OID]["code"]) == (200, None)
+        assert sum(line["event"] == "relay.request" for line in lines) == 2  # one record per request
+        [blocked] = [line for line in lines if line["event"] == "relay.blocked"]
+        assert (blocked["request_id"], blocked["alert_id"], blocked["open_stream"]) == (records[OID]["request_id"], "alert-9", True)
+        [estimated] = [line for line in lines if line["event"] == "budget.usage_estimated"]
+        assert estimated["oid"] == OID
+        assert r.controls.budgets is not None
+        assert r.controls.budgets.view(OID, TID)["user_tokens_per_day"]["used"] == estimated["tokens"] > 5
+        assert r.controls.open_streams is not None and len(r.controls.open_streams) == 0
+    finally:
+        await r.aclose()
