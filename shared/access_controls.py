@@ -13,10 +13,19 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from shared.budget import Budgets, estimated_tokens, tokens_of
+from shared.budget import Budgets, Reservation, prompt_estimate, tokens_of
 from shared.caller import Caller
 from shared.config import Settings
-from shared.errors import user_blocked
+from shared.errors import (
+    RelayError,
+    UpstreamBroken,
+    UpstreamCredentialError,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    user_blocked,
+    user_concurrency_exceeded,
+)
 from shared.logs import log_event
 from shared.open_streams import OpenStream, OpenStreams
 
@@ -29,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("relay")
 
 StoreFactory = Callable[[Settings], "TableStore"]
+# Events of a stream before its first token: Azure's prompt filter results (a reasoning model then thinks).
+_THINKING_EVENTS = 1
 
 
 def production_store(settings: Settings) -> TableStore:
@@ -38,27 +49,95 @@ def production_store(settings: Settings) -> TableStore:
 
 
 class TokenCharge:
-    """What one admitted request will charge to its caller's budgets; :meth:`charge` does it once the answer's usage is known.
+    """What one admitted chat request will charge to its caller's budgets, once, freeing its slot.
 
-    The relay calls ``charge`` once per answer: ``Relay._complete`` after a whole answer was
-    read, ``ForwardedStream`` when a stream ends, however it ends (docs/design.md, "Block list
-    and token budgets").
+    The relay charges once per request: :meth:`charge` when an answer ended (``Relay._complete``
+    after a whole answer, ``ForwardedStream`` when a stream ends, however it ends),
+    :meth:`failed` or :meth:`unanswered` when none reached the caller.
+
+    Admission reserved the prompt estimate plus the output cap (:class:`shared.budget.Reservation`);
+    the charge replaces that by the answer's usage, or by an estimate when the usage never came
+    (docs/design.md, "Block list and token budgets": what is charged when).
     """
 
-    def __init__(self, budgets: Budgets | None, caller: Caller, prompt_bytes: int) -> None:
+    def __init__(
+        self,
+        budgets: Budgets | None,
+        reservation: Reservation | None,
+        caller: Caller,
+        prompt_bytes: int,
+        release: Callable[[], None],
+    ) -> None:
         self._budgets = budgets
+        self._reservation = reservation
         self._caller = caller
         self._prompt_bytes = prompt_bytes
+        self._release: Callable[[], None] | None = release
+
+    @property
+    def output_cap(self) -> int | None:
+        """The output cap the budgets leave this request; None when budgets are off."""
+        return self._reservation.output_cap if self._reservation is not None else None
 
     def charge(self, usage: Mapping[str, Any] | None, streamed_chunks: int = 0) -> None:
-        """Charge Azure's ``usage``, or an estimate from the prompt's size and the chunks streamed when it never came."""
-        if self._budgets is None:
-            return
+        """An answer ended: charge its usage; a stream that ended before it is charged an estimate.
+
+        A stream that brought nothing but its first event (a reasoning model still thinking) is
+        charged the prompt and its whole output cap: Azure bills the thinking, which the relay cannot see.
+        """
         tokens = tokens_of(usage)
-        if tokens is None:
-            tokens = estimated_tokens(self._prompt_bytes, streamed_chunks)
-            log_event(log, logging.INFO, "budget.usage_estimated", oid=self._caller.principal.object_id, tokens=tokens)
-        self._budgets.charge(self._caller.principal.object_id, self._caller.principal.tenant_id, tokens)
+        if tokens is not None:
+            self._charge(tokens)
+        elif streamed_chunks <= _THINKING_EVENTS:
+            self._estimate("stream_ended_thinking", with_output=True)
+        else:
+            self._estimate("stream_ended_without_usage", extra=streamed_chunks)
+
+    def failed(self, error: BaseException) -> None:
+        """Azure did not start an answer (no 2xx): charge what it may still bill.
+
+        Nothing when the request never reached Azure (the relay's ``server_busy``, no connection,
+        no credential) or Azure did not take it (429). The prompt and the whole output cap after a
+        timeout, since Azure may be generating. The prompt estimate for another status from Azure
+        (4xx, 5xx). Anything that is not a :class:`RelayError` (the caller hung up, a crash) is
+        :meth:`unanswered`.
+        """
+        if not isinstance(error, RelayError):
+            self.unanswered(type(error).__name__)
+            return
+        cause = error.cause
+        never_taken = isinstance(cause, (UpstreamUnreachable, UpstreamCredentialError)) or error.code == "server_busy"
+        if never_taken or (isinstance(cause, UpstreamRejected) and cause.status == 429):
+            self._charge(0)
+        elif isinstance(cause, (UpstreamTimeout, UpstreamBroken)):
+            self._estimate(error.code, with_output=True)
+        else:
+            self._estimate(error.code)
+
+    def unanswered(self, reason: str) -> None:
+        """Azure may have generated an answer that never reached the caller (cut, unreadable, too slow, caller gone).
+
+        Charged the prompt estimate and the whole output cap: Azure may have generated all of it.
+        """
+        self._estimate(reason, with_output=True)
+
+    def _estimate(self, reason: str, *, with_output: bool = False, extra: int = 0) -> None:
+        if self._budgets is None or self._release is None:
+            self._charge(0)
+            return
+        tokens = prompt_estimate(self._prompt_bytes) + extra
+        if with_output and self._reservation is not None:
+            tokens += self._reservation.output_cap
+        log_event(log, logging.INFO, "budget.usage_estimated", oid=self._caller.principal.object_id, tokens=tokens, reason=reason)
+        self._charge(tokens)
+
+    def _charge(self, tokens: int) -> None:
+        if self._release is None:
+            return  # charged already
+        self._release()
+        self._release = None
+        if self._budgets is not None and self._reservation is not None:
+            self._budgets.settle(self._reservation, tokens)
 
 
 class AccessControls:
@@ -71,6 +150,7 @@ class AccessControls:
         self._sync: BudgetSync | None = None
         self.budgets = Budgets(self._controls.budget) if self._controls.budget.enabled else None
         self.open_streams = OpenStreams() if self._controls.blocklist.enabled else None
+        self._in_flight: dict[str, int] = {}
 
     async def check_caller(self, caller: Caller, request_id: str) -> None:
         """Raise 403 ``user_blocked`` when the block list names the caller's object ID, tenant (a guest's home tenant too) or IP."""
@@ -93,18 +173,46 @@ class AccessControls:
         for stream, entry in streams.end_blocked(lambda caller: cache.match(*_block_keys(caller))):
             _log_blocked(stream.caller, stream.request_id, entry, open_stream=True)
 
-    def admit(self, caller: Caller, prompt_bytes: int) -> TokenCharge:
-        """Raise 429 ``user_quota_exceeded`` when a budget of the caller is used up; else the charge for its answer, not yet made."""
-        if self.budgets is not None:
-            self._budget_sync().start()
-            self.budgets.admit(caller.principal.object_id, caller.principal.tenant_id)
-        return TokenCharge(self.budgets, caller, prompt_bytes)
+    async def admit(self, caller: Caller, prompt_bytes: int, output_cap: int) -> TokenCharge:
+        """Admit one chat request, or raise 429 (``user_concurrency_exceeded``, ``user_quota_exceeded``).
 
-    def budget_view(self, caller: Caller) -> dict[str, Any] | None:
-        """The caller's budgets for /api/me: limit, used, remaining and reset time of each; None when budgets are off."""
+        With budgets on, reserve the prompt estimate and an output cap against every window
+        (``TokenCharge.output_cap``, at most ``output_cap``). The first request of a caller on this
+        instance waits once for their rows; no other storage call is on the way.
+        """
+        oid = caller.principal.object_id.lower()
+        limit = self._settings.user_max_in_flight
+        if self._in_flight.get(oid, 0) >= limit:
+            raise user_concurrency_exceeded(limit)
+        reservation = None
+        if self.budgets is not None:
+            await self._load_budgets(caller)
+            principal = caller.principal
+            reservation = self.budgets.reserve(principal.object_id, principal.tenant_id, prompt_estimate(prompt_bytes), output_cap)
+        self._in_flight[oid] = self._in_flight.get(oid, 0) + 1
+        return TokenCharge(self.budgets, reservation, caller, prompt_bytes, lambda: self._leave(oid))
+
+    async def budget_view(self, caller: Caller) -> dict[str, Any] | None:
+        """The caller's budgets for /api/me: limit, used, remaining, reset time and whether the shared total is loaded."""
         if self.budgets is None:
             return None
+        await self._load_budgets(caller)
         return self.budgets.view(caller.principal.object_id, caller.principal.tenant_id)
+
+    async def _load_budgets(self, caller: Caller) -> None:
+        assert self.budgets is not None
+        sync = self._budget_sync()
+        sync.start()
+        unloaded = self.budgets.unloaded(caller.principal.object_id, caller.principal.tenant_id)
+        if unloaded:
+            await sync.load(unloaded)
+
+    def _leave(self, oid: str) -> None:
+        left = self._in_flight[oid] - 1
+        if left:
+            self._in_flight[oid] = left
+        else:
+            del self._in_flight[oid]
 
     async def aclose(self) -> None:
         if self._sync is not None:

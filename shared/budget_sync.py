@@ -7,8 +7,13 @@ write but a recently active subject are re-read, so each instance learns what th
 spent. A failed write puts the tokens back to be written with the next sync: during a storage
 outage nothing is lost, each instance keeps enforcing what it knows, and the log says so.
 
+The first request of a subject on an instance waits, once and at most ``LOAD_TIMEOUT_S``, for
+the subject's row (:meth:`BudgetSync.load`), so that an instance that has not seen a user yet
+does not admit them on an empty count; requests after it never wait.
+
 Row schema (PartitionKey ``user:<oid>`` or ``tenant:<tid>``, RowKey the UTC day ``YYYYMMDD``,
-``Tokens``, ``Minute``, ``MinuteTokens``): docs/blocklist.md, "The budget table".
+``Tokens`` and ``MinuteTokens`` written as ``Edm.Int64``, ``Minute``; rows written as ``Edm.Int32``
+by earlier versions are read and rewritten as 64-bit): docs/blocklist.md, "The budget table".
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any, Protocol
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import EdmType, EntityProperty
 
 from shared.background import RepeatingTask
 from shared.budget import Budgets, DayTally, TallyKey, Totals, add_usage
@@ -33,6 +39,8 @@ log = logging.getLogger("relay.budget")
 _CONCURRENCY = 8
 # Tries of one read-modify-write when other instances keep winning the race.
 _MAX_ATTEMPTS = 5
+# The longest a first request waits for its row; then it is admitted on this instance's allowance alone.
+LOAD_TIMEOUT_S = 2.0
 
 
 class ConflictError(RuntimeError):
@@ -70,6 +78,7 @@ class BudgetSync:
         self._table = table
         self._clock = clock
         self._failing_since: float | None = None
+        self._loading: dict[TallyKey, asyncio.Task[None]] = {}
         self._task = RepeatingTask("budget-sync", self.sync, lambda: flush_s, log)
 
     def start(self) -> None:
@@ -80,6 +89,33 @@ class BudgetSync:
         """Stop the task and try once more to write what is pending (the local host calls this at shutdown)."""
         await self._task.aclose()
         await self.sync()
+
+    async def load(self, tallies: list[tuple[TallyKey, DayTally]]) -> None:
+        """Read these tallies' rows, waiting at most LOAD_TIMEOUT_S; concurrent first requests share one read.
+
+        A read that fails or is late leaves the tally unloaded: the background sync reads it
+        later, and meanwhile the instance admits on its allowance alone (docs/design.md).
+        """
+        reads = []
+        for key, tally in tallies:
+            task = self._loading.get(key)
+            if task is None:
+                task = self._loading[key] = asyncio.ensure_future(self._load_one(key, tally))
+            reads.append(task)
+        if reads:
+            await asyncio.wait(reads, timeout=LOAD_TIMEOUT_S)
+
+    async def _load_one(self, key: TallyKey, tally: DayTally) -> None:
+        try:
+            read = await self._read(key)
+        except AzureError as exc:
+            log_event(log, logging.WARNING, "budget.load_failed", subject=partition_key(key), error=type(exc).__name__)
+        else:
+            if not tally.loaded:
+                tally.end_read(read)
+        finally:
+            tally.load_tried = True
+            del self._loading[key]
 
     async def sync(self) -> bool:
         """Write every tally's pending tokens and re-read active totals; returns whether storage answered every call."""
@@ -100,7 +136,7 @@ class BudgetSync:
 
     async def _sync_tally(self, key: TallyKey, tally: DayTally) -> None:
         if not tally.pending:
-            tally.shared = await self._read(key)
+            tally.end_read(await self._read(key))
             return
         delta = tally.begin_flush()
         try:
@@ -163,4 +199,12 @@ async def _attempt(call: Awaitable[Any], lost_race: type[Exception]) -> bool:
 
 
 def _entity(pk: str, rk: str, totals: Totals) -> dict[str, Any]:
-    return {"PartitionKey": pk, "RowKey": rk, "Tokens": totals.day_tokens, "Minute": totals.minute, "MinuteTokens": totals.minute_tokens}
+    # Counts are Edm.Int64 whatever their size: the SDK would write a small int as Edm.Int32, which a limit up to
+    # 10^12 outgrows. Minute (minutes since 1970) fits in 32 bits until the year 6053.
+    return {
+        "PartitionKey": pk,
+        "RowKey": rk,
+        "Tokens": EntityProperty(totals.day_tokens, EdmType.INT64),
+        "Minute": totals.minute,
+        "MinuteTokens": EntityProperty(totals.minute_tokens, EdmType.INT64),
+    }

@@ -39,6 +39,7 @@ CATALOGUE: Mapping[str, ErrorKind] = {
     "request_too_large": ErrorKind(413, _INVALID, ("relay",)),
     "rate_limited": ErrorKind(429, _RATE, ("upstream_errors",)),
     "user_quota_exceeded": ErrorKind(429, _RATE, ("budget",)),
+    "user_concurrency_exceeded": ErrorKind(429, _RATE, ("access_controls",)),
     "internal_error": ErrorKind(500, _API, ("relay",)),
     "upstream_error": ErrorKind(502, _API, ("relay", "sse", "upstream_errors")),
     "easy_auth_disabled": ErrorKind(503, _API, ("caller",)),
@@ -173,13 +174,26 @@ def blocklist_unavailable(retry_after_s: float) -> RelayError:
     )
 
 
-def user_quota_exceeded(*, per_minute: bool, tenant: bool, retry_after_s: float) -> RelayError:
+def user_quota_exceeded(*, per_minute: bool, tenant: bool, retry_after_s: float, held: bool = False) -> RelayError:
+    """A budget is used up, or (``held``) what is left of it is held by requests in flight or not yet shared."""
     period = "minute" if per_minute else "day (UTC)"
     whose = "your tenant's" if tenant else "your"
+    if held:
+        message = "What is left of your token budget is held by your requests in flight, or not yet counted by every instance."
+    else:
+        message = f"You have used {whose} token budget for this {period}."
     return _error(
         "user_quota_exceeded",
-        f"You have used {whose} token budget for this {period}. Retry after the time in the Retry-After header.",
+        f"{message} Retry after the time in the Retry-After header.",
         headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))},
+    )
+
+
+def user_concurrency_exceeded(limit: int) -> RelayError:
+    return _error(
+        "user_concurrency_exceeded",
+        f"You have {limit} requests in flight on this relay, the most one user may have. Retry after the time in the Retry-After header.",
+        headers={"Retry-After": "1"},
     )
 
 

@@ -135,7 +135,7 @@ class Relay:
             },
             "source_ip": caller.source_ip,
             "user_security_context": caller.security_context(self.settings.application_name),
-            "budget": self.controls.budget_view(caller),
+            "budget": await self.controls.budget_view(caller),
         }
         record.emit(200)
         return _json(body, 200, record.request_id)
@@ -154,9 +154,15 @@ class Relay:
             caller = await self._identify(req, record)
             request = await self._prepare(await self._read_body(req), caller)
             record.deployment, record.stream = request.deployment, request.stream
-            charge = self.controls.admit(caller, len(request.payload))
-            client = await self.upstream()
-            return await unless_caller_leaves(req.receive, self._answer(client, request, caller, record, charge))
+            charge = await self.controls.admit(caller, request.prompt_bytes, request.output_cap)
+            try:
+                if charge.output_cap is not None:
+                    request = request.with_output_cap(charge.output_cap)
+                client = await self.upstream()
+                return await unless_caller_leaves(req.receive, self._answer(client, request, caller, record, charge))
+            except BaseException as error:
+                charge.failed(error)  # charged already if an answer ended it
+                raise
         except RelayError as error:
             return _error_response(error, record)
         except ClientDisconnect:
@@ -199,10 +205,16 @@ class Relay:
                 content = await upstream.read()
             record.usage = completion_usage(content)
         except TimeoutError:
+            charge.unanswered("upstream_timeout")
             return _error_response(answer_too_slow(), record)
         except RelayError as error:
+            if upstream is None:
+                charge.failed(error)
+            else:
+                charge.unanswered(error.code)  # the answer broke off after Azure started it
             return _error_response(answer_too_slow() if isinstance(error.cause, UpstreamTimeout) else error, record)
         except NotACompletion:
+            charge.unanswered("unreadable_answer")
             return _error_response(upstream_error("Azure OpenAI sent a response the relay could not read."), record)
         finally:
             if upstream is not None:

@@ -97,6 +97,8 @@ async def _chat(request: Request, path_deployment: str | None, api_version: str 
     except _Rejected as rejected:
         record.finish(rejected.status, "rejected")
         return JSONResponse(rejected.payload, status_code=rejected.status, headers=rejected.headers)
+    # Generation has begun: what Azure bills for it (all of it, even if the client leaves before the end).
+    record.usage = answer.usage()
     if directives.disconnect:
         record.finish(None, "failed")
         return DropConnection()
@@ -233,6 +235,8 @@ def _answer(deployment: str, body: dict[str, Any], directives: Directives) -> An
     if directives.output_filter:
         kept = answer.pieces[: max(1, len(answer.pieces) // 2)]
         answer = dataclasses.replace(answer, pieces=kept, finish_reason="content_filter")
+    if directives.prompt_tokens is not None:
+        answer = dataclasses.replace(answer, prompt_tokens=directives.prompt_tokens)
     return answer
 
 

@@ -46,6 +46,8 @@ class RequestRecord:
     body: Any = None
     user_security_context: Any = None
     stream: bool = False
+    # The usage billed for the answer once generation began (None when the request was refused or cancelled first).
+    usage: dict[str, int] | None = None
     status: int | None = None
     outcome: Outcome | None = None
     finished_at: float | None = None

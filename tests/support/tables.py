@@ -84,4 +84,5 @@ class EtagTable:
         self.rows[key] = (dict(entity), next(self.etags))
 
     def tokens(self, pk: str, rk: str = "20261127") -> int:
-        return int(self.rows[(pk, rk)][0]["Tokens"])
+        value = self.rows[(pk, rk)][0]["Tokens"]
+        return int(getattr(value, "value", value))  # an Edm.Int64 property is an EntityProperty

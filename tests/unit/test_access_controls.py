@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,6 +18,18 @@ import pytest
 from devhost.appservice_auth import principal_headers
 from shared.access_controls import AccessControls
 from shared.config import Settings, load_settings
+from shared.errors import (
+    RelayError,
+    UpstreamBroken,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    content_filter,
+    rate_limited,
+    server_busy,
+    upstream_error,
+    upstream_timeout,
+)
 from shared.relay import Relay
 from shared.upstream import Upstream
 from tests.support.app_settings import REQUIRED_SETTINGS
@@ -147,18 +160,148 @@ async def test_a_guest_whose_home_tenant_is_blocked_is_refused_and_the_log_names
 
 
 async def test_the_budget_stops_a_user_with_429_and_me_shows_what_is_left() -> None:
-    env = {**ENV, "RELAY_BUDGET_USER_TOKENS_PER_DAY": "50"}
-    r = relay_with(env, Store(), Answers())
+    env = {**ENV, "RELAY_BUDGET_USER_TOKENS_PER_DAY": "1600"}
+    store = Store()
+    today = datetime.now(UTC).strftime("%Y%m%d")
+    await store.budget.create_entity({"PartitionKey": f"user:{OID}", "RowKey": today, "Tokens": 1550, "Minute": 0, "MinuteTokens": 0})
+    r = relay_with(env, store, Answers())
     try:
-        statuses = [(await call(r.chat_completions, "POST", "/api/v1/chat/completions", headers(), BODY))[0] for _ in range(4)]
-        assert statuses == [200, 200, 200, 429]  # 0, 21 and 42 tokens used are under 50; 63 is not
+        statuses = [(await call(r.chat_completions, "POST", "/api/v1/chat/completions", headers(), BODY))[0] for _ in range(3)]
+        assert statuses == [200, 200, 429]  # 1550 and 1571 leave room for the prompt (13) and a token; 1592 does not
         status, payload, response_headers = await call(r.chat_completions, "POST", "/api/v1/chat/completions", headers(), BODY)
         assert (status, payload["error"]["code"]) == (429, "user_quota_exceeded")
         assert 0 < int(response_headers["retry-after"]) <= 86400
         _, me, _ = await call(r.me, "GET", "/api/me", headers())
-        assert me["budget"]["user_tokens_per_day"]["used"] == 63 and me["budget"]["user_tokens_per_day"]["remaining"] == 0
+        assert me["budget"]["user_tokens_per_day"] | {"resets_at": ""} == {"limit": 1600, "used": 1592, "remaining": 8, "resets_at": "", "loaded": True}
         _, other, _ = await call(r.me, "GET", "/api/me", headers(OTHER_OID))
-        assert other["budget"]["user_tokens_per_day"]["remaining"] == 50
+        assert other["budget"]["user_tokens_per_day"]["remaining"] == 1600
+    finally:
+        await r.aclose()
+
+
+async def test_me_right_after_a_restart_shows_the_day_the_table_holds() -> None:
+    store = Store()
+    today = datetime.now(UTC).strftime("%Y%m%d")
+    await store.budget.create_entity({"PartitionKey": f"user:{OID}", "RowKey": today, "Tokens": 1600, "Minute": 0, "MinuteTokens": 0})
+    r = relay_with({**ENV, "RELAY_BUDGET_USER_TOKENS_PER_DAY": "1600"}, store, Answers())
+    try:
+        _, me, _ = await call(r.me, "GET", "/api/me", headers())
+        assert (me["budget"]["user_tokens_per_day"]["used"], me["budget"]["user_tokens_per_day"]["loaded"]) == (1600, True)
+        status, payload, _ = await call(r.chat_completions, "POST", "/api/v1/chat/completions", headers(), BODY)
+        assert (status, payload["error"]["code"]) == (429, "user_quota_exceeded")
+        store.budget.down = True
+        _, other, _ = await call(r.me, "GET", "/api/me", headers(OTHER_OID))
+        assert (other["budget"]["user_tokens_per_day"]["used"], other["budget"]["user_tokens_per_day"]["loaded"]) == (0, False)
+    finally:
+        await r.aclose()
+
+
+class Hanging(Answers):
+    """Azure takes the request and never answers while the test waits."""
+
+    async def read(self) -> bytes:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+class Failing(Answers):
+    """Azure refuses or fails the request (``when="open"``), or breaks off the answer it started (``when="read"``)."""
+
+    def __init__(self, error: Exception, when: str) -> None:
+        super().__init__()
+        self.error, self.when = error, when
+
+    async def open(self, payload: bytes, deployment: str, request_id: str) -> Answers:
+        if self.when == "open":
+            raise self.error
+        return self
+
+    async def read(self) -> bytes:
+        raise self.error
+
+
+async def charged_for(caplog: pytest.LogCaptureFixture, upstream: Answers, hang_up_after_s: float | None = None) -> tuple[int, int, list[dict[str, Any]]]:
+    """One non-streamed request with a 1,000-token output cap; the status, what the caller was charged, and the estimates logged."""
+    r = relay_with({**ENV, "RELAY_BUDGET_USER_TOKENS_PER_DAY": "1000000"}, Store(), upstream)
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1000}).encode()
+    try:
+        request = make_request("POST", "/api/v1/chat/completions", headers(), body)
+        if hang_up_after_s is not None:
+            sent = False
+
+            async def receive() -> dict[str, Any]:
+                nonlocal sent
+                if sent:
+                    await asyncio.sleep(hang_up_after_s)
+                    return {"type": "http.disconnect"}
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            request._receive = receive  # type: ignore[attr-defined]
+        with caplog.at_level(logging.INFO, logger="relay"):
+            response = await r.chat_completions(request)
+        _, me, _ = await call(r.me, "GET", "/api/me", headers())
+        estimates = [json.loads(rec.getMessage()) for rec in caplog.records if '"budget.usage_estimated"' in rec.getMessage()]
+        return response.status_code, int(me["budget"]["user_tokens_per_day"]["used"]), estimates
+    finally:
+        await r.aclose()
+
+
+PROMPT_ESTIMATE = -(-len(json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1000})) // 4)
+
+
+async def test_a_non_streamed_request_whose_caller_hangs_up_is_charged_the_prompt_and_its_whole_output_cap(caplog: pytest.LogCaptureFixture) -> None:
+    status, charged, [estimate] = await charged_for(caplog, Hanging(), hang_up_after_s=0.05)
+    assert status == 499
+    assert charged == PROMPT_ESTIMATE + 1000 == estimate["tokens"]
+    assert estimate["reason"] == "ClientDisconnect"
+
+
+@pytest.mark.parametrize(
+    ("error", "when", "expected"),
+    [
+        (upstream_error("cut", UpstreamBroken("cut")), "read", PROMPT_ESTIMATE + 1000),  # broke off: Azure may have generated it all
+        (upstream_timeout(cause=UpstreamTimeout("slow")), "open", PROMPT_ESTIMATE + 1000),  # Azure may still be generating
+        (upstream_error("status 500", UpstreamRejected(500, None, {})), "open", PROMPT_ESTIMATE),  # Azure read the prompt
+        (content_filter({}, UpstreamRejected(400, None, {})), "open", PROMPT_ESTIMATE),  # Azure refused the prompt
+        (rate_limited(1, UpstreamRejected(429, None, {})), "open", 0),  # Azure did not take it
+        (upstream_error("no connection", UpstreamUnreachable("refused")), "open", 0),  # never reached Azure
+        (server_busy(), "open", 0),  # never sent
+    ],
+)
+async def test_a_non_streamed_request_that_failed_is_charged_what_azure_may_bill(
+    caplog: pytest.LogCaptureFixture, error: RelayError, when: str, expected: int
+) -> None:
+    status, charged, estimates = await charged_for(caplog, Failing(error, when))
+    assert status == error.status
+    assert charged == expected
+    assert [e["tokens"] for e in estimates] == ([expected] if expected else [])
+
+
+async def test_an_unreadable_answer_is_charged_the_prompt_and_its_whole_output_cap(caplog: pytest.LogCaptureFixture) -> None:
+    class Unreadable(Answers):
+        async def read(self) -> bytes:
+            return b'{"choices": [tru'
+
+    status, charged, [estimate] = await charged_for(caplog, Unreadable())
+    assert (status, charged, estimate["reason"]) == (502, PROMPT_ESTIMATE + 1000, "unreadable_answer")
+
+
+async def test_a_user_at_the_limit_of_requests_in_flight_gets_429_and_others_are_served() -> None:
+    r = relay_with({**ENV, "RELAY_USER_MAX_IN_FLIGHT": "3"}, None, Hanging())
+    try:
+        hanging = [asyncio.ensure_future(call(r.chat_completions, "POST", "/api/v1/chat/completions", headers(), BODY)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        status, payload, response_headers = await call(r.chat_completions, "POST", "/api/v1/chat/completions", headers(), BODY)
+        assert (status, payload["error"]["code"], response_headers["retry-after"]) == (429, "user_concurrency_exceeded", "1")
+        r._upstream = Answers()  # type: ignore[assignment]
+        status, _, _ = await call(r.chat_completions, "POST", "/api/v1/chat/completions", headers(OTHER_OID), BODY)
+        assert status == 200
+        for task in hanging:
+            task.cancel()
+        await asyncio.gather(*hanging, return_exceptions=True)
+        status, _, _ = await call(r.chat_completions, "POST", "/api/v1/chat/completions", headers(), BODY)
+        assert status == 200  # the slots came back when the requests ended
     finally:
         await r.aclose()
 
@@ -188,7 +331,15 @@ async def test_a_stream_that_ended_before_its_usage_is_charged_an_estimate(caplo
         charged = await streamed_tokens(Answers([CHUNK, CHUNK, CHUNK]))  # no usage, no [DONE]: the caller gets an error event
     [estimated] = [json.loads(r.getMessage()) for r in caplog.records if '"budget.usage_estimated"' in r.getMessage()]
     assert estimated["tokens"] == charged
-    assert charged > 3  # the three chunks, plus the prompt at about four bytes a token
+    assert charged == -(-len(STREAM_BODY) // 4) + 3  # the three chunks, plus the prompt at about four bytes a token
+
+
+async def test_a_stream_that_ended_while_the_model_was_thinking_is_charged_its_whole_output_cap(caplog: pytest.LogCaptureFixture) -> None:
+    prologue = b'data: {"choices":[],"prompt_filter_results":[]}\n\n'
+    with caplog.at_level(logging.INFO, logger="relay"):
+        charged = await streamed_tokens(Answers([prologue]))
+    [estimated] = [json.loads(r.getMessage()) for r in caplog.records if '"budget.usage_estimated"' in r.getMessage()]
+    assert (estimated["reason"], charged) == ("stream_ended_thinking", -(-len(STREAM_BODY) // 4) + 4096)  # RELAY_MAX_TOKENS
 
 
 async def test_with_both_controls_off_no_table_is_opened_and_no_task_started() -> None:

@@ -36,6 +36,7 @@ EXAMPLES: dict[str, RelayError] = {
     "user_blocked": errors.user_blocked(),
     "blocklist_unavailable": errors.blocklist_unavailable(2.0),
     "user_quota_exceeded": errors.user_quota_exceeded(per_minute=True, tenant=False, retry_after_s=12.2),
+    "user_concurrency_exceeded": errors.user_concurrency_exceeded(16),
     "content_filter": errors.content_filter({"content_filter_result": {}}),
     "rate_limited": errors.rate_limited(1.5),
     "upstream_error": errors.upstream_error("Azure OpenAI answered with status 500."),
@@ -137,3 +138,6 @@ def test_retry_after_headers_are_whole_seconds_and_at_least_one() -> None:
 def test_quota_messages_say_whose_budget_and_which_window() -> None:
     assert "your token budget for this minute" in errors.user_quota_exceeded(per_minute=True, tenant=False, retry_after_s=5).message
     assert "your tenant's token budget for this day (UTC)" in errors.user_quota_exceeded(per_minute=False, tenant=True, retry_after_s=5).message
+    held = errors.user_quota_exceeded(per_minute=False, tenant=False, retry_after_s=10, held=True)
+    assert "held by your requests in flight" in held.message and held.headers == {"Retry-After": "10"}
+    assert errors.user_concurrency_exceeded(16).headers == {"Retry-After": "1"}
