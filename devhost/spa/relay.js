@@ -292,6 +292,12 @@ export function describeError(error, now = Date.now()) {
         const when = resetsAt ? `It resets at ${localTime(resetsAt, new Date(now))} (your time).` : "It resets at the end of its period.";
         return { title: "Token budget used up", detail: `You have used ${exhaustedBudget(error.message)}. ${when}`, resetsAt };
       }
+      if (error.code === "user_concurrency_exceeded") {
+        return {
+          title: "Too many answers at once",
+          detail: "You already have as many requests in flight as one user may. Let one finish (or stop it), then send again.",
+        };
+      }
       return {
         title: "Too many requests",
         detail: "Azure OpenAI is rate limiting this app.",

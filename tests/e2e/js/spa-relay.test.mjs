@@ -103,6 +103,9 @@ describe("errors", () => {
     assert.doesNotMatch(blocked.detail, /owner/);
     assert.equal(describeError(new RelayError({ status: 503, code: "blocklist_unavailable" })).title, "Access checks are unavailable");
     assert.equal(describeError(new RelayError({ status: 503, code: "server_busy" })).title, "The relay is busy");
+    const crowded = describeError(new RelayError({ status: 429, code: "user_concurrency_exceeded", retryAfter: 1 }));
+    assert.equal(crowded.title, "Too many answers at once");
+    assert.equal(crowded.retryAfter, undefined);
   });
 
   it("says a wait as a person would", () => {
