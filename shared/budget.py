@@ -222,12 +222,6 @@ class Budgets:
             tally.reserved -= reservation.tokens
             tally.last_used = self._clock()
 
-    def charge(self, oid: str, tenant: str, tokens: int) -> None:
-        now = self._clock()
-        minute = minute_of(now)
-        for tally in self._tallies(oid, tenant, now).values():
-            tally.add(minute, tokens)
-
     def unloaded(self, oid: str, tenant: str) -> list[tuple[TallyKey, DayTally]]:
         """This caller's tallies whose row was never read and never waited for: the first request waits for them."""
         now = self._clock()

@@ -9,6 +9,7 @@ import pytest
 from shared.budget import Budgets, DayTally, Reservation, Totals, add_usage, prompt_estimate, tokens_of
 from shared.config import BudgetSettings
 from shared.errors import RelayError
+from tests.support.budgets import count_tokens
 
 OID = "1b2c3d4e-0000-4000-8000-000000000003"
 OTHER_OID = "99999999-0000-4000-8000-000000000009"
@@ -68,12 +69,12 @@ def test_a_user_is_admitted_until_the_day_budget_is_used_then_told_when_it_reset
 def test_the_minute_budget_resets_with_the_minute_and_the_longer_wait_wins() -> None:
     clock = Clock()
     b = budgets(clock, user_tokens_per_minute=50, user_tokens_per_day=1280)
-    b.charge(OID, TID, 50)
+    count_tokens(b, OID, TID, 50)
     written(b)
     assert refused(b).headers["Retry-After"] == "30"
     clock.now += 30
     spend(b, 40)
-    b.charge(OID, TID, 1190)
+    count_tokens(b, OID, TID, 1190)
     written(b)
     assert refused(b).headers["Retry-After"] == "60"  # the day is also used up: wait for midnight, not the next minute
 
@@ -94,10 +95,10 @@ def test_shared_totals_count_with_what_this_instance_has_not_written_yet() -> No
     [(key, tally)] = list(b.to_sync())
     assert key == ("user", OID, "20261127")
     tally.shared = Totals(day_tokens=1520)
-    b.charge(OID, TID, 20)
+    count_tokens(b, OID, TID, 20)
     b.settle(b.reserve(OID, TID, 1, 1), 1)
     tally.begin_flush()
-    b.charge(OID, TID, 57)
+    count_tokens(b, OID, TID, 57)
     b.reserve(OID, TID, 1, 1)
     refused(b)  # 1520 shared + 21 being written + 57 counted + 2 reserved
 
@@ -139,7 +140,7 @@ def test_a_settled_answer_frees_the_rest_of_its_reservation_and_a_prompt_larger_
     b.settle(r, 150)  # once only
     assert b.view(OID, TID)["user_tokens_per_day"]["used"] == 150
     written(b)
-    b.charge(OID, TID, 159_000)
+    count_tokens(b, OID, TID, 159_000)
     written(b)
     error = refused(b, prompt=900)  # 850 left: not even the prompt fits
     assert error.headers["Retry-After"] == "90"
@@ -160,7 +161,7 @@ def test_without_the_table_an_instance_holds_at_most_its_allowance_of_a_day_budg
 
 def test_the_view_shows_limit_use_remainder_and_reset_time() -> None:
     b = budgets(Clock(), user_tokens_per_minute=50, tenant_tokens_per_day=1000)
-    b.charge(OID, TID, 60)
+    count_tokens(b, OID, TID, 60)
     assert b.view(OID, TID) == {
         "user_tokens_per_minute": {"limit": 50, "used": 60, "remaining": 0, "resets_at": "2026-11-27T23:59:00Z", "loaded": False},
         "tenant_tokens_per_day": {"limit": 1000, "used": 60, "remaining": 940, "resets_at": "2026-11-28T00:00:00Z", "loaded": False},
@@ -172,7 +173,7 @@ def test_the_view_shows_limit_use_remainder_and_reset_time() -> None:
 def test_counters_of_past_days_are_dropped_once_written() -> None:
     clock = Clock()
     b = budgets(clock, user_tokens_per_day=100)
-    b.charge(OID, TID, 5)
+    count_tokens(b, OID, TID, 5)
     clock.now += 3600
     assert [key for key, _ in b.to_sync()] == [("user", OID, "20261127")]  # yesterday's tokens still to write
     [(_, tally)] = list(b.to_sync())

@@ -13,6 +13,7 @@ from shared.budget import Budgets
 from shared.budget_sync import BudgetSync
 from shared.config import BudgetSettings
 from shared.errors import RelayError
+from tests.support.budgets import count_tokens
 from tests.support.identities import ADA_OID as OID
 from tests.support.identities import ADA_TID as TID
 from tests.support.tables import EtagTable
@@ -32,7 +33,7 @@ async def test_three_instances_writing_the_same_rows_at_once_lose_nothing() -> N
     for round_ in range(5):
         for i, (budgets, _) in enumerate(instances):
             tokens = 10 * (round_ + 1) + i
-            budgets.charge(OID, TID, tokens)
+            count_tokens(budgets, OID, TID, tokens)
             charged += tokens
         results = await asyncio.gather(*(sync.sync() for _, sync in instances))
         assert all(results)
@@ -48,7 +49,7 @@ async def test_an_instance_learns_what_the_others_spent_on_its_next_sync() -> No
     first, first_sync = instance(table, user_tokens_per_day=16_000)
     second, second_sync = instance(table, user_tokens_per_day=16_000)
     second.settle(second.reserve(OID, TID, 1, 10), 11)  # an instance that could not read the table yet admits on its allowance
-    first.charge(OID, TID, 16_000)
+    count_tokens(first, OID, TID, 16_000)
     await first_sync.sync()
     second.reserve(OID, TID, 1, 10)
     await second_sync.sync()
@@ -60,7 +61,7 @@ async def test_an_instance_learns_what_the_others_spent_on_its_next_sync() -> No
 async def test_the_first_request_on_an_instance_waits_once_for_the_row_and_is_refused_if_it_is_used_up() -> None:
     table = EtagTable()
     first, first_sync = instance(table, user_tokens_per_day=16_000)
-    first.charge(OID, TID, 16_000)
+    count_tokens(first, OID, TID, 16_000)
     await first_sync.sync()
     second, second_sync = instance(table, user_tokens_per_day=16_000)
     unloaded = second.unloaded(OID, TID)
@@ -92,12 +93,12 @@ async def test_a_row_with_32_bit_counts_is_read_and_its_counts_are_rewritten_as_
     budgets, sync = instance(table, user_tokens_per_day=10**12)
     await sync.load(budgets.unloaded(OID, TID))
     assert budgets.view(OID, TID)["user_tokens_per_day"]["used"] == 2**31 - 100
-    budgets.charge(OID, TID, 1000)
+    count_tokens(budgets, OID, TID, 1000)
     assert await sync.sync()
     row = table.rows[(f"user:{OID}", "20261127")][0]
     assert (row["Tokens"].value, row["Tokens"].edm_type) == (2**31 + 900, EdmType.INT64)
     assert row["MinuteTokens"].edm_type == EdmType.INT64
-    budgets.charge(OID, TID, 100)
+    count_tokens(budgets, OID, TID, 100)
     assert await sync.sync()  # and the 64-bit row, read back, is updated again
     assert table.tokens(f"user:{OID}") == 2**31 + 1000
 
@@ -105,13 +106,13 @@ async def test_a_row_with_32_bit_counts_is_read_and_its_counts_are_rewritten_as_
 async def test_during_an_outage_tokens_wait_and_are_written_when_storage_answers(caplog: pytest.LogCaptureFixture) -> None:
     table = EtagTable()
     budgets, sync = instance(table, user_tokens_per_day=10_000)
-    budgets.charge(OID, TID, 40)
+    count_tokens(budgets, OID, TID, 40)
     await sync.sync()
     table.down = True
     with caplog.at_level(logging.INFO, logger="relay.budget"):
-        budgets.charge(OID, TID, 25)
+        count_tokens(budgets, OID, TID, 25)
         assert await sync.sync() is False
-        budgets.charge(OID, TID, 35)
+        count_tokens(budgets, OID, TID, 35)
         assert await sync.sync() is False
         assert budgets.view(OID, TID)["user_tokens_per_day"]["used"] == 100
         table.down = False
@@ -126,6 +127,6 @@ async def test_closing_writes_what_is_pending() -> None:
     table = EtagTable()
     budgets, sync = instance(table, user_tokens_per_day=10_000)
     sync.start()
-    budgets.charge(OID, TID, 12)
+    count_tokens(budgets, OID, TID, 12)
     await sync.aclose()
     assert table.tokens(f"user:{OID}") == 12
