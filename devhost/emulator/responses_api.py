@@ -125,7 +125,7 @@ def _validate(body: Any, record: RequestRecord, known: tuple[str, ...]) -> None:
     if model not in known:
         raise Rejected(404, aoai_wire.azure_error("DeploymentNotFound", aoai_wire.DEPLOYMENT_NOT_FOUND_MESSAGE))
     for name in _BOOLEANS:
-        if name in body and not isinstance(body[name], bool):
+        if body.get(name) is not None and not isinstance(body[name], bool):
             raise Rejected(400, aoai_wire.openai_error(f"Invalid type for '{name}': expected a boolean.", name, "invalid_type"))
     for name in _UNSUPPORTED_FIELDS:
         if body.get(name) is not None:
@@ -207,7 +207,7 @@ def _respond(state: EmulatorState, project: str, body: dict[str, Any], turn: Tur
 
 
 def _keep(state: EmulatorState, project: str, body: dict[str, Any], stored: StoredResponse, conversation: str | None) -> None:
-    if body.get("store", True):
+    if body.get("store") is not False:
         state.responses.save(project, stored)
     found = state.responses.conversation(project, conversation) if conversation is not None else None
     if found is not None:

@@ -66,7 +66,7 @@ def chat_body(body: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) -> di
         chat["tools"] = _tools(body["tools"])
     if body.get("tool_choice") is not None:
         chat["tool_choice"] = _tool_choice(body["tool_choice"])
-    if "parallel_tool_calls" in body:
+    if body.get("parallel_tool_calls") is not None:
         chat["parallel_tool_calls"] = body["parallel_tool_calls"]
     text = body.get("text")
     if text is not None:

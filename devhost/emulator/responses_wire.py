@@ -71,21 +71,26 @@ def response_object(response_id: str, created_at: int, body: Mapping[str, Any], 
         "max_output_tokens": body.get("max_output_tokens"),
         "model": body.get("model"),
         "output": [],
-        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
         "previous_response_id": body.get("previous_response_id"),
         "reasoning": {"effort": None, "summary": None},
-        "store": body.get("store", True),
-        "temperature": body.get("temperature", 1.0),
+        "store": body.get("store") is not False,
+        "temperature": _or(body.get("temperature"), 1.0),
         "text": {"format": text.get("format") or {"type": "text"}},
-        "tool_choice": body.get("tool_choice", "auto"),
+        "tool_choice": _or(body.get("tool_choice"), "auto"),
         "tools": body.get("tools") or [],
-        "top_p": body.get("top_p", 1.0),
-        "truncation": body.get("truncation", "disabled"),
+        "top_p": _or(body.get("top_p"), 1.0),
+        "truncation": _or(body.get("truncation"), "disabled"),
         "usage": None,
         "user": body.get("user"),
         "metadata": body.get("metadata") or {},
         "conversation": None if conversation is None else {"id": conversation},
     }
+
+
+def _or(value: Any, default: Any) -> Any:
+    """A field as the service echoes it: its default when the request leaves it out or sends null."""
+    return default if value is None else value
 
 
 def finished(response: Mapping[str, Any], answer: Answer, output: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

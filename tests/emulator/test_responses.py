@@ -320,3 +320,16 @@ async def test_a_rate_limit_names_the_responses_operation(foundry: openai.AsyncO
         await foundry.responses.create(model="gpt-4o", input="[emulate:rate_limit=3]")
     assert caught.value.response.headers["retry-after"] == "3"
     assert "Responses_Create" in str(caught.value)
+
+
+async def test_null_optional_fields_are_the_defaults(http: httpx2.AsyncClient, emulator: Emulator) -> None:
+    headers = {"Authorization": f"Bearer {emulator.token(FOUNDRY_SCOPE)}"}
+    nulls = dict.fromkeys(
+        ("store", "stream", "background", "parallel_tool_calls", "tool_choice", "instructions", "text", "max_output_tokens")
+    )
+    body = {"model": "gpt-4o", "input": "What is the weather in Oslo?", "tools": [WEATHER], **nulls}
+    created = (await http.post(f"/api/projects/{PROJECT}/openai/v1/responses", json=body, headers=headers)).json()
+    assert (created["store"], created["parallel_tool_calls"], created["tool_choice"]) == (True, True, "auto")
+    assert [item["type"] for item in created["output"]] == ["function_call"]
+    stored = await http.get(f"/api/projects/{PROJECT}/openai/v1/responses/{created['id']}", headers=headers)
+    assert stored.status_code == 200
