@@ -31,7 +31,7 @@ JSON_WORD_RESPONSES_MESSAGE = (
 MIN_OUTPUT_TOKENS = 16
 _ROLES = ("user", "assistant", "system", "developer")
 _TEXT_PARTS = ("input_text", "output_text", "refusal")
-_FUNCTION_PARAM = re.compile(r"^tools\[(\d+)\]\.function\.")
+_FUNCTION_FIELD = re.compile(r"tools\[(\d+)\]\.function\.")
 
 ItemLookup = Callable[[str], dict[str, Any] | None]
 
@@ -93,13 +93,16 @@ def responses_error(error: InvalidRequest) -> InvalidRequest:
     """A chat-model error named in the Responses API's fields (``text.format``, ``tools[i].name``, ``input``)."""
     if error.message == JSON_WORD_MESSAGE:
         return InvalidRequest(JSON_WORD_RESPONSES_MESSAGE, "input", error.code)
-    param = error.param
-    if param is not None:
-        param = _FUNCTION_PARAM.sub(r"tools[\1].", param)
-        param = param.replace("response_format.json_schema", "text.format").replace("response_format", "text.format")
-        param = "input" if param.startswith("messages") else param
-    message = error.message.replace("response_format", "text.format")
-    return InvalidRequest(message, param, error.code)
+    param = None if error.param is None else _renamed(error.param)
+    if param is not None and param.startswith("messages"):
+        param = "input"
+    return InvalidRequest(_renamed(error.message), param, error.code)
+
+
+def _renamed(text: str) -> str:
+    """Chat field names in ``text`` replaced by the Responses API's."""
+    text = _FUNCTION_FIELD.sub(r"tools[\1].", text)
+    return text.replace("response_format.json_schema", "text.format").replace("response_format", "text.format")
 
 
 def _message(role: str, content: Any, item_id: str | None = None) -> dict[str, Any]:

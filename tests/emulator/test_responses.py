@@ -333,3 +333,39 @@ async def test_null_optional_fields_are_the_defaults(http: httpx2.AsyncClient, e
     assert [item["type"] for item in created["output"]] == ["function_call"]
     stored = await http.get(f"/api/projects/{PROJECT}/openai/v1/responses/{created['id']}", headers=headers)
     assert stored.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("request_body", "message", "param"),
+    [
+        ({"tools": [{"type": "function"}]}, "Missing required parameter: 'tools[0].name'.", "tools[0].name"),
+        (
+            {"text": {"format": {"type": "json_schema", "schema": {"type": "object"}}}},
+            "Missing required parameter: 'text.format.name'.",
+            "text.format.name",
+        ),
+        (
+            {"text": {"format": {"type": "json_object"}}},
+            "Response input messages must contain the word 'json' in some form to use 'text.format' of type 'json_object'.",
+            "input",
+        ),
+        (
+            {"tools": [{"type": "function", "name": "f", "strict": True, "parameters": {"type": "object", "properties": {}}}]},
+            "Invalid schema for function 'f': In context=(), 'additionalProperties' is required to be supplied and to be false.",
+            "tools[0].parameters",
+        ),
+        (
+            {"input": [{"type": "function_call_output", "call_id": "call_x", "output": "1"}]},
+            "No tool call found for function call output with call_id call_x.",
+            "input",
+        ),
+    ],
+)
+async def test_errors_name_the_responses_fields(
+    http: httpx2.AsyncClient, emulator: Emulator, request_body: dict[str, Any], message: str, param: str
+) -> None:
+    headers = {"Authorization": f"Bearer {emulator.token(FOUNDRY_SCOPE)}"}
+    body = {"model": "gpt-4o", "input": "hi", **request_body}
+    response = await http.post(f"/api/projects/{PROJECT}/openai/v1/responses", json=body, headers=headers)
+    assert response.status_code == 400
+    assert (response.json()["error"]["message"], response.json()["error"]["param"]) == (message, param)

@@ -132,7 +132,7 @@ async def test_a_forced_tool_keeps_the_arguments_of_its_schema(client: openai.As
     assert json.loads(call.function.arguments) == EXPECTED_WEATHER_ARGUMENTS
 
 
-async def test_auto_answers_in_text_unless_a_tool_is_named(client: openai.AsyncOpenAI) -> None:
+async def test_auto_answers_in_text_unless_a_tool_is_selected(client: openai.AsyncOpenAI) -> None:
     plain = await client.chat.completions.create(model="gpt-4o", messages=user("Tell me a joke"), tools=[WEATHER, TIME])
     assert plain.choices[0].finish_reason == "stop" and plain.choices[0].message.tool_calls is None
     stop_words = await client.chat.completions.create(
