@@ -64,7 +64,14 @@ async def test_stats_reset_and_delete(client: openai.AsyncOpenAI, emulator: Emul
     await client.chat.completions.create(model="gpt-4o", messages=user("x"))
     stats = emulator.stats()
     assert stats["chat_requests"] == 1 and stats["token_requests"] == 1
-    assert set(stats) == {"token_requests", "chat_requests", "cancelled_streams", "keyvault_requests", "keyvault_secret_reads"}
+    assert set(stats) == {
+        "token_requests",
+        "chat_requests",
+        "responses_requests",
+        "cancelled_streams",
+        "keyvault_requests",
+        "keyvault_secret_reads",
+    }
     emulator.control("DELETE", "requests")
     assert emulator.requests() == [] and emulator.stats()["chat_requests"] == 1
     emulator.control("POST", "reset")
