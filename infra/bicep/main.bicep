@@ -150,6 +150,11 @@ param upstreamTimeoutSeconds int = 120
 @minValue(0)
 param upstreamConnections int = 0
 
+@description('RELAY_USER_MAX_IN_FLIGHT: requests one user may have in flight on an instance; one more gets 429 user_concurrency_exceeded, so no user holds the instance\'s connections to Azure OpenAI from everyone else.')
+@minValue(1)
+@maxValue(100000)
+param userMaxInFlight int = 16
+
 @description('RELAY_BUSY_TIMEOUT_S: how long a request waits for a free upstream connection.')
 @minValue(0)
 @maxValue(600)
@@ -492,6 +497,7 @@ module relay 'modules/functionapp.bicep' = {
     // instance's HTTP concurrency never makes a request wait.
     upstreamConnections: (upstreamConnections > 0) ? upstreamConnections : httpPerInstanceConcurrency
     busyTimeoutSeconds: busyTimeoutSeconds
+    userMaxInFlight: userMaxInFlight
     callerWriteTimeoutSeconds: callerWriteTimeoutSeconds
     streamKeepAliveSeconds: streamKeepAliveSeconds
     allowStore: allowStore

@@ -139,6 +139,7 @@ param maxN int
 param upstreamTimeoutSeconds int
 param upstreamConnections int
 param busyTimeoutSeconds int
+param userMaxInFlight int
 param callerWriteTimeoutSeconds int
 param streamKeepAliveSeconds int
 param allowStore bool
@@ -288,6 +289,10 @@ var baseAppSettings = [
   {
     name: 'RELAY_BUSY_TIMEOUT_S'
     value: string(busyTimeoutSeconds)
+  }
+  {
+    name: 'RELAY_USER_MAX_IN_FLIGHT'
+    value: string(userMaxInFlight)
   }
   {
     name: 'RELAY_CALLER_WRITE_TIMEOUT_S'
