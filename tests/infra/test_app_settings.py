@@ -1,10 +1,12 @@
 """The app settings the templates produce,
 fed to the relay's own configuration loader, are accepted, and every setting
-the loader reads that a deployment should set is set."""
+the loader reads that a deployment should set is set; README.md's settings table
+lists exactly the settings the loader reads."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -171,3 +173,24 @@ def test_a_value_main_bicep_accepts_is_one_the_relay_starts_with_and_the_next_is
     for value in (low - 1, high + 1):
         with pytest.raises(ValueError):
             load_settings({**REQUIRED_SETTINGS, setting: str(value)})
+
+
+def readme_configuration() -> tuple[str, set[str]]:
+    """README.md's Configuration section, and the names in the first column of its settings table."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Configuration (app settings)", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ", 1)[0] for line in section.splitlines() if line.startswith("| `")]
+    return section, {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", row)}
+
+
+def test_the_readme_settings_table_lists_exactly_the_settings_the_relay_reads() -> None:
+    read: set[str] = set()
+    for app in APPS:  # between them, both authentication modes
+        env = RecordingEnv({**bicep.relay_app_settings(app), **PLATFORM_INJECTED})
+        load_settings(env)
+        read |= env.read
+    section, table = readme_configuration()
+    assert sorted(read - set(PLATFORM_INJECTED) - table) == [], "read by the relay, missing from the table"
+    assert sorted(table - read) == [], "in the table, read by nothing"
+    # What the platform sets is named beside the table, as the platform's.
+    assert all(f"`{name}`" in section for name in PLATFORM_INJECTED)

@@ -12,7 +12,7 @@ import os
 import stat
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -128,6 +128,31 @@ def test_blocking_again_replaces_the_row_in_the_documented_form(blocklist: tuple
     assert isinstance(row["AddedAt"], datetime) and isinstance(row["ExpiresAt"], datetime)
     assert 7 * 86400 - 60 <= (row["ExpiresAt"] - row["AddedAt"]).total_seconds() <= 7 * 86400
     assert "alert=- by=bo@contoso.com" in admin(state_dir, "list").stdout
+
+
+def test_rows_the_earlier_command_wrote_are_listed_replaced_and_lifted_as_the_relay_now_reads_them(blocklist: tuple[Path, AzuriteTables]) -> None:
+    # What `python -m shared.blocklist_admin block` wrote before the command moved: the SDK's upsert (a merge) with typed
+    # dates, no AlertId when the block answered no alert, and an IPv4-mapped range kept as the analyst wrote it.
+    state_dir, azurite = blocklist
+    now = datetime.now(UTC)
+    earlier = {"Reason": "jailbreak", "AddedBy": "ada@contoso.com", "AddedAt": now, "ExpiresAt": now + timedelta(hours=1)}
+    with azurite.table_client("relayblocklist") as client:
+        client.upsert_entity({"PartitionKey": "oid", "RowKey": OID, "Value": OID, **earlier})
+        client.upsert_entity({"PartitionKey": "ip", "RowKey": "::ffff:127.0.0.64_126", "Value": "::ffff:127.0.0.64/126", **earlier})
+
+    listed = admin(state_dir, "list")
+    assert listed.returncode == 0 and "invalid" not in listed.stdout, listed.stdout
+    assert f"oid    {OID:<43} until" in listed.stdout and "alert=- by=ada@contoso.com" in listed.stdout
+    assert f"ip     {'127.0.0.64/30':<43} until" in listed.stdout  # the IPv4 range the relay now matches
+
+    again = admin(state_dir, "block", "--oid", OID, "--reason", "reported by the app owner", "--ttl", "7d", "--alert-id", "alert-2")
+    assert again.returncode == 0, again.stderr
+    [user_row] = [row for row in rows(azurite, "relayblocklist") if row["PartitionKey"] == "oid"]
+    assert (user_row["RowKey"], user_row["Reason"], user_row["AlertId"]) == (OID, "reported by the app owner", "alert-2")
+
+    lifted = admin(state_dir, "unblock", "--cidr", "127.0.0.64/30")
+    assert (lifted.returncode, lifted.stdout.strip()) == (0, "unblocked: 1 row(s) removed")
+    assert [row["PartitionKey"] for row in rows(azurite, "relayblocklist")] == ["oid"]
 
 
 def test_rows_a_soar_tool_keyed_in_another_case_or_with_spaces_are_listed_lifted_and_pruned(blocklist: tuple[Path, AzuriteTables]) -> None:

@@ -26,9 +26,9 @@ from shared.blocklist_cache import FIRST_READ_WAIT_S, BlocklistCache
 from shared.errors import RelayError
 from shared.table_store import table_service
 from tests.support.azurite import TABLES
+from tests.support.identities import ADA_OID as OID
+from tests.support.identities import ADA_TID as TID
 
-OID = "1b2c3d4e-0000-4000-8000-000000000003"
-TID = "72f988bf-0000-4000-8000-000000000002"
 UNLISTED_IP = "192.0.2.1"
 BLOCK_OID = {"PartitionKey": "oid", "RowKey": OID, "Value": OID, "Reason": "exfiltration", "AlertId": "alert-7"}
 CREDENTIAL = AzureNamedKeyCredential(ACCOUNT, ACCOUNT_KEY)

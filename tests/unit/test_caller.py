@@ -8,16 +8,12 @@ from devhost.appservice_auth import principal_headers
 from shared.caller import identify_caller
 from shared.config import Settings, load_settings
 from shared.errors import RelayError
+from tests.support.app_settings import REQUIRED_SETTINGS
+from tests.support.identities import ADA_OID as OID
+from tests.support.identities import ADA_TID as TID
+from tests.support.identities import OTHER_OID
 
-OID = "1b2c3d4e-0000-4000-8000-000000000003"
-OTHER_OID = "1b2c3d4e-0000-4000-8000-000000000004"
-TID = "72f988bf-0000-4000-8000-000000000002"
-ENV = {
-    "AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com",
-    "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini",
-    "APPLICATION_NAME": "contoso-chat-spa",
-    "WEBSITE_AUTH_ENABLED": "True",
-}
+ENV = {**REQUIRED_SETTINGS, "WEBSITE_AUTH_ENABLED": "True"}
 
 
 def headers(oid: str = OID, client_ip: str = "203.0.113.7:51234") -> dict[str, str]:

@@ -26,14 +26,10 @@ from shared.forwarded_stream import ForwardedStream, unless_caller_leaves
 from shared.logs import RequestLog
 from shared.open_streams import OpenStream, OpenStreams
 from shared.sse import SseForwarder, error_event
+from tests.support.app_settings import REQUIRED_SETTINGS
 from tests.support.identities import ADA_OID, ADA_TID
 
-ENV = {
-    "AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com",
-    "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini",
-    "APPLICATION_NAME": "contoso-chat-spa",
-    "RELAY_STREAM_KEEPALIVE_S": "0.1",
-}
+ENV = {**REQUIRED_SETTINGS, "RELAY_STREAM_KEEPALIVE_S": "0.1"}
 CHUNK = b'data: {"choices":[{"delta":{"content":"Once"}}]}\n\n'
 USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}\n\n'
 DONE = b"data: [DONE]\n\n"

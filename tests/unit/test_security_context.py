@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from shared.security_context import build_security_context
-
-OID = "1b2c3d4e-0000-4000-8000-000000000003"
-TID = "72f988bf-0000-4000-8000-000000000002"
+from tests.support.identities import ADA_OID as OID
+from tests.support.identities import ADA_TID as TID
 
 
 def test_every_field_of_the_end_user_context_is_sent_when_known() -> None:

@@ -6,11 +6,10 @@ import pytest
 
 from shared.config import load_settings
 from shared.table_store import TableStore
+from tests.support.app_settings import REQUIRED_SETTINGS
 
 ENV = {
-    "AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com",
-    "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o-mini",
-    "APPLICATION_NAME": "contoso-chat-spa",
+    **REQUIRED_SETTINGS,
     "RELAY_BLOCKLIST_ENABLED": "true",
     "RELAY_TABLE_ENDPOINT": "https://stcontoso.table.core.windows.net",
 }

@@ -14,6 +14,7 @@ from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from shared import upstream_auth
 from shared.config import load_settings
 from shared.upstream_auth import COGNITIVE_SERVICES_SCOPE, CachedToken, UpstreamCredentialError
+from tests.support.app_settings import REQUIRED_SETTINGS
 
 
 class FakeCredential:
@@ -98,14 +99,14 @@ async def failure_of(hint: str, message: str = CLI_MISSING) -> str:
 
 
 async def test_on_app_service_a_missing_token_points_at_the_function_apps_identity() -> None:
-    settings = load_settings({**SETTINGS_ENV, "IDENTITY_ENDPOINT": "http://localhost:8081/msi/token"})
+    settings = load_settings({**REQUIRED_SETTINGS, "IDENTITY_ENDPOINT": "http://localhost:8081/msi/token"})
     message = await failure_of(upstream_auth.credential_hint(settings))
     assert "the identity assigned to the function app and AZURE_CLIENT_ID" in message
     assert "az login" not in message.split("(ClientAuthenticationError")[0]
 
 
 async def test_on_a_laptop_a_missing_token_says_az_login_and_keeps_the_credentials_own_message() -> None:
-    message = await failure_of(upstream_auth.credential_hint(load_settings(SETTINGS_ENV)))
+    message = await failure_of(upstream_auth.credential_hint(load_settings(REQUIRED_SETTINGS)))
     hint, _, detail = message.partition(" (ClientAuthenticationError: ")
     assert "run `az login`" in hint and "function app" not in hint
     assert "\n" not in message
@@ -126,13 +127,10 @@ async def test_a_long_credential_message_is_cut_to_a_bounded_line() -> None:
     assert len(detail) == upstream_auth.MAX_DETAIL_CHARS + 1 and detail.endswith("…)")
 
 
-SETTINGS_ENV = {"AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com", "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o", "APPLICATION_NAME": "spa"}
-
-
 async def test_the_managed_identity_is_used_where_the_settings_name_its_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     # The settings decide, read once at start-up: not the process environment at the time a credential is made.
     monkeypatch.delenv("IDENTITY_ENDPOINT", raising=False)
-    settings = load_settings({**SETTINGS_ENV, "IDENTITY_ENDPOINT": "http://localhost:8081/msi/token"})
+    settings = load_settings({**REQUIRED_SETTINGS, "IDENTITY_ENDPOINT": "http://localhost:8081/msi/token"})
     credential = upstream_auth.create_credential(settings)
     try:
         assert isinstance(credential, ManagedIdentityCredential)
@@ -142,7 +140,7 @@ async def test_the_managed_identity_is_used_where_the_settings_name_its_endpoint
 
 async def test_without_a_managed_identity_endpoint_the_developers_login_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IDENTITY_ENDPOINT", "http://localhost:8081/msi/token")
-    credential = upstream_auth.create_credential(load_settings(SETTINGS_ENV))
+    credential = upstream_auth.create_credential(load_settings(REQUIRED_SETTINGS))
     try:
         assert isinstance(credential, DefaultAzureCredential)
     finally:
@@ -154,7 +152,7 @@ async def test_without_a_managed_identity_endpoint_the_developers_login_is_used(
     [("http://localhost:8081/msi/token", "the identity (AZURE_CLIENT_ID)"), ("", "the account you signed in with (`az account show`)")],
 )
 async def test_a_refused_token_points_at_the_identity_that_asked_for_it(identity_endpoint: str, names: str) -> None:
-    auth = upstream_auth.create_upstream_auth(load_settings({**SETTINGS_ENV, "IDENTITY_ENDPOINT": identity_endpoint}))
+    auth = upstream_auth.create_upstream_auth(load_settings({**REQUIRED_SETTINGS, "IDENTITY_ENDPOINT": identity_endpoint}))
     try:
         assert names in auth.rejection_hint and "Cognitive Services OpenAI User" in auth.rejection_hint
     finally:
