@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -115,8 +116,11 @@ _CAPPED = ("max_tokens", "max_completion_tokens")
 _REPLACED = ("user", "safety_identifier")
 _DECIDED = ("n", "store", "service_tier")
 ALLOWED_PARAMETERS = frozenset({"messages", "model", *_FORWARDED, *_CAPPED, *_REPLACED, *_DECIDED})
-# Keys only the relay may set, in the form _key_form gives them: any case, separators or width of these names.
-_RELAY_KEYS = frozenset({"usersecuritycontext", "datasources"})
+_SCHEMA_KEYS = frozenset({"parameters", "schema"})
+# Keys only the relay may set: user_security_context and data_sources, whatever separates their letters.
+_RELAY_KEY = re.compile(
+    "|".join(r"[\W_]*" + r"[\W_]*".join(word) + r"[\W_]*" for word in ("usersecuritycontext", "datasources")), re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -234,9 +238,12 @@ def _check_parameters(body: Mapping[str, Any], settings: Settings) -> None:
     _check_levers(body, settings)
 
 
-def _key_form(name: str) -> str:
-    """A key as a lenient parser might read it: compatibility-normalised, case-folded, letters and digits only."""
-    return "".join(char for char in unicodedata.normalize("NFKC", name).casefold() if char.isalnum())
+def _is_relay_key(name: str) -> bool:
+    """Whether a lenient parser might read the key as one only the relay may set: in any case, with any separators
+    between or around its letters, after compatibility normalisation (full-width letters)."""
+    if not name.isascii():
+        name = unicodedata.normalize("NFKC", name).casefold()
+    return _RELAY_KEY.fullmatch(name) is not None
 
 
 def _is_schema(path: tuple[str | int, ...], key: str) -> bool:
@@ -260,13 +267,13 @@ def _check_nested_keys(body: Mapping[str, Any]) -> None:
         value, path = pending.pop()
         if isinstance(value, dict):
             for key, item in value.items():
-                if _key_form(key) in _RELAY_KEYS:
+                if _is_relay_key(key):
                     where = _path_text((*path, key))
                     raise parameter_not_allowed(
                         f"'{where}' is not allowed: the relay sets the caller's identity and Azure OpenAI's data sources itself.",
                         where,
                     )
-                if isinstance(item, (dict, list)) and not _is_schema(path, key):
+                if isinstance(item, (dict, list)) and not (key in _SCHEMA_KEYS and _is_schema(path, key)):
                     pending.append((item, (*path, key)))
         elif isinstance(value, list):
             pending.extend((item, (*path, index)) for index, item in enumerate(value) if isinstance(item, (dict, list)))
