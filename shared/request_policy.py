@@ -13,7 +13,7 @@ valid Unicode, because Azure OpenAI would refuse (or misread) anything else.
 The parsed body is dropped once it has been serialised.
 
 The caller's identity and data sources are the relay's to set: a key naming
-``user_security_context`` or ``data_sources`` (in any case or spelling) is
+``user_security_context`` or ``data_sources`` (in any case, with any separators) is
 refused wherever it is a key of the request's own objects, at any depth, and
 accepted only inside a JSON schema the caller writes (a tool's ``parameters``,
 ``response_format.json_schema.schema``), whose property names are the caller's.
