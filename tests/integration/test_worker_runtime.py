@@ -162,7 +162,10 @@ def test_an_invocation_id_sent_by_an_anonymous_caller_times_out_and_restarts_the
         # Served once the new worker runs (the host holds invocations while it restarts).
         health, _ = get(f"{stack.api}/healthz")
         me, _ = get(f"{stack.api}/me", {"Authorization": f"Bearer {token}"})
-        after = functions_host_status(stack)
+        # Nothing left executing (an invocation ends a moment after its response, when the worker's result is in).
+        deadline = time.monotonic() + 10
+        while (after := functions_host_status(stack)) is not None and after["executing_invocations"] and time.monotonic() < deadline:
+            time.sleep(0.1)
         log = "\n".join(stack.log_lines())
     assert forged_status == 502 and 6 <= waited < 20, (forged_status, waited)
     assert b"data: " in streamed and b"[DONE]" not in streamed
