@@ -168,7 +168,10 @@ def parse_body(raw: bytes) -> dict[str, Any]:
             raise invalid_request(f"The request body holds more than {MAX_JSON_CONTAINERS} JSON objects and arrays.")
     try:
         body = json.loads(text, parse_float=_finite_float, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
+    except RecursionError:
+        # The C parser's own depth limit (the interpreter's recursion limit): thousands of levels, far past any request.
+        raise invalid_request("The request body is nested too deeply.") from None
+    except ValueError:
         raise invalid_request("The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise invalid_request("The request body must be a JSON object.")

@@ -323,6 +323,17 @@ def test_a_large_body_whose_brackets_are_text_is_accepted_and_sent_whole() -> No
         assert sent["messages"] == body["messages"] and sent.get("tools") == body.get("tools")
 
 
+def test_a_body_nested_past_the_parsers_depth_is_refused_as_such_and_a_deep_schema_is_sent() -> None:
+    def nested(depth: int) -> bytes:
+        schema = b'{"a":' * depth + b"1" + b"}" * depth
+        return b'{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":' + schema + b"}}]}"
+
+    error = refused(nested(40_000))
+    assert (error.status, error.code) == (400, "invalid_request") and "nested too deeply" in error.message
+    sent = json.loads(prepare_chat_request(nested(500), SETTINGS, CALLER).payload)
+    assert json.dumps(sent["tools"][0]["function"]["parameters"]).count("{") == 500
+
+
 def test_messages_and_content_parts_are_counted_and_parts_need_a_type() -> None:
     many = refused(json.dumps({"messages": [{"role": "user", "content": "x"}] * 2049}).encode())
     parts = refused(json.dumps(chat(messages=[{"role": "user", "content": [{"type": "text", "text": "x"}] * 2049}])).encode())
