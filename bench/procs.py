@@ -144,6 +144,8 @@ def relay_env(emulator_url: str, port: int) -> dict[str, str]:
         "IDENTITY_ENDPOINT": f"{emulator_url}/msi/token",
         "IDENTITY_HEADER": IDENTITY_HEADER,
         "APPLICATION_NAME": APPLICATION_NAME,
+        # The bench's load comes from one synthetic user: the per-user limit on requests in flight must not bind.
+        "RELAY_USER_MAX_IN_FLIGHT": "100000",
     }
 
 

@@ -72,6 +72,16 @@ def _main_table(r: dict[str, Any]) -> list[str]:
         f"  table requests with both controls on: {ctl['table_requests']} over {ctl['relayed_requests']} requests"
         f" ({fmt(ctl['table_requests_per_1000'])} per 1,000; block list of {ctl['blocklist_rows']} rows)"
     )
+    near = ctl["near_limits"]
+    lines.append(
+        f"  {near['users']} users {near['left_at_start']} tokens from a {near['day_limit']}-token day budget:"
+        f" {near['answered']} answered, {near['refused_429']} refused (429) of {near['requests']};"
+        f" {near['table_requests']} table requests ({fmt(near['table_requests_per_1000'])} per 1,000)"
+    )
+    lines.append(
+        f"  a user's first request on the instance (reads the user's row) p50 {fmt(near['first_request_ms'].get('p50'))} ms,"
+        f" later requests p50 {fmt(near['later_requests_ms'].get('p50'))} ms"
+    )
     lines.append("")
     lines.append(_row(["throughput (req/s), CPU", "direct", "relay", "", "ratio"], widths))
     for key in ("c1", "c16", "c64"):

@@ -38,6 +38,7 @@ DEV_OBJECT_ID = "5f1b6c2e-3a4d-4e8f-9b0a-1c2d3e4f5a6b"
 DEV_TENANT_ID = "8a9b0c1d-2e3f-4a5b-8c7d-9e0f1a2b3c4d"
 DEV_NAME = "Dev User"
 TOKEN_LIFETIME_S = 3600
+_KEY_ID_PREFIX = "devhost-"
 NAME_TYP = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"
 ROLE_TYP = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
 # App Service's default mapping of JWT claim names to the types it puts in the principal.
@@ -92,10 +93,20 @@ class DevIdentityProvider:
                 claims["preferred_username"] = f"{name.lower().replace(' ', '.')}@contoso.example"
         if roles:
             claims["roles"] = list(roles)
-        return jwt.encode(claims, self.key)
+        return jwt.encode(claims, self.key, key_id=self.key_id)
 
     def verify(self, token: str) -> dict[str, Any]:
         return jwt.decode(token, self.key, audience=self.audience)
+
+    @property
+    def key_id(self) -> str:
+        """Names this provider's key in the tokens it mints (``kid``); a hash, so the key stays unknown."""
+        return _KEY_ID_PREFIX + hashlib.sha256(self.key).hexdigest()[:16]
+
+    def signed_by_another_run(self, token: str) -> bool:
+        """A dev token minted by another local host's provider: each run makes a new key, so a restart ends every token."""
+        kid = jwt.unverified_header(token).get("kid")
+        return isinstance(kid, str) and kid.startswith(_KEY_ID_PREFIX) and kid != self.key_id
 
     def end_session(self, session: str) -> None:
         now = int(time.time())
@@ -226,7 +237,7 @@ class EasyAuth:
         claims = authenticate(self.provider, scope)
         if claims is None:
             response = Response(
-                "You do not have permission to view this directory or page.",
+                _stale_token_hint(self.provider, scope) or "You do not have permission to view this directory or page.",
                 status_code=401,
                 media_type="text/plain",
                 headers={"WWW-Authenticate": f'Bearer realm="{self.provider.audience}"'},
@@ -234,6 +245,19 @@ class EasyAuth:
             await response(scope, receive, send)
             return
         await self.app({**scope, "headers": [*scope["headers"], *principal_headers(claims)]}, receive, send)
+
+
+def _stale_token_hint(provider: DevIdentityProvider, scope: Scope) -> str | None:
+    """Why a dev token or session that a previous run minted is refused, and where to get a new one (the local host only)."""
+    bearer = _bearer(scope)
+    token = bearer if bearer is not None else _session(scope)
+    if not token or not provider.signed_by_another_run(token):
+        return None
+    headers = dict(scope["headers"])
+    origin = f"{scope.get('scheme', 'http')}://{headers.get(b'host', b'127.0.0.1').decode('latin-1')}"
+    if bearer is not None:
+        return f"This dev token was signed by a previous make run (dev tokens end with a restart): get a new token from {origin}/_dev/token"
+    return f"This session was signed by a previous make run (dev sessions end with a restart): sign in again at {origin}/.auth/login/aad"
 
 
 def _safe_redirect(target: str | None) -> str:

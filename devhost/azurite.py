@@ -15,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +39,10 @@ ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1
 # Written next to the data by ``running_azurite``: how the admin command's ``--azurite`` finds a running one.
 INFO_FILE = "azurite.json"
 _START_TIMEOUT_S = 30.0
+# How much of its log a failed start shows.
+_LOG_TAIL_LINES = 12
+# Told each process started, with the command launched and the signal that stops it cleanly (devhost/run_record.py).
+StartHook = Callable[[subprocess.Popen[bytes], Sequence[str], int], None]
 
 
 class AzuriteError(RuntimeError):
@@ -90,9 +95,14 @@ def create_tables(azurite: AzuriteTables, names: Sequence[str]) -> None:
 class Azurite:
     """Azurite's table service on ``port`` (0: a free one) with its data in ``state_dir``; its certificate outlives restarts."""
 
-    def __init__(self, state_dir: Path, tables: Sequence[str], port: int = 0, log_path: Path | None = None) -> None:
+    def __init__(
+        self, state_dir: Path, tables: Sequence[str], port: int = 0, log_path: Path | None = None, on_start: StartHook | None = None
+    ) -> None:
         if not TABLE_BIN.exists():
             raise AzuriteError(f"Azurite is not installed at {TABLE_BIN}: run `bash scripts/ensure-azurite.sh` (make run and make test do)")
+        if shutil.which("node") is None:
+            raise AzuriteError("Node.js is not installed (no `node` on PATH), and Azurite runs on it: install Node.js (make run does)")
+        self._on_start = on_start
         state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir = state_dir
         self._tables = tables
@@ -106,9 +116,17 @@ class Azurite:
         """Start it (again, with the data it had) and wait until the tables exist."""
         args = [str(TABLE_BIN), "--tableHost", "127.0.0.1", "--tablePort", str(self.port), "--location", str(self.state_dir / "data")]
         args += ["--cert", str(self._tls.cert_file), "--key", str(self._tls.cert_file), "--oauth", "basic", "--disableTelemetry"]
+        log_start = self._log_path.stat().st_size if self._log_path and self._log_path.exists() else 0
         with open(self._log_path or os.devnull, "ab") as out:
             self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        _wait_for_tables(self.tables, self._tables, self._proc)
+        if self._on_start is not None:
+            self._on_start(self._proc, args, signal.SIGINT)
+        try:
+            _wait_for_tables(self.tables, self._tables, self._proc)
+        except AzuriteError as exc:
+            if self._log_path is None:
+                raise
+            raise AzuriteError(f"{exc}; the end of its log, {self._log_path}:\n{log_tail(self._log_path, log_start)}") from None
         self.tables.save(self.state_dir / INFO_FILE)
 
     def stop(self) -> None:
@@ -125,14 +143,24 @@ class Azurite:
 
 
 @contextlib.contextmanager
-def running_azurite(state_dir: Path, tables: Sequence[str], port: int = 0, log_path: Path | None = None) -> Iterator[Azurite]:
+def running_azurite(
+    state_dir: Path, tables: Sequence[str], port: int = 0, log_path: Path | None = None, on_start: StartHook | None = None
+) -> Iterator[Azurite]:
     """Azurite started with ``tables`` created, stopped afterwards; its data stays in ``state_dir``."""
-    azurite = Azurite(state_dir, tables, port, log_path)
+    azurite = Azurite(state_dir, tables, port, log_path, on_start)
     try:
         azurite.start()
         yield azurite
     finally:
         azurite.close()
+
+
+def log_tail(path: Path, start: int = 0, lines: int = _LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines written to ``path`` from byte ``start`` on, indented; "(nothing)" when there are none."""
+    with open(path, "rb") as log:
+        log.seek(start)
+        written = log.read().decode("utf-8", "replace").splitlines()
+    return "\n".join(f"  {line}" for line in written[-lines:] if line.strip()) or "  (nothing)"
 
 
 def _wait_for_tables(azurite: AzuriteTables, tables: Sequence[str], proc: subprocess.Popen[bytes]) -> None:

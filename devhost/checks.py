@@ -1,6 +1,6 @@
 """The dev host's own checks of GUIDs and loopback hosts.
 
-Written apart from the relay's (shared/values.py) on purpose: a stand-in that validated with the
+Written apart from the relay's (shared/header_checks.py) on purpose: a stand-in that validated with the
 code it stands in front of would agree with it by construction, and a bug in one would hide in both.
 """
 

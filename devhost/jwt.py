@@ -30,12 +30,23 @@ def _b64decode(data: str) -> bytes:
         raise InvalidToken("token is not base64url") from exc
 
 
-def encode(claims: Mapping[str, Any], key: bytes) -> str:
-    header = _b64encode(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+def encode(claims: Mapping[str, Any], key: bytes, key_id: str | None = None) -> str:
+    """A signed token; ``key_id`` goes into the header as ``kid``, naming the key without revealing it."""
+    fields = {"alg": "HS256", "typ": "JWT", **({"kid": key_id} if key_id else {})}
+    header = _b64encode(json.dumps(fields, separators=(",", ":")).encode())
     payload = _b64encode(json.dumps(dict(claims), separators=(",", ":")).encode())
     signing_input = f"{header}.{payload}".encode("ascii")
     signature = _b64encode(hmac.new(key, signing_input, hashlib.sha256).digest())
     return f"{header}.{payload}.{signature}"
+
+
+def unverified_header(token: str) -> dict[str, Any]:
+    """The token's header, not verified (to name the key it claims to be signed with); {} when there is none."""
+    try:
+        header = json.loads(_b64decode(token.split(".", 1)[0]))
+    except (InvalidToken, ValueError):
+        return {}
+    return header if isinstance(header, dict) else {}
 
 
 def decode(token: str, key: bytes, *, audience: str | None = None, now: float | None = None) -> dict[str, Any]:

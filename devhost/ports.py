@@ -1,4 +1,4 @@
-"""Free loopback ports for the local host's services and for the tests."""
+"""Loopback ports for the local host's services and for the tests: a free one, or whether one is taken."""
 
 from __future__ import annotations
 
@@ -10,3 +10,18 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    """Something listens on ``port`` of 127.0.0.1 (or of every address), so a server could not bind it.
+
+    SO_REUSEADDR, as uvicorn, asyncio and Node set it: a port whose last connections linger in
+    TIME_WAIT can be bound again, one with a listener cannot.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False

@@ -1,7 +1,8 @@
 """The local host's child processes: wait until one answers over HTTP, stop one with its process group.
 
 One copy for everything that starts a server in a subprocess: ``make run`` (the emulators,
-Azurite), the tests and the benchmark.
+Azurite), the tests and the benchmark; and a process's command line, to tell whether a pid
+still runs what was started under it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
 
 
 def wait_for_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None, interval: float = 0.05) -> float:
@@ -45,12 +48,43 @@ def stop_process_group(proc: subprocess.Popen[bytes], grace: float = 5.0, signum
     deadline = time.monotonic() + grace
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace)
+    _kill_group_after(proc.pid, deadline)
+    proc.wait(timeout=5)
+
+
+def stop_group(pgid: int, grace: float = 5.0, signum: signal.Signals = signal.SIGTERM) -> None:
+    """``stop_process_group`` for a group this process did not start (its leader is not our child)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
+    _kill_group_after(pgid, time.monotonic() + grace)
+
+
+def _kill_group_after(pgid: int, deadline: float) -> None:
+    """Wait until the group is gone or ``deadline`` passes, then SIGKILL what is left of it."""
     while time.monotonic() < deadline:
         try:
-            os.killpg(proc.pid, 0)
+            os.killpg(pgid, 0)
         except ProcessLookupError:
             return
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=5)
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def command_line(pid: int) -> tuple[str, ...] | None:
+    """The arguments ``pid`` runs with, or None when there is no such process (or it cannot be read)."""
+    if Path("/proc/self/cmdline").exists():
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return tuple(arg.decode("utf-8", "surrogateescape") for arg in raw.split(b"\0")[:-1]) or None
+    # No /proc (macOS): ps joins the arguments with spaces, so an argument with a space in it will not match.
+    listed = subprocess.run(["/bin/ps", "-ww", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False)
+    return tuple(listed.stdout.split()) or None
+
+
+def runs(pid: int, args: Sequence[str]) -> bool:
+    """``pid`` is alive and runs ``args``: its command line ends with them (a script's interpreter may come first)."""
+    live = command_line(pid)
+    return bool(args) and live is not None and len(live) >= len(args) and live[len(live) - len(args) :] == tuple(args)

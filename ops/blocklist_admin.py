@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import getpass
+import ipaddress
 import json
 import os
 import re
@@ -24,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ops.blocklist_settings import AdminSettings, load_admin_settings
-from shared.blocklist import MAX_TEXT, BlockEntry, entry_from_row, normalize_target, row_for, row_key_for
+from shared.blocklist import MAX_TEXT, UNTYPED_ROWS, BlockEntry, entry_from_row, normalize_target, row_for, row_key_for
 from shared.config import DEFAULT_BLOCKLIST_TABLE, check_table_name
 
 _TTL = re.compile(r"^(\d+)([smhdw])$")
@@ -40,10 +41,11 @@ def parse_ttl(text: str) -> timedelta:
     match = _TTL.match(text.strip().lower())
     if not match or int(match.group(1)) == 0:
         raise argparse.ArgumentTypeError(f"--ttl must be a number and a unit (s, m, h, d, w) such as 24h, got {text!r}")
-    ttl = timedelta(seconds=int(match.group(1)) * _TTL_UNITS[match.group(2)])
-    if ttl > MAX_TTL:
+    seconds = int(match.group(1)) * _TTL_UNITS[match.group(2)]
+    # Compared as a number first: a timedelta of more than 999,999,999 days cannot be made at all.
+    if seconds > MAX_TTL.total_seconds():
         raise argparse.ArgumentTypeError(f"--ttl must be at most {MAX_TTL.days} days, got {text!r}")
-    return ttl
+    return timedelta(seconds=seconds)
 
 
 def _bounded_text(text: str) -> str:
@@ -105,8 +107,24 @@ def target_of(args: argparse.Namespace) -> tuple[str, str]:
             target = normalize_target(kind, value)
             if option == "ip" and not target.endswith(("/32", "/128")):
                 raise ValueError(f"--ip takes one address; use --cidr for the range {value!r}")
+            if option == "cidr":
+                _check_range(value, target)
             return kind, target
     raise ValueError("name a target: --oid, --tenant, --ip or --cidr")
+
+
+def _check_range(value: str, target: str) -> None:
+    """Refuse a range the analyst did not mean: host bits set (the range would be wider than written), or every address."""
+    try:
+        ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError:
+        raise ValueError(f"--cidr {value!r} has bits set after the prefix: the range it starts is {target}; write that") from None
+    network = ipaddress.ip_network(target)
+    if network.prefixlen == 0:
+        raise ValueError(
+            f"--cidr {value!r} is every IPv{network.version} address; the command refuses it "
+            "(to stop serving everyone, stop the function app: az functionapp stop)"
+        )
 
 
 def open_table(args: argparse.Namespace, settings: AdminSettings) -> tuple[Any, Callable[[], str]]:
@@ -148,6 +166,8 @@ def _signed_in_as(credential: Any) -> str:
 
 
 def block(table: Any, args: argparse.Namespace, author: Callable[[], str], now: datetime) -> BlockEntry:
+    from azure.data.tables import UpdateMode
+
     kind, target = target_of(args)
     entry = BlockEntry(
         kind=kind,  # type: ignore[arg-type]
@@ -159,35 +179,44 @@ def block(table: Any, args: argparse.Namespace, author: Callable[[], str], now: 
         expires_at=now + args.ttl,
         alert_id=args.alert_id,
     )
-    table.upsert_entity(row_for(entry))
+    # Replace, not merge: the row says what this block is, not what an earlier one said (its AlertId, say).
+    table.upsert_entity(row_for(entry), mode=UpdateMode.REPLACE)
     return entry
 
 
-def rows(table: Any, kind: str | None = None) -> list[tuple[dict[str, Any], BlockEntry | None]]:
-    """Every row (of one partition), with its entry or None when the relay would ignore it."""
-    query = table.query_entities("PartitionKey eq @kind", parameters={"kind": kind}) if kind else table.list_entities()
-    found: list[tuple[dict[str, Any], BlockEntry | None]] = []
-    for row in query:
+def rows(table: Any) -> list[tuple[dict[str, Any], BlockEntry | str]]:
+    """Every row, read as the relay reads it, with its entry or why the relay ignores it.
+
+    The whole table, not a partition: the relay reads ``OID`` and `` ip `` as ``oid`` and ``ip``, so they are
+    listed, lifted and pruned as what they block.
+    """
+    found: list[tuple[dict[str, Any], BlockEntry | str]] = []
+    for row in table.list_entities(format=UNTYPED_ROWS):
         try:
             found.append((row, entry_from_row(row)))
-        except ValueError:
-            found.append((row, None))
+        except ValueError as exc:
+            found.append((row, str(exc)))
     return found
 
 
 def unblock(table: Any, args: argparse.Namespace) -> int:
     kind, target = target_of(args)
-    matching = [row for row, entry in rows(table, kind) if entry is not None and entry.target == target]
+    matching = [row for row, entry in rows(table) if isinstance(entry, BlockEntry) and (entry.kind, entry.target) == (kind, target)]
     for row in matching:
         table.delete_entity(row["PartitionKey"], row["RowKey"])
     return len(matching)
 
 
-def prune(table: Any, now: datetime) -> int:
-    expired = [row for row, entry in rows(table) if entry is not None and entry.expires_ts <= now.timestamp()]
+def prune(table: Any, found: list[tuple[dict[str, Any], BlockEntry | str]], now: datetime) -> int:
+    expired = [row for row, entry in found if isinstance(entry, BlockEntry) and entry.expires_ts <= now.timestamp()]
     for row in expired:
         table.delete_entity(row["PartitionKey"], row["RowKey"])
     return len(expired)
+
+
+def invalid_row(row: Mapping[str, Any], why: str) -> str:
+    """A row the relay skips, named so that an analyst can find it (keys quoted: a stray space shows)."""
+    return f"invalid {row.get('PartitionKey')!r}/{row.get('RowKey')!r}: {why} (the relay ignores it)"
 
 
 def describe(entry: BlockEntry) -> str:
@@ -215,13 +244,23 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
                 print(f"unblocked: {removed} row(s) removed")
                 return 0 if removed else 1
             elif args.command == "prune":
-                print(f"pruned: {prune(table, now)} expired row(s) removed")
+                found = rows(table)
+                print(f"pruned: {prune(table, found, now)} expired row(s) removed")
+                for row, entry in found:
+                    if not isinstance(entry, BlockEntry):
+                        print(invalid_row(row, entry))
             else:
+                shown = 0
                 for row, entry in rows(table):
-                    if entry is None:
-                        print(f"invalid {row.get('PartitionKey')}/{row.get('RowKey')} (the relay ignores it)")
+                    if not isinstance(entry, BlockEntry):
+                        print(invalid_row(row, entry))
                     elif args.all or entry.expires_ts > now.timestamp():
                         print(describe(entry))
+                    else:
+                        continue
+                    shown += 1
+                if not shown:
+                    print("no rows in the block list table" if args.all else "no blocks in force")
     except ValueError as exc:
         parser.error(str(exc))
     except ClientAuthenticationError as exc:

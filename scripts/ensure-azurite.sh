@@ -8,9 +8,6 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/node-deps.sh
 source scripts/node-deps.sh
 
-mapfile -t missing < <(node_packages_missing)
-if [ ${#missing[@]} -gt 0 ]; then
-  apt_install ensure-azurite "${missing[@]}"
-fi
+ensure_node ensure-azurite
 
 npm_ci_if_changed ensure-azurite devhost/azurite azurite

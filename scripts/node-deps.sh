@@ -30,6 +30,15 @@ node_packages_missing() {
   command -v npm >/dev/null 2>&1 || echo npm
 }
 
+# ensure_node TAG: node and npm, from Debian's packages when either is missing.
+ensure_node() {
+  local missing
+  mapfile -t missing < <(node_packages_missing)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt_install "$1" "${missing[@]}"
+  fi
+}
+
 # npm_ci_if_changed TAG DIR PACKAGE: `npm ci` in DIR unless node_modules/PACKAGE exists and the lock file is unchanged.
 npm_ci_if_changed() {
   local tag=$1 dir=$2 package=$3

@@ -1,8 +1,8 @@
 """A worker's background task: one step again and again, a pause apart, for the life of the process.
 
 Started on first use inside the running event loop (never at import time: aiohttp and the
-Azure SDK bind to the loop), stopped by ``aclose``. A step that raises is logged and the next
-one runs anyway: a control whose task had died would silently stop changing.
+Azure SDK bind to the loop), stopped by ``aclose``. A step that raises is logged (one JSON line,
+shared/logs.py) and the next one runs anyway: a control whose task had died would silently stop changing.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from shared.logs import log_failure
 
-class BackgroundTask:
+
+class RepeatingTask:
     def __init__(self, name: str, step: Callable[[], Awaitable[object]], pause: Callable[[], float], log: logging.Logger) -> None:
         self._name = name
         self._step = step
@@ -38,6 +40,6 @@ class BackgroundTask:
         while True:
             try:
                 await self._step()
-            except Exception:
-                log.exception("%s.crashed", self._name)
+            except Exception as exc:  # noqa: BLE001 - logged by log_failure (one JSON line, not logging.exception)
+                log_failure(log, f"{self._name}.crashed", exc)
             await asyncio.sleep(self._pause())

@@ -3,7 +3,7 @@
 A row blocks an end user (Entra object ID), a tenant, or an IP address or CIDR range until its
 expiry; the schema is in docs/blocklist.md, so a SOAR tool can write rows too. Pure: rows in,
 :class:`Snapshot` out; :meth:`Snapshot.match` is the per-request check, dictionary look-ups only
-(one per prefix length in use for IP ranges). Reading the table is :mod:`shared.blocklist_refresh`.
+(one per prefix length in use for IP ranges). Reading the table is :mod:`shared.blocklist_cache`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from shared.values import is_guid
+from shared.header_checks import is_guid
 
 BlockKind = Literal["oid", "tenant", "ip"]
 KINDS: tuple[BlockKind, ...] = ("oid", "tenant", "ip")
 # Characters Table storage refuses in a key (https://learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model).
 _KEY_FORBIDDEN = str.maketrans({"/": "_", "\\": "_", "#": "_", "?": "_"})
 MAX_TEXT = 1024
+# Read rows without OData type annotations: every property arrives as the JSON the service stored, so a value
+# whose declared type the Tables SDK cannot convert (a bad Edm.Guid, an Edm.DateTime with an offset) reaches
+# entry_from_row, which skips only a row that cannot block anything, instead of failing the whole read
+# (https://learn.microsoft.com/rest/api/storageservices/payload-format-for-table-service-operations).
+UNTYPED_ROWS = "application/json;odata=nometadata"
+# IPv4-mapped IPv6 addresses, ::ffff:0:0/96 (RFC 4291, section 2.5.5.2).
+_MAPPED_PREFIX = 96
 
 
 @dataclass(frozen=True)
@@ -54,12 +61,16 @@ def normalize_target(kind: str, value: str) -> str:
             network = ipaddress.ip_network(value, strict=False)
         except ValueError:
             raise ValueError(f"ip must be an IP address or CIDR range, got {value!r}") from None
-        mapped = getattr(network.network_address, "ipv4_mapped", None)
-        if mapped is not None and network.prefixlen == 128:
-            # The relay sees an IPv4-mapped client as its IPv4 address (docs/design.md, "Client IP").
-            network = ipaddress.ip_network(mapped)
-        return network.with_prefixlen
+        return _unmapped(network).with_prefixlen
     raise ValueError(f"the kind must be one of {', '.join(KINDS)}, got {kind!r}")
+
+
+def _unmapped(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An IPv4-mapped address or range as the IPv4 one: the relay sees a mapped client as its IPv4 address (docs/design.md, "Client IP")."""
+    mapped = getattr(network.network_address, "ipv4_mapped", None)
+    if mapped is None or network.prefixlen < _MAPPED_PREFIX:
+        return network
+    return ipaddress.ip_network(f"{mapped}/{network.prefixlen - _MAPPED_PREFIX}")
 
 
 def row_key_for(target: str) -> str:
@@ -96,9 +107,8 @@ def row_for(entry: BlockEntry) -> dict[str, Any]:
         "AddedBy": entry.added_by,
         "AddedAt": entry.added_at,
         "ExpiresAt": entry.expires_at,
+        "AlertId": entry.alert_id or "",  # always there: an empty AlertId says the block answers no alert
     }
-    if entry.alert_id:
-        row["AlertId"] = entry.alert_id
     return {name: value for name, value in row.items() if value is not None}
 
 
@@ -117,7 +127,7 @@ def _when(value: Any, name: str) -> datetime | None:
             raise ValueError(f"{name} is not an ISO 8601 date") from None
     if not isinstance(value, datetime):
         raise ValueError(f"{name} is not a date")
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class Snapshot:
@@ -138,9 +148,12 @@ class Snapshot:
                 self._ids[(entry.kind, entry.target)] = _longer_lived(self._ids.get((entry.kind, entry.target)), entry)
         self.size = len(self._ids) + sum(len(index) for index in self._networks.values())
 
-    def match(self, oid: str, tenant: str, ip: str, now: float) -> BlockEntry | None:
-        """The entry that blocks this caller now, if any."""
-        for key in (("oid", oid.lower()), ("tenant", tenant.lower())):
+    def match(self, oid: str, tenant: str, ip: str, now: float, home_tenant: str | None = None) -> BlockEntry | None:
+        """The entry that blocks this caller now, if any; a B2B guest is blocked by its home tenant's row as well."""
+        keys = [("oid", oid.lower()), ("tenant", tenant.lower())]
+        if home_tenant:
+            keys.append(("tenant", home_tenant.lower()))
+        for key in keys:
             entry = self._ids.get(key)
             if entry is not None and entry.expires_ts > now:
                 return entry

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from shared.client_ip import client_ip_from_headers
 from shared.config import Settings
 from shared.easyauth import Principal, principal_from_headers
-from shared.errors import RelayError
+from shared.errors import easy_auth_disabled
 from shared.security_context import build_security_context
 
 
@@ -34,15 +34,6 @@ class Caller:
     def security_context(self, application_name: str) -> dict[str, str]:
         """The ``user_security_context`` Azure OpenAI receives for this caller."""
         return build_security_context(application_name, self.principal.object_id, self.principal.tenant_id, self.source_ip)
-
-
-def easy_auth_disabled() -> RelayError:
-    return RelayError(
-        503,
-        "easy_auth_disabled",
-        "App Service Authentication (Easy Auth) is not enabled on this instance; the relay refuses to serve.",
-        error_type="api_error",
-    )
 
 
 def identify_caller(headers: Mapping[str, str], settings: Settings) -> Caller:

@@ -20,8 +20,8 @@ import re
 from collections.abc import Mapping
 
 from shared.config import ClientIpPolicy
-from shared.errors import RelayError, forbidden
-from shared.values import header_values, same_guid
+from shared.errors import forbidden, source_ip_unavailable
+from shared.header_checks import header_values, same_guid
 
 MAX_ADDRESS_CHARS = 64  # "[" + 45-char IPv6 + "]:65535", with room to spare
 
@@ -39,15 +39,6 @@ def client_ip_from_headers(headers: Mapping[str, str], policy: ClientIpPolicy) -
     if policy.kind == "xff":
         return _forwarded_for(headers, policy.hops)
     return _single_ip(headers, "client-ip")
-
-
-def source_ip_unavailable(reason: str) -> RelayError:
-    return RelayError(
-        403,
-        "source_ip_unavailable",
-        f"The caller's IP address could not be established ({reason}); the relay does not serve anonymous requests.",
-        error_type="permission_error",
-    )
 
 
 def parse_ip(value: str) -> str | None:

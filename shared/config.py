@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from shared.values import is_guid, is_loopback_host
+from shared.header_checks import is_guid, is_loopback_host
 
 AuthMode = Literal["managed-identity", "key"]
 ClientIpKind = Literal["app-service", "front-door", "xff"]
@@ -24,6 +24,9 @@ DEFAULT_MAX_N = 1
 DEFAULT_UPSTREAM_TIMEOUT_S = 120.0
 DEFAULT_UPSTREAM_CONNECTIONS = 256
 DEFAULT_BUSY_TIMEOUT_S = 5.0
+# A user's requests in flight on one instance: an SPA or an agent runs a few at once; 16 users at it fill the
+# default pool of upstream connections, one user alone cannot.
+DEFAULT_USER_MAX_IN_FLIGHT = 16
 DEFAULT_CALLER_WRITE_TIMEOUT_S = 30.0
 DEFAULT_STREAM_KEEPALIVE_S = 15.0
 # Priority processing costs more than the default tier; flex costs less.
@@ -131,6 +134,8 @@ class Settings:
     # Connections to Azure OpenAI; a request that finds none free within busy_timeout_s gets a 503.
     upstream_connections: int = DEFAULT_UPSTREAM_CONNECTIONS
     busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
+    # Chat requests of one user (object ID) in flight on this instance; more is a 429 user_concurrency_exceeded.
+    user_max_in_flight: int = DEFAULT_USER_MAX_IN_FLIGHT
     # A stream whose caller reads nothing for this long is ended, and its upstream request with it.
     caller_write_timeout_s: float = DEFAULT_CALLER_WRITE_TIMEOUT_S
     # A stream sends an SSE comment after this long without a byte from Azure, so that idle timeouts
@@ -151,6 +156,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     """Build :class:`Settings` from app settings / environment variables."""
     endpoint = _url(env, "AZURE_OPENAI_ENDPOINT", required=True)
     assert endpoint is not None
+    _check_base_url(endpoint, "AZURE_OPENAI_ENDPOINT")
     api_version = env.get("AZURE_OPENAI_API_VERSION", "").strip() or DEFAULT_API_VERSION
     if api_version != "v1" and not _DATED_API_VERSION.match(api_version):
         raise ConfigError(f"AZURE_OPENAI_API_VERSION must be 'v1' or a dated version such as '2025-01-01-preview', got {api_version!r}")
@@ -211,6 +217,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         upstream_timeout_s=_float(env, "RELAY_UPSTREAM_TIMEOUT_S", DEFAULT_UPSTREAM_TIMEOUT_S, 0.1, 600.0),
         upstream_connections=_int(env, "RELAY_UPSTREAM_CONNECTIONS", DEFAULT_UPSTREAM_CONNECTIONS, 1, 100_000),
         busy_timeout_s=_float(env, "RELAY_BUSY_TIMEOUT_S", DEFAULT_BUSY_TIMEOUT_S, 0.0, 600.0),
+        user_max_in_flight=_int(env, "RELAY_USER_MAX_IN_FLIGHT", DEFAULT_USER_MAX_IN_FLIGHT, 1, 100_000),
         caller_write_timeout_s=_float(env, "RELAY_CALLER_WRITE_TIMEOUT_S", DEFAULT_CALLER_WRITE_TIMEOUT_S, 0.1, 3600.0),
         stream_keepalive_s=_float(env, "RELAY_STREAM_KEEPALIVE_S", DEFAULT_STREAM_KEEPALIVE_S, 0.1, 120.0),
         allow_store=_bool(env, "RELAY_ALLOW_STORE", False),
@@ -299,6 +306,16 @@ def _url(env: Mapping[str, str], name: str, *, required: bool) -> str | None:
     if secure and parts.hostname and not parts.query and not parts.fragment:
         return value
     raise ConfigError(f"{name} must be an https:// URL (http:// only for a loopback emulator), got {value!r}")
+
+
+def _check_base_url(url: str, name: str) -> None:
+    """Refuse a URL with a path: the relay appends ``/openai/v1/...`` (or ``/openai/deployments/...``) itself."""
+    parts = urlsplit(url)
+    if parts.path not in ("", "/"):
+        raise ConfigError(
+            f"{name} must be the resource's base URL, {parts.scheme}://{parts.netloc}, without a path "
+            f"(the relay adds /openai/v1/ itself), got {url!r}"
+        )
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

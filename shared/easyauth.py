@@ -19,7 +19,7 @@ from typing import Any
 
 from shared.config import AuthPolicy
 from shared.errors import RelayError, forbidden, unauthenticated
-from shared.values import header_values, is_guid, same_guid
+from shared.header_checks import header_values, is_guid, same_guid
 
 PRINCIPAL_HEADER = "x-ms-client-principal"
 PRINCIPAL_ID_HEADER = "x-ms-client-principal-id"

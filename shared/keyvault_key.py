@@ -28,7 +28,7 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoun
 from azure.keyvault.secrets.aio import SecretClient
 
 from shared.errors import UpstreamCredentialError
-from shared.values import is_loopback_host
+from shared.header_checks import is_loopback_host
 
 MIN_REREAD_INTERVAL_S = 10.0
 

@@ -26,12 +26,12 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.caller import Caller
 from shared.config import Settings
-from shared.errors import RelayError, invalid_request, parameter_not_allowed
+from shared.errors import invalid_request, model_not_allowed, parameter_not_allowed
 
 # Objects and arrays together; a long conversation with images and tools holds a few thousand.
 MAX_JSON_CONTAINERS = 50_000
@@ -132,6 +132,26 @@ class ChatRequest:
     stream: bool
     # The caller did not ask for the usage chunk that the relay asks for (so it is removed from the stream).
     hide_usage: bool
+    # The output caps the payload ends with (max_tokens and/or max_completion_tokens), in order.
+    caps: tuple[tuple[str, int], ...] = ()
+    # The caller's body, in bytes: everything Azure bills as prompt is in it (a budget's prompt estimate).
+    prompt_bytes: int = 0
+
+    @property
+    def output_cap(self) -> int:
+        return min(value for _, value in self.caps)
+
+    def with_output_cap(self, cap: int) -> ChatRequest:
+        """The same request with its output caps lowered to ``cap`` (a token budget's remainder); no re-parse.
+
+        The caps are the payload's last members, so only its tail is rewritten.
+        """
+        if cap >= self.output_cap:
+            return self
+        tail = _caps_tail(self.caps)
+        assert self.payload.endswith(tail)
+        lowered = tuple((name, min(value, cap)) for name, value in self.caps)
+        return replace(self, payload=self.payload[: -len(tail)] + _caps_tail(lowered), caps=lowered)
 
 
 def prepare_chat_request(raw: bytes, settings: Settings, caller: Caller) -> ChatRequest:
@@ -151,7 +171,14 @@ def prepare_chat_request(raw: bytes, settings: Settings, caller: Caller) -> Chat
         # The log line records a stream's usage, so Azure is always asked for it.
         upstream["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
     upstream["user_security_context"] = caller.security_context(settings.application_name)
-    return ChatRequest(encode_body(upstream), upstream["model"], stream, hide_usage)
+    # The caps go last, so that a budget can lower them without serialising the body again.
+    caps = tuple((name, upstream.pop(name)) for name in _CAPPED if name in upstream)
+    upstream.update(caps)
+    return ChatRequest(encode_body(upstream), upstream["model"], stream, hide_usage, caps, len(raw))
+
+
+def _caps_tail(caps: tuple[tuple[str, int], ...]) -> bytes:
+    return ("".join(f',"{name}":{value}' for name, value in caps) + "}").encode()
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -334,12 +361,7 @@ def _deployment(model: Any, settings: Settings) -> str:
     if not isinstance(model, str):
         raise invalid_request("'model' must be a string.", param="model")
     if model not in settings.deployments:
-        raise RelayError(
-            400,
-            "model_not_allowed",
-            f"The model '{model[:64]}' is not available on this relay. See GET /api/v1/models.",
-            param="model",
-        )
+        raise model_not_allowed(model)
     return model
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from shared.upstream_auth import create_credential
 
 if TYPE_CHECKING:
+    from azure.core.credentials import AzureNamedKeyCredential
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.data.tables.aio import TableClient, TableServiceClient
 
@@ -34,20 +35,10 @@ class TableStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TableStore:
-        # Imported on first use, like aiohttp in the upstream client: a relay with both controls off never loads them.
-        from azure.data.tables.aio import TableServiceClient
-
         endpoint = settings.controls.table_endpoint
         assert endpoint is not None, "load_settings requires RELAY_TABLE_ENDPOINT when a control is on"
         credential = create_credential(settings)
-        service = TableServiceClient(
-            endpoint,
-            credential=credential,
-            retry_total=_RETRIES,
-            connection_timeout=_CONNECT_TIMEOUT_S,
-            read_timeout=_READ_TIMEOUT_S,
-        )
-        return cls(service, credential)
+        return cls(table_service(endpoint, credential), credential)
 
     def table(self, name: str) -> TableClient:
         return self._service.get_table_client(name)
@@ -55,3 +46,13 @@ class TableStore:
     async def aclose(self) -> None:
         await self._service.close()
         await self._credential.close()
+
+
+def table_service(endpoint: str, credential: AsyncTokenCredential | AzureNamedKeyCredential) -> TableServiceClient:
+    """A client of the table service at ``endpoint`` with the relay's bounds on each call (one retry, short timeouts)."""
+    # Imported on first use, like aiohttp in the upstream client: a relay with both controls off never loads them.
+    from azure.data.tables.aio import TableServiceClient
+
+    return TableServiceClient(
+        endpoint, credential=credential, retry_total=_RETRIES, connection_timeout=_CONNECT_TIMEOUT_S, read_timeout=_READ_TIMEOUT_S
+    )

@@ -16,19 +16,25 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import random
-import re
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import aiohttp
 
 from shared.config import Settings
-from shared.errors import RelayError, UpstreamCredentialError, upstream_error, upstream_timeout
+from shared.errors import (
+    UpstreamBroken,
+    UpstreamCredentialError,
+    UpstreamFailure,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamTransportError,
+    UpstreamUnreachable,
+    server_busy,
+)
 from shared.logs import log_event
 from shared.upstream_auth import MAX_CONNECT_TIMEOUT_S, UpstreamAuth, create_upstream_auth
+from shared.upstream_errors import as_caller_errors, relay_error_for, retry_after_seconds
 
 log = logging.getLogger("relay")
 
@@ -36,40 +42,27 @@ MAX_RETRIES = 2
 # A 429 whose Retry-After is longer than this goes back to the caller instead of holding its request.
 MAX_RETRY_AFTER_S = 2.0
 _RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
-# What an upstream message may hold that the caller must not see: URLs, Azure host names, tokens.
-_UPSTREAM_DETAILS = re.compile(
-    r"https?://\S+"
-    r"|\b[\w-]+(?:\.[\w-]+)*\.(?:azure\.com|azure\.net|windows\.net|azure\.us|azure\.cn|microsoft\.com)\b"
-    r"|\beyJ[\w-]*\.[\w-]+\.[\w-]*",
-    re.IGNORECASE,
-)
 _USER_AGENT = "aoai-defender-relay/0.1"
 
 
 @contextlib.contextmanager
-def transport_errors(broken: str, timed_out: str = "Azure OpenAI did not answer in time.") -> Iterator[None]:
-    """Map aiohttp's transport failures to the caller's errors: 504 when too slow, 502 when broken."""
+def transport_causes(
+    broken: type[UpstreamTransportError], message: str, timed_out: str = "Azure OpenAI did not answer in time."
+) -> Iterator[None]:
+    """aiohttp's transport failures as typed causes: :class:`UpstreamTimeout` when too slow, ``broken`` otherwise."""
     try:
         yield
     except TimeoutError:
-        raise upstream_timeout(timed_out) from None
+        raise UpstreamTimeout(timed_out) from None
     except aiohttp.ClientError:
-        raise upstream_error(broken) from None
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why an attempt failed, and whether another attempt may help (after ``delay`` seconds, or a backoff when None)."""
-
-    error: RelayError
-    retry: bool = False
-    delay: float | None = None
+        raise broken(message) from None
 
 
 class UpstreamResponse:
     """A 2xx answer from Azure OpenAI whose body has not been read yet.
 
-    Transport failures while reading surface as :class:`RelayError` (502 or 504).
+    Transport failures while reading surface as :class:`RelayError` (502 or 504) whose ``cause``
+    is :class:`UpstreamBroken` or :class:`UpstreamTimeout`.
     """
 
     def __init__(self, response: aiohttp.ClientResponse, on_close: Callable[[], None]) -> None:
@@ -77,12 +70,13 @@ class UpstreamResponse:
         self._on_close: Callable[[], None] | None = on_close
 
     async def read(self) -> bytes:
-        with transport_errors("Azure OpenAI's response broke off."):
+        with as_caller_errors(), transport_causes(UpstreamBroken, "Azure OpenAI's response broke off."):
             return await self._response.read()
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         content = self._response.content
-        with transport_errors("The stream from Azure OpenAI broke off.", "Azure OpenAI stopped sending in time."):
+        broke_off, stopped = "The stream from Azure OpenAI broke off.", "Azure OpenAI stopped sending in time."
+        with as_caller_errors(), transport_causes(UpstreamBroken, broke_off, stopped):
             try:
                 async for data in content.iter_any():
                     yield data
@@ -137,13 +131,13 @@ class Upstream:
         return f"{self._endpoint}/openai/deployments/{deployment}/chat/completions?api-version={self._api_version}"
 
     async def open(self, payload: bytes, deployment: str, request_id: str) -> UpstreamResponse:
-        """Send the chat completion; return once Azure answered 2xx, or raise a mapped RelayError."""
+        """Send the chat completion; return once Azure answered 2xx, or raise the caller's RelayError (its ``cause`` typed)."""
         if self._slots.locked():
             try:
                 async with asyncio.timeout(self._busy_timeout_s):
                     await self._slots.acquire()
             except TimeoutError:
-                raise instance_busy() from None
+                raise server_busy() from None
         else:
             await self._slots.acquire()  # a free slot: taken at once, without arming a timer
         try:
@@ -158,28 +152,28 @@ class Upstream:
             outcome = await self._open_once(url, payload, request_id)
             if isinstance(outcome, aiohttp.ClientResponse):
                 return outcome
-            if not outcome.retry or attempt == MAX_RETRIES:
-                raise outcome.error
-            await asyncio.sleep(outcome.delay if outcome.delay is not None else _backoff(attempt))
+            delay = retry_delay(outcome, attempt)
+            if delay is None or attempt == MAX_RETRIES:
+                raise relay_error_for(outcome) from outcome
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _open_once(self, url: str, payload: bytes, request_id: str) -> aiohttp.ClientResponse | Failure:
+    async def _open_once(self, url: str, payload: bytes, request_id: str) -> aiohttp.ClientResponse | UpstreamFailure:
         headers = {"Content-Type": "application/json", "x-ms-client-request-id": request_id}
         try:
             headers.update(await self._auth.headers())
-            # A connection that could not be made is retried; a timeout is not (its time is spent).
-            with transport_errors("Azure OpenAI could not be reached."):
+            with transport_causes(UpstreamUnreachable, "Azure OpenAI could not be reached."):
                 response = await self._session.post(url, data=payload, headers=headers)
                 if response.status == 401:
                     retry_headers = await self._auth.after_rejection(headers)
                     if retry_headers is not None:
                         response.release()
                         response = await self._session.post(url, data=payload, headers={**headers, **retry_headers})
-        except UpstreamCredentialError as exc:
-            log_event(log, logging.ERROR, "relay.credential_error", request_id=request_id, detail=str(exc))
-            return Failure(upstream_error("The relay could not obtain its credentials for Azure OpenAI."))
-        except RelayError as error:
-            return Failure(error, retry=error.status == 502)
+        except UpstreamCredentialError as cause:
+            log_event(log, logging.ERROR, "relay.credential_error", request_id=request_id, detail=str(cause))
+            return cause
+        except UpstreamTransportError as cause:
+            return cause
         if 200 <= response.status < 300:
             return response
         if response.status in (401, 403):
@@ -191,17 +185,24 @@ class Upstream:
             raw = b""
         finally:
             response.release()
-        return classify_status(response.status, _json_or_none(raw), response.headers)
+        return UpstreamRejected(response.status, _json_or_none(raw), response.headers)
 
 
-def instance_busy() -> RelayError:
-    return RelayError(
-        503,
-        "server_busy",
-        "This relay instance has no free connection to Azure OpenAI. Retry after the time in the Retry-After header.",
-        error_type="api_error",
-        headers={"Retry-After": "1"},
-    )
+def retry_delay(cause: UpstreamFailure, attempt: int) -> float | None:
+    """Seconds to wait before attempt ``attempt + 1``, or None when another attempt would not help.
+
+    A connection that could not be made and a 5xx are retried after a backoff, a 429 after
+    its Retry-After when that is short; a timeout is not (its time is spent), nor is a refusal.
+    """
+    if isinstance(cause, UpstreamUnreachable):
+        return _backoff(attempt)
+    if isinstance(cause, UpstreamRejected):
+        if cause.status == 429:
+            retry_after = retry_after_seconds(cause.headers)
+            return retry_after if retry_after is not None and retry_after <= MAX_RETRY_AFTER_S else None
+        if cause.status in _RETRYABLE_STATUS:
+            return _backoff(attempt)
+    return None
 
 
 def _json_or_none(raw: bytes) -> object:
@@ -213,69 +214,6 @@ def _json_or_none(raw: bytes) -> object:
 
 def _backoff(attempt: int) -> float:
     return float(0.1 * 2**attempt + random.uniform(0, 0.05))
-
-
-def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        raw = headers.get(name)
-        if raw is None:
-            continue
-        try:
-            value = float(raw) / scale
-        except ValueError:
-            continue
-        if math.isfinite(value) and value >= 0:
-            return value
-    return None
-
-
-def _error_fields(body: object) -> dict[str, Any]:
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict):
-            return inner
-    return {}
-
-
-def classify_status(status: int, body: object, headers: Mapping[str, str]) -> Failure:
-    """The caller's error for a non-2xx answer from Azure OpenAI, and whether to try again."""
-    fields = _error_fields(body)
-    code = fields.get("code")
-    if status == 400 and code == "content_filter":
-        innererror = fields.get("innererror")
-        result = innererror.get("content_filter_result") if isinstance(innererror, dict) else None
-        # innererror as Azure sends it: Semantic Kernel and Agent Framework read the filter results there.
-        detail = {"innererror": innererror} if isinstance(innererror, dict) else {}
-        return Failure(
-            RelayError(
-                400,
-                "content_filter",
-                "The prompt was blocked by Azure OpenAI's content management policy.",
-                param="prompt",
-                extra={"content_filter_result": result if isinstance(result, dict) else {}, **detail},
-            )
-        )
-    if status == 429:
-        retry_after = _retry_after_seconds(headers)
-        error = RelayError(
-            429,
-            "rate_limited",
-            "Azure OpenAI is rate limiting this application. Retry after the time in the Retry-After header.",
-            error_type="rate_limit_error",
-            headers={"Retry-After": str(math.ceil(retry_after if retry_after is not None else 1))},
-        )
-        short = retry_after is not None and retry_after <= MAX_RETRY_AFTER_S
-        return Failure(error, retry=short, delay=retry_after)
-    if status in (400, 422):
-        message = fields.get("message")
-        text = _UPSTREAM_DETAILS.sub("<redacted>", message)[:500] if isinstance(message, str) else "Azure OpenAI rejected the request."
-        param = fields.get("param")
-        return Failure(RelayError(400, "invalid_request", text, param=param if isinstance(param, str) else None))
-    if status in (401, 403):
-        return Failure(upstream_error("The relay could not authenticate to Azure OpenAI."))
-    if status == 404:
-        return Failure(upstream_error("The deployment was not found on Azure OpenAI."))
-    return Failure(upstream_error(f"Azure OpenAI answered with status {status}."), retry=status in _RETRYABLE_STATUS)
 
 
 def _received_before_the_break(content: aiohttp.StreamReader) -> bytes:

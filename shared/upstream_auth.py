@@ -13,6 +13,7 @@ retry with when Azure OpenAI answers 401:
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
@@ -32,6 +33,19 @@ _REFRESH_MARGIN_S = 300.0
 _KEYVAULT_RETRIES = 1
 # The longest wait for a connection to Azure OpenAI or Key Vault (less when RELAY_UPSTREAM_TIMEOUT_S is shorter).
 MAX_CONNECT_TIMEOUT_S = 10.0
+# What to check when no token can be had, by where the relay runs (create_credential's two cases).
+MANAGED_IDENTITY_HINT = "check the identity assigned to the function app and AZURE_CLIENT_ID (IDENTITY_ENDPOINT locally)"
+DEVELOPER_LOGIN_HINT = (
+    "no managed identity here (IDENTITY_ENDPOINT is unset), so the relay uses your developer login: run `az login` "
+    "with an account that has the Cognitive Services OpenAI User role on the resource"
+)
+# The credential's own message goes into the log line, on one line and at most this long.
+MAX_DETAIL_CHARS = 1500
+_SECRET_SHAPES = (
+    re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]*"),  # a JWT
+    re.compile(r"(?i)\b(bearer\s+)[\w.~+/=-]+"),
+    re.compile(r"(?i)\b((?:client_secret|secret|password|access_token|refresh_token|assertion|sig)=)[^\s&\"']+"),
+)
 
 
 def create_credential(settings: Settings) -> AsyncTokenCredential:
@@ -45,11 +59,25 @@ def create_credential(settings: Settings) -> AsyncTokenCredential:
     return DefaultAzureCredential(managed_identity_client_id=settings.client_id)
 
 
+def credential_hint(settings: Settings) -> str:
+    """What to check when :func:`create_credential`'s credential gives no token."""
+    return MANAGED_IDENTITY_HINT if settings.identity_endpoint else DEVELOPER_LOGIN_HINT
+
+
+def credential_detail(exc: BaseException) -> str:
+    """The credential's own message on one line, bounded, with anything shaped like a token or a secret masked."""
+    text = " | ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    for shape in _SECRET_SHAPES:
+        text = shape.sub(lambda match: (match.group(1) if match.groups() else "") + "[redacted]", text)
+    return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 1] + "…"
+
+
 def create_upstream_auth(settings: Settings) -> UpstreamAuth:
     """The production credentials: the managed identity's token, or (key mode) a Key Vault key read with it."""
     credential = create_credential(settings)
     if settings.auth_mode != "key":
-        return BearerTokenAuth(CachedToken(credential, COGNITIVE_SERVICES_SCOPE))
+        rejection = BearerTokenAuth.MANAGED_IDENTITY_REJECTION if settings.identity_endpoint else BearerTokenAuth.DEVELOPER_LOGIN_REJECTION
+        return BearerTokenAuth(CachedToken(credential, COGNITIVE_SERVICES_SCOPE, hint=credential_hint(settings)), rejection)
     from shared.keyvault_key import KeyVaultKeySource
 
     assert settings.keyvault_url is not None and settings.key_secret_name is not None
@@ -67,9 +95,11 @@ def create_upstream_auth(settings: Settings) -> UpstreamAuth:
 class CachedToken:
     """An Entra access token for one scope, cached until near expiry, fetched single-flight."""
 
-    def __init__(self, credential: AsyncTokenCredential, scope: str) -> None:
+    def __init__(self, credential: AsyncTokenCredential, scope: str, hint: str = MANAGED_IDENTITY_HINT) -> None:
+        """``hint`` says what to check when no token can be had (:func:`credential_hint`)."""
         self._credential = credential
         self._scope = scope
+        self._hint = hint
         self._token: str | None = None
         self._refresh_at = 0.0
         self._lock = asyncio.Lock()
@@ -95,8 +125,7 @@ class CachedToken:
             return await self._credential.get_token(self._scope)
         except AzureError as exc:
             raise UpstreamCredentialError(
-                f"no token for {self._scope} from the managed identity ({type(exc).__name__}): check the identity "
-                "assigned to the function app and AZURE_CLIENT_ID (IDENTITY_ENDPOINT locally)"
+                f"no token for {self._scope}: {self._hint} ({type(exc).__name__}: {credential_detail(exc)})"
             ) from None
 
 
@@ -128,13 +157,19 @@ class UpstreamAuth(Protocol):
 
 
 class BearerTokenAuth:
-    rejection_hint = (
+    MANAGED_IDENTITY_REJECTION = (
         "Azure OpenAI refused the managed identity's token: check that the identity (AZURE_CLIENT_ID) has the "
         "Cognitive Services OpenAI User role on the resource named by AZURE_OPENAI_ENDPOINT"
     )
+    DEVELOPER_LOGIN_REJECTION = (
+        "Azure OpenAI refused your developer login's token (no managed identity here): check that the account "
+        "you signed in with (`az account show`) has the Cognitive Services OpenAI User role on the resource "
+        "named by AZURE_OPENAI_ENDPOINT"
+    )
 
-    def __init__(self, token: CachedToken) -> None:
+    def __init__(self, token: CachedToken, rejection_hint: str = MANAGED_IDENTITY_REJECTION) -> None:
         self._token = token
+        self.rejection_hint = rejection_hint
 
     async def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {await self._token.get()}"}

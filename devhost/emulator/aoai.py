@@ -13,9 +13,7 @@ behaviours on demand: :mod:`devhost.emulator.directives`.
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
-import hashlib
 import json
 import secrets
 import time
@@ -31,18 +29,16 @@ from devhost.emulator.generation import Answer, last_user_text
 from devhost.emulator.model import parse_features, plan_reply
 from devhost.emulator.records import Outcome, RequestRecord
 from devhost.emulator.request_errors import InvalidRequest
+from devhost.emulator.service_auth import authenticate, security_context_problem
 from devhost.emulator.state import EmulatorState, get_state
-from devhost.emulator.tokens import bearer_token
 from devhost.emulator.transport import (
     DropConnection,
     EventStream,
     StreamAbort,
     sleep_unless_disconnected,
 )
-from devhost.jwt import InvalidToken
 
 COGNITIVE_SERVICES_AUDIENCE = "https://cognitiveservices.azure.com"
-USC_FIELDS = ("application_name", "end_user_id", "end_user_tenant_id", "source_ip")
 USC_FIRST_DATED_VERSION = "2025-01-01"
 MIDSTREAM_FAIL_AFTER_PIECES = 3
 
@@ -73,7 +69,7 @@ async def chat_dated(request: Request) -> Response:
 async def _chat(request: Request, path_deployment: str | None, api_version: str | None) -> Response:
     state = get_state(request)
     state.stats.chat_requests += 1
-    auth, auth_error = _authenticate(request.headers, state)
+    auth, auth_error = authenticate(request.headers, state, COGNITIVE_SERVICES_AUDIENCE, aoai_wire.BEARER_REJECTED_MESSAGE)
     record = state.records.add(request.url.path, api_version or None, auth, request.headers)
     try:
         body = json.loads(await request.body())
@@ -97,52 +93,14 @@ async def _chat(request: Request, path_deployment: str | None, api_version: str 
     except _Rejected as rejected:
         record.finish(rejected.status, "rejected")
         return JSONResponse(rejected.payload, status_code=rejected.status, headers=rejected.headers)
+    # Generation has begun: what Azure bills for it (all of it, even if the client leaves before the end).
+    record.usage = answer.usage()
     if directives.disconnect:
         record.finish(None, "failed")
         return DropConnection()
     if record.stream:
         return _stream(state, record, deployment, answer, directives, body)
     return _complete(record, deployment, answer, directives)
-
-
-def _authenticate(headers: Mapping[str, str], state: EmulatorState) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """A redacted summary of the credentials and, when they are not accepted, Azure's 401 body."""
-    key = headers.get("api-key")
-    if key is not None:
-        valid = secrets.compare_digest(key.encode(), state.api_key.encode())
-        summary = {
-            "scheme": "api-key",
-            "key_sha256": hashlib.sha256(key.encode()).hexdigest()[:12],
-            "valid": valid,
-            "authorization_header": "authorization" in headers,
-        }
-        return summary, None if valid else aoai_wire.azure_error("401", aoai_wire.KEY_REJECTED_MESSAGE)
-    token = bearer_token(headers)
-    if not token:
-        return {"scheme": "none"}, aoai_wire.azure_error("401", aoai_wire.KEY_REJECTED_MESSAGE)
-    try:
-        claims, valid = state.issuer.verify(token, COGNITIVE_SERVICES_AUDIENCE), True
-    except InvalidToken:
-        claims, valid = _unverified_claims(token), False
-    summary = {
-        "scheme": "bearer",
-        **{k: claims.get(k) for k in ("aud", "oid", "appid", "exp")},
-        "valid": valid,
-    }
-    return summary, None if valid else {
-        "statusCode": 401,
-        "message": aoai_wire.BEARER_REJECTED_MESSAGE,
-    }
-
-
-def _unverified_claims(token: str) -> dict[str, Any]:
-    """Claims for the record only (never trusted): empty if the token does not parse."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError):
-        return {}
-    return claims if isinstance(claims, dict) else {}
 
 
 def _validate(
@@ -194,15 +152,9 @@ def _validate_usc(context: Any, api_version: str | None) -> None:
             400,
             aoai_wire.openai_error("Unrecognized request argument supplied: user_security_context", None),
         )
-    if not isinstance(context, dict):
-        raise _Rejected(
-            400,
-            aoai_wire.openai_error("'user_security_context' must be an object", "user_security_context"),
-        )
-    for name in USC_FIELDS:
-        if name in context and not isinstance(context[name], str):
-            param = f"user_security_context.{name}"
-            raise _Rejected(400, aoai_wire.openai_error(f"'{param}' must be a string", param))
+    problem = security_context_problem(context)
+    if problem is not None:
+        raise _Rejected(400, aoai_wire.openai_error(*problem))
 
 
 def _directives(messages: list[dict[str, Any]]) -> Directives:
@@ -233,6 +185,8 @@ def _answer(deployment: str, body: dict[str, Any], directives: Directives) -> An
     if directives.output_filter:
         kept = answer.pieces[: max(1, len(answer.pieces) // 2)]
         answer = dataclasses.replace(answer, pieces=kept, finish_reason="content_filter")
+    if directives.prompt_tokens is not None:
+        answer = dataclasses.replace(answer, prompt_tokens=directives.prompt_tokens)
     return answer
 
 

@@ -181,11 +181,11 @@ def prompt_filtered(jailbreak: bool) -> dict[str, Any]:
     }
 
 
-def rate_limited(api_version: str | None, retry_after_s: int) -> dict[str, Any]:
+def rate_limited(api_version: str | None, retry_after_s: int, operation: str = "ChatCompletions_Create") -> dict[str, Any]:
     version = api_version or "v1"
     return azure_error(
         "429",
-        f"Requests to the ChatCompletions_Create Operation under Azure OpenAI API version {version} have exceeded "
+        f"Requests to the {operation} Operation under Azure OpenAI API version {version} have exceeded "
         f"token rate limit of your current OpenAI S0 pricing tier. Please retry after {retry_after_s} seconds. "
         "Please go here: https://aka.ms/oai/quotaincrease if you would like to further increase the default rate limit.",
     )

@@ -1,5 +1,5 @@
 """The emulator's two apps, sharing one :class:`EmulatorState`: plain HTTP (managed identity,
-Azure OpenAI, control endpoints) and HTTPS (Key Vault)."""
+Azure OpenAI, a Foundry project's Responses API, control endpoints) and HTTPS (Key Vault)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from devhost.emulator import aoai, control, identity, keyvault
+from devhost.emulator import aoai, control, conversations, identity, keyvault, responses_api
 from devhost.emulator.emulator_config import EmulatorConfig
 from devhost.emulator.state import EmulatorState
 from devhost.emulator.tokens import TokenIssuer
@@ -37,6 +37,7 @@ def create_app(config: EmulatorConfig, state: EmulatorState | None = None) -> AS
                 aoai.chat_dated,
                 methods=["POST"],
             ),
+            *_project_routes("/api/projects/{project}/openai/v1"),
             Route("/_emulator/healthz", control.healthz, methods=["GET"]),
             Route("/_emulator/requests", control.list_requests, methods=["GET"]),
             Route("/_emulator/requests", control.clear_requests, methods=["DELETE"]),
@@ -49,6 +50,21 @@ def create_app(config: EmulatorConfig, state: EmulatorState | None = None) -> AS
     app.state.emulator = state or create_state(config)
     # Outermost, so that it sees uvicorn's own send (see devhost.emulator.transport).
     return RawSendMiddleware(app)
+
+
+def _project_routes(base: str) -> list[Route]:
+    """A Foundry project endpoint's Responses and Conversations APIs."""
+    return [
+        Route(f"{base}/responses", responses_api.create, methods=["POST"]),
+        Route(f"{base}/responses/{{response_id}}", responses_api.retrieve, methods=["GET"]),
+        Route(f"{base}/responses/{{response_id}}", responses_api.delete, methods=["DELETE"]),
+        Route(f"{base}/responses/{{response_id}}/cancel", responses_api.cancel, methods=["POST"]),
+        Route(f"{base}/responses/{{response_id}}/input_items", responses_api.list_input_items, methods=["GET"]),
+        Route(f"{base}/conversations", conversations.create, methods=["POST"]),
+        Route(f"{base}/conversations/{{conversation_id}}", conversations.retrieve, methods=["GET"]),
+        Route(f"{base}/conversations/{{conversation_id}}", conversations.delete, methods=["DELETE"]),
+        Route(f"{base}/conversations/{{conversation_id}}/items", conversations.list_items, methods=["GET"]),
+    ]
 
 
 def create_keyvault_app(state: EmulatorState) -> Starlette:

@@ -11,6 +11,7 @@
 | ``chunk_delay_ms=N`` | wait between streamed chunks |
 | ``think=SECONDS`` | a reasoning model thinking: a stream sends headers and the prompt-filter event, then waits |
 | ``words=N`` | answer length in words (default 20) |
+| ``prompt_tokens=N`` | bill N prompt tokens whatever the prompt (Azure bills images, tools, non-Latin text higher) |
 | ``midstream_fail`` | stream a few chunks, then drop the connection mid-body |
 | ``bad_json`` | 200 whose body (or an SSE data line) is not JSON |
 | ``disconnect`` | close the connection before sending any response |
@@ -58,6 +59,7 @@ class Directives:
     think_s: float = 0.0
     chunk_delay_ms: int = 0
     words: int | None = None
+    prompt_tokens: int | None = None
     tool_call: tuple[str, ...] | None = None
 
 
@@ -81,6 +83,8 @@ def parse_directives(text: str) -> Directives:
             values[f"{name}_s"] = _number(name, raw, float, 0, 600)
         elif name in ("chunk_delay_ms", "words"):
             values[name] = _number(name, raw, int, 0 if name == "chunk_delay_ms" else 1, 100_000)
+        elif name == "prompt_tokens":
+            values[name] = _number(name, raw, int, 0, 10_000_000)
         elif name == "tool_call":
             values["tool_call"] = _function_names(raw)
         else:

@@ -1,4 +1,4 @@
-"""What the emulator saw: chat request records (newest last, bounded) and counters.
+"""What the emulator saw: chat and Responses API request records (newest last, bounded) and counters.
 
 Raw tokens and keys never enter a record: the caller passes an already-redacted
 auth summary and the headers are filtered here.
@@ -22,6 +22,7 @@ _SECRET_HEADERS = frozenset({"authorization", "api-key", "cookie", "ocp-apim-sub
 class Stats:
     token_requests: int = 0
     chat_requests: int = 0
+    responses_requests: int = 0
     cancelled_streams: int = 0
     keyvault_requests: int = 0
     keyvault_secret_reads: int = 0
@@ -46,6 +47,8 @@ class RequestRecord:
     body: Any = None
     user_security_context: Any = None
     stream: bool = False
+    # The usage billed for the answer once generation began (None when the request was refused or cancelled first).
+    usage: dict[str, int] | None = None
     status: int | None = None
     outcome: Outcome | None = None
     finished_at: float | None = None

@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from devhost.emulator.emulator_config import EmulatorConfig
 from devhost.emulator.records import RecordStore, Stats
+from devhost.emulator.responses_store import ResponsesStore
 from devhost.emulator.tokens import TokenIssuer
 from devhost.emulator.vault import SecretStore
 
@@ -20,10 +21,12 @@ class EmulatorState:
     vault: SecretStore
     records: RecordStore = field(default_factory=RecordStore)
     stats: Stats = field(default_factory=Stats)
+    responses: ResponsesStore = field(default_factory=ResponsesStore)
 
     def reset(self) -> None:
         self.records.clear()
         self.stats.reset()
+        self.responses.clear()
 
 
 def get_state(request: Request) -> EmulatorState:

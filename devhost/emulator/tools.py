@@ -18,10 +18,13 @@ Which functions are called (docs/emulators.md, "Tools"): a ``tool_choice`` namin
 function calls it; ``required`` calls the selected functions, or the first tool when
 none is selected; ``auto`` (the default) calls the selected functions only when the
 conversation's last message is a user message; ``none`` calls nothing. The selection
-is the ``[emulate:tool_call=NAME,...]`` directive's names, or the tools whose names
-appear as words in the last user message, in ``tools`` order. ``parallel_tool_calls:
-false`` keeps the first. A conversation that ends with tool results is answered, never
-called again.
+is the ``[emulate:tool_call=NAME,...]`` directive's names; or the tools whose names
+appear as words in the last user message, in ``tools`` order; or else the one tool the
+message is most about by the words of names and descriptions
+(:mod:`devhost.emulator.tool_words`). A tool selected from the message takes the place it
+names in its place arguments. ``parallel_tool_calls: false`` keeps the first. A forced
+choice (a named function or ``required``) calls again after tool results, as Azure does
+(a forced ``tool_choice`` always yields a call); ``auto`` answers tool results in text.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from devhost.emulator.directives import DirectiveError, strip_directives
@@ -37,6 +40,7 @@ from devhost.emulator.generation import ToolCall, json_pieces, last_user_text, t
 from devhost.emulator.request_errors import EMULATOR_UNSUPPORTED, InvalidRequest, invalid_type, missing
 from devhost.emulator.schema_rules import accept_schema
 from devhost.emulator.tool_names import check_name
+from devhost.emulator.tool_words import best_tool, with_place
 
 CHOICES = ("none", "auto", "required")
 _CALL_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -47,6 +51,8 @@ class Function:
     name: str
     arguments: Any
     """The deterministic instance of its ``parameters``, made once when the request is read."""
+    description: str = ""
+    parameters: Any = None
 
 
 @dataclass(frozen=True)
@@ -120,20 +126,28 @@ def functions_to_call(request: ToolRequest, messages: Sequence[Mapping[str, Any]
             raise DirectiveError(f"emulator directive 'tool_call' names {unknown[0]!r}, which is not in 'tools'")
         if request.choice == "none":
             raise DirectiveError("emulator directive 'tool_call' conflicts with tool_choice 'none'")
-    if tool_results(messages) or request.choice == "none":
+    if request.choice == "none":
         return []
     if request.forced is not None:
         return [by_name[request.forced]]
-    if directive:
-        named = [by_name[name] for name in directive]
-    else:
-        text = strip_directives(last_user_text(messages))
-        named = [f for f in request.functions if re.search(rf"(?<![\w-]){re.escape(f.name)}(?![\w-])", text)]
+    if request.choice == "auto" and tool_results(messages):
+        return []
+    named = [by_name[name] for name in directive] if directive else _selected(request.functions, messages)
     last_is_user = messages[-1].get("role") == "user"
     if request.choice != "required" and not (last_is_user and (named or directive is not None)):
         return []
     chosen = named or list(request.functions[:1])
     return chosen if request.parallel else chosen[:1]
+
+
+def _selected(functions: Sequence[Function], messages: Sequence[Mapping[str, Any]]) -> list[Function]:
+    """The tools the last user message names, or else the one it is most about; their place arguments from the message."""
+    text = strip_directives(last_user_text(messages))
+    named = [f for f in functions if re.search(rf"(?<![\w-]){re.escape(f.name)}(?![\w-])", text)]
+    if not named:
+        best = best_tool([(f.name, f.description) for f in functions], text)
+        named = [] if best is None else [functions[best]]
+    return [replace(f, arguments=with_place(f.arguments, f.parameters, text)) for f in named]
 
 
 def make_call(function: Function) -> ToolCall:
@@ -161,8 +175,10 @@ def _function(tool: Any, index: int) -> Function:
     if name is None:
         raise missing(f"{where}.function.name")
     check_name(name, f"{where}.function.name")
+    description = spec.get("description")
+    description = description if isinstance(description, str) else ""
     if "parameters" not in spec:
-        return Function(name, {})
+        return Function(name, {}, description)
     arguments = accept_schema(
         spec["parameters"],
         strict=spec.get("strict") is True,
@@ -171,7 +187,7 @@ def _function(tool: Any, index: int) -> Function:
         param=f"{where}.function.parameters",
         code="invalid_function_parameters",
     )
-    return Function(name, arguments)
+    return Function(name, arguments, description, spec["parameters"])
 
 
 def _choice(choice: Any, functions: Sequence[Function]) -> tuple[str, str | None]:

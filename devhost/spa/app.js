@@ -1,6 +1,6 @@
 // The sample SPA: same origin as the relay, signed in with the Easy Auth session
 // cookie. The wire work (fetch, SSE, error shapes) is in relay.js.
-import { RelayError, SIGN_IN_URL, createRelayClient, describeError } from "./relay.js";
+import { RelayError, SIGN_IN_URL, createRelayClient, describeError, humanWait, localTime } from "./relay.js";
 
 const relay = createRelayClient(); // same origin, credentials: "same-origin"
 const $ = (id) => document.getElementById(id);
@@ -31,8 +31,29 @@ const ui = {
   uscRaw: $("usc-raw"),
   uscJson: $("usc-json"),
   refreshMe: $("refresh-me"),
+  budget: $("budget"),
+  budgetStatus: $("budget-status"),
+  budgetWindows: $("budget-windows"),
 };
 const USC_FIELDS = ["application_name", "end_user_id", "end_user_tenant_id", "source_ip"];
+// The relay's budget windows (/api/me "budget"), in the words the page uses.
+const WINDOW_NAMES = {
+  user_tokens_per_minute: "You, this minute",
+  user_tokens_per_day: "You, today",
+  tenant_tokens_per_day: "Your organisation, today",
+};
+// One function tool, so the emulator's [emulate:tool_call=get_weather] has something to call. It is sent only with a
+// message that names it, so every other request is a plain chat; this page never runs it.
+const SAMPLE_TOOLS = [
+  {
+    type: "function",
+    function: {
+      name: "get_weather",
+      description: "The weather forecast for a city.",
+      parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"], additionalProperties: false },
+    },
+  },
+];
 
 let history = []; // [{role, content}] sent with each prompt
 let inFlight = null; // AbortController of the answer being streamed
@@ -46,15 +67,58 @@ function setSignedIn(signedIn) {
   ui.welcomeOut.hidden = signedIn;
 }
 
+/** Forget what the last /api/me said, so no value outlives the session it belonged to. */
+function clearAccountPanel() {
+  for (const field of USC_FIELDS) $(`usc-${field}`).textContent = "";
+  ui.uscJson.textContent = "";
+  ui.usc.hidden = true;
+  ui.uscRaw.hidden = true;
+  ui.budgetWindows.replaceChildren();
+  ui.budgetStatus.textContent = "";
+  ui.budget.hidden = true;
+}
+
 function showSignedOut(message = "You are not signed in.") {
   setSignedIn(false);
   ui.accountText.textContent = message;
   ui.signIn.hidden = false;
   ui.signOut.hidden = true;
   ui.defenderStatus.textContent = "Sign in to see it.";
-  ui.usc.hidden = true;
-  ui.uscRaw.hidden = true;
+  clearAccountPanel();
   ui.refreshMe.hidden = true;
+}
+
+/** Each budget window: what is left and when it resets, in the person's own time. */
+function showBudget(budget) {
+  ui.budget.hidden = false;
+  const windows = Object.entries(budget || {});
+  if (!windows.length) {
+    ui.budgetStatus.textContent = "This app sets no token budget.";
+    ui.budgetWindows.replaceChildren();
+    return;
+  }
+  ui.budgetStatus.textContent = "Tokens left in each budget:";
+  const number = (n) => Number(n).toLocaleString();
+  ui.budgetWindows.replaceChildren(
+    ...windows.map(([name, window]) => {
+      const row = document.createElement("div");
+      row.dataset.window = name;
+      const term = Object.assign(document.createElement("dt"), { textContent: WINDOW_NAMES[name] || name.replaceAll("_", " ") });
+      const value = document.createElement("dd");
+      const resets = window.resets_at ? ` · resets at ${localTime(new Date(window.resets_at))}` : "";
+      if (window.used == null || window.remaining == null) {
+        value.textContent = `${number(window.limit)} tokens; use not loaded yet${resets}`;
+      } else if (window.remaining <= 0) {
+        value.textContent = `Used up (${number(window.limit)} tokens)${resets}`;
+        value.classList.add("used-up");
+      } else {
+        const left = Object.assign(document.createElement("span"), { className: "budget-left", textContent: number(window.remaining) });
+        value.append(left, ` of ${number(window.limit)} tokens left${resets}`);
+      }
+      row.append(term, value);
+      return row;
+    }),
+  );
 }
 
 function showSignedIn(me) {
@@ -75,6 +139,7 @@ function showSignedIn(me) {
   ui.usc.hidden = false;
   ui.uscRaw.hidden = false;
   ui.refreshMe.hidden = false;
+  showBudget(me.budget);
 }
 
 async function loadAccount() {
@@ -90,8 +155,18 @@ async function loadAccount() {
       ui.signOut.hidden = error?.status !== 403; // signing out lets them switch accounts
       ui.welcomeOut.hidden = true;
       ui.defenderStatus.textContent = "Not available: the relay refused the request.";
+      clearAccountPanel();
       showError(error);
     }
+  }
+}
+
+/** After an answer (or a refusal) the budget has moved: show where it stands now. */
+async function refreshBudget() {
+  try {
+    showBudget((await relay.me()).budget);
+  } catch {
+    // The next Refresh or answer tries again; the error panel already says what went wrong.
   }
 }
 
@@ -121,13 +196,15 @@ function showError(error) {
   ui.errorAction.hidden = !text.signIn;
   ui.errorRequest.hidden = !error?.requestId;
   ui.errorRequest.textContent = error?.requestId ? `Request ID: ${error.requestId}` : "";
-  ui.errorRetry.hidden = text.retryAfter == null && error?.status !== 429;
-  if (error?.status === 429) {
+  // Azure OpenAI's rate limit is short: count it down. A used-up budget says when it resets instead.
+  const countdown = error?.status === 429 && error.code !== "user_quota_exceeded";
+  ui.errorRetry.hidden = !countdown;
+  if (countdown) {
     const until = Date.now() + (text.retryAfter ?? 0) * 1000;
     const tick = () => {
       const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
       ui.errorRetry.textContent =
-        text.retryAfter == null ? "Wait a little before trying again." : left > 0 ? `Try again in ${left} second${left === 1 ? "" : "s"} (Retry-After: ${text.retryAfter} s).` : "You can try again now.";
+        text.retryAfter == null ? "Wait a little before trying again." : left > 0 ? `Try again in ${humanWait(left)}.` : "You can try again now.";
       if (left === 0) clearInterval(retryTimer);
     };
     tick();
@@ -188,6 +265,7 @@ async function send(text) {
     const result = await relay.chat({
       messages,
       model: ui.model.value || undefined,
+      tools: text.includes("get_weather") ? SAMPLE_TOOLS : undefined,
       signal: inFlight.signal,
       onDelta: (_piece, sofar) => {
         answer = sofar;
@@ -197,6 +275,12 @@ async function send(text) {
     });
     answer = result.content;
     history = [...messages, { role: "assistant", content: answer }];
+    if (result.toolCalls.length) {
+      const calls = result.toolCalls.map((call) => `${call.name}(${call.arguments})`).join(", ");
+      body.textContent = answer || `Asked to call ${calls}`;
+      addNote(item, "The model asked for a tool call; this sample page does not run tools.");
+      history = [...messages, { role: "assistant", content: `I would call ${calls}.` }];
+    }
     if (result.finishReason === "content_filter") {
       addNote(item, "The content filter stopped this answer.");
       showError(new RelayError({ status: 200, code: "content_filter", filters: result.filters, requestId: result.requestId, stage: "stream" }));
@@ -227,6 +311,8 @@ async function send(text) {
     item.setAttribute("aria-busy", "false");
     inFlight = null;
     setBusy(false);
+    // The relay charges an answer just after its last event: ask for the budget a moment later.
+    setTimeout(refreshBudget, 500);
     if (!ui.error.hidden) ui.error.focus();
     else ui.prompt.focus();
   }
@@ -266,6 +352,12 @@ ui.newChat.addEventListener("click", () => {
   ui.prompt.focus();
 });
 ui.refreshMe.addEventListener("click", loadAccount);
+for (const example of document.querySelectorAll(".example")) {
+  example.addEventListener("click", () => {
+    ui.prompt.value = example.dataset.prompt;
+    ui.prompt.focus();
+  });
+}
 ui.signIn.href = SIGN_IN_URL;
 
 loadAccount();

@@ -139,18 +139,18 @@ export function createRelayClient({ baseUrl = "", getToken = null, credentials =
     /**
      * POST /api/v1/chat/completions with stream: true. Calls onDelta(text) for each
      * piece of the answer as it arrives. Resolves to {content, finishReason, filters,
-     * usage, requestId}; rejects with a RelayError (stage "stream" and .partial set
+     * usage, requestId, toolCalls: [{name, arguments}]}; rejects with a RelayError (stage "stream" and .partial set
      * when it broke off mid-answer) or an AbortError when signal aborts.
      */
-    async chat({ messages, model, signal, onDelta = () => {} }) {
+    async chat({ messages, model, tools, signal, onDelta = () => {} }) {
       const response = await request("/api/v1/chat/completions", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ model, messages, stream: true, stream_options: { include_usage: true } }),
+        body: JSON.stringify({ model, messages, tools, stream: true, stream_options: { include_usage: true } }),
         signal,
       });
       const requestId = response.headers.get("x-request-id");
-      const result = { content: "", finishReason: null, filters: [], usage: null, requestId };
+      const result = { content: "", finishReason: null, filters: [], usage: null, requestId, toolCalls: [] };
       for await (const { event, data } of parseSse(response.body)) {
         if (event === "error") {
           let error = {};
@@ -182,6 +182,12 @@ export function createRelayClient({ baseUrl = "", getToken = null, credentials =
           if (typeof delta === "string" && delta) {
             result.content += delta;
             onDelta(delta, result.content);
+          }
+          for (const call of choice.delta?.tool_calls || []) {
+            const index = Number.isInteger(call.index) ? call.index : result.toolCalls.length;
+            const sofar = (result.toolCalls[index] ??= { name: "", arguments: "" });
+            sofar.name += call.function?.name ?? "";
+            sofar.arguments += call.function?.arguments ?? "";
           }
           if (choice.finish_reason) {
             result.finishReason = choice.finish_reason;
@@ -223,11 +229,37 @@ function sentence(text) {
   return /[.!?]$/.test(capital) ? capital : `${capital}.`;
 }
 
+/** A wait as a person says it: "45 seconds", "3 minutes", "about 2 hours". */
+export function humanWait(seconds) {
+  const s = Math.max(1, Math.round(seconds));
+  if (s < 90) return `${s} second${s === 1 ? "" : "s"}`;
+  const minutes = Math.round(s / 60);
+  if (s < 90 * 60) return `${minutes} minute${minutes === 1 ? "" : "s"}`;
+  const hours = Math.round(s / 3600);
+  return `about ${hours} hour${hours === 1 ? "" : "s"}`;
+}
+
+/** A moment in the person's own time zone: "14:05", or "Tue 00:00" when it is not today. */
+export function localTime(when, now = new Date(), locale = undefined) {
+  const time = when.toLocaleTimeString(locale, { hour: "2-digit", minute: "2-digit" });
+  if (when.toDateString() === now.toDateString()) return time;
+  return `${when.toLocaleDateString(locale, { weekday: "short" })} ${time}`;
+}
+
+/** Which of the relay's token budgets a user_quota_exceeded message names (shared/budget.py words it). */
+export function exhaustedBudget(message) {
+  const text = String(message || "");
+  const tenant = text.includes("tenant's");
+  if (/for this minute/.test(text)) return "your per-minute token budget";
+  if (/for this day/.test(text)) return tenant ? "your organisation's daily token budget" : "your daily token budget";
+  return tenant ? "your organisation's token budget" : "your token budget";
+}
+
 /**
- * What to tell the person: {title, detail, signIn?, retryAfter?}. The relay's own
+ * What to tell the person: {title, detail, signIn?, retryAfter?, resetsAt?}. The relay's own
  * message is shown for the cases where it says something specific (403, 400).
  */
-export function describeError(error) {
+export function describeError(error, now = Date.now()) {
   if (!(error instanceof RelayError)) {
     return { title: "Something went wrong", detail: "The page hit an unexpected problem. Reload and try again." };
   }
@@ -248,16 +280,39 @@ export function describeError(error) {
     case 401:
       return { title: "You are not signed in", detail: "Your session is missing or has expired. Sign in to continue.", signIn: true };
     case 403:
+      if (error.code === "user_blocked") {
+        return { title: "Your access is blocked", detail: "This app has blocked your account or network. Contact your administrator to have it reviewed." };
+      }
       return { title: "You don't have access", detail: `${said || "The relay refused this account."} Ask the app's owner to give your account access.` };
     case 413:
       return { title: "That message is too long", detail: said || "Shorten the conversation and try again." };
     case 429:
+      if (error.code === "user_quota_exceeded") {
+        const resetsAt = error.retryAfter == null ? null : new Date(now + error.retryAfter * 1000);
+        const when = resetsAt ? `It resets at ${localTime(resetsAt, new Date(now))} (your time).` : "It resets at the end of its period.";
+        return { title: "Token budget used up", detail: `You have used ${exhaustedBudget(error.message)}. ${when}`, resetsAt };
+      }
+      if (error.code === "user_concurrency_exceeded") {
+        return {
+          title: "Too many answers at once",
+          detail: "You already have as many requests in flight as one user may. Let one finish (or stop it), then send again.",
+        };
+      }
       return {
         title: "Too many requests",
         detail: "Azure OpenAI is rate limiting this app.",
         retryAfter: error.retryAfter,
       };
     case 503:
+      if (error.code === "blocklist_unavailable") {
+        return {
+          title: "Access checks are unavailable",
+          detail: "The relay cannot check its block list right now, so it is not accepting requests. This is on the service's side; try again in a minute.",
+        };
+      }
+      if (error.code === "server_busy") {
+        return { title: "The relay is busy", detail: "It is handling as many answers as it can right now. Try again in a few seconds." };
+      }
       return { title: "The relay is not available", detail: said || "The service is not ready. Try again later." };
     case 504:
       return { title: "Azure OpenAI took too long", detail: said || "Try again in a moment." };

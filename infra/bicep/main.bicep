@@ -248,8 +248,13 @@ param defenderBlockAddresses bool = false
 ])
 param pythonVersion string = '3.13'
 
-@description('Flex Consumption scale-out ceiling: users served at once ≈ maximumInstanceCount × httpPerInstanceConcurrency.')
-@minValue(40)
+// The platform accepts 1 to 1,000 ("the lowest maximum instance count value is 1",
+// https://learn.microsoft.com/azure/azure-functions/event-driven-scaling#limit-scale-out). Every Flex
+// Consumption app of the subscription in this region draws on one shared compute quota, so the ceilings of all
+// relays there together can exceed what the quota lets them run at once
+// (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#regional-subscription-memory-quotas).
+@description('Flex Consumption scale-out ceiling: users served at once ≈ maximumInstanceCount × httpPerInstanceConcurrency, within the regional compute quota all Flex Consumption apps of the subscription share.')
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -314,6 +319,14 @@ var keyVaultUrl = empty(keyVaultName) ? '' : 'https://${keyVaultName}${environme
 var keyVaultSubscriptionId = empty(keyVaultResourceId) ? subscription().subscriptionId : keyVaultParts[2]
 var keyVaultResourceGroupName = empty(keyVaultResourceId) ? rgName : keyVaultParts[4]
 var openIdIssuer = '${environment().authentication.loginEndpoint}${tenantId}/v2.0'
+// The login flow's federated credential lets Easy Auth present the relay identity's token for the relay API
+// registration, and Entra ID accepts that only when the registration and the identity are in the same tenant
+// (https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity).
+// The identity is created in the deployment's tenant, so with the login flow tenantId must be that tenant; the
+// same guard as key mode refuses anything else at validation.
+var loginFlowTenantMismatch = enableLoginFlow && (toLower(tenantId) != toLower(tenant().tenantId))
+var loginFlowTenantMismatchError = 'enableLoginFlow needs tenantId to be the tenant of this deployment (${tenant().tenantId}), where the relay identity its federated credential trusts is created; tenantId is ${tenantId}.'
+var loginFlow = loginFlowTenantMismatch ? any({})[loginFlowTenantMismatchError] : enableLoginFlow
 // CORS (and, with the login flow, post-login redirects) trust these origins
 // with users' tokens and session cookies. A wildcard would trust every site, so
 // it is refused everywhere; http:// and loopback origins belong to development
@@ -358,6 +371,9 @@ module monitoring 'modules/monitoring.bicep' = {
     location: location
     tags: allTags
     publisherPrincipalId: identity.outputs.principalId
+    telemetryRetentionInDays: telemetryRetentionInDays
+    dailyQuotaGb: logDailyQuotaGb
+    resourceContextLogAccess: resourceContextLogAccess
   }
 }
 
@@ -401,6 +417,15 @@ module relayTables 'modules/blocklist-table.bicep' = {
   }
 }
 
+module tableAccessLog 'modules/table-access-log.bicep' = {
+  name: take('relay-table-access-log-${deploymentSuffix}', 64)
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
 module defenderBlocklist 'modules/defender-blocklist-automation.bicep' = if (enableDefenderBlocklistAutomation) {
   name: take('relay-defender-blocklist-${deploymentSuffix}', 64)
   scope: rg
@@ -436,7 +461,6 @@ module relay 'modules/functionapp.bicep' = {
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
     hostStorageBlobUri: storage.outputs.blobEndpoint
-    hostStorageQueueUri: storage.outputs.queueEndpoint
     hostStorageTableUri: storage.outputs.tableEndpoint
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
     appInsightsConnectionString: monitoring.outputs.connectionString
@@ -488,9 +512,65 @@ module relay 'modules/functionapp.bicep' = {
       spaClientId
     ]
     spaOrigins: corsOrigins
-    enableLoginFlow: enableLoginFlow
+    enableLoginFlow: loginFlow
   }
 }
+
+// ---- the SOC pack, the control alerts and the evidence they read (docs/telemetry.md) ----------
+
+@minValue(30)
+@maxValue(730)
+@description('Days the relay\'s records and the block-list table\'s access log are kept in the workspace, then deleted (docs/telemetry.md, "Retention, access and purge").')
+param telemetryRetentionInDays int = 90
+
+@minValue(-1)
+@description('Daily ingestion cap of the workspace in GB (-1: none); past it Azure Monitor drops data until the next reset.')
+param logDailyQuotaGb int = 10
+
+@description('Let anyone who may read the Application Insights resource read the relay\'s records (resource-context access). Off: the workspace\'s own rights (or table-level roles) decide.')
+param resourceContextLogAccess bool = false
+
+@description('Resource ID of an existing action group the control alerts notify; empty: the alerts fire without notifying anyone.')
+param alertActionGroupId string = ''
+
+@description('Resource ID of the workspace the workbook reads Defender for Cloud\'s AI alerts (SecurityAlert) from, e.g. the SOC\'s Microsoft Sentinel workspace; empty: the relay\'s own.')
+param securityAlertWorkspaceId string = ''
+
+module socPack 'modules/soc-pack.bicep' = {
+  name: take('relay-soc-pack-${deploymentSuffix}', 64)
+  scope: rg
+  params: {
+    workspaceName: monitoring.outputs.workspaceName
+    location: location
+    tags: allTags
+    workbookName: 'Relay ${environmentName}: users, refusals and Defender AI alerts'
+    alertWorkspaceId: securityAlertWorkspaceId
+  }
+}
+
+module relayAlerts 'modules/relay-alerts.bicep' = {
+  name: take('relay-alerts-${deploymentSuffix}', 64)
+  scope: rg
+  // The alert queries call the saved functions (RelayRequests()).
+  dependsOn: [
+    socPack
+  ]
+  params: {
+    workspaceId: monitoring.outputs.workspaceId
+    location: location
+    tags: allTags
+    name: '${environmentName}-${take(resourceToken, 6)}'
+    actionGroupId: alertActionGroupId
+    blocklistEnabled: blocklistEnabled
+    // Three missed refreshes, plus the minute a metric point takes to be exported.
+    blocklistMaxAgeSeconds: (blocklistRefreshSeconds * 3) + 60
+    budgetsEnabled: (userTokensPerMinute > 0) || (userTokensPerDay > 0) || (tenantTokensPerDay > 0)
+    automationWorkflowId: enableDefenderBlocklistAutomation ? defenderBlocklist.outputs.workflowId : ''
+  }
+}
+
+@description('Resource ID of the relay\'s Log Analytics workspace: appWorkspaceId of the SOC\'s Sentinel rule (infra/bicep/sentinel/ai-alert-user-activity.bicep).')
+output RELAY_WORKSPACE_ID string = monitoring.outputs.workspaceId
 
 // ---- outputs: what the SPA needs (no secrets here) -------------------------------------
 

@@ -18,7 +18,8 @@
 #   # a development registration may also list local origins:
 #   infra/scripts/register-entra-apps.sh --app helpdesk-dev --environment-type development \
 #       --spa-origin https://helpdesk-dev.contoso.example --spa-origin http://localhost:5173
-#   # optional browser login flow, once the relay exists (both values are azd outputs):
+#   # optional browser login flow, once the relay exists (both values are azd outputs;
+#   # behind Azure Front Door, --relay-host is the host browsers use, Front Door's):
 #   infra/scripts/register-entra-apps.sh --app helpdesk --spa-origin ... --login-flow \
 #       --relay-host func-helpdesk-abc123.azurewebsites.net --identity-principal-id <RELAY_IDENTITY_PRINCIPAL_ID>
 #
@@ -36,9 +37,6 @@ GRAPH="https://graph.microsoft.com/v1.0"
 SCOPE_VALUE="user_impersonation"
 ROLE_VALUE="Relay.User"
 FIC_NAME="easy-auth-login-flow"
-# Audience of the managed identity token exchanged for the registration's token.
-# https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity
-FIC_AUDIENCE="api://AzureADTokenExchange"
 
 app=""
 origins=()
@@ -49,7 +47,7 @@ identity_principal_id=""
 environment_type="production"
 
 usage() {
-    sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -95,6 +93,15 @@ if $login_flow; then
     [[ "$relay_host" =~ ^[a-z0-9.-]+$ && ! "$relay_host" =~ $LOOPBACK_HOST ]] \
         || die "--relay-host must be the relay's host name, e.g. func-helpdesk-abc123.azurewebsites.net"
     [[ "$identity_principal_id" =~ $GUID ]] || die "--identity-principal-id must be the identity's object (principal) ID, a GUID"
+    # Audience of the managed identity token exchanged for the registration's token: one per cloud.
+    # https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity
+    cloud="$(az cloud show --query name --output tsv)"
+    case "$cloud" in
+        AzureCloud) fic_audience="api://AzureADTokenExchange" ;;
+        AzureUSGovernment) fic_audience="api://AzureADTokenExchangeUSGov" ;;
+        AzureChinaCloud) fic_audience="api://AzureADTokenExchangeChina" ;;
+        *) die "no known token exchange audience for the Azure CLI's cloud '$cloud' (az cloud show): the login flow's federated credential needs it" ;;
+    esac
 fi
 
 new_guid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
@@ -194,13 +201,16 @@ if $login_flow; then
     # No client secret: Easy Auth redeems the login flow's codes with a token of
     # the relay's managed identity, which this credential makes the registration
     # trust (issuer: the tenant's v2.0 authority; subject: the identity's
-    # object ID; audience: the token exchange).
+    # object ID; audience: the token exchange of this cloud). The identity and
+    # this registration must be in the same tenant: the one az is signed in to,
+    # which must be the relay's deployment tenant (main.bicep refuses the login
+    # flow with any other tenantId).
     # https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad#use-a-managed-identity-instead-of-a-secret-preview
     login_endpoint="$(az cloud show --query endpoints.activeDirectory --output tsv)"
     fic_json="$(python3 -c 'import json, sys
 print(json.dumps({"name": sys.argv[1], "issuer": sys.argv[2], "subject": sys.argv[3], "audiences": [sys.argv[4]],
                   "description": sys.argv[5]}))' \
-        "$FIC_NAME" "${login_endpoint%/}/$tenant_id/v2.0" "$identity_principal_id" "$FIC_AUDIENCE" \
+        "$FIC_NAME" "${login_endpoint%/}/$tenant_id/v2.0" "$identity_principal_id" "$fic_audience" \
         "Easy Auth login flow of the $app relay: trusts the relay's managed identity")"
     fic_id="$(az ad app federated-credential list --id "$api_app_id" --query "[?name=='$FIC_NAME'].id | [0]" --output tsv)"
     if [[ -n "$fic_id" ]]; then

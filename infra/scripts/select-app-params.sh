@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# azd preprovision hook: pick the per-app parameter file for this azd environment.
+# azd preup and preprovision hook: pick the per-app parameter file for this azd environment.
 #
 # The app is $RELAY_APP if set (azd env set RELAY_APP <app>), else the azd
 # environment name ($AZURE_ENV_NAME). infra/bicep/apps/<app>.bicepparam is
 # copied to infra/bicep/main.bicepparam (gitignored), the parameter file azd
-# deploys main.bicep with; only its `using` line is rewritten.
+# deploys main.bicep with; only its `using` line is rewritten. A file that
+# still holds the examples' placeholder IDs is refused.
+#
+# azd picks main.bicepparam over main.bicep only if the file exists when it
+# initialises its Bicep provider, which `azd up` does before the preprovision
+# hook of its provision step: hence the preup hook too (docs/deployment.md,
+# "How azd finds the parameter file").
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+PLACEHOLDER_ID='[0-9a-fA-F]{8}-0000-4000-8000-[0-9a-fA-F]{12}'
 app="${RELAY_APP:-${AZURE_ENV_NAME:-}}"
 
 if [[ -z "$app" ]]; then
@@ -28,6 +35,15 @@ if [[ ! -f "$source_file" ]]; then
 fi
 if ! grep -q "^using '../main.bicep'" "$source_file"; then
     echo "select-app-params: $source_file must start with: using '../main.bicep'" >&2
+    exit 1
+fi
+# The examples' IDs are placeholders (xxxxxxxx-0000-4000-8000-xxxxxxxxxxxx); a deployment with them would
+# trust app registrations and an Azure OpenAI resource that are not yours.
+placeholders="$(grep -noE "$PLACEHOLDER_ID" "$source_file" || true)"
+if [[ -n "$placeholders" ]]; then
+    echo "select-app-params: $source_file still holds the examples' placeholder IDs (line:ID):" >&2
+    sed 's/^/  /' <<<"$placeholders" >&2
+    echo "  replace them with your own: register-entra-apps.sh prints the Entra IDs (docs/deployment.md)" >&2
     exit 1
 fi
 

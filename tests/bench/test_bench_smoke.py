@@ -68,6 +68,9 @@ def test_quick_run_writes_a_well_formed_result(tmp_path: Path) -> None:
     # The relay with both controls on read its block list once and has had no time for a second read or a sync.
     assert _number(results, "controls", "table_requests") <= 2
     assert results["controls"]["errors"] == 0
+    near = results["controls"]["near_limits"]
+    assert near["answered"] > 0 and near["refused_429"] > 0 and near["other_errors"] == 0
+    assert _number(results, "controls", "near_limits", "table_requests_per_1000") > 0
     # The bare passthrough ran beside the relay, and the ratios of what each adds are reported.
     for key in ("c1", "c16"):
         assert _number(results, "latency", key, "floor", "p50") > 0

@@ -34,6 +34,16 @@ CHROMIUM_ARGS = [
 ]
 # The app role the test stack requires (RELAY_REQUIRED_ROLES), as the deployed default does.
 REQUIRED_ROLE = "Relay.User"
+# The daily token budget of each user on the controls stack (RELAY_BUDGET_USER_TOKENS_PER_DAY).
+DAY_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class ControlsStack:
+    """A local host with the block list and token budgets on; its Azurite keeps its data in ``azurite_dir``."""
+
+    stack: Stack
+    azurite_dir: Path
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,10 @@ class Person:
 
 ADA = Person("Ada Lovelace", "1b2c3d4e-0000-4000-8000-0000000000ad", "72f988bf-0000-4000-8000-00000000a7e1")
 GRACE = Person("Grace Hopper", "6a7b8c9d-0000-4000-8000-00000000c0b0", "72f988bf-0000-4000-8000-00000000a7e1")
+# On the controls stack, each in a test of their own.
+LIN = Person("Lin Budget", "1a1a1a1a-0000-4000-8000-00000000b0d1", "72f988bf-0000-4000-8000-00000000a7e1")
+SPENDER = Person("Sam Spender", "2b2b2b2b-0000-4000-8000-00000000b0d2", "72f988bf-0000-4000-8000-00000000a7e1")
+MALLORY = Person("Mallory Blocked", "3c3c3c3c-0000-4000-8000-00000000b0d3", "72f988bf-0000-4000-8000-00000000a7e1")
 NO_ROLE = Person("Eve Outsider", "0e0e0e0e-0000-4000-8000-0000000000e5", "72f988bf-0000-4000-8000-00000000a7e1", roles="")
 
 
@@ -61,8 +75,9 @@ class _SiteHandler(http.server.SimpleHTTPRequestHandler):
         prefix = "/vendor/openai/"
         if path.startswith(prefix):
             relative = path[len(prefix) :].split("?", 1)[0].split("#", 1)[0]
-            target = (JS_DIR / "node_modules" / "openai" / relative).resolve()
-            if target.is_relative_to(JS_DIR / "node_modules" / "openai"):
+            package = (JS_DIR / "node_modules" / "openai").resolve()  # node_modules may be a symlink to a shared install
+            target = (package / relative).resolve()
+            if target.is_relative_to(package):
                 return str(target)
         return super().translate_path(path)
 
@@ -103,14 +118,24 @@ def sign_in(page: Page, stack: Stack, person: Person) -> None:
     """Through the SPA's Sign in link and the dev sign-in page, as a person would."""
     page.goto(f"{stack.base_url}/")
     page.get_by_role("link", name="Sign in").first.click()
+    submit_dev_sign_in(page, person)
+    page.wait_for_url(f"{stack.base_url}/")
+    expect(page.locator("#account")).to_contain_text(f"Signed in as {person.name}")
+
+
+def open_dev_sign_in(page: Page, stack: Stack, person: Person) -> None:
+    """Straight to the dev sign-in page and back to the SPA, whatever the relay then says of the person."""
+    page.goto(f"{stack.base_url}/.auth/login/aad?post_login_redirect_uri=/")
+    submit_dev_sign_in(page, person)
+
+
+def submit_dev_sign_in(page: Page, person: Person) -> None:
     expect(page.get_by_role("heading", name="Dev sign-in")).to_be_visible()
     page.get_by_label("Display name").fill(person.name)
     page.get_by_label("Object ID (oid)").fill(person.oid)
     page.get_by_label("Tenant ID (tid)").fill(person.tid)
     page.get_by_label("App roles (comma-separated)").fill(person.roles)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{stack.base_url}/")
-    expect(page.locator("#account")).to_contain_text(f"Signed in as {person.name}")
 
 
 def send(page: Page, prompt: str) -> None:

@@ -109,6 +109,20 @@ async def test_words_sets_the_length(client: openai.AsyncOpenAI) -> None:
     assert len((whole.choices[0].message.content or "").split()) == 42
 
 
+async def test_prompt_tokens_bills_that_many_prompt_tokens_streamed_or_not(client: openai.AsyncOpenAI, emulator: Emulator) -> None:
+    whole = await client.chat.completions.create(model="gpt-4o", messages=user("a picture [emulate:prompt_tokens=1500] [emulate:words=5]"))
+    assert whole.usage is not None
+    assert (whole.usage.prompt_tokens, whole.usage.completion_tokens, whole.usage.total_tokens) == (1500, 5, 1505)
+    stream = await client.chat.completions.create(
+        model="gpt-4o", messages=user("[emulate:prompt_tokens=7]"), stream=True, stream_options={"include_usage": True}
+    )
+    usages = [chunk.usage async for chunk in stream if chunk.usage is not None]
+    assert [(u.prompt_tokens, u.completion_tokens) for u in usages] == [(7, 20)]
+    assert [record["usage"]["total_tokens"] for record in emulator.requests()] == [1505, 27]  # what the emulator billed
+    with pytest.raises(DirectiveError):
+        parse_directives("[emulate:prompt_tokens=-1]")
+
+
 async def test_midstream_fail_breaks_the_transfer(client: openai.AsyncOpenAI, emulator: Emulator) -> None:
     stream = await client.chat.completions.create(model="gpt-4o", messages=user("[emulate:midstream_fail]"), stream=True)
     received = []

@@ -48,6 +48,7 @@ async def test_secret_shape_and_missing_secret(vault: httpx2.AsyncClient, emulat
     assert emulator.stats() | {"token_requests": 0} == {
         "token_requests": 0,
         "chat_requests": 0,
+        "responses_requests": 0,
         "cancelled_streams": 0,
         "keyvault_requests": 2,
         "keyvault_secret_reads": 1,

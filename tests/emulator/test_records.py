@@ -49,13 +49,14 @@ async def test_client_that_leaves_mid_stream_is_recorded_as_cancelled(client: op
         break
     await stream.close()
     left = time.time()
-    for _ in range(40):
+    for _ in range(200):
         [record] = emulator.requests()
         if record["outcome"]:
             break
         await asyncio.sleep(0.025)
     assert record["outcome"] == "cancelled" and record["status"] == 200
-    assert record["finished_at"] - left < 1
+    # The stream would run another 10 s; a loaded machine may take a second or two to notice.
+    assert record["finished_at"] - left < 3
     assert emulator.stats()["cancelled_streams"] == 1
 
 
@@ -63,7 +64,14 @@ async def test_stats_reset_and_delete(client: openai.AsyncOpenAI, emulator: Emul
     await client.chat.completions.create(model="gpt-4o", messages=user("x"))
     stats = emulator.stats()
     assert stats["chat_requests"] == 1 and stats["token_requests"] == 1
-    assert set(stats) == {"token_requests", "chat_requests", "cancelled_streams", "keyvault_requests", "keyvault_secret_reads"}
+    assert set(stats) == {
+        "token_requests",
+        "chat_requests",
+        "responses_requests",
+        "cancelled_streams",
+        "keyvault_requests",
+        "keyvault_secret_reads",
+    }
     emulator.control("DELETE", "requests")
     assert emulator.requests() == [] and emulator.stats()["chat_requests"] == 1
     emulator.control("POST", "reset")

@@ -62,8 +62,8 @@ async def test_forced_function_is_called_with_arguments_valid_for_its_schema(cli
     assert whole.usage is not None and whole.usage.completion_tokens > 0
 
 
-@pytest.mark.parametrize("tool_choice", [openai.omit, "required", forced("get_weather")])
-async def test_tool_round_trip_answers_in_text_from_the_tool_result(client: openai.AsyncOpenAI, tool_choice: Any) -> None:
+async def after_a_weather_call(client: openai.AsyncOpenAI, tool_choice: Any) -> Any:
+    """The second turn of a weather round trip: the call, its result, and the model asked again with the same options."""
     messages: list[Any] = user("What is the weather in Oslo? Use get_weather.")
     options: dict[str, Any] = {"model": "gpt-4o-mini", "tools": [WEATHER, TIME], "tool_choice": tool_choice}
     first = await client.chat.completions.create(messages=messages, **options)
@@ -73,16 +73,72 @@ async def test_tool_round_trip_answers_in_text_from_the_tool_result(client: open
     messages.append(as_assistant_message(message))
     for call in message.tool_calls or []:
         messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temperature": 21, "sky": "clear"})})
-    second = await client.chat.completions.create(messages=messages, **options)
-    answer = second.choices[0]
+    return (await client.chat.completions.create(messages=messages, **options)).choices[0]
+
+
+@pytest.mark.parametrize("tool_choice", [openai.omit, "auto"])
+async def test_tool_round_trip_answers_in_text_from_the_tool_result(client: openai.AsyncOpenAI, tool_choice: Any) -> None:
+    answer = await after_a_weather_call(client, tool_choice)
     assert answer.finish_reason == "stop" and not answer.message.tool_calls
     assert answer.message.content is not None
     assert answer.message.content.startswith("Emulated gpt-4o-mini answer from get_weather: temperature 21 sky clear")
 
 
-async def test_auto_answers_in_text_unless_a_tool_is_named(client: openai.AsyncOpenAI) -> None:
+@pytest.mark.parametrize("tool_choice", ["required", forced("get_weather")])
+async def test_a_forced_choice_calls_again_after_the_tool_result(client: openai.AsyncOpenAI, tool_choice: Any) -> None:
+    answer = await after_a_weather_call(client, tool_choice)
+    assert answer.finish_reason == "tool_calls" and answer.message.content is None
+    assert [c.function.name for c in answer.message.tool_calls or []] == ["get_weather"]
+
+
+async def test_auto_calls_the_tool_a_question_is_about_with_the_place_it_names(client: openai.AsyncOpenAI) -> None:
+    whole = await client.chat.completions.create(
+        model="gpt-4o", messages=user("What's the weather like in New York this weekend?"), tools=[TIME, WEATHER]
+    )
+    assert whole.choices[0].finish_reason == "tool_calls"
+    [call] = whole.choices[0].message.tool_calls or []
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {**EXPECTED_WEATHER_ARGUMENTS, "city": "New York"}
+
+
+async def test_auto_chooses_by_the_words_of_a_description(client: openai.AsyncOpenAI) -> None:
+    lookup = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "description": "Look up an order by its number",
+            "parameters": {"type": "object", "properties": {"location": {"type": "string"}}},
+        },
+    }
+    whole = await client.chat.completions.create(
+        model="gpt-4o", messages=user("Where is my order? I live in Bergen."), tools=[TIME, lookup]
+    )
+    [call] = whole.choices[0].message.tool_calls or []
+    assert (call.function.name, json.loads(call.function.arguments)) == ("lookup", {"location": "Bergen"})
+
+
+async def test_a_named_tool_wins_over_one_the_words_are_about(client: openai.AsyncOpenAI) -> None:
+    whole = await client.chat.completions.create(
+        model="gpt-4o", messages=user("Is the weather bad enough to call get_time?"), tools=[WEATHER, TIME]
+    )
+    assert [c.function.name for c in whole.choices[0].message.tool_calls or []] == ["get_time"]
+
+
+async def test_a_forced_tool_keeps_the_arguments_of_its_schema(client: openai.AsyncOpenAI) -> None:
+    whole = await client.chat.completions.create(
+        model="gpt-4o", messages=user("What is the weather in Oslo?"), tools=[WEATHER], tool_choice=forced("get_weather")
+    )
+    [call] = whole.choices[0].message.tool_calls or []
+    assert json.loads(call.function.arguments) == EXPECTED_WEATHER_ARGUMENTS
+
+
+async def test_auto_answers_in_text_unless_a_tool_is_selected(client: openai.AsyncOpenAI) -> None:
     plain = await client.chat.completions.create(model="gpt-4o", messages=user("Tell me a joke"), tools=[WEATHER, TIME])
     assert plain.choices[0].finish_reason == "stop" and plain.choices[0].message.tool_calls is None
+    stop_words = await client.chat.completions.create(
+        model="gpt-4o", messages=user("What is it, and can you get it?"), tools=[WEATHER, TIME]
+    )
+    assert stop_words.choices[0].finish_reason == "stop" and stop_words.choices[0].message.tool_calls is None
     named = await client.chat.completions.create(model="gpt-4o", messages=user("call get_time please"), tools=[WEATHER, TIME])
     assert [c.function.name for c in named.choices[0].message.tool_calls or []] == ["get_time"]
 

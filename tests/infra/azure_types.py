@@ -452,7 +452,8 @@ class TemplateChecker:
 
     def _check_discriminated(self, context: _Context, type_: Mapping[str, Any], node: Mapping[str, Any], path: str, partial: bool) -> None:
         discriminator = type_["discriminator"]
-        raw = node.get(discriminator)
+        # A discriminator with a dot in its name is a quoted key ('odata.type').
+        raw = next((value for key, value in node.items() if bicep.object_key(key) == discriminator), None)
         value = self._literal(raw)
         elements: Mapping[str, Mapping[str, str]] = type_["elements"]
         if not isinstance(value, str):

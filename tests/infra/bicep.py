@@ -338,6 +338,7 @@ class Evaluator:
             "less_than_or_equals": lambda x, y: x <= y,
             "coalesce": lambda x, y: x if x is not None else y,
             "add": lambda x, y: x + y,
+            "multiply": lambda x, y: x * y,
         }
         if kind not in binary:
             raise NotImplementedError(f"operator {kind}")
@@ -442,10 +443,26 @@ EXAMPLE_OUTPUTS: dict[str, Any] = {
         "InstrumentationKey=3e1f7a52-0000-4000-8000-0000000000c3;"
         "IngestionEndpoint=https://swedencentral-0.in.applicationinsights.azure.com/"
     ),
+    "monitoring.outputs.workspaceId": (
+        "/subscriptions/00000000-0000-4000-8000-0000000000ff/resourceGroups/rg-example"
+        "/providers/Microsoft.OperationalInsights/workspaces/log-example"
+    ),
+    "monitoring.outputs.workspaceName": "log-example",
+    "defenderBlocklist.outputs.workflowId": (
+        "/subscriptions/00000000-0000-4000-8000-0000000000ff/resourceGroups/rg-example"
+        "/providers/Microsoft.Logic/workflows/logic-blocklist-example"
+    ),
     "relay.outputs.url": "https://func-example.azurewebsites.net",
     "relay.outputs.name": "func-example",
     "rg.name": "rg-example",
 }
+
+#: The tenant the example deployments run in (what ``tenant()`` returns here).
+DEPLOYMENT_TENANT: str = PLATFORM["tenant"]["tenantId"]
+
+#: Overrides that turn the browser login flow on: main.bicep accepts it only with the app registrations in the
+#: deployment's tenant, where the relay identity its federated credential trusts is created.
+LOGIN_FLOW_ON: dict[str, Node] = {"enableLoginFlow": True, "tenantId": DEPLOYMENT_TENANT}
 
 
 def main_scope(param_file: Path, overrides: Mapping[str, Node] | None = None) -> Evaluator:

@@ -5,7 +5,7 @@
 line and answers the queries register-entra-apps.sh makes with fixed example
 values: both app registrations already exist, the SPA registration already
 lists the redirect URIs in ``FAKE_AZ_SPA_REDIRECT_URIS`` (a JSON array), no
-federated credential exists yet.
+federated credential exists yet, and the CLI's cloud is ``FAKE_AZ_CLOUD``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,12 @@ TENANT_ID = "72f988bf-0000-4000-8000-0000000000f1"
 APP_IDS = {"api": "6f1c2d3e-0000-4000-8000-0000000000a1", "spa": "6f1c2d3e-0000-4000-8000-0000000000b1"}
 OBJECT_IDS = {APP_IDS["api"]: "0b1ec7a1-0000-4000-8000-0000000000a2", APP_IDS["spa"]: "0b1ec7a1-0000-4000-8000-0000000000b2"}
 SERVICE_PRINCIPAL_ID = "5e2f1c0d-0000-4000-8000-0000000000c1"
+#: The Azure CLI's cloud is FAKE_AZ_CLOUD (default AzureCloud); its Entra ID login endpoint:
+LOGIN_ENDPOINTS = {
+    "AzureCloud": "https://login.microsoftonline.com",
+    "AzureUSGovernment": "https://login.microsoftonline.us",
+    "AzureChinaCloud": "https://login.chinacloudapi.cn",
+}
 
 
 def _option(args: list[str], name: str) -> str:
@@ -32,7 +38,8 @@ def answer(args: list[str]) -> str:
     if command.startswith("account show"):
         return TENANT_ID
     if command.startswith("cloud show"):
-        return "https://login.microsoftonline.com"
+        cloud = os.environ.get("FAKE_AZ_CLOUD", "AzureCloud")
+        return cloud if query == "name" else LOGIN_ENDPOINTS.get(cloud, "https://login.example")
     if command.startswith("ad app list"):
         return APP_IDS["api" if _option(args, "--display-name").endswith("-api") else "spa"]
     if command.startswith("ad app show"):

@@ -19,7 +19,9 @@ APPS = bicep.example_param_files()
 APP_IDS = [p.stem for p in APPS]
 
 #: Set by App Service itself, never by the template.
-PLATFORM_INJECTED = {"WEBSITE_AUTH_ENABLED": "true"}
+# What App Service sets itself: Easy Auth on, and the managed identity endpoint
+# (https://learn.microsoft.com/azure/app-service/overview-managed-identity#rest-endpoint-reference).
+PLATFORM_INJECTED = {"WEBSITE_AUTH_ENABLED": "true", "IDENTITY_ENDPOINT": "http://localhost:42356/msi/token"}
 #: Read by the loader but only meaningful in key mode.
 KEY_MODE_ONLY = {"AZURE_KEYVAULT_URL", "AZURE_OPENAI_KEY_SECRET_NAME"}
 #: The relay's settings (README.md, Configuration), as the relay reads them.

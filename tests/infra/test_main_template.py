@@ -197,7 +197,9 @@ def _api_versions() -> list[tuple[Path, str, str]]:
 # Resource types Azure offers in preview API versions only, and the newest of those the templates may use.
 # Defender for Cloud workflow automation: 2019-01-01-preview and 2023-12-01-preview
 # (https://learn.microsoft.com/azure/templates/microsoft.security/change-log/automations).
-PREVIEW_ONLY = {"Microsoft.Security/automations": "2023-12-01-preview"}
+# Diagnostic settings: 2021-05-01-preview is the newest version; the GA ones (2015-07-01, 2016-09-01) predate the
+# current resource body (https://learn.microsoft.com/azure/templates/microsoft.insights/change-log/diagnosticsettings).
+PREVIEW_ONLY = {"Microsoft.Security/automations": "2023-12-01-preview", "Microsoft.Insights/diagnosticSettings": "2021-05-01-preview"}
 
 
 def test_resources_use_ga_api_versions() -> None:

@@ -110,3 +110,44 @@ def test_template_accepts_complete_vault_settings_and_needs_none_otherwise() -> 
             {"openAiAuthMode": "managed-identity", "keyVaultResourceId": "", "enableLoginFlow": login_flow}
         ) == ("", "")
     assert bicep.module_config(MAIN["modules"]["keyVaultRole"])["condition"] == "isKeyMode"
+
+
+# ---- the login flow: only once its credential can exist, only in the deployment's tenant ------------
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_no_example_turns_the_login_flow_on_before_its_credential_exists(app: Path) -> None:
+    # The federated credential trusts the relay identity, which the first deployment creates: a first
+    # deployment with the login flow on would send every sign-in to a registration that cannot redeem it.
+    assert bicep.main_scope(app).lookup("enableLoginFlow") is False
+
+
+def _relay_login_flow(overrides: dict[str, Any]) -> bool:
+    main = bicep.main_scope(bicep.APPS_DIR / "helpdesk.bicepparam", overrides)
+    return bool(main.eval(bicep.module_config(MAIN["modules"]["relay"])["params"]["enableLoginFlow"]))
+
+
+def test_the_login_flow_is_refused_with_registrations_in_another_tenant() -> None:
+    other_tenant = bicep.parse_bicepparam(bicep.APPS_DIR / "helpdesk.bicepparam").values["tenantId"]
+    assert other_tenant != bicep.DEPLOYMENT_TENANT
+    with pytest.raises(bicep.BicepFail, match=r"enableLoginFlow needs tenantId to be the tenant of this deployment"):
+        _relay_login_flow({"enableLoginFlow": True, "tenantId": other_tenant})
+
+
+def test_the_login_flow_is_accepted_in_the_deployments_tenant_and_bearer_tokens_in_any() -> None:
+    assert _relay_login_flow(bicep.LOGIN_FLOW_ON) is True
+    assert _relay_login_flow({**bicep.LOGIN_FLOW_ON, "tenantId": bicep.DEPLOYMENT_TENANT.upper()}) is True
+    assert _relay_login_flow({"enableLoginFlow": False}) is False  # the example's own tenantId
+
+
+# ---- scale-out ceiling: the platform's bounds ----------------------------------------------------------
+
+
+def test_the_scale_out_ceiling_follows_the_platforms_bounds() -> None:
+    # "Currently the lowest maximum instance count value is 1, and the highest ... 1000":
+    # https://learn.microsoft.com/azure/azure-functions/event-driven-scaling#limit-scale-out
+    module = bicep.parse_bicep(bicep.FUNCTION_APP)
+    for template in (MAIN, module):
+        param = template["parameters"]["maximumInstanceCount"]
+        assert (bicep.decorator(param, "min_value"), bicep.decorator(param, "max_value")) == (1, 1000)
+    assert "regional compute quota" in bicep.decorator(MAIN["parameters"]["maximumInstanceCount"], "description")

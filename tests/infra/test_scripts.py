@@ -28,11 +28,23 @@ def test_script_is_valid_bash(script: Path) -> None:
         assert result.returncode == 0, result.stdout
 
 
-def _run_hook(tmp_path: Path, command: tuple[str, ...] = ("bash", "select-app-params.sh"), **env: str) -> subprocess.CompletedProcess[str]:
-    """Run a preprovision hook (its interpreter, then its file name) in a copy of infra/ under ``tmp_path/repo``."""
+PLACEHOLDER_ID = re.compile(r"\b[0-9a-f]{8}-0000-4000-8000-[0-9a-f]{12}\b")
+
+
+def _run_hook(
+    tmp_path: Path, command: tuple[str, ...] = ("bash", "select-app-params.sh"), *, filled_in: bool = True, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a preprovision hook (its interpreter, then its file name) in a copy of infra/ under ``tmp_path/repo``.
+
+    With ``filled_in`` the copied example parameter files carry IDs of their own instead of the placeholders,
+    as a deployer's files do."""
     # A copy of the tree the hook touches, so the real infra/ stays untouched.
     root = tmp_path / "repo"
     shutil.copytree(bicep.ROOT / "infra", root / "infra")
+    if filled_in:
+        for app in (root / "infra" / "bicep" / "apps").glob("*.bicepparam"):
+            text = app.read_text(encoding="utf-8")
+            app.write_text(PLACEHOLDER_ID.sub(lambda m: m.group(0).replace("-0000-4000-8000-", "-7c3e-4b1a-9d2f-"), text), encoding="utf-8")
     clean = {k: v for k, v in os.environ.items() if k not in ("RELAY_APP", "AZURE_ENV_NAME")}
     return subprocess.run(
         [*command[:-1], str(root / "infra" / "scripts" / command[-1])],
@@ -51,7 +63,20 @@ def test_azd_environment_selects_its_parameter_file(tmp_path: Path, app: str) ->
     generated = tmp_path / "repo" / "infra" / "bicep" / "main.bicepparam"
     params = bicep.parse_bicepparam(generated)
     assert params.using == (tmp_path / "repo" / "infra" / "bicep" / "main.bicep").resolve()
-    assert params.values == bicep.parse_bicepparam(bicep.APPS_DIR / f"{app}.bicepparam").values
+    assert params.values == bicep.parse_bicepparam(tmp_path / "repo" / "infra" / "bicep" / "apps" / f"{app}.bicepparam").values
+    assert not PLACEHOLDER_ID.search(generated.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("app", [p.stem for p in bicep.example_param_files()])
+def test_the_examples_placeholder_ids_are_refused(tmp_path: Path, app: str) -> None:
+    example = (bicep.APPS_DIR / f"{app}.bicepparam").read_text(encoding="utf-8")
+    placeholders = PLACEHOLDER_ID.findall(example)
+    assert placeholders, "the examples carry placeholder IDs"
+    result = _run_hook(tmp_path, filled_in=False, AZURE_ENV_NAME=app)
+    assert result.returncode != 0
+    assert "still holds the examples' placeholder IDs" in result.stderr
+    assert all(placeholder in result.stderr for placeholder in placeholders), result.stderr
+    assert not (tmp_path / "repo" / "infra" / "bicep" / "main.bicepparam").exists(), "nothing is written for azd to deploy"
 
 
 def test_relay_app_overrides_the_environment_name(tmp_path: Path) -> None:
@@ -63,6 +88,35 @@ def test_unknown_app_fails_clearly(tmp_path: Path) -> None:
     result = _run_hook(tmp_path, AZURE_ENV_NAME="no-such-app")
     assert result.returncode != 0
     assert "no parameter file" in result.stderr
+
+
+def _commands(text: str) -> list[str]:
+    """The shell commands in the fenced blocks of a Markdown text, in order, without their comments."""
+    blocks = re.findall(r"```sh\n(.*?)```", text, re.DOTALL)
+    return [line.split("#", 1)[0].strip() for block in blocks for line in block.splitlines() if line.split("#", 1)[0].strip()]
+
+
+def test_the_parameter_file_is_selected_before_azd_up_or_provision_starts() -> None:
+    # azd picks main.bicepparam only if it exists when azd initialises its Bicep provider (azure-dev
+    # bicep_provider.go, Initialize), which `azd up` does before its provision step's preprovision hook
+    # (azure-dev#5806). Command hooks run before their command's action, so the selection runs as preup
+    # and as preprovision, the same on posix and Windows.
+    hooks = yaml.safe_load((bicep.ROOT / "azure.yaml").read_text(encoding="utf-8"))["hooks"]
+    assert hooks["preup"] == hooks["preprovision"]
+    assert hooks["preup"]["posix"]["run"] == "bash infra/scripts/select-app-params.sh"
+    assert hooks["preup"]["windows"]["run"] == "./infra/scripts/select-app-params.ps1"
+
+
+def test_the_documented_path_checks_the_parameter_file_before_azd_up() -> None:
+    doc = (bicep.ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    sections = [doc.split("### The path", 1)[1].split("\n## ", 1)[0], doc.split("## 3. Deploy with azd", 1)[1].split("\n### ", 1)[0]]
+    azure_yaml = (bicep.ROOT / "azure.yaml").read_text(encoding="utf-8").splitlines()
+    in_azure_yaml = [line.lstrip("# ").split("#", 1)[0].strip() for line in azure_yaml if line.startswith("#")]
+    for commands in [*(_commands(section) for section in sections), in_azure_yaml]:
+        ups = [i for i, command in enumerate(commands) if command == "azd up"]
+        checks = [i for i, command in enumerate(commands) if command == "azd hooks run preprovision"]
+        news = [i for i, command in enumerate(commands) if command.startswith("azd env new")]
+        assert news and checks and ups and news[0] < checks[0] < ups[0], commands
 
 
 def test_generated_parameter_file_is_gitignored() -> None:
@@ -123,6 +177,31 @@ def test_login_flow_trusts_the_relay_identity_with_a_federated_credential(tmp_pa
     assert web == [
         {"redirectUris": [f"https://{RELAY_HOST}/.auth/login/aad/callback"], "implicitGrantSettings": {"enableIdTokenIssuance": True}}
     ]
+
+
+@pytest.mark.parametrize(
+    ("cloud", "audience"),
+    [
+        ("AzureCloud", "api://AzureADTokenExchange"),
+        ("AzureUSGovernment", "api://AzureADTokenExchangeUSGov"),
+        ("AzureChinaCloud", "api://AzureADTokenExchangeChina"),
+    ],
+)
+def test_the_federated_credential_has_its_clouds_audience(tmp_path: Path, cloud: str, audience: str) -> None:
+    # "The value must be one of the following depending on the target cloud":
+    # https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity
+    result, calls = _register(tmp_path, "--spa-origin", PRODUCTION_ORIGIN, *LOGIN_FLOW, FAKE_AZ_CLOUD=cloud)
+    assert result.returncode == 0, result.stderr
+    (create,) = [call for call in calls if call[:4] == ["ad", "app", "federated-credential", "create"]]
+    credential = json.loads(create[create.index("--parameters") + 1])
+    assert credential["audiences"] == [audience]
+    assert credential["issuer"] == f"{fake_az.LOGIN_ENDPOINTS[cloud]}/{fake_az.TENANT_ID}/v2.0"
+
+
+def test_a_cloud_without_a_known_audience_is_refused_before_any_change(tmp_path: Path) -> None:
+    result, calls = _register(tmp_path, "--spa-origin", PRODUCTION_ORIGIN, *LOGIN_FLOW, FAKE_AZ_CLOUD="AzureStackCloud")
+    assert result.returncode != 0 and "no known token exchange audience" in result.stderr and "AzureStackCloud" in result.stderr
+    assert [call[:2] for call in calls] == [["cloud", "show"]]
 
 
 def test_the_script_never_creates_a_client_secret(tmp_path: Path) -> None:
@@ -229,8 +308,13 @@ def test_the_two_hooks_pick_the_same_file_by_the_same_rules() -> None:
         "set RELAY_APP or run inside an azd environment (AZURE_ENV_NAME)",
         "no parameter file",
         "must start with: using '../main.bicep'",
+        "still holds the examples' placeholder IDs (line:ID):",
+        "replace them with your own: register-entra-apps.sh prints the Entra IDs (docs/deployment.md)",
     ):
         assert message in sh and message in ps1, message
+    # The same placeholder pattern.
+    assert "PLACEHOLDER_ID='[0-9a-fA-F]{8}-0000-4000-8000-[0-9a-fA-F]{12}'" in sh
+    assert "$placeholderId = '[0-9a-fA-F]{8}-0000-4000-8000-[0-9a-fA-F]{12}'" in ps1
     # The root is two levels above the script in both.
     assert '"$(dirname "${BASH_SOURCE[0]}")/../.."' in sh and "Join-Path $PSScriptRoot '../..'" in ps1
 

@@ -65,11 +65,13 @@ def test_easy_auth_uses_only_the_entra_provider_with_audience_checks() -> None:
     assert "clientSecret" not in aad["registration"], "a literal client secret must never be in the template"
 
 
+@pytest.mark.parametrize("login_flow", [False, True], ids=["bearer", "login-flow"])
 @pytest.mark.parametrize("app", APPS, ids=APP_IDS)
-def test_easy_auth_as_deployed_for_each_app(app: Path) -> None:
-    _, scope = bicep.module_scope(app, "relay")
+def test_easy_auth_as_deployed_for_each_app(app: Path, login_flow: bool) -> None:
+    overrides = bicep.LOGIN_FLOW_ON if login_flow else {"enableLoginFlow": False}
+    _, scope = bicep.module_scope(app, "relay", overrides)
     props = scope.eval(_auth()["properties"])
-    main = bicep.main_scope(app)
+    main = bicep.main_scope(app, overrides)
     tenant = main.lookup("tenantId")
     aad = props["identityProviders"]["azureActiveDirectory"]
     assert aad["registration"]["clientId"] == main.lookup("relayApiClientId")
@@ -82,7 +84,7 @@ def test_easy_auth_as_deployed_for_each_app(app: Path) -> None:
         assert allowed == [main.lookup("spaClientId")]
     assert props["globalValidation"]["excludedPaths"] == ["/api/healthz"]
     secret_setting = aad["registration"]["clientSecretSettingName"]
-    settings = bicep.relay_app_settings(app)
+    settings = bicep.relay_app_settings(app, overrides)
     if main.lookup("enableLoginFlow"):
         # The login flow redeems codes with the relay identity's federated
         # credential: the setting names that identity, it holds no secret.
@@ -110,7 +112,7 @@ def test_login_flow_sessions_pass_the_allowed_applications_check(app: Path) -> N
     # https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad#use-a-built-in-authorization-policy
     main = bicep.main_scope(app)
     spa, relay_api = main.lookup("spaClientId"), main.lookup("relayApiClientId")
-    assert _allowed_applications(app, {"enableLoginFlow": True}) == [spa, relay_api]
+    assert _allowed_applications(app, bicep.LOGIN_FLOW_ON) == [spa, relay_api]
     assert _allowed_applications(app, {"enableLoginFlow": False}) == [spa]
 
 
@@ -269,6 +271,34 @@ def test_a_lockdown_without_the_front_ends_identity_is_refused(overrides: dict[s
         _access(overrides)
 
 
+def _forward_proxy(overrides: dict[str, Any]) -> dict[str, Any]:
+    _, scope = bicep.module_scope(bicep.APPS_DIR / "helpdesk.bicepparam", "relay", overrides)
+    forward_proxy: dict[str, Any] = scope.eval(_auth()["properties"])["httpSettings"]["forwardProxy"]
+    return forward_proxy
+
+
+def test_the_login_flow_behind_front_door_calls_back_to_front_doors_host() -> None:
+    # Easy Auth builds the login flow's callback from the request's host; behind Front Door that must be the host
+    # the browser used (X-Forwarded-Host, which Front Door sends), because the site's own *.azurewebsites.net host
+    # admits only Front Door.
+    front_door = {"clientIpMode": "front-door", "frontDoorId": FRONT_DOOR_ID}
+    assert _forward_proxy({**front_door, **bicep.LOGIN_FLOW_ON}) == {"convention": "Standard"}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"clientIpMode": "front-door", "frontDoorId": FRONT_DOOR_ID, "enableLoginFlow": False},
+        {"clientIpMode": "app-service", **bicep.LOGIN_FLOW_ON},
+        {"clientIpMode": "xff:1", "trustedProxyIpRanges": ["198.51.100.0/28"], **bicep.LOGIN_FLOW_ON},
+    ],
+    ids=["front-door-bearer", "app-service-login-flow", "proxy-login-flow"],
+)
+def test_no_forwarded_host_is_trusted_anywhere_else(overrides: dict[str, Any]) -> None:
+    # A site anyone can reach must not build redirects from a header any caller can send.
+    assert _forward_proxy(overrides) == {"convention": "NoProxy"}
+
+
 @pytest.mark.parametrize("app", APPS, ids=APP_IDS)
 def test_each_example_is_locked_down_as_its_mode_requires(app: Path) -> None:
     _, scope = bicep.module_scope(app, "relay")
@@ -342,8 +372,6 @@ def test_host_storage_uses_the_identity_and_the_accounts_own_service_uris(app: P
     host = {name.removeprefix("AzureWebJobsStorage__"): value for name, value in settings.items() if name.startswith("AzureWebJobsStorage")}
     assert host == {
         "blobServiceUri": bicep.EXAMPLE_OUTPUTS["storage.outputs.blobEndpoint"],
-        "queueServiceUri": bicep.EXAMPLE_OUTPUTS["storage.outputs.queueEndpoint"],
-        "tableServiceUri": bicep.EXAMPLE_OUTPUTS["storage.outputs.tableEndpoint"],
         "credential": "managedidentity",
         "clientId": settings["AZURE_CLIENT_ID"],
     }
@@ -351,8 +379,39 @@ def test_host_storage_uses_the_identity_and_the_accounts_own_service_uris(app: P
     storage = bicep.parse_bicep(bicep.MODULES_DIR / "storage.bicep")
     endpoints = {service: f"https://stexample.{service}.core.usgovcloudapi.net/" for service in ("blob", "queue", "table")}
     scope = bicep.Evaluator.for_template(storage, {}, {"storage.properties.primaryEndpoints": endpoints})
-    for service, uri in endpoints.items():
-        assert scope.eval(storage["outputs"][f"{service}Endpoint"]["value"]) == uri
+    for service in ("blob", "table"):
+        assert scope.eval(storage["outputs"][f"{service}Endpoint"]["value"]) == endpoints[service]
+
+
+# Data roles on a whole storage account, by the service they open.
+ACCOUNT_DATA_ROLES = {
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "blob",  # Storage Blob Data Owner
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "blob",  # Storage Blob Data Contributor
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "queue",  # Storage Queue Data Contributor
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "table",  # Storage Table Data Contributor
+}
+
+
+def test_the_host_uses_only_storage_services_its_identity_may_use() -> None:
+    # A host storage service URI without a data role for the identity fails at the host's first use of it.
+    # An app with HTTP triggers only needs blob storage for its host, as in Microsoft's Flex Consumption
+    # quickstart (https://github.com/Azure-Samples/functions-quickstart-python-http-azd, infra/main.bicep:
+    # queue and table off unless Durable Functions or those triggers are used).
+    storage = bicep.parse_bicep(bicep.MODULES_DIR / "storage.bicep")
+    scope = bicep.Evaluator.for_template(storage, {"principalId": "principal"}, {"storage.id": "account"})
+    granted = {
+        ACCOUNT_DATA_ROLES[scope.eval(r["properties"]["roleDefinitionId"]).rsplit("/", 1)[-1]]
+        for r in bicep.resources(storage, "Microsoft.Authorization/roleAssignments").values()
+        if r["scope"] == "storage"
+    }
+    for app in APPS:
+        settings = bicep.relay_app_settings(app)
+        used = {
+            name.removeprefix("AzureWebJobsStorage__").removesuffix("ServiceUri")
+            for name in settings
+            if name.startswith("AzureWebJobsStorage__") and name.endswith("ServiceUri")
+        }
+        assert used == {"blob"} and used <= granted, (app.name, used, granted)
 
 
 @pytest.mark.parametrize("login_flow", [False, True])
@@ -369,7 +428,7 @@ def test_no_client_secret_anywhere_in_the_deployment(login_flow: bool) -> None:
     registration = _auth()["properties"]["identityProviders"]["azureActiveDirectory"]["registration"]
     assert set(registration) == {"clientId", "openIdIssuer", "clientSecretSettingName"}
     for app in APPS:
-        _, scope = bicep.module_scope(app, "relay", {"enableLoginFlow": login_flow})
+        _, scope = bicep.module_scope(app, "relay", bicep.LOGIN_FLOW_ON if login_flow else {"enableLoginFlow": False})
         settings = {s["name"]: s["value"] for s in scope.eval(_site()["properties"]["siteConfig"]["appSettings"])}
         setting_name = scope.eval(registration["clientSecretSettingName"])
         assert setting_name == (FIC_ASSERTION_SETTING if login_flow else None)

@@ -62,7 +62,7 @@ def test_headers_trickled_slower_than_the_header_timeout_end_the_connection(stac
         sock.sendall(b"GET /api/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         answer = b""
         try:
-            for _ in range(40):
+            for _ in range(80):  # 8 s of trickle: a timeout that restarted with each line would answer after it
                 sock.sendall(b"X-Slow: 1\r\n")
                 time.sleep(0.1)
         except (BrokenPipeError, ConnectionResetError):
@@ -74,7 +74,7 @@ def test_headers_trickled_slower_than_the_header_timeout_end_the_connection(stac
             pass
         elapsed = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408"), answer
-    assert HEADER_TIMEOUT_S <= elapsed < HEADER_TIMEOUT_S + 3
+    assert HEADER_TIMEOUT_S <= elapsed < HEADER_TIMEOUT_S + 5
 
 
 def test_a_body_slower_than_the_minimum_rate_is_408_and_never_reaches_azure(stack: Stack) -> None:

@@ -49,13 +49,14 @@ def test_the_python_sdk_ignores_the_comments(stack: Stack) -> None:
 
 
 def test_a_whole_answer_slower_than_its_bound_is_504_saying_to_stream(stack: Stack) -> None:
-    # This stack's RELAY_UPSTREAM_TIMEOUT_S is 2 s; a non-streamed think of 3 s is over it.
+    # This stack's RELAY_UPSTREAM_TIMEOUT_S is 2 s; a non-streamed think of 8 s is over it.
     started = time.monotonic()
     with pytest.raises(openai.APIStatusError) as caught:
-        client(stack).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "[emulate:think=3] hi"}])
+        client(stack).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "[emulate:think=8] hi"}])
     assert (caught.value.status_code, caught.value.code) == (504, "upstream_timeout")
     assert '"stream": true' in caught.value.message and "230 s" in caught.value.message
-    assert time.monotonic() - started < 3
+    # Well before the answer would have come: room for a loaded machine, none for waiting the think out.
+    assert time.monotonic() - started < 5
 
 
 def test_the_bound_stays_under_the_platforms_230_seconds_whatever_the_timeout_setting() -> None:

@@ -39,11 +39,16 @@ def client(stack: Stack, request_id: str | None = None, token: str | None = None
     )
 
 
-def open_chat_stream(stack: Stack, prompt: str, request_id: str, rcvbuf: int | None = None) -> tuple[socket.socket, rawhttp.ResponseReader]:
-    """A streamed chat request sent on a bare socket, the response not yet read: the caller can read slowly or hang up."""
+def open_chat_stream(
+    stack: Stack, prompt: str, request_id: str, rcvbuf: int | None = None, token: str | None = None
+) -> tuple[socket.socket, rawhttp.ResponseReader]:
+    """A streamed chat request sent on a bare socket (by the default dev user, or ``token``'s), the response not yet read.
+
+    The caller can read slowly or hang up.
+    """
     sock = rawhttp.connect(stack.port, timeout=20, rcvbuf=rcvbuf)
     body = json.dumps({"model": "gpt-4o-mini", "messages": user(prompt), "stream": True}).encode()
-    headers = [("Authorization", f"Bearer {stack.token()}"), ("Content-Type", "application/json"), ("x-request-id", request_id)]
+    headers = [("Authorization", f"Bearer {token or stack.token()}"), ("Content-Type", "application/json"), ("x-request-id", request_id)]
     rawhttp.send_request(sock, "POST", "/api/v1/chat/completions", headers, body)
     return sock, rawhttp.ResponseReader(sock, read_size=1024)
 

@@ -45,5 +45,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
 
 @pytest.fixture(scope="session")
 def load_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with run_probed_stack(tmp_path_factory.mktemp("load"), {"RELAY_UPSTREAM_TIMEOUT_S": "30"}) as running:
+    # One synthetic user sends every request here: the per-user limit on requests in flight must not bind.
+    env = {"RELAY_UPSTREAM_TIMEOUT_S": "30", "RELAY_USER_MAX_IN_FLIGHT": "100000"}
+    with run_probed_stack(tmp_path_factory.mktemp("load"), env) as running:
         yield running

@@ -35,6 +35,10 @@ from tests.support import rawhttp
 from tests.support.chat import user
 from tests.support.stack import Stack
 
+# A loaded two-core machine can hold a process off the CPU for a second; each regression these bounds catch
+# (a wait for the next chunk, the end of a stream, a Retry-After or a stalled answer) takes longer than this.
+PROMPTLY_S = 3.0
+
 
 def wait_until_settled(stack: Stack, baseline: dict[str, int], timeout: float = 5.0) -> dict[str, int]:
     deadline = time.monotonic() + timeout
@@ -117,14 +121,14 @@ def test_429_with_short_retry_after_is_retried_then_passed_on(stack: Stack, heal
     assert len(records) == 3, "bounded: the first try and two retries"
     gaps = [b["received_at"] - a["received_at"] for a, b in itertools.pairwise(records)]
     assert all(gap >= 0.95 for gap in gaps), f"Retry-After not honoured: {gaps}"
-    assert elapsed < 4
+    assert elapsed - sum(gaps) < PROMPTLY_S, f"{elapsed:.2f} s, of which {sum(gaps):.2f} s waiting out Retry-After"
 
 
 def test_429_with_long_retry_after_goes_straight_back(stack: Stack, healthy_after: None) -> None:
     error, request_id, elapsed = expect_status_error(stack, "[emulate:rate_limit=7]", 429, "rate_limited")
     assert error.response.headers["retry-after"] == "7"
     assert len(records_for(stack, request_id)) == 1, "a long Retry-After must not hold the caller's request"
-    assert elapsed < 1
+    assert elapsed < 7 - PROMPTLY_S, f"{elapsed:.2f} s: the relay waited out the Retry-After"
 
 
 def test_429_without_retry_after(stack: Stack, healthy_after: None) -> None:
@@ -138,7 +142,7 @@ def test_upstream_5xx_is_502_after_bounded_retries(stack: Stack, healthy_after: 
     _, request_id, elapsed = expect_status_error(stack, f"[emulate:status={status}]", 502, "upstream_error")
     records = records_for(stack, request_id)
     assert len(records) == 3 and all(r["status"] == status for r in records)
-    assert elapsed < 2
+    assert elapsed < PROMPTLY_S, f"{elapsed:.2f} s for three quick attempts"
 
 
 @pytest.mark.parametrize("status", [401, 403, 404])
@@ -172,8 +176,10 @@ def test_tcp_reset_before_the_first_byte_is_502_after_bounded_retries(proxied: P
 
 def test_silent_upstream_is_504(proxied: Proxied, proxy_healthy_after: None) -> None:
     proxied.proxy.set_mode("stall")
+    accepted = proxied.proxy.accepted
     _, _, elapsed = expect_status_error(proxied.stack, "hello", 504, "upstream_timeout")
-    assert RELAY_TIMEOUT_S - 0.1 <= elapsed < RELAY_TIMEOUT_S + 1.5
+    assert proxied.proxy.accepted - accepted == 1, "a timeout must not be retried into a multiple of itself"
+    assert RELAY_TIMEOUT_S - 0.1 <= elapsed < RELAY_TIMEOUT_S + PROMPTLY_S
 
 
 def test_connection_dropped_before_the_response_is_502_after_bounded_retries(stack: Stack, healthy_after: None) -> None:
@@ -209,9 +215,9 @@ def test_connection_dropped_mid_body_is_502_and_never_retried(stack: Stack, heal
 
 def test_upstream_stalled_before_headers_is_504_and_the_upstream_request_is_abandoned(stack: Stack, healthy_after: None) -> None:
     _, request_id, elapsed = expect_status_error(stack, "[emulate:slow=6]", 504, "upstream_timeout")
-    assert elapsed < RELAY_TIMEOUT_S + 1.5, "a timeout must not be retried into a multiple of itself"
+    assert elapsed < RELAY_TIMEOUT_S + PROMPTLY_S, "the caller waited for the stalled answer"
     records = wait_for_outcomes(stack, request_id)
-    assert len(records) == 1 and records[0]["outcome"] == "cancelled"
+    assert len(records) == 1 and records[0]["outcome"] == "cancelled", "a timeout must not be retried into a multiple of itself"
 
 
 def test_streamed_request_stalled_before_headers_is_504(stack: Stack, healthy_after: None) -> None:
@@ -221,10 +227,10 @@ def test_streamed_request_stalled_before_headers_is_504(stack: Stack, healthy_af
 def test_upstream_stalled_mid_stream_ends_with_a_timeout_event(stack: Stack, healthy_after: None) -> None:
     request_id = new_id("stall")
     started = time.monotonic()
-    status, raw = stream_raw(stack, "[emulate:chunk_delay_ms=4000] words", request_id)
+    status, raw = stream_raw(stack, "[emulate:chunk_delay_ms=8000] words", request_id)
     assert status == 200
     assert_ends_with_error_event(raw, "upstream_timeout")
-    assert time.monotonic() - started < RELAY_TIMEOUT_S + 2
+    assert time.monotonic() - started < RELAY_TIMEOUT_S + PROMPTLY_S, "the relay waited for the next chunk"
     records = wait_for_outcomes(stack, request_id)
     assert len(records) == 1 and records[0]["outcome"] == "cancelled"
 
@@ -260,14 +266,15 @@ def hang_up_and_time_cancellation(stack: Stack, prompt: str) -> float:
     return float(records[0]["finished_at"]) - left
 
 
-def test_caller_hanging_up_mid_stream_cancels_the_upstream_request_within_a_second(stack: Stack, healthy_after: None) -> None:
+def test_caller_hanging_up_mid_stream_cancels_the_upstream_request_long_before_it_ends(stack: Stack, healthy_after: None) -> None:
     cancelled_before = stack.stats()["cancelled_streams"]
-    assert hang_up_and_time_cancellation(stack, "[emulate:words=400] [emulate:chunk_delay_ms=20] go on") < 1.0
+    # The upstream stream would run another 8 s.
+    assert hang_up_and_time_cancellation(stack, "[emulate:words=400] [emulate:chunk_delay_ms=20] go on") < PROMPTLY_S
     assert stack.stats()["cancelled_streams"] == cancelled_before + 1
 
 
-def test_caller_hanging_up_while_the_upstream_is_quiet_cancels_it_within_a_second(stack: Stack, healthy_after: None) -> None:
-    assert hang_up_and_time_cancellation(stack, "[emulate:words=10] [emulate:chunk_delay_ms=1300] go on") < 1.0
+def test_caller_hanging_up_while_the_upstream_is_quiet_cancels_it_before_the_next_chunk(stack: Stack, healthy_after: None) -> None:
+    assert hang_up_and_time_cancellation(stack, "[emulate:words=3] [emulate:chunk_delay_ms=8000] go on") < PROMPTLY_S
 
 
 def test_caller_hanging_up_before_the_response_started_cancels_the_upstream_request(stack: Stack, healthy_after: None) -> None:
@@ -278,7 +285,8 @@ def test_caller_hanging_up_before_the_response_started_cancels_the_upstream_requ
     left = time.time()
     records = wait_for_outcomes(stack, request_id, timeout=5)
     assert len(records) == 1 and records[0]["outcome"] == "cancelled", records
-    assert float(records[0]["finished_at"]) - left < 1.0
+    assert records[0]["status"] is None, "the upstream answered before the relay let it go"
+    assert float(records[0]["finished_at"]) - left < PROMPTLY_S
 
 
 def test_slow_reading_caller_gets_every_byte_and_does_not_hold_up_others(stack: Stack, healthy_after: None) -> None:
@@ -295,7 +303,7 @@ def test_slow_reading_caller_gets_every_byte_and_does_not_hold_up_others(stack: 
         # While this caller dawdles, others are served promptly.
         started = time.monotonic()
         assert_healthy(stack)
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < PROMPTLY_S
         for piece in pieces:
             received += piece
             time.sleep(0.002)

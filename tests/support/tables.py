@@ -12,23 +12,32 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError, ServiceRequestError
 
 
 class RowsTable:
-    """Rows in memory; counts reads; ``down`` makes reads fail like a refused connection."""
+    """Rows in memory; counts reads; ``down`` makes reads fail like a refused connection, or as ``failure`` says.
+
+    ``failure`` is an exception a read raises instead (what the SDK raises for an answer that is not a page of
+    rows), or ``"hang"``: the read never ends, like a service that accepts the connection and never answers.
+    """
 
     def __init__(self, rows: list[Mapping[str, Any]]) -> None:
         self.rows = rows
         self.reads = 0
         self.down = False
+        self.failure: Exception | Literal["hang"] = ServiceRequestError("connection refused")
 
-    async def list_entities(self) -> AsyncIterator[Mapping[str, Any]]:
+    async def list_entities(self, *, format: str | None = None) -> AsyncIterator[Mapping[str, Any]]:
+        """The rows as stored: the relay asks for them untyped (``format``), which rows in memory already are."""
         self.reads += 1
         if self.down:
-            raise ServiceRequestError("connection refused")
+            if self.failure == "hang":
+                await asyncio.Event().wait()
+            assert isinstance(self.failure, Exception)
+            raise self.failure
         for row in list(self.rows):
             yield row
 
@@ -75,4 +84,5 @@ class EtagTable:
         self.rows[key] = (dict(entity), next(self.etags))
 
     def tokens(self, pk: str, rk: str = "20261127") -> int:
-        return int(self.rows[(pk, rk)][0]["Tokens"])
+        value = self.rows[(pk, rk)][0]["Tokens"]
+        return int(getattr(value, "value", value))  # an Edm.Int64 property is an EntityProperty

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.blocklist import BlockEntry, Snapshot, entry_from_row, normalize_target, row_for, row_key_for
+from shared.client_ip import parse_ip
 
 OID = "1B2C3D4E-0000-4000-8000-000000000003"
 TID = "72f988bf-0000-4000-8000-000000000002"
@@ -31,6 +32,9 @@ def entry(kind: str, target: str, expires: datetime | None = LATER, row_key: str
         ("ip", "203.0.113.77/24", "203.0.113.0/24"),
         ("ip", "2001:DB8::1", "2001:db8::1/128"),
         ("ip", "::ffff:203.0.113.7", "203.0.113.7/32"),
+        ("ip", "::ffff:127.0.0.64/126", "127.0.0.64/30"),
+        ("ip", "::FFFF:0:0/96", "0.0.0.0/0"),
+        ("ip", "::ffff:0:0/95", "::fffe:0:0/95"),  # wider than the mapped addresses: an IPv6 range
     ],
 )
 def test_targets_are_normalized(kind: str, raw: str, expected: str) -> None:
@@ -129,19 +133,50 @@ def test_expired_rows_are_left_out_and_the_longest_lived_row_of_a_target_wins() 
     assert snapshot.match(OID, TID, UNLISTED_IP, NOW.timestamp() + 600) is long
 
 
-addresses = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str)
-networks = st.one_of(
-    st.tuples(st.ip_addresses(v=4), st.integers(0, 32)),
-    st.tuples(st.ip_addresses(v=6), st.integers(0, 128)),
-).map(lambda pair: str(ipaddress.ip_network(f"{pair[0]}/{pair[1]}", strict=False)))
+def test_a_guest_is_blocked_by_its_home_tenant_and_by_the_tenant_it_signs_in_to() -> None:
+    home = entry("tenant", TID, row_key="home")
+    snapshot = Snapshot([home], NOW.timestamp())
+    resource_tenant = "88888888-0000-4000-8000-000000000008"
+    now = NOW.timestamp()
+    assert snapshot.match(OID, resource_tenant, UNLISTED_IP, now, home_tenant=TID.upper()) is home
+    assert snapshot.match(OID, resource_tenant, UNLISTED_IP, now, home_tenant=None) is None
+    assert snapshot.match(OID, resource_tenant, UNLISTED_IP, now, home_tenant="99999999-0000-4000-8000-000000000009") is None
 
 
-@given(ranges=st.lists(networks, max_size=6), address=addresses)
-def test_an_address_is_blocked_exactly_when_a_listed_range_contains_it(ranges: list[str], address: str) -> None:
-    snapshot = Snapshot([entry("ip", cidr, row_key=str(i)) for i, cidr in enumerate(ranges)], NOW.timestamp())
-    ip = ipaddress.ip_address(address)
-    expected = any(ip in ipaddress.ip_network(cidr) for cidr in ranges)
-    got = snapshot.match(OID, TID, address, NOW.timestamp())
-    assert (got is not None) == expected
+MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+
+def as_the_relay_sees(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An IPv4-mapped address or range is the IPv4 one (RFC 4291, 2.5.5.2): the relay sees such a caller by its IPv4 address."""
+    if network.version == 6 and network.subnet_of(MAPPED):  # type: ignore[arg-type]
+        return ipaddress.ip_network((int(network.network_address) - int(MAPPED.network_address), network.prefixlen - 96))
+    return network
+
+
+v4_networks = st.tuples(st.ip_addresses(v=4), st.integers(0, 32)).map(lambda p: ipaddress.ip_network(f"{p[0]}/{p[1]}", strict=False))
+v6_networks = st.tuples(st.ip_addresses(v=6), st.integers(0, 128)).map(lambda p: ipaddress.ip_network(f"{p[0]}/{p[1]}", strict=False))
+# An IPv4 range written in its IPv4-mapped form, as a SOAR tool reading a dual-stack log may write it.
+mapped_networks = v4_networks.map(lambda n: ipaddress.ip_network((int(MAPPED.network_address) + int(n.network_address), n.prefixlen + 96)))
+# A caller's address as a front end reports it: IPv4, IPv6, or IPv4 in its mapped form.
+addresses = st.one_of(
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(str),
+    st.ip_addresses(v=4).map(lambda a: f"::ffff:{a}"),
+)
+
+
+@given(ranges=st.lists(st.one_of(v4_networks, v6_networks, mapped_networks), max_size=6), address=addresses)
+def test_an_address_is_blocked_exactly_when_a_listed_range_contains_it(
+    ranges: list[ipaddress.IPv4Network | ipaddress.IPv6Network], address: str
+) -> None:
+    rows = [{"PartitionKey": "ip", "RowKey": str(i), "Value": str(network)} for i, network in enumerate(ranges)]
+    snapshot = Snapshot([entry_from_row(row) for row in rows], NOW.timestamp())
+    seen = parse_ip(address)  # the address the relay checks, as it reads it from the front end's header
+    assert seen is not None
+    caller = as_the_relay_sees(ipaddress.ip_network(address))
+    listed = [as_the_relay_sees(network) for network in ranges]
+    expected = any(caller.subnet_of(network) for network in listed if network.version == caller.version)  # type: ignore[arg-type]
+    got = snapshot.match(OID, TID, seen, NOW.timestamp())
+    assert (got is not None) == expected, (ranges, address)
     if got is not None:
-        assert ip in ipaddress.ip_network(got.target)
+        assert ipaddress.ip_address(seen) in ipaddress.ip_network(got.target)

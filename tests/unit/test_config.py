@@ -60,6 +60,28 @@ def test_a_bad_setting_is_refused_naming_it(overrides: dict[str, str], message: 
     assert str(caught.value).startswith(message), str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://contoso-aoai.openai.azure.com/openai/v1/",
+        "https://contoso-aoai.openai.azure.com/openai/v1",
+        "https://contoso-aoai.openai.azure.com/openai",
+        "https://contoso-aoai.openai.azure.com/openai/deployments/gpt-4o",
+    ],
+)
+def test_an_endpoint_with_a_path_is_refused_naming_the_base_url_to_use(endpoint: str) -> None:
+    # The relay appends /openai/v1/chat/completions itself: with a path it would call /openai/v1/openai/v1/...
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**BASE, "AZURE_OPENAI_ENDPOINT": endpoint})
+    message = str(caught.value)
+    assert message.startswith("AZURE_OPENAI_ENDPOINT must be the resource's base URL, https://contoso-aoai.openai.azure.com, without a path")
+
+
+@pytest.mark.parametrize("endpoint", ["https://contoso-aoai.openai.azure.com/", "http://127.0.0.1:7072", "https://contoso.cognitiveservices.azure.com"])
+def test_a_base_url_is_accepted_without_its_trailing_slash(endpoint: str) -> None:
+    assert load_settings({**BASE, "AZURE_OPENAI_ENDPOINT": endpoint}).endpoint == endpoint.rstrip("/")
+
+
 def test_key_mode_with_both_settings_is_accepted() -> None:
     settings = load_settings({**BASE, **KEY_MODE})
     assert (settings.auth_mode, settings.keyvault_url, settings.key_secret_name) == (

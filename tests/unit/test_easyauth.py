@@ -27,7 +27,7 @@ from shared.easyauth import (
     principal_from_headers,
 )
 from shared.errors import RelayError
-from shared.values import is_guid
+from shared.header_checks import is_guid
 from tests.support.identities import ADA_OID as OID
 from tests.support.identities import ADA_TID as TID
 from tests.support.strategies import FAST, as_mapping, guid_like, guids, header_sets, json_values, values_of

@@ -22,9 +22,10 @@ from hypothesis import strategies as st
 
 from devhost.appservice_auth import principal_headers
 from shared.config import Settings, load_settings
-from shared.errors import RelayError
+from shared.errors import RelayError, UpstreamBroken, UpstreamFailure, UpstreamTimeout
 from shared.relay import Relay
 from shared.upstream import Upstream
+from shared.upstream_errors import as_caller_errors
 from tests.support.app_settings import REQUIRED_SETTINGS
 from tests.support.asgi import call, make_request, run_response
 from tests.support.identities import ADA_OID as OID
@@ -208,6 +209,23 @@ async def test_an_unexpected_failure_is_a_500_in_the_openai_shape_without_a_trac
     status, payload = await chat(r, headers_for(user_claims()))
     assert_error(status, payload, 500, "internal_error")
     assert "secret internal detail" not in json.dumps(payload)
+
+
+async def test_an_unexpected_failure_is_logged_as_one_json_line_without_its_message(caplog: pytest.LogCaptureFixture) -> None:
+    async def broken_upstream(settings: Settings) -> Upstream:
+        raise RuntimeError("secret internal detail at /srv/relay.py line 42")
+
+    r = Relay(load_settings(BASE_ENV), broken_upstream)
+    with caplog.at_level(logging.ERROR, logger="relay"):
+        status, _ = await chat(r, headers_for(user_claims()))
+    failures = [logging.Formatter().format(record) for record in caplog.records if record.name == "relay"]
+    assert status == 500 and len(failures) == 1
+    assert "\n" not in failures[0], "one line, not a multi-line traceback"
+    line = json.loads(failures[0])
+    assert (line["event"], line["error_type"]) == ("relay.unhandled", "RuntimeError")
+    assert line["trace"].startswith("test_relay.py:") and "broken_upstream" in line["trace"]
+    assert len(line["request_id"]) == 32
+    assert "secret internal detail" not in failures[0]
 
 
 # --- properties ------------------------------------------------------------------------------
@@ -431,3 +449,43 @@ async def test_a_whole_answer_is_bounded_however_long_azure_keeps_it_retries_inc
     assert_error(status, payload, 504, "upstream_timeout")
     assert '"stream": true' in payload["error"]["message"]
     assert cancelled.is_set()
+
+
+class FailingReadUpstream:
+    """A non-streamed answer that fails while being read, with ``cause``."""
+
+    def __init__(self, cause: UpstreamFailure) -> None:
+        self.cause, self.closed = cause, False
+
+    async def open(self, payload: bytes, deployment: str, request_id: str) -> FailingReadUpstream:
+        return self
+
+    async def read(self) -> bytes:
+        with as_caller_errors():
+            raise self.cause
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("cause", "status", "message_has"),
+    [
+        (UpstreamTimeout("Azure OpenAI did not answer in time."), 504, '"stream": true'),
+        (UpstreamBroken("Azure OpenAI's response broke off."), 502, "Azure OpenAI's response broke off."),
+    ],
+)
+async def test_a_whole_answer_that_timed_out_says_to_stream_and_other_failures_pass_as_they_are(
+    cause: UpstreamFailure, status: int, message_has: str
+) -> None:
+    upstream = FailingReadUpstream(cause)
+
+    async def factory(settings: Settings) -> Upstream:
+        return upstream  # type: ignore[return-value]
+
+    status_got, payload = await chat(Relay(load_settings(BASE_ENV), factory), headers_for(user_claims()))
+    assert status_got == status and message_has in payload["error"]["message"]
+    assert upstream.closed

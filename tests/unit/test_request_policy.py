@@ -409,3 +409,14 @@ def test_what_azure_receives_holds_only_what_the_policy_allows(raw: bytes) -> No
     for name in ("user", "safety_identifier"):
         assert sent.get(name, PSEUDONYM) == PSEUDONYM
     assert isinstance(sent["messages"], list) and sent["messages"]
+
+
+def test_a_budget_lowers_the_output_caps_at_the_end_of_the_payload_and_leaves_the_rest_as_it_was() -> None:
+    raw = json.dumps(chat(max_tokens=90, max_completion_tokens=70, temperature=0.5)).encode()
+    request = prepare_chat_request(raw, SETTINGS, CALLER)
+    assert (request.output_cap, request.prompt_bytes) == (70, len(raw))
+    lowered = request.with_output_cap(12)
+    sent, before = json.loads(lowered.payload), json.loads(request.payload)
+    assert (sent["max_tokens"], sent["max_completion_tokens"], lowered.output_cap) == (12, 12, 12)
+    assert {k: v for k, v in sent.items() if not k.startswith("max_")} == {k: v for k, v in before.items() if not k.startswith("max_")}
+    assert request.with_output_cap(500) is request  # a budget never raises a cap

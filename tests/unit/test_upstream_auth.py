@@ -73,13 +73,57 @@ async def test_a_token_is_replaced_before_it_lapses(monkeypatch: pytest.MonkeyPa
     assert len(credential.calls) == 2
 
 
-async def test_an_identity_failure_names_what_to_check_and_leaks_nothing() -> None:
-    token = CachedToken(FakeCredential(fail=True), COGNITIVE_SERVICES_SCOPE)  # type: ignore[arg-type]
+CLI_MISSING = (
+    "DefaultAzureCredential failed to retrieve a token from the included credentials.\nAttempted credentials:\n"
+    "\tEnvironmentCredential: EnvironmentCredential authentication unavailable.\n"
+    "\tAzureCliCredential: Please run 'az login' to set up an account\n"
+    "\tManagedIdentityCredential: IDENTITY_ENDPOINT answered 400: Bearer abc.def-secret, "
+    "token eyJhbGciOiJSUzI1NiJ9.eyJvaWQiOiJ4In0.c2lnbmF0dXJl, https://kv.example/?sig=SIGVALUE&x=1"
+)
+
+
+class FailingCredential:
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        raise ClientAuthenticationError(self.message)
+
+
+async def failure_of(hint: str, message: str = CLI_MISSING) -> str:
+    token = CachedToken(FailingCredential(message), COGNITIVE_SERVICES_SCOPE, hint=hint)  # type: ignore[arg-type]
     with pytest.raises(UpstreamCredentialError) as caught:
         await token.get()
-    message = str(caught.value)
-    assert "AZURE_CLIENT_ID" in message and "ClientAuthenticationError" in message
-    assert "secret-detail" not in message
+    return str(caught.value)
+
+
+async def test_on_app_service_a_missing_token_points_at_the_function_apps_identity() -> None:
+    settings = load_settings({**SETTINGS_ENV, "IDENTITY_ENDPOINT": "http://localhost:8081/msi/token"})
+    message = await failure_of(upstream_auth.credential_hint(settings))
+    assert "the identity assigned to the function app and AZURE_CLIENT_ID" in message
+    assert "az login" not in message.split("(ClientAuthenticationError")[0]
+
+
+async def test_on_a_laptop_a_missing_token_says_az_login_and_keeps_the_credentials_own_message() -> None:
+    message = await failure_of(upstream_auth.credential_hint(load_settings(SETTINGS_ENV)))
+    hint, _, detail = message.partition(" (ClientAuthenticationError: ")
+    assert "run `az login`" in hint and "function app" not in hint
+    assert "\n" not in message
+    assert "AzureCliCredential: Please run 'az login' to set up an account" in detail
+    assert "EnvironmentCredential authentication unavailable." in detail
+
+
+async def test_the_credentials_message_loses_its_tokens_and_secrets() -> None:
+    message = await failure_of(upstream_auth.MANAGED_IDENTITY_HINT)
+    for secret in ("abc.def-secret", "eyJhbGciOiJSUzI1NiJ9", "c2lnbmF0dXJl", "SIGVALUE"):
+        assert secret not in message
+    assert "Bearer [redacted]" in message and "sig=[redacted]&x=1" in message
+
+
+async def test_a_long_credential_message_is_cut_to_a_bounded_line() -> None:
+    message = await failure_of(upstream_auth.MANAGED_IDENTITY_HINT, "x" * 10_000)
+    detail = message.partition("(ClientAuthenticationError: ")[2]
+    assert len(detail) == upstream_auth.MAX_DETAIL_CHARS + 1 and detail.endswith("…)")
 
 
 SETTINGS_ENV = {"AZURE_OPENAI_ENDPOINT": "https://contoso-aoai.openai.azure.com", "AZURE_OPENAI_DEPLOYMENTS": "gpt-4o", "APPLICATION_NAME": "spa"}
@@ -103,3 +147,15 @@ async def test_without_a_managed_identity_endpoint_the_developers_login_is_used(
         assert isinstance(credential, DefaultAzureCredential)
     finally:
         await credential.close()
+
+
+@pytest.mark.parametrize(
+    ("identity_endpoint", "names"),
+    [("http://localhost:8081/msi/token", "the identity (AZURE_CLIENT_ID)"), ("", "the account you signed in with (`az account show`)")],
+)
+async def test_a_refused_token_points_at_the_identity_that_asked_for_it(identity_endpoint: str, names: str) -> None:
+    auth = upstream_auth.create_upstream_auth(load_settings({**SETTINGS_ENV, "IDENTITY_ENDPOINT": identity_endpoint}))
+    try:
+        assert names in auth.rejection_hint and "Cognitive Services OpenAI User" in auth.rejection_hint
+    finally:
+        await auth.aclose()

@@ -3,7 +3,7 @@
 // its managed identity (the key never appears in app settings). Two origins
 // (production and staging), two deployments, a dated API version, and the
 // optional browser login flow (a federated identity credential of the relay
-// identity, no client secret).
+// identity, no client secret), off until its credential exists.
 using '../main.bicep'
 
 param environmentName = readEnvironmentVariable('AZURE_ENV_NAME', 'contracts-review')
@@ -30,7 +30,10 @@ param openAiAuthMode = 'key'
 param keyVaultResourceId = '/subscriptions/00000000-0000-4000-8000-0000000000bb/resourceGroups/rg-legal-ai/providers/Microsoft.KeyVault/vaults/kv-fabrikam-legal'
 param openAiKeySecretName = 'aoai-api-key'
 
-param enableLoginFlow = true
+// The login flow needs the relay's federated credential, which can only be made once the relay identity
+// exists: provision once without it, run register-entra-apps.sh --login-flow, then set this to true
+// (docs/deployment.md, "Optional browser login flow").
+param enableLoginFlow = false
 
 param requiredRoles = [
   'Relay.User'

@@ -206,3 +206,6 @@ resource automation 'Microsoft.Security/automations@2023-12-01-preview' = {
     ]
   }
 }
+
+@description('Resource ID of the Logic App (the failed-runs alert watches it).')
+output workflowId string = workflow.id

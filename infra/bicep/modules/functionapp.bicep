@@ -40,10 +40,7 @@ param identityClientId string
 @description('Blob service URI of the host storage account (identity-based AzureWebJobsStorage).')
 param hostStorageBlobUri string
 
-@description('Queue service URI of the host storage account.')
-param hostStorageQueueUri string
-
-@description('Table service URI of the host storage account.')
+@description('Table service URI of the host storage account: RELAY_TABLE_ENDPOINT, the block list and budget tables.')
 param hostStorageTableUri string
 
 @description('URL of the blob container that holds the deployment package.')
@@ -60,8 +57,8 @@ param appInsightsConnectionString string
 ])
 param pythonVersion string = '3.13'
 
-@description('Flex Consumption scale-out ceiling.')
-@minValue(40)
+@description('Flex Consumption scale-out ceiling (main.bicep documents the bounds).')
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -191,21 +188,16 @@ var ficAssertionSettingName = 'OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID'
 
 var baseAppSettings = [
   // Functions host: identity-based storage (shared keys are off on the account),
-  // addressed by the account's own service URIs rather than by its name, so the
+  // addressed by the account's own service URI rather than by its name, so the
   // host does not assume the public cloud's DNS suffix: the same settings work
-  // in sovereign clouds and with custom DNS.
+  // in sovereign clouds and with custom DNS. Blob only, like the identity's
+  // role (Storage Blob Data Owner, storage.bicep): an app with HTTP triggers
+  // only needs no queue or table service for its host, and a service URI the
+  // identity holds no role on would fail at the host's first use of it.
   // https://learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity
   {
     name: 'AzureWebJobsStorage__blobServiceUri'
     value: hostStorageBlobUri
-  }
-  {
-    name: 'AzureWebJobsStorage__queueServiceUri'
-    value: hostStorageQueueUri
-  }
-  {
-    name: 'AzureWebJobsStorage__tableServiceUri'
-    value: hostStorageTableUri
   }
   {
     name: 'AzureWebJobsStorage__credential'
@@ -448,6 +440,16 @@ var scmRules = [for (range, i) in scmAllowedIpRanges: {
 }]
 var siteRules = isFrontDoorMode ? frontDoorRules : (isProxyMode ? proxyRules : [])
 
+// Easy Auth builds the login flow's redirect URI (https://<host>/.auth/login/aad/callback) from the
+// request's host. Behind Front Door that host must be Front Door's: the site's own *.azurewebsites.net
+// host admits nothing but Front Door in this mode, so a callback there would be refused. 'Standard' makes
+// Easy Auth take the host and scheme from X-Forwarded-Host and X-Forwarded-Proto, which Front Door sends
+// (https://learn.microsoft.com/azure/frontdoor/front-door-http-headers-protocol#from-the-front-door-to-the-backend);
+// the access restrictions above admit only this Front Door profile, so no caller reaches the site without it,
+// and Entra ID sends codes only to the registered callback, so a forged host would receive none.
+// Everywhere else no proxy's forwarded host is trusted.
+var forwardProxyConvention = (isFrontDoorMode && enableLoginFlow) ? 'Standard' : 'NoProxy'
+
 // ---- resources ------------------------------------------------------------------------
 
 resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
@@ -587,7 +589,7 @@ resource authSettings 'Microsoft.Web/sites/config@2024-11-01' = {
         apiPrefix: '/.auth'
       }
       forwardProxy: {
-        convention: 'NoProxy'
+        convention: forwardProxyConvention
       }
     }
     identityProviders: {

@@ -18,10 +18,33 @@ param tags object = {}
 @description('Principal ID of the identity that publishes telemetry.')
 param publisherPrincipalId string
 
-@description('Days of log retention.')
+@description('Days of log retention of the workspace\'s other tables.')
 @minValue(30)
 @maxValue(730)
 param retentionInDays int = 30
+
+// The relay's records hold end users' object IDs and IP addresses: they are kept for a stated time
+// (docs/telemetry.md, "Retention, access and purge"), set per table. Application Insights tables are
+// retained 90 days at no extra charge; StorageTableLogs (who wrote the block list) is billed after 31.
+@description('Days the relay\'s records (AppTraces, AppMetrics, AppRequests, AppDependencies) and the table access log (StorageTableLogs) are kept, then deleted.')
+@minValue(30)
+@maxValue(730)
+param telemetryRetentionInDays int = 90
+
+@description('Daily ingestion cap of the workspace in GB (-1: none). Past it, Azure Monitor drops data until the next reset: a bound on the bill, at the price of records lost on a day that reaches it.')
+@minValue(-1)
+param dailyQuotaGb int = 10
+
+@description('false (default): reading the relay\'s records needs rights on the workspace (Log Analytics Reader or a table-level role). true: anyone who may read the Application Insights resource may read its records (resource-context access), Reader on the resource group included.')
+param resourceContextLogAccess bool = false
+
+var evidenceTables = [
+  'AppTraces'
+  'AppMetrics'
+  'AppRequests'
+  'AppDependencies'
+  'StorageTableLogs'
+]
 
 // Monitoring Metrics Publisher: needed to send telemetry with Entra auth.
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
@@ -35,8 +58,23 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
       name: 'PerGB2018'
     }
     retentionInDays: retentionInDays
+    workspaceCapping: {
+      dailyQuotaGb: dailyQuotaGb
+    }
+    features: {
+      enableLogAccessUsingOnlyResourcePermissions: resourceContextLogAccess
+    }
   }
 }
+
+resource evidenceRetention 'Microsoft.OperationalInsights/workspaces/tables@2023-09-01' = [for table in evidenceTables: {
+  parent: workspace
+  name: table
+  properties: {
+    retentionInDays: telemetryRetentionInDays
+    totalRetentionInDays: telemetryRetentionInDays
+  }
+}]
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
   name: applicationInsightsName
@@ -65,3 +103,4 @@ output applicationInsightsName string = appInsights.name
 // with DisableLocalAuth it grants nothing on its own (not a secret).
 output connectionString string = appInsights.properties.ConnectionString
 output workspaceId string = workspace.id
+output workspaceName string = workspace.name

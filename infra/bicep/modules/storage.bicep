@@ -99,6 +99,5 @@ resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 output name string = storage.name
 // The service URIs as the account reports them (cloud- and DNS-independent).
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
-output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output tableEndpoint string = storage.properties.primaryEndpoints.table
 output deploymentContainerUrl string = '${storage.properties.primaryEndpoints.blob}${deploymentContainer.name}'

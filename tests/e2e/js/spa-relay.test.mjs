@@ -2,7 +2,16 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { RelayError, createRelayClient, describeError, errorFromResponse, flaggedCategories, parseRetryAfter, parseSse } from "../../../devhost/spa/relay.js";
+import {
+  RelayError,
+  createRelayClient,
+  describeError,
+  errorFromResponse,
+  flaggedCategories,
+  humanWait,
+  parseRetryAfter,
+  parseSse,
+} from "../../../devhost/spa/relay.js";
 
 const streamOf = (...pieces) =>
   new ReadableStream({
@@ -67,6 +76,42 @@ describe("errors", () => {
     assert.deepEqual([limited.code, limited.retryAfter, limited.requestId], ["rate_limited", 12, "abc"]);
     assert.equal(describeError(limited).retryAfter, 12);
     assert.equal(describeError(new RelayError({ status: 403, message: "required app role missing" })).detail.startsWith("Required app role missing."), true);
+  });
+
+  it("names the used-up budget and says when it resets, not how many seconds", () => {
+    const now = Date.UTC(2026, 11, 7, 5, 0, 0);
+    const day = new RelayError({
+      status: 429,
+      code: "user_quota_exceeded",
+      message: "You have used your token budget for this day (UTC). Retry after the time in the Retry-After header.",
+      retryAfter: 19 * 3600,
+    });
+    const text = describeError(day, now);
+    assert.equal(text.title, "Token budget used up");
+    assert.match(text.detail, /^You have used your daily token budget\. It resets at .+ \(your time\)\.$/);
+    assert.doesNotMatch(text.detail, /68400|seconds/);
+    assert.equal(text.resetsAt.getTime(), Date.UTC(2026, 11, 8, 0, 0, 0));
+    const tenant = new RelayError({ status: 429, code: "user_quota_exceeded", message: "You have used your tenant's token budget for this day (UTC).", retryAfter: 60 });
+    assert.match(describeError(tenant, now).detail, /your organisation's daily token budget/);
+    const minute = new RelayError({ status: 429, code: "user_quota_exceeded", message: "You have used your token budget for this minute.", retryAfter: 40 });
+    assert.match(describeError(minute, now).detail, /your per-minute token budget/);
+  });
+
+  it("gives the block list and a busy instance their own words, and a blocked user one instruction", () => {
+    const blocked = describeError(new RelayError({ status: 403, code: "user_blocked", message: "Access is blocked. Contact your administrator." }));
+    assert.equal(blocked.title, "Your access is blocked");
+    assert.doesNotMatch(blocked.detail, /owner/);
+    assert.equal(describeError(new RelayError({ status: 503, code: "blocklist_unavailable" })).title, "Access checks are unavailable");
+    assert.equal(describeError(new RelayError({ status: 503, code: "server_busy" })).title, "The relay is busy");
+    const crowded = describeError(new RelayError({ status: 429, code: "user_concurrency_exceeded", retryAfter: 1 }));
+    assert.equal(crowded.title, "Too many answers at once");
+    assert.equal(crowded.retryAfter, undefined);
+  });
+
+  it("says a wait as a person would", () => {
+    assert.deepEqual([1, 30, 89, 90, 600, 5399, 71621].map(humanWait), [
+      "1 second", "30 seconds", "89 seconds", "2 minutes", "10 minutes", "90 minutes", "about 20 hours",
+    ]);
   });
 
   it("sends the bearer token when an SPA on another origin gives one", async () => {

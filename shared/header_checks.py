@@ -1,4 +1,4 @@
-"""Header access and value checks that the relay, its configuration and the local host share.
+"""Checks on the strings headers and settings carry (GUIDs, loopback hosts), and every value of a repeated header.
 
 Neutral on purpose: nothing here knows about Easy Auth, client IPs or settings.
 """

@@ -1,4 +1,4 @@
-"""shared.blocklist_refresh: the first request waits for one read, later ones never touch storage; outages and cold starts."""
+"""shared.blocklist_cache: the first request waits for one read, later ones never touch storage; outages and cold starts."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import logging
 from typing import Any
 
 import pytest
+from azure.core.exceptions import DecodeError, DeserializationError, ServiceRequestError
 
-from shared.blocklist_refresh import BlocklistCache
+from shared.blocklist_cache import BlocklistCache
 from shared.errors import RelayError
 from tests.support.identities import ADA_OID as OID
 from tests.support.identities import ADA_TID as TID
@@ -20,7 +21,8 @@ BLOCK_OID = {"PartitionKey": "oid", "RowKey": OID, "Value": OID, "Reason": "exfi
 
 
 def events(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "relay.blocklist"]
+    # Without the time each line carries (tests/unit/test_logs.py checks it).
+    return [{k: v for k, v in json.loads(r.getMessage()).items() if k != "time"} for r in caplog.records if r.name == "relay.blocklist"]
 
 
 async def test_requests_are_checked_against_memory_only_after_the_first_read() -> None:
@@ -49,19 +51,31 @@ async def test_a_new_row_is_enforced_after_the_next_refresh() -> None:
         await cache.aclose()
 
 
-async def test_during_an_outage_the_last_good_copy_is_kept_and_the_log_says_so(caplog: pytest.LogCaptureFixture) -> None:
+# What a read meets in an outage, as the Tables SDK raises it (the same answers from real servers: tests/integration/test_blocklist_outages.py).
+OUTAGES = {
+    "refused": ServiceRequestError("Cannot connect to host 127.0.0.1:10002"),
+    "silent": "hang",
+    "garbage": DecodeError("JSON is invalid: Expecting value: line 1 column 1 (char 0)"),
+    "not a page of rows": DeserializationError("Unable to deserialize response data. Data: 1, {object}"),
+    "a row the SDK cannot convert": ValueError("badly formed hexadecimal UUID string"),
+}
+ERRORS = {"refused": "ServiceRequestError", "silent": "TimeoutError", "garbage": "DecodeError", "not a page of rows": "DeserializationError", "a row the SDK cannot convert": "ValueError"}
+
+
+@pytest.mark.parametrize("outage", list(OUTAGES))
+async def test_during_an_outage_the_last_good_copy_is_kept_and_the_log_says_so(outage: str, caplog: pytest.LogCaptureFixture) -> None:
     table = RowsTable([BLOCK_OID])
-    cache = BlocklistCache(table, refresh_s=3600, fail_open=False)
+    cache = BlocklistCache(table, refresh_s=3600, fail_open=False, read_deadline_s=0.2)
     with caplog.at_level(logging.INFO, logger="relay.blocklist"):
         await cache.refresh()
-        table.down = True
+        table.down, table.failure = True, OUTAGES[outage]
         table.rows.clear()  # what storage would say if it answered
         assert await cache.refresh() is False
         assert await cache.refresh() is False
     assert await cache.lookup(OID, TID, UNLISTED_IP) is not None
     failed = [e for e in events(caplog) if e["event"] == "blocklist.refresh_failed"]
     assert [e["failed_reads"] for e in failed] == [1, 2]
-    assert failed[0]["kept_entries"] == 1 and failed[0]["error"] == "ServiceRequestError"
+    assert failed[0]["kept_entries"] == 1 and failed[0]["error"] == ERRORS[outage]
     table.down = False
     with caplog.at_level(logging.INFO, logger="relay.blocklist"):
         assert await cache.refresh() is True
@@ -69,10 +83,11 @@ async def test_during_an_outage_the_last_good_copy_is_kept_and_the_log_says_so(c
     assert await cache.lookup(OID, TID, UNLISTED_IP) is None
 
 
-async def test_a_cold_start_that_cannot_read_fails_closed_then_recovers(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("outage", list(OUTAGES))
+async def test_a_cold_start_that_cannot_read_fails_closed_then_recovers(outage: str, caplog: pytest.LogCaptureFixture) -> None:
     table = RowsTable([BLOCK_OID])
-    table.down = True
-    cache = BlocklistCache(table, refresh_s=0.05, fail_open=False)
+    table.down, table.failure = True, OUTAGES[outage]
+    cache = BlocklistCache(table, refresh_s=0.05, fail_open=False, read_deadline_s=0.2, first_read_wait_s=0.5)
     try:
         with caplog.at_level(logging.INFO, logger="relay.blocklist"), pytest.raises(RelayError) as refused:
             await cache.lookup("99999999-0000-4000-8000-000000000009", TID, UNLISTED_IP)
@@ -102,12 +117,14 @@ async def test_a_cold_start_that_cannot_read_serves_unchecked_when_set_to_fail_o
         await cache.aclose()
 
 
-async def test_invalid_rows_are_skipped_and_named_once(caplog: pytest.LogCaptureFixture) -> None:
-    table = RowsTable([BLOCK_OID, {"PartitionKey": "oid", "RowKey": "typo", "Value": "alice@contoso.com"}])
+async def test_invalid_rows_are_skipped_and_named_on_every_refresh_in_one_bounded_line(caplog: pytest.LogCaptureFixture) -> None:
+    typos = [{"PartitionKey": "oid", "RowKey": f"typo-{n:02}", "Value": f"user{n}@contoso.com"} for n in range(12)]
+    table = RowsTable([BLOCK_OID, *typos])
     cache = BlocklistCache(table, refresh_s=3600, fail_open=False)
     with caplog.at_level(logging.INFO, logger="relay.blocklist"):
         await cache.refresh()
         await cache.refresh()
     invalid = [e for e in events(caplog) if e["event"] == "blocklist.rows_invalid"]
-    assert invalid == [{"event": "blocklist.rows_invalid", "count": 1, "rows": {"oid/typo": "oid must be a GUID, got 'alice@contoso.com'"}}]
+    assert [e["count"] for e in invalid] == [12, 12]
+    assert invalid[0]["rows"] == {f"oid/typo-{n:02}": f"oid must be a GUID, got 'user{n}@contoso.com'" for n in range(10)}
     assert await cache.lookup(OID, TID, UNLISTED_IP) is not None

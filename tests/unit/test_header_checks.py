@@ -1,11 +1,11 @@
-"""shared.values: the GUID, loopback and header checks that the relay and the local host share."""
+"""shared.header_checks: the GUID, loopback and header checks that the relay and the local host share."""
 
 from __future__ import annotations
 
 import pytest
 from starlette.datastructures import Headers
 
-from shared.values import header_values, is_guid, is_loopback_host, same_guid
+from shared.header_checks import header_values, is_guid, is_loopback_host, same_guid
 
 GUID = "5f1b6c2e-3a4d-4e8f-9b0a-1c2d3e4f5a6b"
 

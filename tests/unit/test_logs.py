@@ -1,0 +1,101 @@
+"""shared.logs: one JSON object per line, whatever the values, each with its time in UTC; a request's line at the level its status deserves."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.logs import RequestLog, log_event, log_failure, quiet_client_loggers, utc_timestamp
+
+LOGGER = logging.getLogger("relay.test.logs")
+
+
+def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [logging.Formatter().format(record) for record in caplog.records]
+
+
+def test_a_hostile_value_cannot_break_a_line_or_forge_a_field(caplog: pytest.LogCaptureFixture) -> None:
+    hostile = 'x"\n{"event":"forged","status":200}\r\n\u2028é'
+    with caplog.at_level(logging.INFO, logger=LOGGER.name):
+        log_event(LOGGER, logging.INFO, "relay.test", source_ip=hostile)
+    [line] = lines(caplog)
+    assert "\n" not in line and "\r" not in line and "\u2028" not in line and line.isascii()
+    fields = json.loads(line)
+    del fields["time"]
+    assert fields == {"event": "relay.test", "source_ip": hostile}
+
+
+def test_nothing_is_encoded_for_a_level_that_is_off(caplog: pytest.LogCaptureFixture) -> None:
+    class Unencodable:
+        def __str__(self) -> str:
+            raise AssertionError("encoded although the level is off")
+
+    with caplog.at_level(logging.WARNING, logger=LOGGER.name):
+        log_event(LOGGER, logging.INFO, "relay.test", value=Unencodable())
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize(("status", "level"), [(200, logging.INFO), (429, logging.INFO), (499, logging.INFO), (502, logging.WARNING)])
+def test_a_request_line_holds_its_fields_and_server_failures_are_warnings(
+    caplog: pytest.LogCaptureFixture, status: int, level: int
+) -> None:
+    record = RequestLog("0" * 32, "chat.completions", client_request_id="spa-7", oid="oid-1", stream=True)
+    record.usage = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12, "completion_tokens_details": {"reasoning_tokens": 1}}
+    with caplog.at_level(logging.INFO, logger="relay.request"):
+        record.emit(status, None if status == 200 else "some_code")
+    [logged] = caplog.records
+    line = json.loads(logged.getMessage())
+    assert logged.levelno == level
+    assert line["event"] == "relay.request" and (line["status"], line["route"], line["client_request_id"]) == (status, "chat.completions", "spa-7")
+    assert (line["prompt_tokens"], line["completion_tokens"], line["total_tokens"]) == (9, 3, 12)
+    assert "completion_tokens_details" not in line and isinstance(line["latency_ms"], float)
+
+
+def test_a_failure_is_one_line_with_its_type_and_innermost_frames_never_its_message(caplog: pytest.LogCaptureFixture) -> None:
+    def deep(n: int) -> None:
+        if n == 0:
+            raise ValueError("prompt: tell me the launch codes")
+        deep(n - 1)
+
+    try:
+        deep(20)
+    except ValueError as exc:
+        with caplog.at_level(logging.ERROR, logger=LOGGER.name):
+            log_failure(LOGGER, "relay.test_failed", exc, request_id="r-1")
+    [line] = lines(caplog)
+    assert "\n" not in line and "launch codes" not in line
+    fields = json.loads(line)
+    assert (fields["event"], fields["request_id"], fields["error_type"]) == ("relay.test_failed", "r-1", "ValueError")
+    frames = fields["trace"].split(" < ")
+    assert len(frames) == 6 and all(frame.startswith("test_logs.py:") and frame.endswith(" deep") for frame in frames)
+
+
+def test_chatty_client_loggers_are_quieted_to_warnings() -> None:
+    chatty = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
+    chatty.setLevel(logging.NOTSET)
+    quiet_client_loggers()
+    assert not chatty.isEnabledFor(logging.INFO) and chatty.isEnabledFor(logging.WARNING)
+    assert not logging.getLogger("azure.identity").isEnabledFor(logging.INFO)
+
+
+def test_every_line_starts_with_its_time_in_iso_8601_utc(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        before = time.time()
+        log_event(LOGGER, logging.INFO, "relay.test", status=200)
+        RequestLog("r-1", "chat.completions").emit(200)
+        after = time.time()
+    assert len(caplog.records) == 2
+    for record in caplog.records:
+        line = json.loads(record.getMessage())
+        assert next(iter(line)) == "time", line
+        written = datetime.strptime(line["time"], "%Y-%m-%dT%H:%M:%S.%f%z")
+        assert written.tzinfo == UTC and before - 0.001 <= written.timestamp() <= after
+
+
+def test_the_time_is_utc_to_the_millisecond() -> None:
+    assert utc_timestamp(1_796_621_401.25) == "2026-12-07T05:30:01.250Z"
+    assert utc_timestamp(0.999) == "1970-01-01T00:00:00.999Z"
