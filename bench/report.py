@@ -131,6 +131,8 @@ def _main_table(r: dict[str, Any]) -> list[str]:
     lines.append(f"import function_app: {fmt(imp['function_app_ms'].get('median'))} ms (median of {imp['runs']})")
     heavy = ", ".join(f"{row['module']} {row['cumulative_ms']:.0f}" for row in imp["heaviest"][:6])
     lines.append(f"  heaviest imports (ms, cumulative): {heavy}")
+    for name, parse in r.get("body_parse", {}).items():
+        lines.append(f"body parse, {name}: {parse['outcome']} in {fmt(parse['ms'])} ms, peak {fmt(parse['peak_mib'])} MiB allocated")
     lines.append("")
     return lines
 

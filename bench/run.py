@@ -34,7 +34,7 @@ from typing import Any
 
 import uvloop
 
-from bench import capacity, controls, loadgen, procs, report
+from bench import body_parse, capacity, controls, loadgen, procs, report
 from bench.capacity import FULL_CAPACITY, QUICK_CAPACITY, CapacityPlan
 from bench.loadgen import Block, Side, run_block
 from bench.stats import added_ms, percentile, slope, summary_ms
@@ -60,6 +60,7 @@ class Plan:
     soak_sample_every: int
     cold_starts: int
     import_runs: int
+    parse_runs: int
     phase_deadline_s: float
     controls_pairs: int
     controls_rounds: int
@@ -78,6 +79,7 @@ FULL = Plan(
     soak_sample_every=500,
     cold_starts=5,
     import_runs=6,
+    parse_runs=9,
     phase_deadline_s=60.0,
     controls_pairs=1000,
     controls_rounds=12,
@@ -95,6 +97,7 @@ QUICK = Plan(
     soak_sample_every=64,
     cold_starts=1,
     import_runs=1,
+    parse_runs=1,
     phase_deadline_s=5.0,
     controls_pairs=30,
     controls_rounds=1,
@@ -115,6 +118,9 @@ TARGETS: list[tuple[str, float, str, tuple[str, ...]]] = [
     ("relay RSS after the soak", 120.0, "MB", ("memory", "rss_after_mb")),
     ("relay RSS growth over the second half of the soak", 2.0, "MB", ("memory", "second_half_growth_mb")),
     ("failed requests", 0.0, "", ("errors", "total")),
+    # One parse is a stall of the event loop: a legitimate 4 MiB body, and the hostile one refused before it is built.
+    ("parse a 4 MiB body (an image data URL)", 15.0, "ms", ("body_parse", "image data URL (4 MiB)", "ms")),
+    ("refuse a 4 MiB body of 1.4 M empty arrays", 50.0, "ms", ("body_parse", "1.4 M empty arrays (4 MiB)", "ms")),
     ("added p50 with the block list and budgets on (vs off), concurrency 1", 0.25, "ms", ("controls", "c1", "added", "p50")),
     ("added p50 with the block list and budgets on (vs off), concurrency 16", 0.5, "ms", ("controls", "c16", "added", "p50")),
     ("table requests per 1,000 requests with both controls on", 10.0, "", ("controls", "table_requests_per_1000")),
@@ -506,6 +512,8 @@ async def measure(plan: Plan, work: Path) -> tuple[dict[str, Any], dict[str, Any
         phase("cold_start")
         results["import"] = import_time(emulator.url, plan.import_runs)
         phase("import")
+        results["body_parse"] = body_parse.measure(plan.parse_runs)
+        phase("body_parse")
     phase("stop_emulator")
     results["phase_seconds"] = phases
     return results, chart_samples

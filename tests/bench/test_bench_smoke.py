@@ -55,6 +55,9 @@ def test_quick_run_writes_a_well_formed_result(tmp_path: Path) -> None:
     _number(results, "identity", "token_requests_per_1000")
     assert _number(results, "cold_start", "first_completion_ms", "median") > 0
     assert _number(results, "import", "function_app_ms", "median") > 0
+    assert results["body_parse"]["1.4 M empty arrays (4 MiB)"]["outcome"] == "refused"
+    assert results["body_parse"]["image data URL (4 MiB)"]["outcome"] == "parsed"
+    assert _number(results, "body_parse", "image data URL (4 MiB)", "ms") > 0
     assert _number(results, "memory", "rss_after_mb") > 0
     assert results["errors"]["total"] == 0, results["errors"]
     for key in ("c1", "c16"):
