@@ -100,6 +100,10 @@ class AccessControls:
             self.budgets.admit(caller.principal.object_id, caller.principal.tenant_id)
         return TokenCharge(self.budgets, caller, prompt_bytes)
 
+    def blocklist_age_s(self) -> float | None:
+        """The age of this instance's block list copy; None when the block list is off or not read yet."""
+        return self._blocklist.copy_age_s() if self._blocklist is not None else None
+
     def budget_view(self, caller: Caller) -> dict[str, Any] | None:
         """The caller's budgets for /api/me: limit, used, remaining and reset time of each; None when budgets are off."""
         if self.budgets is None:

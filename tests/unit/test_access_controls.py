@@ -64,7 +64,7 @@ class Answers:
         self.events = events or []
         self.calls = 0
 
-    async def open(self, payload: bytes, deployment: str, request_id: str) -> Answers:
+    async def open(self, payload: bytes, deployment: str, request_id: str, notes: object = None) -> Answers:
         self.calls += 1
         return self
 
