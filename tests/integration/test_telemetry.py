@@ -162,3 +162,61 @@ def test_the_exporters_retry_files_are_never_written(stack: Stack, tmp_path: Pat
     import tempfile
 
     assert not list(Path(tempfile.gettempdir()).glob("Microsoft-AzureMonitor-*/opentelemetry-python-7e57e000-0000-4000-8000-0000000a1e01"))
+
+
+@pytest.fixture(scope="module")
+def controlled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Path]]:
+    """A local host with the block list and a per-minute token budget on (Azurite), telemetry on."""
+    tmp = tmp_path_factory.mktemp("telemetry-controls")
+    env = {
+        "DEVHOST_TELEMETRY": "on",
+        "AZURITE_DIR": str(tmp / "azurite"),
+        "RELAY_BLOCKLIST_ENABLED": "true",
+        "RELAY_BLOCKLIST_REFRESH_S": "0.5",
+        "RELAY_BUDGET_USER_TOKENS_PER_MINUTE": "30",
+    }
+    with run_stack(tmp, env) as running:
+        yield running, tmp / "azurite"
+
+
+def post_chat(stack: Stack, oid: str) -> int:
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
+    headers = {"Authorization": f"Bearer {stack.token(oid=oid, tid=ADA_TID)}", "content-type": "application/json"}
+    request = urllib.request.Request(f"{stack.api}/v1/chat/completions", data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def test_blocks_and_budget_refusals_are_the_controls_decisions_in_records_and_metrics(controlled: tuple[Stack, Path]) -> None:
+    from tests.support.azurite import admin
+
+    stack, azurite_dir = controlled
+    assert admin(azurite_dir, "block", "--oid", MALLORY_OID, "--reason", "telemetry test", "--ttl", "1h").returncode == 0
+    for _ in range(100):  # the block list is re-read every 0.5 s
+        if post_chat(stack, MALLORY_OID) == 403:
+            break
+    else:
+        raise AssertionError("the block never took effect")
+    received: list[dict[str, Any]] = []
+    flush(stack, received)
+    stack.emulator("DELETE", "/_emulator/telemetry")
+
+    assert post_chat(stack, MALLORY_OID) == 403
+    statuses = [post_chat(stack, ADA_OID) for _ in range(3)]  # 21 tokens an answer against 30 a minute
+    flush(stack, received)
+
+    assert statuses == [200, 200, 429]
+    written = {(p["oid"], p["status"]): p for p in (r["data"]["baseData"]["properties"] for r in records(received))}
+    blocked = written[(MALLORY_OID, "403")]
+    assert (blocked["outcome"], blocked["blocklist"], blocked["code"]) == ("blocked", "blocked", "user_blocked")
+    admitted, over = written[(ADA_OID, "200")], written[(ADA_OID, "429")]
+    assert (admitted["blocklist"], admitted["budget"]) == ("pass", "admitted")
+    assert (over["outcome"], over["budget"], over["code"]) == ("over_budget", "refused", "user_quota_exceeded")
+    app = {"app": APPLICATION_NAME}
+    assert [(p["value"], p["properties"]) for p in metric_points(received, "relay.blocks")] == [(1, app)]
+    assert [(p["value"], p["properties"]) for p in metric_points(received, "relay.budget_refusals")] == [(1, app)]
+    [age] = metric_points(received, "relay.blocklist_age")
+    assert 0 <= age["value"] <= 5 and age["properties"] == app
