@@ -37,6 +37,7 @@ from azure.monitor.opentelemetry.exporter import (
 )
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.context import Context, get_current
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
@@ -89,14 +90,16 @@ class AzureMonitor:
         # The trace exporter reads the process's tracer provider for its resource; the relay's is the one.
         trace.set_tracer_provider(self._traces)
 
-    def operation_id(self) -> str | None:
-        context = trace.get_current_span().get_span_context()
-        return f"{context.trace_id:032x}" if context.is_valid else None
+    def invocation_context(self) -> tuple[Context | None, str | None]:
+        span = trace.get_current_span().get_span_context()
+        return (get_current(), f"{span.trace_id:032x}") if span.is_valid else (None, None)
 
-    def record(self, fields: dict[str, Any], level: int) -> None:
-        """The request record as a log record: body ``relay.request``, the non-null fields as attributes."""
+    def record(self, fields: dict[str, Any], level: int, trace_context: object = None) -> None:
+        """The request record as a log record in the invocation's trace: body ``relay.request``, the non-null fields as attributes."""
         attributes = {name: value for name, value in fields.items() if value is not None}
-        self._logger.emit(body="relay.request", attributes=attributes, severity_number=_SEVERITY.get(level, SeverityNumber.ERROR))
+        context = trace_context if isinstance(trace_context, Context) else None
+        severity = _SEVERITY.get(level, SeverityNumber.ERROR)
+        self._logger.emit(body="relay.request", attributes=attributes, severity_number=severity, context=context)
 
     def count(self, fields: dict[str, Any]) -> None:
         """The record's share of the metrics: app, deployment and outcome only, never the user."""

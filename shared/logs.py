@@ -75,7 +75,7 @@ def request_outcome(status: int, code: str | None) -> str:
 class RecordSink(Protocol):
     """Where a finished request record goes (shared/telemetry.py): the log line, and Azure Monitor when configured."""
 
-    def write(self, fields: dict[str, Any], level: int) -> None: ...
+    def write(self, fields: dict[str, Any], level: int, trace_context: object = None) -> None: ...
 
 
 class DependencyTracer(Protocol):
@@ -123,6 +123,9 @@ class RequestLog:
     blocklist: str | None = None
     budget: str | None = None
     operation_id: str | None = None
+    # The invocation's OpenTelemetry context, kept for the record: a stream's record is written after the
+    # invocation returned its response, where that context may no longer be the current one.
+    trace_context: object = None
     upstream: UpstreamNotes = field(default_factory=UpstreamNotes)
     sink: RecordSink | None = None
 
@@ -135,7 +138,7 @@ class RequestLog:
         fields = self.fields(status, code)
         level = logging.WARNING if status >= 500 else logging.INFO
         if self.sink is not None:
-            self.sink.write(fields, level)
+            self.sink.write(fields, level, self.trace_context)
         else:
             log_event(request_logger, level, "relay.request", **fields)
 

@@ -226,7 +226,7 @@ class Relay:
         sent = req.headers.get("x-request-id", "")
         record = RequestLog(uuid.uuid4().hex, route, client_request_id=sent if _SANE_REQUEST_ID.fullmatch(sent) else None)
         record.app, record.sink, record.upstream = self.settings.application_name, self.telemetry, self.telemetry.upstream_notes()
-        record.operation_id = self.telemetry.operation_id()
+        record.trace_context, record.operation_id = self.telemetry.invocation_context()
         return record
 
     async def _read_body(self, req: Request) -> bytes:

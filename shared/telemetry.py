@@ -74,11 +74,11 @@ class Telemetry:
         """A request's notes on its call to Azure OpenAI, traced when Azure Monitor is on."""
         return UpstreamNotes(tracer=self.azure_monitor)
 
-    def operation_id(self) -> str | None:
-        """The trace id of the invocation's trace context (the Functions worker attaches it), if any."""
-        return self.azure_monitor.operation_id() if self.azure_monitor is not None else None
+    def invocation_context(self) -> tuple[object, str | None]:
+        """The current trace context (the Functions worker attaches the invocation's) and its trace id, if any."""
+        return self.azure_monitor.invocation_context() if self.azure_monitor is not None else (None, None)
 
-    def write(self, fields: dict[str, Any], level: int) -> None:
+    def write(self, fields: dict[str, Any], level: int, trace_context: object = None) -> None:
         if self.azure_monitor is not None:
             self.azure_monitor.count(fields)
         if not self._gate.admit(fields["outcome"]):
@@ -88,7 +88,7 @@ class Telemetry:
             fields["suppressed"] = left_out
         log_event(request_logger, level, "relay.request", **fields)
         if self.azure_monitor is not None:
-            self.azure_monitor.record(fields, level)
+            self.azure_monitor.record(fields, level, trace_context)
 
     def force_flush(self) -> bool:
         """Send what the exporters hold now (tests, the dev host's flush hook); True when there was nothing to do or it went."""

@@ -21,24 +21,14 @@ async def serve(config: EmulatorConfig) -> None:
     state = create_state(config)
     tls = LocalTls(config.ca_file)
     http = uvicorn.Config(create_app(config, state), host="127.0.0.1", port=config.port, log_level="warning")
-    vault = uvicorn.Config(
-        create_keyvault_app(state),
-        host="127.0.0.1",
-        port=config.keyvault_port,
-        log_level="warning",
-        ssl_certfile=str(tls.cert_file),
-    )
-    ingestion = uvicorn.Config(
-        create_ingestion_app(state),
-        host="127.0.0.1",
-        port=config.ingestion_port,
-        log_level="warning",
-        ssl_certfile=str(tls.cert_file),
-    )
+    https = [
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ssl_certfile=str(tls.cert_file))
+        for app, port in ((create_keyvault_app(state), config.keyvault_port), (create_ingestion_app(state), config.ingestion_port))
+    ]
     try:
         # Each server restores the previous signal handler and re-raises the signal when it stops,
-        # so one SIGTERM/SIGINT stops both.
-        await asyncio.gather(uvicorn.Server(http).serve(), uvicorn.Server(vault).serve(), uvicorn.Server(ingestion).serve())
+        # so one SIGTERM/SIGINT stops them all.
+        await asyncio.gather(*(uvicorn.Server(server).serve() for server in (http, *https)))
     finally:
         tls.cleanup()
 

@@ -29,7 +29,8 @@ def test_the_traceparent_sent_continues_the_invocations_trace_and_names_the_depe
     notes = UpstreamNotes(tracer=monitor)
     token = context.attach(TraceContextTextMapPropagator().extract({"traceparent": INVOCATION}))
     try:
-        assert monitor.operation_id() == "0af7651916cd43dd8448eb211c80319c"
+        invocation, operation_id = monitor.invocation_context()
+        assert operation_id == "0af7651916cd43dd8448eb211c80319c" and invocation is context.get_current()
         with monitor.dependency("https://aoai.example/openai/v1/chat/completions", notes):
             span = trace.get_current_span().get_span_context()
     finally:
@@ -43,5 +44,24 @@ def test_the_traceparent_sent_continues_the_invocations_trace_and_names_the_depe
 
 def test_without_an_invocation_there_is_no_operation_id() -> None:
     monitor = AzureMonitor(SETTINGS, "contoso", lambda: None)
-    assert monitor.operation_id() is None
+    assert monitor.invocation_context() == (None, None)
+    monitor.shutdown()
+
+
+def test_a_record_written_after_the_invocation_returned_keeps_the_invocations_trace() -> None:
+    """A stream's record is written once the stream ends, where the invocation's context may be gone."""
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    monitor = AzureMonitor(SETTINGS, "contoso", lambda: None)
+    written = InMemoryLogRecordExporter()
+    monitor._logs.add_log_record_processor(SimpleLogRecordProcessor(written))
+    token = context.attach(TraceContextTextMapPropagator().extract({"traceparent": INVOCATION}))
+    try:
+        invocation, _ = monitor.invocation_context()
+    finally:
+        context.detach(token)
+    monitor.record({"outcome": "ok", "oid": "o-1", "code": None}, 20, invocation)
+    [record] = written.get_finished_logs()
+    assert f"{record.log_record.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
+    assert record.log_record.body == "relay.request" and dict(record.log_record.attributes or {}) == {"outcome": "ok", "oid": "o-1"}
     monitor.shutdown()

@@ -132,7 +132,7 @@ def test_a_record_goes_to_its_sink_instead_of_the_log_when_it_has_one(caplog: py
     written: list[tuple[dict[str, object], int]] = []
 
     class Sink:
-        def write(self, fields: dict[str, object], level: int) -> None:
+        def write(self, fields: dict[str, object], level: int, trace_context: object = None) -> None:
             written.append((fields, level))
 
     record = RequestLog("c" * 32, "me", sink=Sink())
