@@ -47,6 +47,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from shared.logs import UpstreamNotes
 from shared.telemetry_config import TelemetrySettings
@@ -87,6 +88,7 @@ class AzureMonitor:
         self._traces = TracerProvider(resource=resource, sampler=ALWAYS_ON)
         self._traces.add_span_processor(BatchSpanProcessor(AzureMonitorTraceExporter(**exporter_options)))
         self._tracer = self._traces.get_tracer("relay")
+        self._propagator = TraceContextTextMapPropagator()
         # The trace exporter reads the process's tracer provider for its resource; the relay's is the one.
         trace.set_tracer_provider(self._traces)
 
@@ -95,8 +97,13 @@ class AzureMonitor:
         return (get_current(), f"{span.trace_id:032x}") if span.is_valid else (None, None)
 
     def record(self, fields: dict[str, Any], level: int, trace_context: object = None) -> None:
-        """The request record as a log record in the invocation's trace: body ``relay.request``, the non-null fields as attributes."""
+        """The request record as a log record in the invocation's trace: body ``relay.request``, the non-null fields as attributes.
+
+        ``trace_context`` is the invocation's context, or the traceparent sent to Azure, or None (the current context).
+        """
         attributes = {name: value for name, value in fields.items() if value is not None}
+        if isinstance(trace_context, str):  # a W3C traceparent: the call to Azure's, when there was no invocation context
+            trace_context = self._propagator.extract({"traceparent": trace_context})
         context = trace_context if isinstance(trace_context, Context) else None
         severity = _SEVERITY.get(level, SeverityNumber.ERROR)
         self._logger.emit(body="relay.request", attributes=attributes, severity_number=severity, context=context)

@@ -125,6 +125,7 @@ class RequestLog:
     operation_id: str | None = None
     # The invocation's OpenTelemetry context, kept for the record: a stream's record is written after the
     # invocation returned its response, where that context may no longer be the current one.
+    # (An opaque object here: shared/azure_monitor.py reads it.)
     trace_context: object = None
     upstream: UpstreamNotes = field(default_factory=UpstreamNotes)
     sink: RecordSink | None = None
@@ -138,7 +139,8 @@ class RequestLog:
         fields = self.fields(status, code)
         level = logging.WARNING if status >= 500 else logging.INFO
         if self.sink is not None:
-            self.sink.write(fields, level, self.trace_context)
+            # Without an invocation's context (the local worker shell), the record joins the trace of its call to Azure.
+            self.sink.write(fields, level, self.trace_context or self.upstream.traceparent)
         else:
             log_event(request_logger, level, "relay.request", **fields)
 

@@ -65,3 +65,15 @@ def test_a_record_written_after_the_invocation_returned_keeps_the_invocations_tr
     assert f"{record.log_record.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
     assert record.log_record.body == "relay.request" and dict(record.log_record.attributes or {}) == {"outcome": "ok", "oid": "o-1"}
     monitor.shutdown()
+
+
+def test_without_an_invocation_a_record_joins_the_trace_of_its_call_to_azure() -> None:
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    monitor = AzureMonitor(SETTINGS, "contoso", lambda: None)
+    written = InMemoryLogRecordExporter()
+    monitor._logs.add_log_record_processor(SimpleLogRecordProcessor(written))
+    monitor.record({"outcome": "ok"}, 20, f"00-{'ab' * 16}-{'cd' * 8}-01")
+    [record] = written.get_finished_logs()
+    assert (f"{record.log_record.trace_id:032x}", f"{record.log_record.span_id:016x}") == ("ab" * 16, "cd" * 8)
+    monitor.shutdown()
