@@ -215,7 +215,9 @@ var baseAppSettings = [
     name: 'AzureWebJobsStorage__clientId'
     value: identityClientId
   }
-  // Application Insights with Entra authentication (local auth disabled).
+  // Application Insights with Entra authentication (local auth disabled). In host.json's "telemetryMode":
+  // "OpenTelemetry" the host builds its exporters' ManagedIdentityCredential from the authentication string
+  // (azure-functions-host, OpenTelemetryConfigurationExtensions.cs, GetTokenCredential).
   {
     name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
     value: appInsightsConnectionString
