@@ -1,9 +1,10 @@
 """Where the request records go: the JSON log line always, Azure Monitor when Application Insights is configured.
 
-One record, two sinks (docs/telemetry.md). Refusals (``refused``, ``blocked``, ``over_budget``) are
-written at most ``RELAY_TELEMETRY_REFUSALS_PER_S`` a second per instance; the next record written says
-how many were left out (``suppressed``), so that a refusal storm cannot run up the workspace's bill
-without limit. Other records are never dropped, and the metrics count every request.
+One record, two sinks (docs/telemetry.md). The log line is written for every request. Azure Monitor,
+which bills by the volume ingested, gets refusals (``refused``, ``blocked``, ``over_budget``) at most
+``RELAY_TELEMETRY_REFUSALS_PER_S`` a second per instance; the next record it gets says how many were
+left out (``suppressed``), so that a refusal storm cannot run up the workspace's bill without limit.
+Other records are never dropped, and the metrics count every request.
 
 Without ``APPLICATIONINSIGHTS_CONNECTION_STRING`` neither the OpenTelemetry SDK nor the Azure Monitor
 exporter is imported (cold start): their set-up lives in :mod:`shared.azure_monitor`, imported only when
@@ -79,16 +80,14 @@ class Telemetry:
         return self.azure_monitor.invocation_context() if self.azure_monitor is not None else (None, None)
 
     def write(self, fields: dict[str, Any], level: int, trace_context: object = None) -> None:
-        if self.azure_monitor is not None:
-            self.azure_monitor.count(fields)
+        log_event(request_logger, level, "relay.request", **fields)
+        if self.azure_monitor is None:
+            return
+        self.azure_monitor.count(fields)
         if not self._gate.admit(fields["outcome"]):
             return
         left_out = self._gate.take_left_out()
-        if left_out:
-            fields["suppressed"] = left_out
-        log_event(request_logger, level, "relay.request", **fields)
-        if self.azure_monitor is not None:
-            self.azure_monitor.record(fields, level, trace_context)
+        self.azure_monitor.record({**fields, "suppressed": left_out} if left_out else fields, level, trace_context)
 
     def force_flush(self) -> bool:
         """Send what the exporters hold now (tests, the dev host's flush hook); True when there was nothing to do or it went."""

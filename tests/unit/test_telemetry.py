@@ -1,4 +1,4 @@
-"""shared.telemetry: one record to the log line and Azure Monitor; refusals at a bounded rate; nothing of OpenTelemetry when off."""
+"""shared.telemetry: one record to the log line and Azure Monitor; refusals to Azure Monitor at a bounded rate; no SDK when off."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
 from shared.telemetry import RefusalGate, Telemetry
 from shared.telemetry_config import TelemetrySettings
+
+if TYPE_CHECKING:
+    from shared.azure_monitor import AzureMonitor
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,14 +39,33 @@ def test_refusals_past_the_rate_are_left_out_and_counted_and_successes_never_are
     assert gate.admit("refused")
 
 
-def test_the_record_written_after_a_storm_says_how_many_were_left_out(caplog: pytest.LogCaptureFixture) -> None:
-    telemetry = Telemetry(TelemetrySettings(refusals_per_s=1), "contoso")
+class Monitor:
+    """Azure Monitor's side of :class:`Telemetry`, as what it was handed."""
+
+    def __init__(self) -> None:
+        self.counted: list[dict[str, Any]] = []
+        self.recorded: list[dict[str, Any]] = []
+
+    def count(self, fields: dict[str, Any]) -> None:
+        self.counted.append(fields)
+
+    def record(self, fields: dict[str, Any], level: int, trace_context: object = None) -> None:
+        self.recorded.append(fields)
+
+
+def test_after_a_storm_azure_monitors_next_record_says_how_many_were_left_out_and_the_log_has_them_all(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monitor = Monitor()
+    telemetry = Telemetry(TelemetrySettings(refusals_per_s=1), "contoso", cast("AzureMonitor", monitor))
     with caplog.at_level(logging.INFO, logger="relay.request"):
         for _ in range(4):
             telemetry.write({"outcome": "refused", "status": 400}, logging.INFO)
         telemetry.write({"outcome": "ok", "status": 200}, logging.INFO)
-    written = [json.loads(record.getMessage()) for record in caplog.records]
-    assert [(line["outcome"], line.get("suppressed")) for line in written] == [("refused", None), ("ok", 3)]
+    logged = [json.loads(record.getMessage()) for record in caplog.records]
+    assert [line["outcome"] for line in logged] == ["refused"] * 4 + ["ok"] and not any("suppressed" in line for line in logged)
+    assert [(fields["outcome"], fields.get("suppressed")) for fields in monitor.recorded] == [("refused", None), ("ok", 3)]
+    assert len(monitor.counted) == 5
 
 
 def _modules_after_a_request(env: dict[str, str]) -> list[str]:
