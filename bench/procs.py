@@ -155,6 +155,8 @@ class Proc:
     url: str
     started: float  # time.monotonic() just before the spawn
     ready: float  # time.monotonic() when its readiness URL first answered
+    # The emulator's Application Insights ingestion port (HTTPS); 0 for other processes.
+    ingestion_port: int = 0
 
     @property
     def pid(self) -> int:
@@ -200,11 +202,13 @@ def emulator(work: Path, cpus: frozenset[int] | None = None) -> Iterator[Proc]:
         **base_env(),
         "EMULATOR_PORT": str(port),
         "EMULATOR_KEYVAULT_PORT": str(free_port()),
+        "EMULATOR_INGESTION_PORT": str(ingestion_port := free_port()),
         "EMULATOR_CA_FILE": str(work / "emulator-ca.pem"),
         "EMULATOR_IDENTITY_HEADER": IDENTITY_HEADER,
         "EMULATOR_DEPLOYMENTS": DEPLOYMENTS,
     }
     with spawn(["-m", "devhost.emulator", "--port", str(port)], env, "/_emulator/healthz", port, work / "emulator.log", cpus=cpus) as proc:
+        proc.ingestion_port = ingestion_port
         yield proc
 
 

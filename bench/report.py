@@ -63,6 +63,17 @@ def _main_table(r: dict[str, Any]) -> list[str]:
         d, b = g["direct"].get(pct), g["relay"].get(pct)
         added = None if d is None or b is None else round(b - d, 4)
         lines.append(_row([f"gap between chunks ({g['chunk_delay_ms']} ms) {pct}", fmt(d), fmt(b), fmt(added), _ratio(b, d)], widths))
+    tel = r["telemetry"]
+    for key in ("c1", "c16"):
+        for pct in ("p50", "p99"):
+            off, on, added = tel[key]["direct"].get(pct), tel[key]["relay"].get(pct), tel[key]["added"].get(pct)
+            lines.append(_row([f"telemetry off|on c={key[1:]} {pct}", fmt(off), fmt(on), fmt(added), _ratio(on, off)], widths))
+    spread = tel["c1_latency_ratio"]
+    lines.append(
+        f"  telemetry on/off, c=1 latency ratio per pair: median {fmt(spread['median'])}"
+        f" (p10 {fmt(spread['p10'])}, p90 {fmt(spread['p90'])}, {spread['n']} pairs);"
+        f" CPU per request {fmt(tel['cpu_ms_per_request']['off'])} -> {fmt(tel['cpu_ms_per_request']['on'])} ms"
+    )
     ctl = r["controls"]
     for key in ("c1", "c16"):
         for pct in ("p50", "p99"):

@@ -34,7 +34,7 @@ from typing import Any
 
 import uvloop
 
-from bench import body_parse, capacity, controls, loadgen, procs, report
+from bench import body_parse, capacity, controls, loadgen, procs, report, telemetry_cost
 from bench.capacity import FULL_CAPACITY, QUICK_CAPACITY, CapacityPlan
 from bench.loadgen import Block, Side, run_block
 from bench.stats import added_ms, percentile, slope, summary_ms
@@ -125,6 +125,9 @@ TARGETS: list[tuple[str, float, str, tuple[str, ...]]] = [
     ("added p50 with the block list and budgets on (vs off), concurrency 16", 0.5, "ms", ("controls", "c16", "added", "p50")),
     ("table requests per 1,000 requests with both controls on", 10.0, "", ("controls", "table_requests_per_1000")),
     ("failed requests in the controls comparison", 0.0, "", ("controls", "errors")),
+    ("relay CPU per request, telemetry on / off", 1.10, "x", ("telemetry", "cpu_ratio")),
+    ("cold start to first completion, telemetry configured minus off (median)", 300.0, "ms", ("telemetry", "cold_start_added_ms")),
+    ("failed requests in the telemetry comparison", 0.0, "", ("telemetry", "errors")),
     # What the relay adds over what a bare passthrough adds (bench/floor.py), both against the emulator called directly.
     ("relay-added / floor-added, non-streamed p50, concurrency 1", 2.0, "x", ("floor_ratios", "c1_p50", "ratio")),
     ("relay-added / floor-added, non-streamed p99, concurrency 1", 2.0, "x", ("floor_ratios", "c1_p99", "ratio")),
@@ -507,6 +510,8 @@ async def measure(plan: Plan, work: Path) -> tuple[dict[str, Any], dict[str, Any
             # After the identity count: the relay with both controls on fetches its own tokens when it starts.
             results["controls"] = await controls.measure(Bench, plan, emulator, relay, work)
             phase("controls")
+            results["telemetry"] = await telemetry_cost.measure(Bench, plan, emulator, relay, work)
+            phase("telemetry")
         phase("stop_relay")
         results["cold_start"] = cold_starts(emulator, work, plan.cold_starts)
         phase("cold_start")
@@ -571,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
             "floor": "POST {floor}/ with the same body: bench/floor.py, a bare ASGI app on the same uvicorn, one aiohttp session",
             "interleaving": "direct, relay and floor blocks in rotating order (each first as often); added = side percentile minus direct",
             "capacity": "bench/capacity.py: one relay process pinned to one CPU, ramps of concurrent streams and non-streamed calls",
+            "telemetry": "bench/telemetry_cost.py: a relay exporting to the ingestion stand-in against one with telemetry off, paired",
             "plan": dataclasses.asdict(plan),
         },
         "results": results,

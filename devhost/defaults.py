@@ -14,6 +14,8 @@ PORT = 7071
 EMULATOR_PORT = 7072
 # Key Vault listens on the next port (HTTPS), unless EMULATOR_KEYVAULT_PORT says otherwise.
 KEYVAULT_PORT_OFFSET = 1
+# Application Insights' ingestion endpoint (HTTPS) on the one after, unless EMULATOR_INGESTION_PORT says otherwise.
+INGESTION_PORT_OFFSET = 2
 DEPLOYMENTS = ("gpt-4o-mini", "gpt-4o")
 # DEVHOST_RUNTIME: the relay's functions in the local host's process, or through the Functions Python worker
 # (devhost/functions_host, docs/functions-host.md).

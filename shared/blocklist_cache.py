@@ -97,6 +97,10 @@ class BlocklistCache:
     async def aclose(self) -> None:
         await self._task.aclose()
 
+    def copy_age_s(self) -> float | None:
+        """Seconds since this instance's copy was read, or None before the first read (the ``relay.blocklist_age`` gauge)."""
+        return self._clock() - self._read_at if self._snapshot is not None else None
+
     async def refresh(self) -> bool:
         """Read the table once; keep the last good copy when that fails. Returns whether the read succeeded."""
         try:

@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from shared.access_controls import AccessControls, TokenCharge
 from shared.caller import Caller, identify_caller
-from shared.completion import NotACompletion, completion_usage, hide_cached_tokens
+from shared.completion import NotACompletion, answer_model, completion_usage, hide_cached_tokens
 from shared.config import Settings, load_settings
 from shared.errors import (
     RelayError,
@@ -36,6 +36,8 @@ from shared.forwarded_stream import EXPOSE_HEADERS, ForwardedStream, unless_call
 from shared.logs import RequestLog, log_failure, quiet_client_loggers
 from shared.request_policy import ChatRequest, prepare_chat_request
 from shared.sse import SseForwarder
+from shared.telemetry import Telemetry
+from shared.telemetry_config import TelemetrySettings
 
 if TYPE_CHECKING:
     from shared.upstream import Upstream, UpstreamResponse
@@ -67,18 +69,23 @@ async def production_upstream(settings: Settings) -> Upstream:
 
 
 class Relay:
-    def __init__(self, settings: Settings, upstream_factory: UpstreamFactory = production_upstream) -> None:
+    def __init__(
+        self, settings: Settings, upstream_factory: UpstreamFactory = production_upstream, telemetry: Telemetry | None = None
+    ) -> None:
         self.settings = settings
         self._upstream_factory = upstream_factory
         self._upstream: Upstream | None = None
         self._upstream_lock = asyncio.Lock()
         self._large_body_gate = asyncio.Semaphore(1)
         self.controls = AccessControls(settings)
+        self.telemetry = telemetry or Telemetry(TelemetrySettings(), settings.application_name)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Relay:
         quiet_client_loggers()
-        return cls(load_settings(env))
+        relay = cls(load_settings(env))
+        relay.telemetry = Telemetry.from_env(env, relay.settings.application_name, relay.controls.blocklist_age_s)
+        return relay
 
     async def upstream(self) -> Upstream:
         """The worker's one upstream client, created on first use inside the event loop."""
@@ -107,7 +114,7 @@ class Relay:
         return _HEALTHY
 
     async def models(self, req: Request) -> Response:
-        record = _new_record(req, "models")
+        record = self._new_record(req, "models")
         try:
             await self._identify(req, record)
         except RelayError as error:
@@ -117,7 +124,7 @@ class Relay:
         return _json({"object": "list", "data": data}, 200, record.request_id)
 
     async def me(self, req: Request) -> Response:
-        record = _new_record(req, "me")
+        record = self._new_record(req, "me")
         try:
             caller = await self._identify(req, record)
         except RelayError as error:
@@ -141,7 +148,7 @@ class Relay:
         return _json(body, 200, record.request_id)
 
     async def unsupported_route(self, req: Request) -> Response:
-        record = _new_record(req, "unsupported")
+        record = self._new_record(req, "unsupported")
         try:
             await self._identify(req, record)
         except RelayError as error:
@@ -149,7 +156,7 @@ class Relay:
         return _error_response(unsupported_route_error(), record)
 
     async def chat_completions(self, req: Request) -> Response:
-        record = _new_record(req, "chat.completions")
+        record = self._new_record(req, "chat.completions")
         try:
             caller = await self._identify(req, record)
             request = await self._prepare(await self._read_body(req), caller)
@@ -158,6 +165,7 @@ class Relay:
             try:
                 if charge.output_cap is not None:
                     request = request.with_output_cap(charge.output_cap)
+                record.budget = "admitted" if self.controls.budgets is not None else None
                 client = await self.upstream()
                 return await unless_caller_leaves(req.receive, self._answer(client, request, caller, record, charge))
             except BaseException as error:
@@ -180,6 +188,7 @@ class Relay:
         record.oid, record.tid = caller.principal.object_id, caller.principal.tenant_id
         record.home_tid, record.source_ip = caller.principal.home_tenant_id, caller.source_ip
         await self.controls.check_caller(caller, record.request_id)
+        record.blocklist = "pass" if self.settings.controls.blocklist.enabled else None
         return caller
 
     async def _prepare(self, raw: bytes, caller: Caller) -> ChatRequest:
@@ -190,7 +199,7 @@ class Relay:
 
     async def _answer(self, client: Upstream, request: ChatRequest, caller: Caller, record: RequestLog, charge: TokenCharge) -> Response:
         if request.stream:
-            upstream = await client.open(request.payload, request.deployment, record.request_id)
+            upstream = await client.open(request.payload, request.deployment, record.request_id, record.upstream)
             forwarder = SseForwarder(hide_usage=request.hide_usage, hide_cached_tokens=not self.settings.expose_cached_tokens)
             open_stream = self.controls.watch_stream(caller, record.request_id)
             return ForwardedStream(upstream, record, forwarder, charge, self.settings, open_stream)
@@ -201,9 +210,9 @@ class Relay:
         upstream: UpstreamResponse | None = None
         try:
             async with asyncio.timeout(NON_STREAMED_DEADLINE_S):
-                upstream = await client.open(request.payload, request.deployment, record.request_id)
+                upstream = await client.open(request.payload, request.deployment, record.request_id, record.upstream)
                 content = await upstream.read()
-            record.usage = completion_usage(content)
+            record.usage, record.model = completion_usage(content), answer_model(content)
         except TimeoutError:
             charge.unanswered("upstream_timeout")
             return _error_response(answer_too_slow(), record)
@@ -225,6 +234,14 @@ class Relay:
         record.emit(200)
         return Response(content, status_code=200, media_type=_JSON, headers={**_JSON_HEADERS, "x-request-id": record.request_id})
 
+    def _new_record(self, req: Request, route: str) -> RequestLog:
+        """A record keyed by an ID the relay makes; the caller's own ID, when sane, is kept beside it."""
+        sent = req.headers.get("x-request-id", "")
+        record = RequestLog(uuid.uuid4().hex, route, client_request_id=sent if _SANE_REQUEST_ID.fullmatch(sent) else None)
+        record.app, record.sink, record.upstream = self.settings.application_name, self.telemetry, self.telemetry.upstream_notes()
+        record.trace_context, record.operation_id = self.telemetry.invocation_context()
+        return record
+
     async def _read_body(self, req: Request) -> bytes:
         limit = self.settings.max_body_bytes
         too_large = request_too_large(limit)
@@ -239,13 +256,6 @@ class Relay:
                 raise too_large
             chunks.append(chunk)
         return b"".join(chunks)
-
-
-def _new_record(req: Request, route: str) -> RequestLog:
-    """A log record keyed by an ID the relay makes; the caller's own ID, when sane, is kept beside it."""
-    sent = req.headers.get("x-request-id", "")
-    client_request_id = sent if _SANE_REQUEST_ID.fullmatch(sent) else None
-    return RequestLog(uuid.uuid4().hex, route, client_request_id=client_request_id)
 
 
 def _json(body: Any, status: int, request_id: str, headers: Mapping[str, str] | None = None) -> Response:

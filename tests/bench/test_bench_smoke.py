@@ -71,6 +71,16 @@ def test_quick_run_writes_a_well_formed_result(tmp_path: Path) -> None:
     near = results["controls"]["near_limits"]
     assert near["answered"] > 0 and near["refused_429"] > 0 and near["other_errors"] == 0
     assert _number(results, "controls", "near_limits", "table_requests_per_1000") > 0
+    # Telemetry on against off: both relays served, CPU per request and the paired latency ratios are reported.
+    for key in ("c1", "c16"):
+        for side in ("direct", "relay"):  # telemetry off, on
+            assert _number(results, "telemetry", key, side, "p50") > 0
+    assert _number(results, "telemetry", "cpu_ms_per_request", "on") > 0 and _number(results, "telemetry", "cpu_ms_per_request", "off") > 0
+    assert _number(results, "telemetry", "cpu_ratio") > 0
+    assert _number(results, "telemetry", "c1_latency_ratio", "median") > 0 and _number(results, "telemetry", "c1_latency_ratio", "n") > 0
+    assert _number(results, "telemetry", "cold_start_ms", "on") > 0
+    _number(results, "telemetry", "cold_start_added_ms")
+    assert results["telemetry"]["errors"] == 0
     # The bare passthrough ran beside the relay, and the ratios of what each adds are reported.
     for key in ("c1", "c16"):
         assert _number(results, "latency", key, "floor", "p50") > 0

@@ -194,3 +194,19 @@ def test_the_readme_settings_table_lists_exactly_the_settings_the_relay_reads() 
     assert sorted(table - read) == [], "in the table, read by nothing"
     # What the platform sets is named beside the table, as the platform's.
     assert all(f"`{name}`" in section for name in PLATFORM_INJECTED)
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_telemetry_goes_through_the_relays_own_exporter_once_authenticated_as_the_identity(app: Path) -> None:
+    """The worker attaches trace contexts and leaves export to the relay (PYTHON_ENABLE_OPENTELEMETRY); its own
+    Azure Monitor set-up (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY) would send without a credential and be refused."""
+    settings = bicep.relay_app_settings(app)
+    assert settings["PYTHON_ENABLE_OPENTELEMETRY"] == "true"
+    assert "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY" not in settings
+    assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == f"ClientId={settings['AZURE_CLIENT_ID']};Authorization=AAD"
+
+
+def test_the_host_exports_opentelemetry_and_samples_nothing_away() -> None:
+    host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    assert host["telemetryMode"] == "OpenTelemetry"
+    assert host["logging"]["applicationInsights"]["samplingSettings"]["isEnabled"] is False
