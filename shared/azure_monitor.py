@@ -24,6 +24,7 @@ Nothing is sampled: the tracer samples every span (Azure Monitor's ingestion sam
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -108,6 +109,14 @@ class AzureMonitor:
         severity = _SEVERITY.get(level, SeverityNumber.ERROR)
         self._logger.emit(body="relay.request", attributes=attributes, severity_number=severity, context=context)
 
+    def event(self, event: str, fields: dict[str, Any], level: int) -> None:
+        """Another event (shared.logs.forward_events) as a log record: body the event's name, attributes its fields.
+
+        Attribute values must be primitives: a nested value (the invalid rows of ``blocklist.rows_invalid``) goes as JSON.
+        """
+        attributes = {name: _attribute(value) for name, value in fields.items() if value is not None}
+        self._logger.emit(body=event, attributes=attributes, severity_number=_SEVERITY.get(level, SeverityNumber.ERROR))
+
     def count(self, fields: dict[str, Any]) -> None:
         """The record's share of the metrics: app, deployment and outcome only, never the user."""
         app, deployment, outcome = {"app": self._app}, fields.get("deployment"), fields["outcome"]
@@ -159,3 +168,7 @@ class AzureMonitor:
     def _observe_blocklist_age(self, options: CallbackOptions) -> list[Observation]:
         age = self._blocklist_age()
         return [] if age is None else [Observation(round(age, 1), {"app": self._app})]
+
+
+def _attribute(value: Any) -> str | int | float | bool:
+    return value if isinstance(value, str | int | float | bool) else json.dumps(value, separators=(",", ":"), default=str)

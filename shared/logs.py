@@ -15,6 +15,7 @@ import logging
 import os
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -39,10 +40,29 @@ def quiet_client_loggers() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+EventSink = Callable[[str, dict[str, Any], int], None]
+# Events that also go to Azure Monitor (docs/telemetry.md, "Other events"): the health of the controls, the
+# block list's changes and the relay's own failures. Per-request events (relay.blocked, budget.usage_estimated)
+# stay in the log line: the request's record already says what they say, and a refusal storm must not bill.
+_FORWARDED = (
+    "blocklist.", "budget.sync_", "budget.load_failed", "relay.audit",
+    "relay.unhandled", "relay.credential_error", "relay.upstream_auth_rejected",
+)  # fmt: skip
+_event_sink: EventSink | None = None
+
+
+def forward_events(sink: EventSink | None) -> None:
+    """Send the forwarded events to ``sink`` as well as to the log (None: the log only). One per process, like the exporter."""
+    global _event_sink
+    _event_sink = sink
+
+
 def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
     """Write ``{"time": <ISO 8601 UTC, ms>, "event": event, **fields}`` as one JSON line."""
     if logger.isEnabledFor(level):
         logger.log(level, _ENCODER.encode({"time": utc_timestamp(), "event": event, **fields}))
+    if _event_sink is not None and event.startswith(_FORWARDED):
+        _event_sink(event, fields, level)
 
 
 def utc_timestamp(now: float | None = None) -> str:

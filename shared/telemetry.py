@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from shared.logs import UpstreamNotes, log_event, request_logger
+from shared.logs import UpstreamNotes, forward_events, log_event, request_logger
 from shared.telemetry_config import TelemetrySettings, telemetry_settings
 
 if TYPE_CHECKING:
@@ -69,7 +69,9 @@ class Telemetry:
             return cls(settings, app)
         from shared.azure_monitor import AzureMonitor
 
-        return cls(settings, app, AzureMonitor(settings, app, blocklist_age))
+        azure_monitor = AzureMonitor(settings, app, blocklist_age)
+        forward_events(azure_monitor.event)
+        return cls(settings, app, azure_monitor)
 
     def upstream_notes(self) -> UpstreamNotes:
         """A request's notes on its call to Azure OpenAI, traced when Azure Monitor is on."""

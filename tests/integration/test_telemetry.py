@@ -8,6 +8,7 @@ reads what ingestion accepted, so nothing sleeps and every value is the one that
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 import openai
 import pytest
 
+from tests.support.azurite import admin
 from tests.support.identities import ADA_OID, ADA_TID, MALLORY_OID
 from tests.support.stack import APPLICATION_NAME, Stack, run_stack
 
@@ -220,3 +222,27 @@ def test_blocks_and_budget_refusals_are_the_controls_decisions_in_records_and_me
     assert [(p["value"], p["properties"]) for p in metric_points(received, "relay.budget_refusals")] == [(1, app)]
     [age] = metric_points(received, "relay.blocklist_age")
     assert 0 <= age["value"] <= 5 and age["properties"] == app
+
+
+def test_a_block_reaches_ingestion_as_an_audit_record_beside_the_block_lists_health_events(tmp_path: Path) -> None:
+    env = {"DEVHOST_TELEMETRY": "on", "RELAY_BLOCKLIST_ENABLED": "true", "RELAY_BLOCKLIST_REFRESH_S": "0.5", "AZURITE_DIR": str(tmp_path / "azurite")}
+    with run_stack(tmp_path, env) as stack:
+        sdk(stack).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hello"}])  # the first read
+        done = admin(tmp_path / "azurite", "block", "--oid", MALLORY_OID, "--reason", "jailbreak attempts", "--ttl", "1h", "--alert-id", "alert-42")
+        assert done.returncode == 0, done.stderr
+        received: list[dict[str, Any]] = []
+
+        deadline = time.monotonic() + 15  # a refresh (0.5 s) after the write, on a loaded machine
+        while not (audits := [e["data"]["baseData"] for e in received if e["data"]["baseData"].get("message") == "relay.audit"]):
+            assert time.monotonic() < deadline, "no relay.audit record reached ingestion"
+            time.sleep(0.2)
+            flush(stack, received)
+        [audit] = audits
+    properties = audit["properties"]
+    assert {k: properties[k] for k in ("schema", "action", "kind", "target", "reason", "alert_id")} == {
+        "schema": "relay.audit/1", "action": "block", "kind": "oid", "target": MALLORY_OID, "reason": "jailbreak attempts", "alert_id": "alert-42",
+    }  # fmt: skip
+    assert properties["added_by"] and properties["expires_at"]
+    messages = {e["data"]["baseData"].get("message") for e in received if e["data"]["baseType"] == "MessageData"}
+    assert "blocklist.loaded" in messages  # the control's own events travel the same way
+    assert "relay.blocked" not in messages  # per-request events stay in the log line: the record says the same

@@ -164,3 +164,22 @@ def test_a_record_goes_to_its_sink_instead_of_the_log_when_it_has_one(caplog: py
     assert caplog.records == []
     [(fields, level)] = written
     assert (fields["status"], fields["outcome"], level) == (502, "upstream_error", logging.WARNING)
+
+
+def test_the_controls_health_and_audit_events_are_forwarded_and_per_request_events_are_not() -> None:
+    from shared.logs import forward_events
+
+    sent: list[tuple[str, dict[str, object], int]] = []
+    forward_events(lambda event, fields, level: sent.append((event, fields, level)))
+    try:
+        for event in ("blocklist.refresh_failed", "budget.sync_failed", "relay.audit", "relay.unhandled", "relay.blocked", "budget.usage_estimated"):
+            log_event(LOGGER, logging.WARNING, event, n=1)
+    finally:
+        forward_events(None)
+    log_event(LOGGER, logging.WARNING, "blocklist.loaded", n=2)  # no sink: the log line only
+    assert [(event, fields, level) for event, fields, level in sent] == [
+        ("blocklist.refresh_failed", {"n": 1}, logging.WARNING),
+        ("budget.sync_failed", {"n": 1}, logging.WARNING),
+        ("relay.audit", {"n": 1}, logging.WARNING),
+        ("relay.unhandled", {"n": 1}, logging.WARNING),
+    ]
