@@ -35,11 +35,23 @@ def table(document: dict[str, Any]) -> str:
         lines += _floor_table(r)
     if "capacity" in r:
         lines += capacity_table(r["capacity"])
-    lines.append("targets:")
-    for check in document["targets"]:
-        mark = "PASS" if check["pass"] else "MISS"
-        lines.append(f"  [{mark}] {check['target']}: {fmt(check['value'])} (limit {fmt(check['limit'])}) {check['unit']}".rstrip())
+    checks = document["targets"]
+    sections = (("targets (ratios and counts: these decide the exit status)", True), ("absolute figures (informational)", False))
+    for title, decides in sections:
+        rows = [check for check in checks if check["decides"] is decides]
+        if rows:
+            lines.append(title + ":")
+        for check in rows:
+            mark = ("PASS" if check["pass"] else "MISS") if decides else ("ok" if check["pass"] else "over")
+            lines.append(f"  [{mark}] {check['target']}: {check_text(check)}")
     return "\n".join(lines)
+
+
+def check_text(check: dict[str, Any]) -> str:
+    """``value unit (limit: at most|at least limit unit)``, for the table and the exit messages."""
+    unit = f" {check['unit']}" if check["unit"] else ""
+    bound = "at least" if check.get("at_least") else "at most"
+    return f"{fmt(check['value'])}{unit} (limit: {bound} {fmt(check['limit'])}{unit})"
 
 
 def _main_table(r: dict[str, Any]) -> list[str]:

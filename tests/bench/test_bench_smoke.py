@@ -79,8 +79,12 @@ def test_quick_run_writes_a_well_formed_result(tmp_path: Path) -> None:
     assert len(document["targets"]) >= 10
     assert all(isinstance(check["pass"], bool) for check in document["targets"])
     assert document["passed"] == (run.returncode == 0)
-    missed = [check["target"] for check in document["targets"] if not check["pass"]]
-    assert all(f"MISSED: {name}" in run.stderr for name in missed)
+    # Only ratios and counts decide; an absolute figure over its limit is printed as informational.
+    missed = [check["target"] for check in document["targets"] if not check["pass"] and check["decides"]]
+    assert all(f"MISSED: {name}:" in run.stderr for name in missed)
+    over = [check["target"] for check in document["targets"] if not check["pass"] and not check["decides"]]
+    assert all(f"over (informational, absolute): {name}:" in run.stderr for name in over)
+    assert {check["kind"] for check in document["targets"]} == {"ratio", "count", "absolute"}
 
 
 def _check_capacity(capacity: dict) -> None:
