@@ -45,6 +45,13 @@ def only_child(pid: int) -> int:
     return pids[0]
 
 
+def pin_threads(pid: int, cpus: frozenset[int]) -> None:
+    """Move every thread of a running process to ``cpus`` (threads it starts later inherit their creator's affinity)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(task), cpus)
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     """Current (VmRSS) and peak (VmHWM) resident set size, in MB (10^6 bytes)."""
     out = {}
@@ -214,6 +221,17 @@ def relay_host(
     port = free_port()
     env = {**relay_env(emulator_url, port), **(extra_env or {})}
     with spawn(["-m", "devhost"], env, "/api/healthz", port, work / f"relay-{port}.log", cpus=cpus) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def platform_floor(
+    emulator_url: str, work: Path, extra_env: Mapping[str, str] | None = None, cpus: frozenset[int] | None = None
+) -> Iterator[Proc]:
+    """``python -m bench.platform_host``: the platform floor through the worker and the host stand-in, as ``relay_host``."""
+    port = free_port()
+    env = {**relay_env(emulator_url, port), **(extra_env or {})}
+    with spawn(["-m", "bench.platform_host"], env, "/api/healthz", port, work / f"platform-{port}.log", cpus=cpus) as proc:
         yield proc
 
 

@@ -496,12 +496,24 @@ def main(argv: list[str] | None = None) -> int:
         choices=defaults.RUNTIMES,
         default=defaults.RUNTIME,
         help="where the capacity phase runs the relay: the local host's own process (default) or the Python worker "
-        "behind the Functions host stand-in (with --capacity-only: writes capacity-worker.json)",
+        "behind the Functions host stand-in, beside the platform floor (bench/platform_floor/) run the same way "
+        "(with --capacity-only: writes capacity-worker.json)",
+    )
+    parser.add_argument(
+        "--host-cpu",
+        choices=capacity.HOST_CPUS,
+        default="shared",
+        help="with --runtime worker: the Functions host stand-ins on their workers' CPU (default, as in Azure) or on the "
+        "other CPU, the workers alone (indicative only; writes capacity-worker-alone.json)",
     )
     args = parser.parse_args(argv)
+    if args.host_cpu == "other" and not (args.capacity_only and args.runtime == "worker"):
+        parser.error("--host-cpu other needs --capacity-only --runtime worker")
     plan = QUICK if args.quick else FULL
     mode = ("quick" if args.quick else "full") + (" capacity-only" if args.capacity_only else "")
-    name = ("capacity" + ("-worker" if args.runtime == "worker" else "")) if args.capacity_only else "latest"
+    name = "latest"
+    if args.capacity_only:
+        name = "capacity" + ("-worker" if args.runtime == "worker" else "") + ("-alone" if args.host_cpu == "other" else "")
     started = time.monotonic()
     load_before = os.getloadavg()
     if load_before[0] > 1.0:
@@ -510,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
             results, samples = ({}, {}) if args.capacity_only else asyncio.run(measure(plan, Path(tmp)))
             # Its own processes (pinned) and its own event loop: uvloop, so the load generator costs less of its CPU.
-            results["capacity"] = uvloop.run(capacity.measure(plan.capacity, Path(tmp), args.runtime))
+            results["capacity"] = uvloop.run(capacity.measure(plan.capacity, Path(tmp), args.runtime, args.host_cpu))
     except Exception:  # noqa: BLE001 - any failure of the harness is exit 2, with its traceback
         traceback.print_exc()
         print("bench: the harness failed (exit 2)", file=sys.stderr)
@@ -533,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
             "floor": "POST {floor}/ with the same body: bench/floor.py, a bare ASGI app on the same uvicorn, one aiohttp session",
             "interleaving": "direct, relay and floor blocks in rotating order (each first as often); added = side percentile minus direct",
             "capacity": "bench/capacity.py: one relay process pinned to one CPU, ramps of concurrent streams and non-streamed calls",
+            "platform": "with --runtime worker: bench/platform_floor/ through the same worker library and host stand-in, pinned alike",
             "plan": dataclasses.asdict(plan),
         },
         "results": results,
