@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import capacity, loadgen, pacer, procs
+from bench import capacity, loadgen, pacer, procs, profile_worker
 from bench.client import Connection, Response
 from bench.loadgen import Side
 
@@ -207,3 +207,26 @@ def test_the_relay_is_compared_with_the_platform_floor_step_by_step_and_by_its_k
     # At the relay's stream knee (100 streams) its first chunk p99 was three times the platform floor's.
     assert ratios["first_chunk_p99_ratio_at_knee"] == 3.0
     assert ratios["at_first_step"]["plain"]["cpu_ms_per_call_total"] == 1.5
+
+
+def test_the_worker_profile_attributes_each_sample_to_its_innermost_library_and_leaves_waits_out() -> None:
+    root = "<module> (devhost/functions_host/shell.py:215);run (asyncio/runners.py:194);Handle._run (asyncio/events.py:89)"
+    stacks = "\n".join(
+        [
+            f"{root};SseForwarder.feed (shared/sse.py:51);bytes.find (re.py:1) 5",  # the standard library counts to its caller
+            f"{root};RequestResponseCycle.send (uvicorn/protocols/http/httptools_impl.py:542) 3",
+            f"{root};_StreamRequestMixin._write (grpc/aio/_call.py:500) 2",
+            f"{root};chat_completions (bench/platform_floor/function_app.py:50) 1",
+            f"{root};BaseEventLoop._run_once (asyncio/base_events.py:2012);EpollSelector.select (selectors.py:452) 9",
+            "not a stack line",
+        ]
+    )
+    total, grouped = profile_worker.by_component(stacks)
+    assert total == 20
+    assert grouped == [
+        (profile_worker.WAITING, 9),
+        ("relay: sse.py", 5),
+        ("uvicorn (the worker's HTTP server)", 3),
+        ("gRPC", 2),
+        ("platform floor app", 1),
+    ]
