@@ -36,8 +36,8 @@ from shared.config import DEFAULT_UPSTREAM_CONNECTIONS
 # Path prefixes (as bench.profile shortens them) of the code that is not the standard library, and the component each is.
 COMPONENTS = (
     ("shared/", None),  # the relay: one component per module, e.g. "relay: forwarded_stream.py"
-    ("function_app.py", "relay: function_app.py"),
-    ("bench/platform_floor/", "platform floor app"),
+    ("function_app.py", "the app's function_app.py (the relay's routes, or the platform floor)"),
+    ("bench/platform_floor/", "the app's function_app.py (the relay's routes, or the platform floor)"),
     ("azure_functions_runtime/", "worker library (azure-functions-runtime)"),
     ("azurefunctions/", "HTTP streaming extension (azurefunctions-extensions-http-fastapi)"),
     ("azure/functions/", "azure.functions"),
@@ -110,7 +110,9 @@ async def _profiled_step(
     return load, raw_stacks
 
 
-async def profile(target: str, kind: str, concurrency: int, window_s: float, py_spy: str, rate: int, work: Path) -> dict[str, Any]:
+async def profile(
+    target: str, kind: str, concurrency: int, window_s: float, spy_options: list[str], work: Path
+) -> dict[str, Any]:
     plan = step_plan(window_s)
     layout = capacity.cpu_layout(os.sched_getaffinity(0))
     capacity.raise_fd_limit(concurrency)
@@ -128,7 +130,9 @@ async def profile(target: str, kind: str, concurrency: int, window_s: float, py_
         raw = side.request(loadgen.chat_body(prompt, stream=kind == "streams"))
         # Warm-up: the first requests import and connect.
         await capacity.load_step(side, raw, min(concurrency, 8), 0.2, replace(plan, window_s=1.0), watch, "worker")
-        spy = [py_spy, "record", "--pid", str(watch["worker"]), "--format", "raw", "--rate", str(rate), "--nonblocking"]
+        # py-spy reads the stacks without stopping the process, except for C frames, which need it stopped (slower).
+        blocking = [] if "--native" in spy_options else ["--nonblocking"]
+        spy = [*spy_options[:1], "record", "--pid", str(watch["worker"]), "--format", "raw", *blocking, *spy_options[1:]]
         load, stacks = await _profiled_step(side, raw, kind, concurrency, plan, watch, spy)
     figures = capacity.side_figures(load, kind, plan, ("worker", "host"))
     unit = "chunk" if kind == "streams" else "call"
@@ -175,12 +179,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="the sampled window, after a ramp of one request's duration")
     parser.add_argument("--py-spy", default=default_py_spy(), help="the py-spy executable (default: beside this Python, else on PATH)")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument(
+        "--wall",
+        action="store_true",
+        help="every sample of a busy thread (py-spy's default) instead of only those holding the GIL (--gil, the default "
+        "here: on a loaded machine py-spy takes a runnable thread waiting for a CPU for a busy one)",
+    )
+    parser.add_argument(
+        "--native", action="store_true", help="py-spy --native: C frames too (gRPC's core, uvloop); stops the worker at each sample"
+    )
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", type=Path, help="also keep py-spy's raw collapsed stacks here")
     args = parser.parse_args(argv)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="relay-profile-worker-") as tmp:
-        result = asyncio.run(profile(args.target, args.kind, args.concurrency, args.seconds, args.py_spy, args.rate, Path(tmp)))
+        spy_options = [args.py_spy, "--rate", str(args.rate), *([] if args.wall else ["--gil"]), *(["--native"] if args.native else [])]
+        result = asyncio.run(profile(args.target, args.kind, args.concurrency, args.seconds, spy_options, Path(tmp)))
     if args.out:
         args.out.write_text(result["stacks"], encoding="utf-8")
     print(report(args.target, args.kind, args.concurrency, result, args.top))

@@ -228,5 +228,5 @@ def test_the_worker_profile_attributes_each_sample_to_its_innermost_library_and_
         ("relay: sse.py", 5),
         ("uvicorn (the worker's HTTP server)", 3),
         ("gRPC", 2),
-        ("platform floor app", 1),
+        ("the app's function_app.py (the relay's routes, or the platform floor)", 1),
     ]
