@@ -214,25 +214,27 @@ def emulator(work: Path, cpus: frozenset[int] | None = None) -> Iterator[Proc]:
 
 
 @contextlib.contextmanager
+def _local_host(
+    module: str, label: str, emulator_url: str, work: Path, extra_env: Mapping[str, str] | None, cpus: frozenset[int] | None
+) -> Iterator[Proc]:
+    port = free_port()
+    env = {**relay_env(emulator_url, port), **(extra_env or {})}
+    with spawn(["-m", module], env, "/api/healthz", port, work / f"{label}-{port}.log", cpus=cpus) as proc:
+        yield proc
+
+
 def relay_host(
     emulator_url: str, work: Path, extra_env: Mapping[str, str] | None = None, cpus: frozenset[int] | None = None
-) -> Iterator[Proc]:
+) -> contextlib.AbstractContextManager[Proc]:
     """``python -m devhost`` (with ``extra_env``, when given) against a running emulator."""
-    port = free_port()
-    env = {**relay_env(emulator_url, port), **(extra_env or {})}
-    with spawn(["-m", "devhost"], env, "/api/healthz", port, work / f"relay-{port}.log", cpus=cpus) as proc:
-        yield proc
+    return _local_host("devhost", "relay", emulator_url, work, extra_env, cpus)
 
 
-@contextlib.contextmanager
 def platform_floor(
     emulator_url: str, work: Path, extra_env: Mapping[str, str] | None = None, cpus: frozenset[int] | None = None
-) -> Iterator[Proc]:
+) -> contextlib.AbstractContextManager[Proc]:
     """``python -m bench.platform_host``: the platform floor through the worker and the host stand-in, as ``relay_host``."""
-    port = free_port()
-    env = {**relay_env(emulator_url, port), **(extra_env or {})}
-    with spawn(["-m", "bench.platform_host"], env, "/api/healthz", port, work / f"platform-{port}.log", cpus=cpus) as proc:
-        yield proc
+    return _local_host("bench.platform_host", "platform", emulator_url, work, extra_env, cpus)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from bench import loadgen, procs
@@ -72,26 +72,39 @@ EVENT_LOOP = "event loop and socket I/O (uvloop's C code, below the frames that 
 _LOOP_RUNNERS = ("uvicorn/server.py", "devhost/__main__.py")
 
 
+def match_component(where: str, components: Sequence[tuple[str, str | None]]) -> str | None:
+    """The component whose path prefix ``where`` (a shortened frame's location) starts with; a relay module names its own."""
+    for prefix, name in components:
+        if where.startswith(prefix):
+            return name or f"relay: {where.removeprefix(prefix).split(':', 1)[0]}"
+    return None
+
+
 def component(frames: list[str]) -> str:
     """The component of a sample: its innermost non-standard-library frame's (standard library counts to its caller)."""
     for frame in reversed(frames):
         function, _, where = frame.rpartition(" (")
         if where.startswith(_LOOP_RUNNERS) or (where.startswith("bench/floor.py") and function in ("main", "<module>")):
             return EVENT_LOOP
-        for prefix, name in COMPONENTS:
-            if where.startswith(prefix):
-                return name or f"relay: {where.removeprefix(prefix).split(':', 1)[0]}"
+        name = match_component(where, COMPONENTS)
+        if name is not None:
+            return name
     return EVENT_LOOP
 
 
-def by_component(raw: str) -> tuple[int, list[tuple[str, int]]]:
-    """(samples, samples per component, heaviest first) from py-spy's collapsed stacks."""
+def count_by(raw: str, classify: Callable[[list[str]], str]) -> tuple[int, list[tuple[str, int]]]:
+    """(samples, samples per class, heaviest first) from py-spy's collapsed stacks."""
     counts: collections.Counter[str] = collections.Counter()
     total = 0
     for frames, count in _stacks(raw):
         total += count
-        counts[component(frames)] += count
+        counts[classify(frames)] += count
     return total, counts.most_common()
+
+
+def by_component(raw: str) -> tuple[int, list[tuple[str, int]]]:
+    """(samples, samples per component, heaviest first) from py-spy's collapsed stacks."""
+    return count_by(raw, component)
 
 
 def short_frame(frame: str) -> str:

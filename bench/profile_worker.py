@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
 import os
 import signal
@@ -30,7 +29,7 @@ from typing import Any
 from bench import capacity, loadgen, procs
 from bench.capacity import FULL_CAPACITY, CapacityPlan
 from bench.loadgen import Side
-from bench.profile import aggregate, default_py_spy, short_frame
+from bench.profile import aggregate, count_by, default_py_spy, match_component
 from shared.config import DEFAULT_UPSTREAM_CONNECTIONS
 
 # Path prefixes (as bench.profile shortens them) of the code that is not the standard library, and the component each is.
@@ -65,23 +64,15 @@ def component(frames: list[str]) -> str:
     if frames and frames[-1].startswith(_WAITING_LEAVES):
         return WAITING
     for frame in reversed(frames):
-        where = frame.rpartition(" (")[2]
-        for prefix, name in COMPONENTS:
-            if where.startswith(prefix):
-                return name or f"relay: {where.removeprefix(prefix).split(':', 1)[0]}"
+        name = match_component(frame.rpartition(" (")[2], COMPONENTS)
+        if name is not None:
+            return name
     return EVENT_LOOP
 
 
 def by_component(raw: str) -> tuple[int, list[tuple[str, int]]]:
     """(samples, samples per component, heaviest first) from py-spy's collapsed stacks (busy threads only)."""
-    counts: collections.Counter[str] = collections.Counter()
-    for line in raw.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not count_text.isdigit():
-            continue
-        frames = [short_frame(frame) for frame in stack.split(";") if frame]
-        counts[component(frames)] += int(count_text)
-    return sum(counts.values()), counts.most_common()
+    return count_by(raw, component)
 
 
 def step_plan(window_s: float) -> CapacityPlan:
