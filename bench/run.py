@@ -8,7 +8,9 @@ machine hits both; what the relay adds is B minus A, percentile by percentile.
 A bare passthrough (bench/floor.py) takes its turn in the same rotation, and
 the relay's added cost is also reported as a ratio to what the floor adds.
 Then the capacity phase (bench/capacity.py): one relay process pinned to one
-CPU, ramps of concurrent streams and non-streamed calls, and their knees.
+CPU, ramps of concurrent streams and non-streamed calls, and their knees; with
+``--runtime worker`` the relay runs in the Python worker behind the Functions
+host stand-in, beside the platform floor (bench/platform_floor/) run the same way.
 
 Exit status (bench/verdict.py): 0 every ratio and count target met, 1 one missed (printed), 2 the harness
 failed. Targets in absolute milliseconds or megabytes are printed beside them, informational.
