@@ -464,6 +464,7 @@ async def measure(plan: CapacityPlan, work: Path, runtime: str = defaults.RUNTIM
     plain_steps = tuple(c for c in plan.plain_steps if c <= fd_allows)
     # The pool is sized above every step so that it is never the wall; waiting for a connection would be a 503.
     pool = max(DEFAULT_UPSTREAM_CONNECTIONS, 2 * plan.most)
+
     # The relay's managed identity endpoint stays the emulator's; its Azure OpenAI is the pacer.
     def upstream(pacer: procs.Proc) -> dict[str, str]:
         return {"RELAY_UPSTREAM_CONNECTIONS": str(pool), "AZURE_OPENAI_ENDPOINT": pacer.url, "DEVHOST_RUNTIME": runtime}

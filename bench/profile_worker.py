@@ -88,9 +88,7 @@ async def _profiled_step(
     await asyncio.sleep(plan.ramp_s(kind))
     with tempfile.NamedTemporaryFile(prefix="stacks-", suffix=".txt", delete=False) as out:
         path = Path(out.name)
-    recorder = subprocess.Popen(
-        [*spy, "--output", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
+    recorder = subprocess.Popen([*spy, "--output", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     load = await step
     recorder.send_signal(signal.SIGINT)  # py-spy writes its output and exits
     _, err = recorder.communicate(timeout=60)
@@ -101,9 +99,7 @@ async def _profiled_step(
     return load, raw_stacks
 
 
-async def profile(
-    target: str, kind: str, concurrency: int, window_s: float, spy_options: list[str], work: Path
-) -> dict[str, Any]:
+async def profile(target: str, kind: str, concurrency: int, window_s: float, spy_options: list[str], work: Path) -> dict[str, Any]:
     plan = step_plan(window_s)
     layout = capacity.cpu_layout(os.sched_getaffinity(0))
     capacity.raise_fd_limit(concurrency)

@@ -105,6 +105,7 @@ QUICK = Plan(
     capacity=QUICK_CAPACITY,
 )
 
+
 class Bench:
     def __init__(self, plan: Plan, emulator: procs.Proc, relay: procs.Proc, floor: procs.Proc | None = None) -> None:
         self.plan = plan

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import capacity, loadgen, pacer, procs, profile_worker
+from bench import capacity, chunk_cost, loadgen, pacer, procs, profile_worker
 from bench.client import Connection, Response
 from bench.loadgen import Side
 
@@ -230,3 +230,13 @@ def test_the_worker_profile_attributes_each_sample_to_its_innermost_library_and_
         ("gRPC", 2),
         ("the app's function_app.py (the relay's routes, or the platform floor)", 1),
     ]
+
+
+def test_the_relays_per_event_steps_are_timed_each_alone_and_summed() -> None:
+    costs = chunk_cost.measure(2000)
+    steps = {"frame_and_check_us", "hide_cached_tokens_us", "locked_write_us", "two_generator_layers_us"}
+    assert set(costs) == steps | {"total_us"}
+    assert all(costs[step] >= 0 for step in steps)
+    # Framing and checking an event is real work on any machine; the total is the steps' sum.
+    assert costs["frame_and_check_us"] > 0
+    assert costs["total_us"] == pytest.approx(sum(costs[step] for step in steps), abs=0.01)
