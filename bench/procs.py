@@ -45,6 +45,13 @@ def only_child(pid: int) -> int:
     return pids[0]
 
 
+def pin_threads(pid: int, cpus: frozenset[int]) -> None:
+    """Move every thread of a running process to ``cpus`` (threads it starts later inherit their creator's affinity)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(task), cpus)
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     """Current (VmRSS) and peak (VmHWM) resident set size, in MB (10^6 bytes)."""
     out = {}
@@ -213,14 +220,27 @@ def emulator(work: Path, cpus: frozenset[int] | None = None) -> Iterator[Proc]:
 
 
 @contextlib.contextmanager
-def relay_host(
-    emulator_url: str, work: Path, extra_env: Mapping[str, str] | None = None, cpus: frozenset[int] | None = None
+def _local_host(
+    module: str, label: str, emulator_url: str, work: Path, extra_env: Mapping[str, str] | None, cpus: frozenset[int] | None
 ) -> Iterator[Proc]:
-    """``python -m devhost`` (with ``extra_env``, when given) against a running emulator."""
     port = free_port()
     env = {**relay_env(emulator_url, port), **(extra_env or {})}
-    with spawn(["-m", "devhost"], env, "/api/healthz", port, work / f"relay-{port}.log", cpus=cpus) as proc:
+    with spawn(["-m", module], env, "/api/healthz", port, work / f"{label}-{port}.log", cpus=cpus) as proc:
         yield proc
+
+
+def relay_host(
+    emulator_url: str, work: Path, extra_env: Mapping[str, str] | None = None, cpus: frozenset[int] | None = None
+) -> contextlib.AbstractContextManager[Proc]:
+    """``python -m devhost`` (with ``extra_env``, when given) against a running emulator."""
+    return _local_host("devhost", "relay", emulator_url, work, extra_env, cpus)
+
+
+def platform_floor(
+    emulator_url: str, work: Path, extra_env: Mapping[str, str] | None = None, cpus: frozenset[int] | None = None
+) -> contextlib.AbstractContextManager[Proc]:
+    """``python -m bench.platform_host``: the platform floor through the worker and the host stand-in, as ``relay_host``."""
+    return _local_host("bench.platform_host", "platform", emulator_url, work, extra_env, cpus)
 
 
 @contextlib.contextmanager
