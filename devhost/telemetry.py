@@ -51,6 +51,8 @@ def point_at_local_ingestion(env: MutableMapping[str, str], ingestion_port: int,
         f"InstrumentationKey={LOCAL_INSTRUMENTATION_KEY};IngestionEndpoint=https://127.0.0.1:{ingestion_port}/"
     )
     env["REQUESTS_CA_BUNDLE"] = str(ca_file)
+    # As main.bicep sets it: with DEVHOST_RUNTIME=worker, the worker attaches each invocation's trace context.
+    env["PYTHON_ENABLE_OPENTELEMETRY"] = "true"
     for name in _CALLS_TO_AZURE_OFF:
         env[name] = "true"
     return True
