@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import load_settings
+from shared.telemetry_config import telemetry_settings
 from tests.infra import bicep
 from tests.support.app_settings import REQUIRED_SETTINGS
 
@@ -21,9 +22,13 @@ APPS = bicep.example_param_files()
 APP_IDS = [p.stem for p in APPS]
 
 #: Set by App Service itself, never by the template.
-# What App Service sets itself: Easy Auth on, and the managed identity endpoint
+# What App Service sets itself: Easy Auth on, the managed identity endpoint and the app's name
 # (https://learn.microsoft.com/azure/app-service/overview-managed-identity#rest-endpoint-reference).
-PLATFORM_INJECTED = {"WEBSITE_AUTH_ENABLED": "true", "IDENTITY_ENDPOINT": "http://localhost:42356/msi/token"}
+PLATFORM_INJECTED = {
+    "WEBSITE_AUTH_ENABLED": "true",
+    "IDENTITY_ENDPOINT": "http://localhost:42356/msi/token",
+    "WEBSITE_SITE_NAME": "func-relay-helpdesk",  # the app's name (https://learn.microsoft.com/azure/app-service/reference-app-settings)
+}
 #: Read by the loader but only meaningful in key mode.
 KEY_MODE_ONLY = {"AZURE_KEYVAULT_URL", "AZURE_OPENAI_KEY_SECRET_NAME"}
 #: The relay's settings (README.md, Configuration), as the relay reads them.
@@ -188,6 +193,7 @@ def test_the_readme_settings_table_lists_exactly_the_settings_the_relay_reads() 
     for app in APPS:  # between them, both authentication modes
         env = RecordingEnv({**bicep.relay_app_settings(app), **PLATFORM_INJECTED})
         load_settings(env)
+        telemetry_settings(env)  # the telemetry settings are read beside the relay's (shared/telemetry_config.py)
         read |= env.read
     section, table = readme_configuration()
     assert sorted(read - set(PLATFORM_INJECTED) - table) == [], "read by the relay, missing from the table"

@@ -77,7 +77,8 @@ def test_a_completions_record_reaches_ingestion_with_the_log_lines_fields_and_jo
     properties = record["data"]["baseData"]["properties"]
     # The same record as the log line: its non-null fields as custom dimensions, which Application Insights keeps
     # as strings (the exporter writes str(value)), beside the name of the logger that wrote it.
-    expected = {name: str(value) for name, value in line.items() if value is not None and name != "event"}
+    # (Not the line's own time: the envelope has its time.)
+    expected = {name: str(value) for name, value in line.items() if value is not None and name not in ("event", "time")}
     assert properties == {**expected, "logger_name": "relay.request"}
     assert properties["schema"] == "relay.request/1" and properties["app"] == APPLICATION_NAME and properties["oid"] == ADA_OID
     assert properties["outcome"] == "ok" and properties["model"] == "gpt-4o"
@@ -207,10 +208,14 @@ def test_blocks_and_budget_refusals_are_the_controls_decisions_in_records_and_me
     stack.emulator("DELETE", "/_emulator/telemetry")
 
     assert post_chat(stack, MALLORY_OID) == 403
-    statuses = [post_chat(stack, ADA_OID) for _ in range(3)]  # 21 tokens an answer against 30 a minute
+    # Answers of about 21 tokens against 30 a minute, each admitted only with room for its prompt estimate and an
+    # output cap: Ada is served, then refused once, within a few requests.
+    statuses = [post_chat(stack, ADA_OID)]
+    while statuses[-1] == 200 and len(statuses) < 5:
+        statuses.append(post_chat(stack, ADA_OID))
     flush(stack, received)
 
-    assert statuses == [200, 200, 429]
+    assert statuses[0] == 200 and statuses[-1] == 429 and set(statuses[:-1]) == {200}, statuses
     written = {(p["oid"], p["status"]): p for p in (r["data"]["baseData"]["properties"] for r in records(received))}
     blocked = written[(MALLORY_OID, "403")]
     assert (blocked["outcome"], blocked["blocklist"], blocked["code"]) == ("blocked", "blocked", "user_blocked")
