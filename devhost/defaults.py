@@ -15,6 +15,8 @@ EMULATOR_PORT = 7072
 # Key Vault listens on the next port (HTTPS), unless EMULATOR_KEYVAULT_PORT says otherwise.
 KEYVAULT_PORT_OFFSET = 1
 DEPLOYMENTS = ("gpt-4o-mini", "gpt-4o")
+# The Foundry project the emulator plays for the Responses API (any name works).
+PROJECT = "local-project"
 # DEVHOST_RUNTIME: the relay's functions in the local host's process, or through the Functions Python worker
 # (devhost/functions_host, docs/functions-host.md).
 RUNTIME = "in-process"

@@ -38,6 +38,7 @@ from shared.request_policy import ChatRequest, prepare_chat_request
 from shared.sse import SseForwarder
 
 if TYPE_CHECKING:
+    from shared.responses_relay import ResponsesAction, ResponsesRelay
     from shared.upstream import Upstream, UpstreamResponse
 
 log = logging.getLogger("relay")
@@ -66,10 +67,23 @@ async def production_upstream(settings: Settings) -> Upstream:
     return Upstream.from_settings(settings)
 
 
+async def production_project_upstream(settings: Settings) -> Upstream:
+    from shared.responses_upstream import project_upstream
+
+    return project_upstream(settings)
+
+
 class Relay:
-    def __init__(self, settings: Settings, upstream_factory: UpstreamFactory = production_upstream) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        upstream_factory: UpstreamFactory = production_upstream,
+        project_upstream_factory: UpstreamFactory = production_project_upstream,
+    ) -> None:
         self.settings = settings
         self._upstream_factory = upstream_factory
+        self._project_upstream_factory = project_upstream_factory
+        self._responses: ResponsesRelay | None = None
         self._upstream: Upstream | None = None
         self._upstream_lock = asyncio.Lock()
         self._large_body_gate = asyncio.Semaphore(1)
@@ -98,6 +112,8 @@ class Relay:
         if self._upstream is not None:
             await self._upstream.aclose()
             self._upstream = None
+        if self._responses is not None:
+            await self._responses.aclose()
         await self.controls.aclose()
 
     # Routes -----------------------------------------------------------------
@@ -107,21 +123,21 @@ class Relay:
         return _HEALTHY
 
     async def models(self, req: Request) -> Response:
-        record = _new_record(req, "models")
+        record = new_record(req, "models")
         try:
-            await self._identify(req, record)
+            await self.identify(req, record)
         except RelayError as error:
-            return _error_response(error, record)
+            return error_response(error, record)
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "azure-openai"} for name in self.settings.deployments]
         record.emit(200)
-        return _json({"object": "list", "data": data}, 200, record.request_id)
+        return json_response({"object": "list", "data": data}, 200, record.request_id)
 
     async def me(self, req: Request) -> Response:
-        record = _new_record(req, "me")
+        record = new_record(req, "me")
         try:
-            caller = await self._identify(req, record)
+            caller = await self.identify(req, record)
         except RelayError as error:
-            return _error_response(error, record)
+            return error_response(error, record)
         principal = caller.principal
         body = {
             "principal": {
@@ -138,44 +154,62 @@ class Relay:
             "budget": await self.controls.budget_view(caller),
         }
         record.emit(200)
-        return _json(body, 200, record.request_id)
+        return json_response(body, 200, record.request_id)
 
     async def unsupported_route(self, req: Request) -> Response:
-        record = _new_record(req, "unsupported")
+        record = new_record(req, "unsupported")
         try:
-            await self._identify(req, record)
+            await self.identify(req, record)
         except RelayError as error:
-            return _error_response(error, record)
-        return _error_response(unsupported_route_error(), record)
+            return error_response(error, record)
+        return error_response(unsupported_route_error(self.settings.responses.enabled), record)
+
+    async def responses(self, req: Request, action: ResponsesAction) -> Response:
+        """The Responses API's routes: relayed to the Foundry project endpoint when one is configured, else the guiding 404."""
+        if not self.settings.responses.enabled:
+            return await self.unsupported_route(req)
+        if self._responses is None:
+            from shared.responses_relay import ResponsesRelay
+
+            self._responses = ResponsesRelay(self, self._project_upstream_factory, NON_STREAMED_DEADLINE_S)
+        record = new_record(req, f"responses.{action}")
+        return await self.guarded(record, self._responses.handle(req, record, action))
 
     async def chat_completions(self, req: Request) -> Response:
-        record = _new_record(req, "chat.completions")
+        record = new_record(req, "chat.completions")
+        return await self.guarded(record, self._chat_completions(req, record))
+
+    async def _chat_completions(self, req: Request, record: RequestLog) -> Response:
+        caller = await self.identify(req, record)
+        request = await self._prepare(await self.read_body(req), caller)
+        record.deployment, record.stream = request.deployment, request.stream
+        charge = await self.controls.admit(caller, request.prompt_bytes, request.output_cap)
         try:
-            caller = await self._identify(req, record)
-            request = await self._prepare(await self._read_body(req), caller)
-            record.deployment, record.stream = request.deployment, request.stream
-            charge = await self.controls.admit(caller, request.prompt_bytes, request.output_cap)
-            try:
-                if charge.output_cap is not None:
-                    request = request.with_output_cap(charge.output_cap)
-                client = await self.upstream()
-                return await unless_caller_leaves(req.receive, self._answer(client, request, caller, record, charge))
-            except BaseException as error:
-                charge.failed(error)  # charged already if an answer ended it
-                raise
+            if charge.output_cap is not None:
+                request = request.with_output_cap(charge.output_cap)
+            client = await self.upstream()
+            return await unless_caller_leaves(req.receive, self._answer(client, request, caller, record, charge))
+        except BaseException as error:
+            charge.failed(error)  # charged already if an answer ended it
+            raise
+
+    async def guarded(self, record: RequestLog, work: Awaitable[Response]) -> Response:
+        """``work``'s answer; a RelayError as its error answer, a caller gone as 499, anything else as a logged 500."""
+        try:
+            return await work
         except RelayError as error:
-            return _error_response(error, record)
+            return error_response(error, record)
         except ClientDisconnect:
             # The caller hung up: nobody reads this answer, and it is not a relay failure.
             record.emit(499, "client_closed_request")
             return Response(status_code=499, headers={**EXPOSE_HEADERS, "x-request-id": record.request_id})
         except Exception as exc:  # noqa: BLE001 - logged by log_failure (one JSON line, not logging.exception)
             log_failure(log, "relay.unhandled", exc, request_id=record.request_id)
-            return _error_response(internal_error(), record)
+            return error_response(internal_error(), record)
 
     # Steps --------------------------------------------------------------------
 
-    async def _identify(self, req: Request, record: RequestLog) -> Caller:
+    async def identify(self, req: Request, record: RequestLog) -> Caller:
         caller = identify_caller(req.headers, self.settings)
         record.oid, record.tid = caller.principal.object_id, caller.principal.tenant_id
         record.home_tid, record.source_ip = caller.principal.home_tenant_id, caller.source_ip
@@ -206,16 +240,16 @@ class Relay:
             record.usage = completion_usage(content)
         except TimeoutError:
             charge.unanswered("upstream_timeout")
-            return _error_response(answer_too_slow(), record)
+            return error_response(answer_too_slow(), record)
         except RelayError as error:
             if upstream is None:
                 charge.failed(error)
             else:
                 charge.unanswered(error.code)  # the answer broke off after Azure started it
-            return _error_response(answer_too_slow() if isinstance(error.cause, UpstreamTimeout) else error, record)
+            return error_response(answer_too_slow() if isinstance(error.cause, UpstreamTimeout) else error, record)
         except NotACompletion:
             charge.unanswered("unreadable_answer")
-            return _error_response(upstream_error("Azure OpenAI sent a response the relay could not read."), record)
+            return error_response(upstream_error("Azure OpenAI sent a response the relay could not read."), record)
         finally:
             if upstream is not None:
                 upstream.close()
@@ -225,7 +259,7 @@ class Relay:
         record.emit(200)
         return Response(content, status_code=200, media_type=_JSON, headers={**_JSON_HEADERS, "x-request-id": record.request_id})
 
-    async def _read_body(self, req: Request) -> bytes:
+    async def read_body(self, req: Request) -> bytes:
         limit = self.settings.max_body_bytes
         too_large = request_too_large(limit)
         declared = req.headers.get("content-length", "")
@@ -241,14 +275,14 @@ class Relay:
         return b"".join(chunks)
 
 
-def _new_record(req: Request, route: str) -> RequestLog:
+def new_record(req: Request, route: str) -> RequestLog:
     """A log record keyed by an ID the relay makes; the caller's own ID, when sane, is kept beside it."""
     sent = req.headers.get("x-request-id", "")
     client_request_id = sent if _SANE_REQUEST_ID.fullmatch(sent) else None
     return RequestLog(uuid.uuid4().hex, route, client_request_id=client_request_id)
 
 
-def _json(body: Any, status: int, request_id: str, headers: Mapping[str, str] | None = None) -> Response:
+def json_response(body: Any, status: int, request_id: str, headers: Mapping[str, str] | None = None) -> Response:
     return Response(
         json.dumps(body, separators=(",", ":")),
         status_code=status,
@@ -257,6 +291,6 @@ def _json(body: Any, status: int, request_id: str, headers: Mapping[str, str] | 
     )
 
 
-def _error_response(error: RelayError, record: RequestLog) -> Response:
+def error_response(error: RelayError, record: RequestLog) -> Response:
     record.emit(error.status, error.code)
-    return _json(error.body(), error.status, record.request_id, error.headers)
+    return json_response(error.body(), error.status, record.request_id, error.headers)

@@ -132,6 +132,10 @@ class Upstream:
 
     async def open(self, payload: bytes, deployment: str, request_id: str) -> UpstreamResponse:
         """Send the chat completion; return once Azure answered 2xx, or raise the caller's RelayError (its ``cause`` typed)."""
+        return await self.send("POST", self.url(deployment), payload, request_id)
+
+    async def send(self, method: str, url: str, payload: bytes | None, request_id: str) -> UpstreamResponse:
+        """Send a request to ``url`` (the Responses API's routes too), with the same slots, retries and errors as ``open``."""
         if self._slots.locked():
             try:
                 async with asyncio.timeout(self._busy_timeout_s):
@@ -141,15 +145,15 @@ class Upstream:
         else:
             await self._slots.acquire()  # a free slot: taken at once, without arming a timer
         try:
-            response = await self._open(self.url(deployment), payload, request_id)
+            response = await self._open(method, url, payload, request_id)
         except BaseException:
             self._slots.release()
             raise
         return UpstreamResponse(response, self._slots.release)
 
-    async def _open(self, url: str, payload: bytes, request_id: str) -> aiohttp.ClientResponse:
+    async def _open(self, method: str, url: str, payload: bytes | None, request_id: str) -> aiohttp.ClientResponse:
         for attempt in range(MAX_RETRIES + 1):
-            outcome = await self._open_once(url, payload, request_id)
+            outcome = await self._open_once(method, url, payload, request_id)
             if isinstance(outcome, aiohttp.ClientResponse):
                 return outcome
             delay = retry_delay(outcome, attempt)
@@ -158,17 +162,17 @@ class Upstream:
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _open_once(self, url: str, payload: bytes, request_id: str) -> aiohttp.ClientResponse | UpstreamFailure:
+    async def _open_once(self, method: str, url: str, payload: bytes | None, request_id: str) -> aiohttp.ClientResponse | UpstreamFailure:
         headers = {"Content-Type": "application/json", "x-ms-client-request-id": request_id}
         try:
             headers.update(await self._auth.headers())
             with transport_causes(UpstreamUnreachable, "Azure OpenAI could not be reached."):
-                response = await self._session.post(url, data=payload, headers=headers)
+                response = await self._session.request(method, url, data=payload, headers=headers)
                 if response.status == 401:
                     retry_headers = await self._auth.after_rejection(headers)
                     if retry_headers is not None:
                         response.release()
-                        response = await self._session.post(url, data=payload, headers={**headers, **retry_headers})
+                        response = await self._session.request(method, url, data=payload, headers={**headers, **retry_headers})
         except UpstreamCredentialError as cause:
             log_event(log, logging.ERROR, "relay.credential_error", request_id=request_id, detail=str(cause))
             return cause

@@ -1,0 +1,136 @@
+"""The Responses API through the local host, the emulator playing the Foundry project: the Python SDK, and state bound to its owner.
+
+Every id the first user gets back (a response, its output items) is tried by a second user on every
+route and in every field that takes one: each is a 404, and the first user's state is untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import openai
+import pytest
+from pydantic import BaseModel
+
+from devhost.appservice_auth import DEV_OBJECT_ID, DEV_TENANT_ID
+from tests.reliability.common import client
+from tests.support.identities import OTHER_OID
+from tests.support.stack import APPLICATION_NAME, Stack
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False},
+    "strict": True,
+}
+
+
+def project_record(stack: Stack, marker: str) -> dict[str, Any]:
+    return next(r for r in reversed(stack.requests()) if "/api/projects/" in r["path"] and marker in json.dumps(r["body"]))
+
+
+def other_user(stack: Stack) -> openai.OpenAI:
+    return client(stack, token=stack.token(oid=OTHER_OID))
+
+
+def test_a_create_reaches_the_project_with_the_callers_context_a_cap_and_the_projects_token(stack: Stack) -> None:
+    marker = uuid.uuid4().hex
+    response = client(stack).responses.create(model="gpt-4o-mini", input=f"hello {marker}", user="ceo")
+    assert response.status == "completed" and marker in response.output_text
+    record = project_record(stack, marker)
+    assert record["user_security_context"] == {
+        "application_name": APPLICATION_NAME,
+        "end_user_id": DEV_OBJECT_ID,
+        "end_user_tenant_id": DEV_TENANT_ID,
+        "source_ip": "127.0.0.1",
+    }
+    assert record["auth"]["aud"] == "https://ai.azure.com"
+    assert record["body"]["max_output_tokens"] == 100  # the stack's RELAY_MAX_TOKENS
+    assert record["body"]["user"] != "ceo"
+
+
+def test_a_stream_arrives_whole_with_usage_and_its_ids_are_the_callers(stack: Stack) -> None:
+    sdk = client(stack)
+    with sdk.responses.stream(model="gpt-4o-mini", input="stream a few words [emulate:words=6]") as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert kinds.count("response.output_text.delta") == 6
+    assert final.usage is not None and final.usage.output_tokens > 0
+    assert sdk.responses.retrieve(final.id).output_text == final.output_text
+
+
+class Weather(BaseModel):
+    city: str
+
+
+def test_parse_gives_the_schemas_instance(stack: Stack) -> None:
+    parsed = client(stack).responses.parse(model="gpt-4o-mini", input="Oslo weather as JSON", text_format=Weather)
+    assert isinstance(parsed.output_parsed, Weather)
+
+
+def test_a_tool_loop_continues_with_previous_response_id_and_the_tool_result(stack: Stack) -> None:
+    sdk = client(stack)
+    first = sdk.responses.create(model="gpt-4o-mini", input="What is the weather in Oslo?", tools=[WEATHER], tool_choice="required")  # type: ignore[list-item]
+    (call,) = [item for item in first.output if item.type == "function_call"]
+    second = sdk.responses.create(
+        model="gpt-4o-mini",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": '{"sky": "clear"}'}],
+        tools=[WEATHER],  # type: ignore[list-item]
+    )
+    assert "get_weather" in second.output_text
+    assert second.usage is not None and first.usage is not None and second.usage.input_tokens > first.usage.input_tokens
+
+
+def test_a_second_user_gets_a_404_for_every_id_and_route_of_the_first(stack: Stack) -> None:
+    owner = client(stack)
+    first = owner.responses.create(model="gpt-4o-mini", input="my secret plans")
+    message_id = first.output[0].id
+    other = other_user(stack)
+    attempts = {
+        "retrieve": lambda: other.responses.retrieve(first.id),
+        "delete": lambda: other.responses.delete(first.id),
+        "cancel": lambda: other.responses.cancel(first.id),
+        "input_items": lambda: other.responses.input_items.list(first.id),
+        "previous_response_id": lambda: other.responses.create(model="gpt-4o-mini", input="go on", previous_response_id=first.id),
+        "item_reference": lambda: other.responses.create(model="gpt-4o-mini", input=[{"type": "item_reference", "id": message_id}]),
+        "an item's id": lambda: other.responses.create(
+            model="gpt-4o-mini", input=[{"type": "message", "role": "assistant", "id": message_id, "content": "x"}]
+        ),
+    }
+    for name, attempt in attempts.items():
+        with pytest.raises(openai.NotFoundError) as caught:
+            attempt()
+        assert caught.value.code == "not_found", name
+    assert owner.responses.retrieve(first.id).output_text == first.output_text
+    referenced = owner.responses.create(
+        model="gpt-4o-mini", input=[{"type": "item_reference", "id": message_id}, {"role": "user", "content": "and?"}]
+    )
+    assert referenced.status == "completed"
+
+
+def test_the_owner_deletes_and_then_the_id_is_a_404(stack: Stack) -> None:
+    sdk = client(stack)
+    response = sdk.responses.create(model="gpt-4o-mini", input="forget me")
+    sdk.responses.delete(response.id)
+    with pytest.raises(openai.NotFoundError) as caught:
+        sdk.responses.retrieve(response.id)
+    assert caught.value.code == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tools": [{"type": "web_search"}]}, "tools"),
+        ({"background": True}, "background"),
+        ({"extra_body": {"agent_reference": {"name": "a"}}}, "agent_reference"),
+    ],
+)
+def test_what_the_relay_cannot_bind_or_that_reaches_out_is_refused(stack: Stack, extra: dict[str, Any], param: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(stack).responses.create(model="gpt-4o-mini", input="hi", **extra)
+    assert (caught.value.code, caught.value.param) == ("parameter_not_allowed", param)
