@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from shared.access_controls import AccessControls
 from shared.config import Settings, load_settings
 from shared.relay import Relay
 from shared.responses_ids import IdSeal, Owner
@@ -18,6 +19,7 @@ from tests.support.app_settings import REQUIRED_SETTINGS
 from tests.support.asgi import make_request
 from tests.support.identities import OTHER_OID
 from tests.support.strategies import CALLER, CALLER_HEADERS
+from tests.support.tables import EtagTable
 
 KEY = b"r" * 32
 PROJECT = {
@@ -65,3 +67,86 @@ def test_a_create_continuing_another_users_response_is_a_404_before_anything_goe
     body = json.dumps({"input": "hi", "previous_response_id": OTHERS_ID}).encode()
     status, payload = answer(relay(PROJECT), "create", "POST", "/api/v1/responses", body)
     assert (status, payload["error"]["code"], payload["error"]["param"]) == (404, "not_found", "previous_response_id")
+
+
+class Project:
+    """A Foundry project that answers every create with ``usage`` and every retrieve with the response it made."""
+
+    def __init__(self, usage: dict[str, int]) -> None:
+        self.usage = usage
+        self.sent: list[tuple[str, str, Any]] = []
+        self._content = b""
+
+    async def send(self, method: str, url: str, payload: bytes | None, request_id: str) -> Project:
+        self.sent.append((method, url, json.loads(payload) if payload else None))
+        self._content = json.dumps({"id": "resp_1", "object": "response", "output": [], "usage": self.usage}).encode()
+        return self
+
+    async def read(self) -> bytes:
+        return self._content
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+class Tables:
+    def __init__(self) -> None:
+        self.budget = EtagTable()
+
+    def table(self, name: str) -> EtagTable:
+        return self.budget
+
+    async def aclose(self) -> None:
+        pass
+
+
+BUDGET = {**PROJECT, "RELAY_TABLE_ENDPOINT": "https://strelay.table.core.windows.net", "RELAY_BUDGET_USER_TOKENS_PER_MINUTE": "2000"}
+
+
+def budgeted_relay(project: Project, tables: Tables) -> Relay:
+    async def factory(settings: Settings) -> Upstream:
+        return project  # type: ignore[return-value]
+
+    r = Relay(load_settings({**REQUIRED_SETTINGS, "WEBSITE_AUTH_ENABLED": "true", **BUDGET}), no_upstream, factory)
+    r.controls = AccessControls(r.settings, lambda settings: tables)  # type: ignore[arg-type,return-value]
+    return r
+
+
+async def create(r: Relay, body: dict[str, Any]) -> dict[str, Any]:
+    response = await r.responses(make_request("POST", "/api/v1/responses", CALLER_HEADERS, json.dumps(body).encode()), "create")
+    assert response.status_code == 200, bytes(response.body)
+    return dict(json.loads(bytes(response.body)))
+
+
+async def test_a_continuation_reserves_the_whole_chain_it_continues_not_just_its_small_body() -> None:
+    project, tables = Project({"input_tokens": 880, "output_tokens": 20, "total_tokens": 900}), Tables()
+    r = budgeted_relay(project, tables)
+    try:
+        first = await create(r, {"input": "a long document"})
+        await create(r, {"input": "and?", "previous_response_id": first["id"]})
+        # 2000 a minute, 900 used: the continuation holds its 900 tokens of context, so its answer may take at most ~200.
+        continued_cap = project.sent[-1][2]["max_output_tokens"]
+        assert 180 < continued_cap < 2000 - 900 - 900 + 10
+        assert project.sent[-1][2]["previous_response_id"] == "resp_1"
+    finally:
+        await r.aclose()
+
+
+async def test_a_chain_this_instance_did_not_relay_is_sized_by_reading_its_previous_response_once() -> None:
+    project, tables = Project({"input_tokens": 880, "output_tokens": 20, "total_tokens": 900}), Tables()
+    first_instance, second_instance = budgeted_relay(project, tables), budgeted_relay(project, tables)
+    try:
+        first = await create(first_instance, {"input": "a long document"})
+        await create(second_instance, {"input": "and?", "previous_response_id": first["id"]})
+        await create(second_instance, {"input": "more?", "previous_response_id": first["id"]})
+        methods = [method for method, _, _ in project.sent]
+        assert methods == ["POST", "GET", "POST", "POST"]
+        assert project.sent[1][1].endswith("/openai/v1/responses/resp_1")
+        # This instance has used nothing of its 2000 a minute: the 900 tokens of context leave the answer ~1100.
+        assert 1000 < project.sent[2][2]["max_output_tokens"] < 2000 - 900
+    finally:
+        await first_instance.aclose()
+        await second_instance.aclose()
