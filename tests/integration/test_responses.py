@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from devhost.appservice_auth import DEV_OBJECT_ID, DEV_TENANT_ID
 from tests.reliability.common import client
+from tests.support import rawhttp
 from tests.support.identities import OTHER_OID
 from tests.support.stack import APPLICATION_NAME, Stack
 
@@ -134,3 +135,40 @@ def test_what_the_relay_cannot_bind_or_that_reaches_out_is_refused(stack: Stack,
     with pytest.raises(openai.BadRequestError) as caught:
         client(stack).responses.create(model="gpt-4o-mini", input="hi", **extra)
     assert (caught.value.code, caught.value.param) == ("parameter_not_allowed", param)
+
+
+def stream_raw(stack: Stack, prompt: str, request_id: str) -> bytes:
+    body = json.dumps({"model": "gpt-4o-mini", "input": prompt, "stream": True}).encode()
+    headers = [("Authorization", f"Bearer {stack.token()}"), ("Content-Type", "application/json"), ("x-request-id", request_id)]
+    response = rawhttp.request(stack.port, "POST", "/api/v1/responses", headers, body)
+    assert response.status == 200
+    return response.body
+
+
+def test_a_streams_usage_from_its_terminal_event_is_in_the_requests_log_line(stack: Stack) -> None:
+    with client(stack, request_id="responses-log-probe").responses.stream(model="gpt-4o-mini", input="count [emulate:words=6]") as stream:
+        usage = stream.get_final_response().usage
+    assert usage is not None
+    [line] = [json.loads(line) for line in stack.log_lines_once('"responses-log-probe"') if '"responses-log-probe"' in line]
+    assert (line["route"], line["status"], line["stream"]) == ("responses.create", 200, True)
+    assert (line["prompt_tokens"], line["completion_tokens"], line["total_tokens"]) == (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.total_tokens,
+    )
+
+
+def test_a_stream_that_breaks_off_ends_with_an_error_event_after_whole_events(stack: Stack) -> None:
+    body = stream_raw(stack, "fail please [emulate:midstream_fail]", "responses-broken")
+    *events, last = body.removesuffix(b"\n\n").split(b"\n\n")
+    assert events and all(event.startswith(b"event: response.") for event in events)
+    assert last.startswith(b"event: error\ndata: ")
+    assert json.loads(last.split(b"data: ", 1)[1])["error"]["code"] == "upstream_error"
+    [line] = [json.loads(line) for line in stack.log_lines_once('"responses-broken"') if '"responses-broken"' in line]
+    assert line["status"] == 502
+
+
+def test_a_long_think_is_kept_alive_with_comments_the_sdk_ignores(stack: Stack) -> None:
+    body = stream_raw(stack, "ponder [emulate:think=1.6] [emulate:words=3]", "responses-think")
+    assert b": keep-alive\n\n" in body  # the stack sends one after 0.5 s of silence
+    assert body.rstrip().split(b"\n\n")[-1].startswith(b"event: response.completed")
