@@ -30,6 +30,8 @@ from shared.logs import log_event
 from shared.open_streams import OpenStream, OpenStreams
 
 if TYPE_CHECKING:
+    from azure.data.tables.aio import TableClient
+
     from shared.blocklist import BlockEntry
     from shared.blocklist_cache import BlocklistCache
     from shared.budget_sync import BudgetSync
@@ -228,6 +230,10 @@ class AccessControls:
         if self._store is not None:
             await self._store.aclose()
             self._store = None
+
+    def table(self, name: str) -> TableClient:
+        """A table of the table service the controls use (RELAY_TABLE_ENDPOINT), on its connection pool."""
+        return self._table_store().table(name)
 
     def _table_store(self) -> TableStore:
         if self._store is None:

@@ -46,6 +46,7 @@ CATALOGUE: Mapping[str, ErrorKind] = {
     "easy_auth_disabled": ErrorKind(503, _API, ("caller",)),
     "blocklist_unavailable": ErrorKind(503, _API, ("blocklist_cache",)),
     "server_busy": ErrorKind(503, _API, ("upstream",)),
+    "responses_unavailable": ErrorKind(503, _API, ("responses_key",)),
     "upstream_timeout": ErrorKind(504, _API, ("relay", "responses_relay", "upstream_errors")),
 }
 
@@ -247,6 +248,15 @@ def server_busy() -> RelayError:
         "server_busy",
         "This relay instance has no free connection to Azure OpenAI. Retry after the time in the Retry-After header.",
         headers={"Retry-After": "1"},
+    )
+
+
+def responses_unavailable(retry_after_s: int = 5) -> RelayError:
+    """The key that binds Responses ids to their caller could not be read from the relay's table storage."""
+    return _error(
+        "responses_unavailable",
+        f"The Responses API is unavailable on this instance for a moment. Retry after {retry_after_s} seconds.",
+        headers={"Retry-After": str(retry_after_s)},
     )
 
 

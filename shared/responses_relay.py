@@ -25,6 +25,7 @@ from shared.errors import RelayError, UpstreamRejected, UpstreamTimeout, answer_
 from shared.forwarded_stream import EXPOSE_HEADERS, ForwardedStream, unless_caller_leaves
 from shared.logs import RequestLog
 from shared.responses_ids import IdSeal, Owner, OwnerSeal
+from shared.responses_key import shared_seal_key
 from shared.responses_policy import ResponsesRequest, prepare_responses_request, unknown_id
 from shared.responses_stream import ResponsesForwarder
 from shared.responses_upstream import responses_url
@@ -64,7 +65,9 @@ class ResponsesRelay:
         self._upstream: Upstream | None = None
         self._upstream_lock = asyncio.Lock()
         self._large_body_gate = asyncio.Semaphore(1)
-        self._seal = IdSeal(self._settings.responses.seal_key)
+        key = self._settings.responses.seal_key
+        self._seal: IdSeal | None = IdSeal(key) if key else None
+        self._seal_lock = asyncio.Lock()
         self.sizes = ContextSizes()
 
     async def upstream(self) -> Upstream:
@@ -73,6 +76,15 @@ class ResponsesRelay:
                 if self._upstream is None:
                     self._upstream = await self._upstream_factory(self._settings)
         return self._upstream
+
+    async def owner_seal(self, caller: Caller) -> OwnerSeal:
+        """The caller's sealing, with the key of RELAY_RESPONSES_SEAL_KEY or, read once, the one in RELAY_RESPONSES_TABLE."""
+        if self._seal is None:
+            async with self._seal_lock:
+                if self._seal is None:
+                    table = self._relay.controls.table(self._settings.responses.table)
+                    self._seal = IdSeal(await shared_seal_key(table))
+        return self._seal.for_owner(Owner.of(caller))
 
     async def aclose(self) -> None:
         if self._upstream is not None:
@@ -87,7 +99,7 @@ class ResponsesRelay:
 
     async def _create(self, req: Request, record: RequestLog) -> Response:
         caller = await self._relay.identify(req, record)
-        seal = self._seal.for_owner(Owner.of(caller))
+        seal = await self.owner_seal(caller)
         request = await self._prepare(await self._relay.read_body(req), caller, seal)
         record.deployment, record.stream = request.deployment, request.stream
         client = await self.upstream()
@@ -157,7 +169,7 @@ class ResponsesRelay:
 
     async def _on_response(self, req: Request, record: RequestLog, action: ResponsesAction) -> Response:
         caller = await self._relay.identify(req, record)
-        seal = self._seal.for_owner(Owner.of(caller))
+        seal = await self.owner_seal(caller)
         sealed = _path_id(req)
         response_id = seal.unseal(sealed)
         if response_id is None:

@@ -197,7 +197,8 @@ def test_a_project_endpoint_turns_the_responses_api_on_storing_by_default() -> N
             {"AZURE_AI_PROJECT_ENDPOINT": "https://contoso.services.ai.azure.com/api/projects/chat/openai/v1"},
             "must be a Foundry project endpoint",
         ),
-        ({"RELAY_RESPONSES_SEAL_KEY": ""}, "RELAY_RESPONSES_SEAL_KEY must be at least 32"),
+        ({"RELAY_RESPONSES_SEAL_KEY": ""}, "AZURE_AI_PROJECT_ENDPOINT needs RELAY_TABLE_ENDPOINT"),
+        ({"RELAY_RESPONSES_TABLE": "no_such-table"}, "RELAY_RESPONSES_TABLE must be a table name"),
         ({"RELAY_RESPONSES_SEAL_KEY": "c2hvcnQ="}, "RELAY_RESPONSES_SEAL_KEY must be at least 32"),
         ({"RELAY_RESPONSES_SEAL_KEY": "not base64!"}, "RELAY_RESPONSES_SEAL_KEY must be at least 32"),
         ({"RELAY_RESPONSES_ALLOWED_TOOLS": "function"}, "RELAY_RESPONSES_ALLOWED_TOOLS must list server-side tools"),
@@ -207,3 +208,9 @@ def test_a_project_endpoint_turns_the_responses_api_on_storing_by_default() -> N
 def test_a_bad_responses_setting_is_refused_naming_it(overrides: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings({**BASE, **PROJECT, **overrides})
+
+
+def test_without_a_seal_key_the_relay_keeps_its_own_in_the_responses_table() -> None:
+    env = {**BASE, **PROJECT, "RELAY_RESPONSES_SEAL_KEY": "", "RELAY_TABLE_ENDPOINT": "https://strelay.table.core.windows.net"}
+    responses = load_settings(env).responses
+    assert (responses.enabled, responses.seal_key, responses.table) == (True, b"", "relayresponses")

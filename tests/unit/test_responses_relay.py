@@ -19,7 +19,7 @@ from tests.support.app_settings import REQUIRED_SETTINGS
 from tests.support.asgi import make_request
 from tests.support.identities import OTHER_OID
 from tests.support.strategies import CALLER, CALLER_HEADERS
-from tests.support.tables import EtagTable
+from tests.support.tables import EtagTable, KeyTable
 
 KEY = b"r" * 32
 PROJECT = {
@@ -150,3 +150,38 @@ async def test_a_chain_this_instance_did_not_relay_is_sized_by_reading_its_previ
     finally:
         await first_instance.aclose()
         await second_instance.aclose()
+
+
+async def test_instances_without_a_seal_key_share_the_one_the_first_put_in_the_table() -> None:
+    key_table = KeyTable()
+    env = {**PROJECT, "RELAY_RESPONSES_SEAL_KEY": "", "RELAY_TABLE_ENDPOINT": "https://strelay.table.core.windows.net"}
+    instances = []
+    for _ in range(2):
+        project = Project({"input_tokens": 3, "output_tokens": 2, "total_tokens": 5})
+
+        async def factory(settings: Settings, project: Project = project) -> Upstream:
+            return project  # type: ignore[return-value]
+
+        r = Relay(load_settings({**REQUIRED_SETTINGS, "WEBSITE_AUTH_ENABLED": "true", **env}), no_upstream, factory)
+        r.controls = AccessControls(r.settings, lambda settings: KeyTables(key_table))  # type: ignore[arg-type,return-value]
+        instances.append((r, project))
+    try:
+        first = await create(instances[0][0], {"input": "hi"})
+        await create(instances[1][0], {"input": "go on", "previous_response_id": first["id"]})
+        assert instances[1][1].sent[-1][2]["previous_response_id"] == "resp_1"
+        assert len(key_table.rows) == 1
+    finally:
+        for r, _ in instances:
+            await r.aclose()
+
+
+class KeyTables:
+    def __init__(self, table: KeyTable) -> None:
+        self.key_table = table
+
+    def table(self, name: str) -> KeyTable:
+        assert name == "relayresponses"
+        return self.key_table
+
+    async def aclose(self) -> None:
+        pass
