@@ -165,7 +165,7 @@ class Relay:
         return error_response(unsupported_route_error(self.settings.responses.enabled), record)
 
     async def responses(self, req: Request, action: ResponsesAction) -> Response:
-        """The Responses API's routes: relayed to the Foundry project endpoint when one is configured, else the guiding 404."""
+        """The Responses and Conversations APIs' routes: relayed to the Foundry project when one is configured, else the guiding 404."""
         if not self.settings.responses.enabled:
             return await self.unsupported_route(req)
         if self._responses is None:

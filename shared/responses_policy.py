@@ -263,3 +263,32 @@ def _unsealed(seal: OwnerSeal, sealed: Any, param: str) -> str:
 def unknown_id(sealed: str, param: str | None = None) -> RelayError:
     """The same 404 for an id that does not exist and one that is not the caller's: it never confirms that an id exists."""
     return not_found(f"No response, item or conversation with id '{sealed[:128]}' was found.", param)
+
+
+# A conversation is created with at most this many items (OpenAI's Conversations API reference, "Create a conversation").
+MAX_CONVERSATION_ITEMS = 20
+
+
+def prepare_conversation(raw: bytes, settings: Settings, seal: OwnerSeal) -> bytes:
+    """The body of a new conversation the project receives: its ``items`` checked as input items are, its ``metadata``."""
+    body = parse_body(raw) if raw.strip() else {}
+    for name in body:
+        if name not in ("items", "metadata"):
+            raise parameter_not_allowed(f"The parameter '{name[:64]}' is not allowed by this relay.", name[:64])
+    if not settings.responses.store:
+        raise parameter_not_allowed(
+            "Conversations are not allowed by this relay: they keep their items in the shared Foundry project "
+            "(RELAY_RESPONSES_STORE=false).",
+            "items",
+        )
+    upstream: dict[str, Any] = {}
+    if "metadata" in body:
+        if not _is_metadata(body["metadata"]):
+            raise invalid_request("'metadata' must be an object of at most 16 strings.", param="metadata")
+        upstream["metadata"] = body["metadata"]
+    items = body.get("items") or []
+    if not isinstance(items, list) or len(items) > MAX_CONVERSATION_ITEMS:
+        raise invalid_request(f"'items' must be a list of at most {MAX_CONVERSATION_ITEMS} items.", param="items")
+    if items:
+        upstream["items"] = [_item(index, item, seal) for index, item in enumerate(items)]
+    return encode_body(upstream)

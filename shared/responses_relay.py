@@ -26,9 +26,9 @@ from shared.forwarded_stream import EXPOSE_HEADERS, ForwardedStream, unless_call
 from shared.logs import RequestLog
 from shared.responses_ids import IdSeal, Owner, OwnerSeal
 from shared.responses_key import shared_seal_key
-from shared.responses_policy import ResponsesRequest, prepare_responses_request, unknown_id
+from shared.responses_policy import ResponsesRequest, prepare_conversation, prepare_responses_request, unknown_id
 from shared.responses_stream import ResponsesForwarder
-from shared.responses_upstream import responses_url
+from shared.responses_upstream import project_url
 from shared.responses_usage import ContextSizes, NotAResponse, chat_usage, response_of
 
 if TYPE_CHECKING:
@@ -36,7 +36,20 @@ if TYPE_CHECKING:
     from shared.config import Settings
     from shared.upstream import Upstream
 
-ResponsesAction = Literal["create", "retrieve", "delete", "cancel", "input_items"]
+ResponsesAction = Literal[
+    "create", "retrieve", "delete", "cancel", "input_items",
+    "conversation_create", "conversation_retrieve", "conversation_delete", "conversation_items",
+]  # fmt: skip
+# The routes of one stored object: its collection, the method and the route under the object.
+_OBJECT_ROUTES: dict[str, tuple[str, str, str | None]] = {
+    "retrieve": ("responses", "GET", None),
+    "delete": ("responses", "DELETE", None),
+    "cancel": ("responses", "POST", "cancel"),
+    "input_items": ("responses", "GET", "input_items"),
+    "conversation_retrieve": ("conversations", "GET", None),
+    "conversation_delete": ("conversations", "DELETE", None),
+    "conversation_items": ("conversations", "GET", "items"),
+}
 
 # The list routes' query parameters (the Responses API reference, "List input items").
 _LIST_QUERY = ("limit", "order", "include[]", "include")
@@ -93,7 +106,11 @@ class ResponsesRelay:
 
     async def handle(self, req: Request, record: RequestLog, action: ResponsesAction) -> Response:
         """The route's answer; raises the caller's RelayError (``Relay.guarded`` answers it)."""
-        return await (self._create(req, record) if action == "create" else self._on_response(req, record, action))
+        if action == "create":
+            return await self._create(req, record)
+        if action == "conversation_create":
+            return await self._create_conversation(req, record)
+        return await self._on_object(req, record, action)
 
     # Create -------------------------------------------------------------------------------
 
@@ -129,7 +146,7 @@ class ResponsesRelay:
             return known or 0
         try:
             async with asyncio.timeout(self._settings.upstream_timeout_s):
-                upstream = await client.send("GET", responses_url(self._settings, previous), None, record.request_id)
+                upstream = await client.send("GET", project_url(self._settings, "responses", previous), None, record.request_id)
                 try:
                     response = response_of(await upstream.read())
                 finally:
@@ -142,7 +159,7 @@ class ResponsesRelay:
     async def _answer(
         self, client: Upstream, request: ResponsesRequest, caller: Caller, seal: OwnerSeal, record: RequestLog, charge: TokenCharge
     ) -> Response:
-        url = responses_url(self._settings)
+        url = project_url(self._settings)
         if request.stream:
             upstream = await client.send("POST", url, request.payload, record.request_id)
             forwarder = ResponsesForwarder(seal, self.sizes, hide_cached_tokens=not self._settings.expose_cached_tokens)
@@ -165,26 +182,38 @@ class ResponsesRelay:
         charge.charge(record.usage)
         return self._sealed_answer(content, seal, record)
 
-    # The routes of one response ---------------------------------------------------------
+    # Conversations, and the routes of one response or conversation ---------------------------
 
-    async def _on_response(self, req: Request, record: RequestLog, action: ResponsesAction) -> Response:
+    async def _create_conversation(self, req: Request, record: RequestLog) -> Response:
         caller = await self._relay.identify(req, record)
         seal = await self.owner_seal(caller)
-        sealed = _path_id(req)
-        response_id = seal.unseal(sealed)
-        if response_id is None:
+        payload = prepare_conversation(await self._relay.read_body(req), self._settings, seal)
+        return await self._sealed_call(req, record, seal, "POST", project_url(self._settings, "conversations"), payload)
+
+    async def _on_object(self, req: Request, record: RequestLog, action: ResponsesAction) -> Response:
+        caller = await self._relay.identify(req, record)
+        seal = await self.owner_seal(caller)
+        collection, method, route = _OBJECT_ROUTES[action]
+        sealed = _path_id(req, collection)
+        object_id = seal.unseal(sealed)
+        if object_id is None:
             raise unknown_id(sealed)
-        method = {"retrieve": "GET", "delete": "DELETE", "cancel": "POST", "input_items": "GET"}[action]
-        url = responses_url(self._settings, response_id, action if action in ("cancel", "input_items") else None)
-        if action == "input_items":
+        url = project_url(self._settings, collection, object_id, route)
+        if method == "GET" and route is not None:
             url += _list_query(req, seal)
+        return await self._sealed_call(req, record, seal, method, url, None, sealed)
+
+    async def _sealed_call(
+        self, req: Request, record: RequestLog, seal: OwnerSeal, method: str, url: str, payload: bytes | None, sealed: str | None = None
+    ) -> Response:
+        """The project's answer to one call, its ids sealed; a 404 for the object ``sealed`` names is the relay's own 404."""
         client = await self.upstream()
         try:
-            content = await unless_caller_leaves(req.receive, self._whole(method, url, None, record, client))
+            content = await unless_caller_leaves(req.receive, self._whole(method, url, payload, record, client))
         except TimeoutError:
             raise answer_too_slow() from None
         except RelayError as error:
-            if isinstance(error.cause, UpstreamRejected) and error.cause.status == 404:
+            if sealed is not None and isinstance(error.cause, UpstreamRejected) and error.cause.status == 404:
                 raise unknown_id(sealed) from None
             raise
         return self._sealed_answer(content, seal, record)
@@ -215,10 +244,10 @@ class ResponsesRelay:
         )
 
 
-def _path_id(req: Request) -> str:
-    """The response id of ``/api/v1/responses/{id}[/...]``, as the caller sent it."""
+def _path_id(req: Request, collection: str) -> str:
+    """The object id of ``/api/v1/<collection>/{id}[/...]``, as the caller sent it."""
     parts = req.url.path.split("/")
-    at = parts.index("responses") + 1
+    at = parts.index(collection) + 1
     return unquote(parts[at]) if at < len(parts) else ""
 
 

@@ -30,11 +30,12 @@ def project_upstream(settings: Settings) -> Upstream:
     return Upstream(settings, BearerTokenAuth(token, PROJECT_REJECTION))
 
 
-def responses_url(settings: Settings, response_id: str | None = None, action: str | None = None) -> str:
-    """The URL of the Responses API's create route, or of a response (and its ``cancel``/``input_items``), by its service id."""
-    url = f"{settings.responses.project_endpoint}/openai/v1/responses"
-    if response_id is not None:
-        url += "/" + quote(response_id, safe="")
+def project_url(settings: Settings, collection: str = "responses", object_id: str | None = None, action: str | None = None) -> str:
+    """The URL of a collection of the project's OpenAI v1 API (``responses``, ``conversations``), or of one object
+    in it by its service id, and of a route under that object (``cancel``, ``input_items``, ``items``)."""
+    url = f"{settings.responses.project_endpoint}/openai/v1/{collection}"
+    if object_id is not None:
+        url += "/" + quote(object_id, safe="")
     if action is not None:
         url += "/" + action
     return url

@@ -89,10 +89,15 @@ def test_a_tool_loop_continues_with_previous_response_id_and_the_tool_result(sta
 
 def test_a_second_user_gets_a_404_for_every_id_and_route_of_the_first(stack: Stack) -> None:
     owner = client(stack)
-    first = owner.responses.create(model="gpt-4o-mini", input="my secret plans")
+    conversation = owner.conversations.create(items=[{"type": "message", "role": "user", "content": "my plans so far"}])
+    first = owner.responses.create(model="gpt-4o-mini", input="my secret plans", conversation=conversation.id)
     message_id = first.output[0].id
     other = other_user(stack)
     attempts = {
+        "conversation": lambda: other.responses.create(model="gpt-4o-mini", input="go on", conversation=conversation.id),
+        "conversation retrieve": lambda: other.conversations.retrieve(conversation.id),
+        "conversation delete": lambda: other.conversations.delete(conversation.id),
+        "conversation items": lambda: other.conversations.items.list(conversation.id),
         "retrieve": lambda: other.responses.retrieve(first.id),
         "delete": lambda: other.responses.delete(first.id),
         "cancel": lambda: other.responses.cancel(first.id),
@@ -108,6 +113,8 @@ def test_a_second_user_gets_a_404_for_every_id_and_route_of_the_first(stack: Sta
             attempt()
         assert caught.value.code == "not_found", name
     assert owner.responses.retrieve(first.id).output_text == first.output_text
+    assert owner.conversations.retrieve(conversation.id).id == conversation.id
+    assert [item.id for item in owner.conversations.items.list(conversation.id, order="asc")][-1] == message_id
     referenced = owner.responses.create(
         model="gpt-4o-mini", input=[{"type": "item_reference", "id": message_id}, {"role": "user", "content": "and?"}]
     )
@@ -172,3 +179,13 @@ def test_a_long_think_is_kept_alive_with_comments_the_sdk_ignores(stack: Stack) 
     body = stream_raw(stack, "ponder [emulate:think=1.6] [emulate:words=3]", "responses-think")
     assert b": keep-alive\n\n" in body  # the stack sends one after 0.5 s of silence
     assert body.rstrip().split(b"\n\n")[-1].startswith(b"event: response.completed")
+
+
+def test_a_conversation_carries_its_items_into_the_next_response(stack: Stack) -> None:
+    sdk = client(stack)
+    conversation = sdk.conversations.create(items=[{"type": "message", "role": "user", "content": "remember the word heron"}])
+    first = sdk.responses.create(model="gpt-4o-mini", input="what was the word?", conversation=conversation.id)
+    assert first.conversation is not None and first.conversation.id == conversation.id
+    second = sdk.responses.create(model="gpt-4o-mini", input="and again", conversation={"id": conversation.id})
+    assert second.usage is not None and first.usage is not None and second.usage.input_tokens > first.usage.input_tokens
+    assert sdk.conversations.delete(conversation.id).deleted is True

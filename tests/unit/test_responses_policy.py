@@ -11,7 +11,7 @@ import pytest
 from shared.config import ResponsesSettings
 from shared.errors import RelayError
 from shared.responses_ids import IdSeal, Owner
-from shared.responses_policy import MIN_OUTPUT_TOKENS, prepare_responses_request
+from shared.responses_policy import MIN_OUTPUT_TOKENS, prepare_conversation, prepare_responses_request
 from tests.support.identities import OTHER_OID
 from tests.support.strategies import BODY_SETTINGS, CALLER, CALLER_CONTEXT
 
@@ -147,3 +147,34 @@ def test_a_budget_lowers_the_cap_without_a_reparse_but_not_below_the_services_mi
 def test_bad_values_are_a_400_naming_the_parameter(body: dict[str, Any], param: str) -> None:
     error = refused(body)
     assert (error.status, error.param) == (400, param)
+
+
+def conversation(body: dict[str, Any], **responses: Any) -> dict[str, Any]:
+    settings = dataclasses.replace(SETTINGS, responses=dataclasses.replace(SETTINGS.responses, **responses))
+    sent: dict[str, Any] = json.loads(prepare_conversation(json.dumps(body).encode(), settings, SEAL.for_owner(OWNER)))
+    return sent
+
+
+def test_a_new_conversations_items_are_checked_as_input_items_are() -> None:
+    item = {"type": "item_reference", "id": SEAL.seal(OWNER, "msg_1")}
+    assert conversation({"items": [item], "metadata": {"topic": "x"}}) == {
+        "items": [{"type": "item_reference", "id": "msg_1"}],
+        "metadata": {"topic": "x"},
+    }
+    assert json.loads(prepare_conversation(b"", SETTINGS, SEAL.for_owner(OWNER))) == {}
+    with pytest.raises(RelayError) as caught:
+        conversation({"items": [{"type": "item_reference", "id": SEAL.seal(OTHER, "msg_1")}]})
+    assert (caught.value.status, caught.value.code) == (404, "not_found")
+    for body, param in (
+        ({"items": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}, "input"),
+        ({"tools": []}, "tools"),
+    ):
+        with pytest.raises(RelayError) as caught:
+            conversation(body)
+        assert (caught.value.code, caught.value.param) == ("parameter_not_allowed", param)
+
+
+def test_conversations_keep_items_in_the_project_so_they_follow_the_store_setting() -> None:
+    with pytest.raises(RelayError) as caught:
+        conversation({"items": []}, store=False)
+    assert caught.value.code == "parameter_not_allowed"

@@ -56,6 +56,9 @@ def test_without_a_project_endpoint_the_responses_api_is_the_guiding_404() -> No
         ("cancel", "POST", f"/api/v1/responses/{OTHERS_ID}/cancel"),
         ("input_items", "GET", f"/api/v1/responses/{OTHERS_ID}/input_items"),
         ("retrieve", "GET", "/api/v1/responses/resp_1"),
+        ("conversation_retrieve", "GET", f"/api/v1/conversations/{OTHERS_ID}"),
+        ("conversation_delete", "DELETE", f"/api/v1/conversations/{OTHERS_ID}"),
+        ("conversation_items", "GET", f"/api/v1/conversations/{OTHERS_ID}/items"),
     ],
 )
 def test_another_users_or_an_unsealed_id_is_a_404_before_anything_goes_upstream(action: ResponsesAction, method: str, path: str) -> None:

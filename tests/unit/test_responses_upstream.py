@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from shared.config import ResponsesSettings
-from shared.responses_upstream import responses_url
+from shared.responses_upstream import project_url
 from tests.support.strategies import BODY_SETTINGS
 
 SETTINGS = dataclasses.replace(
@@ -15,7 +15,8 @@ SETTINGS = dataclasses.replace(
 
 def test_the_routes_are_under_the_projects_openai_v1() -> None:
     base = "https://contoso.services.ai.azure.com/api/projects/chat/openai/v1/responses"
-    assert responses_url(SETTINGS) == base
-    assert responses_url(SETTINGS, "resp_1") == f"{base}/resp_1"
-    assert responses_url(SETTINGS, "resp_1", "input_items") == f"{base}/resp_1/input_items"
-    assert responses_url(SETTINGS, "a/b?c") == f"{base}/a%2Fb%3Fc"
+    assert project_url(SETTINGS) == base
+    assert project_url(SETTINGS, "responses", "resp_1") == f"{base}/resp_1"
+    assert project_url(SETTINGS, "responses", "resp_1", "input_items") == f"{base}/resp_1/input_items"
+    assert project_url(SETTINGS, "responses", "a/b?c") == f"{base}/a%2Fb%3Fc"
+    assert project_url(SETTINGS, "conversations", "conv_1", "items") == base.replace("/responses", "/conversations/conv_1/items")
