@@ -49,7 +49,7 @@ from devhost import defaults
 from shared.config import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_UPSTREAM_CONNECTIONS
 
 LIMIT_MS = 10.0
-SIDES = ("direct", "relay", "floor")
+HOST_CPUS = ("shared", "other")
 # The load generator waits this long after a failed connection before trying again (no hot loop on refusals).
 _RETRY_PAUSE_S = 0.05
 # File descriptors one process needs per concurrent request at most (the relay: caller + upstream), plus slack.
@@ -284,8 +284,28 @@ def _timed(started: list[Response], window: tuple[float, float], margin_s: float
     return out
 
 
-def side_figures(load: Load, kind: str, plan: CapacityPlan) -> dict[str, Any]:
-    """One side at one step: the delays (ms), failures, and the processes' CPU and memory."""
+def chunks_in_window(started: list[Response], window: tuple[float, float]) -> int:
+    """Content chunks that arrived inside ``window``, over every stream."""
+    low, high = window
+    return sum(1 for response in started if response.t_first_byte for t in response.content_times() if low <= t <= high)
+
+
+def calls_in_window(started: list[Response], window: tuple[float, float]) -> int:
+    """Calls whose whole answer arrived inside ``window``."""
+    low, high = window
+    return sum(1 for response in started if response.t_end and low <= response.t_end <= high)
+
+
+def cpu_ms_per(units: int, cpu_share: Mapping[str, float], processes: tuple[str, ...], window_s: float) -> dict[str, float | None]:
+    """CPU time (ms) per unit of work done in the window, for each of ``processes`` and their ``total``."""
+    shares = {name: cpu_share[name] for name in processes if name in cpu_share}
+    per = {name: round(share * window_s * 1000 / units, 4) if units else None for name, share in shares.items()}
+    per["total"] = round(sum(shares.values()) * window_s * 1000 / units, 4) if units else None
+    return per
+
+
+def side_figures(load: Load, kind: str, plan: CapacityPlan, processes: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One side at one step: the delays (ms), failures, the processes' CPU and memory, and the CPU of ``processes`` per unit."""
     figures: dict[str, Any] = {
         "requests_started": sum(1 for response in load.started if response.t_start),
         "errors": len(load.failures),
@@ -296,8 +316,12 @@ def side_figures(load: Load, kind: str, plan: CapacityPlan) -> dict[str, Any]:
     if kind == "streams":
         figures["chunk_delay_ms"] = summary_ms(chunk_delays(load.started, load.window, plan.chunk_delay_ms / 1000))
         figures["first_chunk_ms"] = summary_ms(first_chunk_latencies(load.started, load.window, plan.censor_s))
+        figures["chunks_in_window"] = chunks_in_window(load.started, load.window)
+        figures["cpu_ms_per_chunk"] = cpu_ms_per(figures["chunks_in_window"], load.cpu, processes, plan.window_s)
     else:
         figures["latency_ms"] = summary_ms(plain_latencies(load.started, load.window, plan.plain_delay_s, plan.censor_s))
+        figures["calls_in_window"] = calls_in_window(load.started, load.window)
+        figures["cpu_ms_per_call"] = cpu_ms_per(figures["calls_in_window"], load.cpu, processes, plan.window_s)
     return figures
 
 
@@ -326,8 +350,9 @@ def knee(steps: list[dict[str, Any]], name: str) -> int | None:
 # The ramps -------------------------------------------------------------------------------
 
 
-# Side name -> the process that does its work.
-UNDER_TEST = {"direct": "pacer", "relay": "relay", "floor": "floor"}
+# Side name -> the process that does its work (its memory is sampled), and every process that works for it.
+UNDER_TEST = {"direct": "pacer", "relay": "relay", "floor": "floor", "platform": "platform"}
+PROCESSES = {"direct": ("pacer",), "relay": ("relay", "host"), "floor": ("floor",), "platform": ("platform", "platform_host")}
 
 
 @dataclass
@@ -341,8 +366,8 @@ async def ramp(rig: Rig, kind: str, plan: CapacityPlan, steps: tuple[int, ...]) 
     body_prompt = plan.stream_prompt() if kind == "streams" else plan.plain_prompt()
     body = loadgen.chat_body(body_prompt, stream=kind == "streams")
     raws = {name: side.request(body) for name, side in rig.sides.items()}
-    misses = {name: 0 for name in SIDES if name != "direct"}
-    orders = list(itertools.permutations(SIDES))
+    misses = {name: 0 for name in rig.sides if name != "direct"}
+    orders = list(itertools.permutations(rig.sides))
     out: list[dict[str, Any]] = []
     for index, concurrency in enumerate(steps):
         climbing = [name for name, count in misses.items() if count < plan.misses_to_stop]
@@ -353,12 +378,14 @@ async def ramp(rig: Rig, kind: str, plan: CapacityPlan, steps: tuple[int, ...]) 
             if name != "direct" and name not in climbing:
                 continue
             load = await load_step(rig.sides[name], raws[name], concurrency, plan.ramp_s(kind), plan, rig.watch, UNDER_TEST[name])
-            step[name] = side_figures(load, kind, plan)
+            step[name] = side_figures(load, kind, plan, PROCESSES[name])
             await settle(rig.watch, plan.settle_s)
         for name in climbing:
             step[name]["added_ms"] = added(step[name], step["direct"], kind)
             step[name]["within_capacity"] = within_capacity(step[name], step[name]["added_ms"], kind)
             misses[name] = 0 if step[name]["within_capacity"] else misses[name] + 1
+        if "relay" in climbing and "platform" in climbing:
+            step["relay"]["vs_platform"] = versus_platform(step["relay"], step["platform"], kind)
         direct_p99 = step["direct"]["chunk_delay_ms" if kind == "streams" else "latency_ms"].get("p99")
         baseline = 0.0 if kind == "streams" else plan.plain_delay_s * 1000
         # The emulator and the load generator themselves late by more than the limit: the rig, not the relay, is the wall.
@@ -387,54 +414,98 @@ async def _warm_up(rig: Rig) -> None:
             conn.close()
 
 
-async def measure(plan: CapacityPlan, work: Path, runtime: str = defaults.RUNTIME) -> dict[str, Any]:
+def _over(mine: float | None, base: float | None) -> float | None:
+    """``mine / base``; None when either is missing or the base is not positive (the ratio is then undefined)."""
+    return round(mine / base, 3) if mine is not None and base is not None and base > 0 else None
+
+
+def versus_platform(relay: dict[str, Any], platform: dict[str, Any], kind: str) -> dict[str, float | None]:
+    """The relay over the platform floor at one step: added delays and CPU per chunk (streams) or per call."""
+    unit = "cpu_ms_per_chunk" if kind == "streams" else "cpu_ms_per_call"
+    out = {f"added_{key}": _over(value, platform["added_ms"].get(key)) for key, value in relay["added_ms"].items()}
+    out[f"{unit}_total"] = _over(relay[unit].get("total"), platform[unit].get("total"))
+    out[f"{unit}_worker"] = _over(relay[unit].get("relay"), platform[unit].get("platform"))
+    return out
+
+
+def platform_ratios(streams: dict[str, Any], plain: dict[str, Any]) -> dict[str, Any]:
+    """The relay against the platform floor, both through the worker in the same run: the figures the targets name."""
+    stream_knee = streams["knee"].get("relay")
+    at_knee = next((step for step in streams["steps"] if step["concurrency"] == stream_knee and "platform" in step), None)
+    first_steps = {kind: part["steps"][0] for kind, part in (("streams", streams), ("plain", plain)) if part["steps"]}
+    return {
+        "streams_knee_ratio": _over(stream_knee, streams["knee"].get("platform")),
+        "plain_knee_ratio": _over(plain["knee"].get("relay"), plain["knee"].get("platform")),
+        "first_chunk_p99_ratio_at_knee": (
+            _over(at_knee["relay"]["first_chunk_ms"].get("p99"), at_knee["platform"]["first_chunk_ms"].get("p99")) if at_knee else None
+        ),
+        # CPU per chunk and per call at the first step, where neither side is saturated.
+        "at_first_step": {kind: step["relay"].get("vs_platform") for kind, step in first_steps.items() if "relay" in step},
+    }
+
+
+async def measure(plan: CapacityPlan, work: Path, runtime: str = defaults.RUNTIME, host_cpu: str = "shared") -> dict[str, Any]:
     """Start the emulator, the relay and the floor, pinned; ramp streams, then non-streamed calls.
 
     ``runtime="worker"``: the relay runs in the Python worker (``azure-functions-runtime``) behind the
     project's Functions host stand-in (``DEVHOST_RUNTIME=worker``), both processes on the relay's CPU, as
     the host and the worker share an instance in Azure; "relay" CPU and memory are then the worker's.
+    The platform floor (``bench.platform_host``) runs the same way and is ramped beside it.
+    ``host_cpu="other"``: both host stand-ins run on the rig's CPU, the workers alone on the relay's
+    (indicative only: that CPU also runs the emulator and the load generator).
     """
+    worker = runtime == "worker"
+    if host_cpu not in HOST_CPUS or (host_cpu == "other" and not worker):
+        raise ValueError(f"host_cpu must be one of {HOST_CPUS}, and 'other' only with the worker runtime, not {host_cpu!r}")
     layout = cpu_layout(os.sched_getaffinity(0))
+    host_cpus = layout.rig if host_cpu == "other" else layout.relay
     fd_soft, fd_allows = raise_fd_limit(plan.most)
     stream_steps = tuple(c for c in plan.stream_steps if c <= fd_allows)
     plain_steps = tuple(c for c in plan.plain_steps if c <= fd_allows)
     # The pool is sized above every step so that it is never the wall; waiting for a connection would be a 503.
     pool = max(DEFAULT_UPSTREAM_CONNECTIONS, 2 * plan.most)
-    relay_env = {"RELAY_UPSTREAM_CONNECTIONS": str(pool)}
+
+    # The relay's managed identity endpoint stays the emulator's; its Azure OpenAI is the pacer.
+    def upstream(pacer: procs.Proc) -> dict[str, str]:
+        return {"RELAY_UPSTREAM_CONNECTIONS": str(pool), "AZURE_OPENAI_ENDPOINT": pacer.url, "DEVHOST_RUNTIME": runtime}
+
     started = time.monotonic()
-    with (
-        pinned(layout.rig),
-        procs.emulator(work, cpus=layout.rig) as emulator,
-        procs.pacer(emulator.url, work, cpus=layout.rig) as pacer,
-        # The relay's managed identity endpoint stays the emulator's; its Azure OpenAI is the pacer.
-        procs.relay_host(
-            emulator.url,
-            work,
-            extra_env={**relay_env, "AZURE_OPENAI_ENDPOINT": pacer.url, "DEVHOST_RUNTIME": runtime},
-            cpus=layout.relay,
-        ) as relay,
-        procs.floor(pacer.url, work, connections=pool, cpus=layout.relay) as floor,
-    ):
-        rig = Rig(
-            sides={
-                "direct": Side.make("direct", pacer.url, loadgen.CHAT_PATH_DIRECT, procs.managed_identity_token(emulator.url)),
-                "relay": Side.make("relay", relay.url, loadgen.CHAT_PATH_RELAY, procs.dev_token(relay.url)),
-                "floor": Side.make("floor", floor.url, loadgen.CHAT_PATH_DIRECT, "unused"),
-            },
-            watch=(
-                {"pacer": pacer.pid, "relay": procs.only_child(relay.pid), "host": relay.pid, "floor": floor.pid}
-                if runtime == "worker"
-                else {"pacer": pacer.pid, "relay": relay.pid, "floor": floor.pid}
-            ),
-        )
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(pinned(layout.rig))
+        emulator = stack.enter_context(procs.emulator(work, cpus=layout.rig))
+        pacer = stack.enter_context(procs.pacer(emulator.url, work, cpus=layout.rig))
+        relay = stack.enter_context(procs.relay_host(emulator.url, work, extra_env=upstream(pacer), cpus=host_cpus))
+        floor = stack.enter_context(procs.floor(pacer.url, work, connections=pool, cpus=layout.relay))
+        sides = {
+            "direct": Side.make("direct", pacer.url, loadgen.CHAT_PATH_DIRECT, procs.managed_identity_token(emulator.url)),
+            "relay": Side.make("relay", relay.url, loadgen.CHAT_PATH_RELAY, procs.dev_token(relay.url)),
+            "floor": Side.make("floor", floor.url, loadgen.CHAT_PATH_DIRECT, "unused"),
+        }
+        watch = {"pacer": pacer.pid, "relay": relay.pid, "floor": floor.pid}
+        if worker:
+            platform = stack.enter_context(procs.platform_floor(emulator.url, work, extra_env=upstream(pacer), cpus=host_cpus))
+            sides["platform"] = Side.make("platform", platform.url, loadgen.CHAT_PATH_RELAY, procs.dev_token(platform.url))
+            watch |= {"relay": procs.only_child(relay.pid), "host": relay.pid}
+            watch |= {"platform": procs.only_child(platform.pid), "platform_host": platform.pid}
+            if host_cpu == "other" and layout.relay is not None:
+                procs.pin_threads(watch["relay"], layout.relay)
+                procs.pin_threads(watch["platform"], layout.relay)
+        rig = Rig(sides=sides, watch=watch)
+        affinity = {name: sorted(os.sched_getaffinity(pid)) for name, pid in watch.items()}
         await _warm_up(rig)
         streams = await ramp(rig, "streams", plan, stream_steps)
         plain = await ramp(rig, "plain", plan, plain_steps)
         peak_rss = procs.memory_mb(rig.watch["relay"])["peak_rss_mb"]
     skipped = sorted(set(plan.stream_steps + plan.plain_steps) - set(stream_steps + plain_steps))
+    where = {
+        "shared": "; each Functions host stand-in shares its worker's CPU",
+        "other": "; the Functions host stand-ins on the rig's CPU, the workers alone on the relay's (indicative only)",
+    }
     return {
         "runtime": runtime,
-        "layout": layout.note + ("; the Functions host stand-in shares the relay's CPU" if runtime == "worker" else ""),
+        "host_cpu": host_cpu,
+        "layout": layout.note + (where[host_cpu] if worker else ""),
+        "cpus_of": affinity,
         "relay_upstream_connections": pool,
         "relay_busy_timeout_s": f"default ({DEFAULT_BUSY_TIMEOUT_S:g})",
         "open_files_limit": fd_soft,
@@ -442,6 +513,7 @@ async def measure(plan: CapacityPlan, work: Path, runtime: str = defaults.RUNTIM
         "limit_ms": LIMIT_MS,
         "streams": {"chunk_delay_ms": plan.chunk_delay_ms, "words": plan.words, **streams},
         "plain": {"upstream_delay_s": plan.plain_delay_s, **plain},
+        **({"platform": platform_ratios(streams, plain)} if worker else {}),
         "relay_peak_rss_mb": peak_rss,
         "ramp_s": {"streams": plan.ramp_s("streams"), "plain": plan.ramp_s("plain")},
         "window_s": plan.window_s,

@@ -45,6 +45,13 @@ def only_child(pid: int) -> int:
     return pids[0]
 
 
+def pin_threads(pid: int, cpus: frozenset[int]) -> None:
+    """Move every thread of a running process to ``cpus`` (threads it starts later inherit their creator's affinity)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(task), cpus)
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     """Current (VmRSS) and peak (VmHWM) resident set size, in MB (10^6 bytes)."""
     out = {}
@@ -155,6 +162,8 @@ class Proc:
     url: str
     started: float  # time.monotonic() just before the spawn
     ready: float  # time.monotonic() when its readiness URL first answered
+    # The emulator's Application Insights ingestion port (HTTPS); 0 for other processes.
+    ingestion_port: int = 0
 
     @property
     def pid(self) -> int:
@@ -200,23 +209,38 @@ def emulator(work: Path, cpus: frozenset[int] | None = None) -> Iterator[Proc]:
         **base_env(),
         "EMULATOR_PORT": str(port),
         "EMULATOR_KEYVAULT_PORT": str(free_port()),
+        "EMULATOR_INGESTION_PORT": str(ingestion_port := free_port()),
         "EMULATOR_CA_FILE": str(work / "emulator-ca.pem"),
         "EMULATOR_IDENTITY_HEADER": IDENTITY_HEADER,
         "EMULATOR_DEPLOYMENTS": DEPLOYMENTS,
     }
     with spawn(["-m", "devhost.emulator", "--port", str(port)], env, "/_emulator/healthz", port, work / "emulator.log", cpus=cpus) as proc:
+        proc.ingestion_port = ingestion_port
         yield proc
 
 
 @contextlib.contextmanager
-def relay_host(
-    emulator_url: str, work: Path, extra_env: Mapping[str, str] | None = None, cpus: frozenset[int] | None = None
+def _local_host(
+    module: str, label: str, emulator_url: str, work: Path, extra_env: Mapping[str, str] | None, cpus: frozenset[int] | None
 ) -> Iterator[Proc]:
-    """``python -m devhost`` (with ``extra_env``, when given) against a running emulator."""
     port = free_port()
     env = {**relay_env(emulator_url, port), **(extra_env or {})}
-    with spawn(["-m", "devhost"], env, "/api/healthz", port, work / f"relay-{port}.log", cpus=cpus) as proc:
+    with spawn(["-m", module], env, "/api/healthz", port, work / f"{label}-{port}.log", cpus=cpus) as proc:
         yield proc
+
+
+def relay_host(
+    emulator_url: str, work: Path, extra_env: Mapping[str, str] | None = None, cpus: frozenset[int] | None = None
+) -> contextlib.AbstractContextManager[Proc]:
+    """``python -m devhost`` (with ``extra_env``, when given) against a running emulator."""
+    return _local_host("devhost", "relay", emulator_url, work, extra_env, cpus)
+
+
+def platform_floor(
+    emulator_url: str, work: Path, extra_env: Mapping[str, str] | None = None, cpus: frozenset[int] | None = None
+) -> contextlib.AbstractContextManager[Proc]:
+    """``python -m bench.platform_host``: the platform floor through the worker and the host stand-in, as ``relay_host``."""
+    return _local_host("bench.platform_host", "platform", emulator_url, work, extra_env, cpus)
 
 
 @contextlib.contextmanager

@@ -8,8 +8,8 @@ samples grouped by component (the innermost frame of the relay, the local
 host, Starlette, uvicorn, aiohttp or the floor; standard-library frames count
 to their caller) in milliseconds of CPU per request. ``--target floor``
 profiles the bare passthrough (bench/floor.py) under the same load instead,
-for the comparison. py-spy is not a project dependency: install it anywhere
-(``pip install py-spy`` into a separate venv) and pass its path with ``--py-spy``.
+for the comparison. py-spy is in requirements-bench.txt (``make bench`` installs it);
+``--py-spy`` points at another copy. ``python -m bench.profile_worker`` profiles the worker path.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from bench import loadgen, procs
@@ -36,7 +37,7 @@ def _stacks(raw: str) -> Iterator[tuple[list[str], int]]:
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if count_text.isdigit():
-            yield [_short(frame) for frame in stack.split(";") if frame], int(count_text)
+            yield [short_frame(frame) for frame in stack.split(";") if frame], int(count_text)
 
 
 def aggregate(raw: str, top: int) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
@@ -54,7 +55,7 @@ def aggregate(raw: str, top: int) -> tuple[int, list[tuple[str, int]], list[tupl
     return total, own.most_common(top), inclusive.most_common(top)
 
 
-# Path prefixes (as _short leaves them) of the code that is not the standard library, and the component each is.
+# Path prefixes (as short_frame leaves them) of the code that is not the standard library, and the component each is.
 COMPONENTS = (
     ("shared/", None),  # the relay: one component per module, e.g. "relay: easyauth.py"
     ("function_app.py", "relay: function_app.py"),
@@ -71,29 +72,42 @@ EVENT_LOOP = "event loop and socket I/O (uvloop's C code, below the frames that 
 _LOOP_RUNNERS = ("uvicorn/server.py", "devhost/__main__.py")
 
 
+def match_component(where: str, components: Sequence[tuple[str, str | None]]) -> str | None:
+    """The component whose path prefix ``where`` (a shortened frame's location) starts with; a relay module names its own."""
+    for prefix, name in components:
+        if where.startswith(prefix):
+            return name or f"relay: {where.removeprefix(prefix).split(':', 1)[0]}"
+    return None
+
+
 def component(frames: list[str]) -> str:
     """The component of a sample: its innermost non-standard-library frame's (standard library counts to its caller)."""
     for frame in reversed(frames):
         function, _, where = frame.rpartition(" (")
         if where.startswith(_LOOP_RUNNERS) or (where.startswith("bench/floor.py") and function in ("main", "<module>")):
             return EVENT_LOOP
-        for prefix, name in COMPONENTS:
-            if where.startswith(prefix):
-                return name or f"relay: {where.removeprefix(prefix).split(':', 1)[0]}"
+        name = match_component(where, COMPONENTS)
+        if name is not None:
+            return name
     return EVENT_LOOP
 
 
-def by_component(raw: str) -> tuple[int, list[tuple[str, int]]]:
-    """(samples, samples per component, heaviest first) from py-spy's collapsed stacks."""
+def count_by(raw: str, classify: Callable[[list[str]], str]) -> tuple[int, list[tuple[str, int]]]:
+    """(samples, samples per class, heaviest first) from py-spy's collapsed stacks."""
     counts: collections.Counter[str] = collections.Counter()
     total = 0
     for frames, count in _stacks(raw):
         total += count
-        counts[component(frames)] += count
+        counts[classify(frames)] += count
     return total, counts.most_common()
 
 
-def _short(frame: str) -> str:
+def by_component(raw: str) -> tuple[int, list[tuple[str, int]]]:
+    """(samples, samples per component, heaviest first) from py-spy's collapsed stacks."""
+    return count_by(raw, component)
+
+
+def short_frame(frame: str) -> str:
     """``func (path/to/module.py:123)`` -> ``func (module.py:123)``, with site-packages paths shortened."""
     name, _, where = frame.partition(" (")
     where = where.rstrip(")")
@@ -101,6 +115,12 @@ def _short(frame: str) -> str:
         if marker in where:
             where = where.split(marker, 1)[1]
     return f"{name} ({where})"
+
+
+def default_py_spy() -> str:
+    """py-spy beside this interpreter (requirements-bench.txt installs it there), else the one on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
 
 
 async def drive(side: Side, seconds: float, concurrency: int, streamed_every: int, watch: dict[str, int]) -> tuple[int, float]:
@@ -126,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.profile", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--py-spy", default="py-spy", help="the py-spy executable")
+    parser.add_argument("--py-spy", default=default_py_spy(), help="the py-spy executable (default: beside this Python, else on PATH)")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--streamed-every", type=int, default=0, help="every Nth request streamed (0: none)")

@@ -35,11 +35,23 @@ def table(document: dict[str, Any]) -> str:
         lines += _floor_table(r)
     if "capacity" in r:
         lines += capacity_table(r["capacity"])
-    lines.append("targets:")
-    for check in document["targets"]:
-        mark = "PASS" if check["pass"] else "MISS"
-        lines.append(f"  [{mark}] {check['target']}: {fmt(check['value'])} (limit {fmt(check['limit'])}) {check['unit']}".rstrip())
+    checks = document["targets"]
+    sections = (("targets (ratios and counts: these decide the exit status)", True), ("absolute figures (informational)", False))
+    for title, decides in sections:
+        rows = [check for check in checks if check["decides"] is decides]
+        if rows:
+            lines.append(title + ":")
+        for check in rows:
+            mark = ("PASS" if check["pass"] else "MISS") if decides else ("ok" if check["pass"] else "over")
+            lines.append(f"  [{mark}] {check['target']}: {check_text(check)}")
     return "\n".join(lines)
+
+
+def check_text(check: dict[str, Any]) -> str:
+    """``value unit (limit: at most|at least limit unit)``, for the table and the exit messages."""
+    unit = f" {check['unit']}" if check["unit"] else ""
+    bound = "at least" if check.get("at_least") else "at most"
+    return f"{fmt(check['value'])}{unit} (limit: {bound} {fmt(check['limit'])}{unit})"
 
 
 def _main_table(r: dict[str, Any]) -> list[str]:
@@ -63,6 +75,17 @@ def _main_table(r: dict[str, Any]) -> list[str]:
         d, b = g["direct"].get(pct), g["relay"].get(pct)
         added = None if d is None or b is None else round(b - d, 4)
         lines.append(_row([f"gap between chunks ({g['chunk_delay_ms']} ms) {pct}", fmt(d), fmt(b), fmt(added), _ratio(b, d)], widths))
+    tel = r["telemetry"]
+    for key in ("c1", "c16"):
+        for pct in ("p50", "p99"):
+            off, on, added = tel[key]["direct"].get(pct), tel[key]["relay"].get(pct), tel[key]["added"].get(pct)
+            lines.append(_row([f"telemetry off|on c={key[1:]} {pct}", fmt(off), fmt(on), fmt(added), _ratio(on, off)], widths))
+    spread = tel["c1_latency_ratio"]
+    lines.append(
+        f"  telemetry on/off, c=1 latency ratio per pair: median {fmt(spread['median'])}"
+        f" (p10 {fmt(spread['p10'])}, p90 {fmt(spread['p90'])}, {spread['n']} pairs);"
+        f" CPU per request {fmt(tel['cpu_ms_per_request']['off'])} -> {fmt(tel['cpu_ms_per_request']['on'])} ms"
+    )
     ctl = r["controls"]
     for key in ("c1", "c16"):
         for pct in ("p50", "p99"):
@@ -131,6 +154,8 @@ def _main_table(r: dict[str, Any]) -> list[str]:
     lines.append(f"import function_app: {fmt(imp['function_app_ms'].get('median'))} ms (median of {imp['runs']})")
     heavy = ", ".join(f"{row['module']} {row['cumulative_ms']:.0f}" for row in imp["heaviest"][:6])
     lines.append(f"  heaviest imports (ms, cumulative): {heavy}")
+    for name, parse in r.get("body_parse", {}).items():
+        lines.append(f"body parse, {name}: {parse['outcome']} in {fmt(parse['ms'])} ms, peak {fmt(parse['peak_mib'])} MiB allocated")
     lines.append("")
     return lines
 
@@ -169,9 +194,9 @@ def _knee_text(part: dict[str, Any], name: str, unit: str) -> str:
 
 
 def capacity_table(c: dict[str, Any]) -> list[str]:
-    """One row per step: what the relay and the floor add (p50/p99), errors, the relay's CPU and memory, and the knees."""
+    """One row per step: what the relay and the floors add (p50/p99), errors, the relay's CPU and memory, and the knees."""
     s, p = c["streams"], c["plain"]
-    return [
+    lines = [
         f"capacity of one relay worker process, runtime {c['runtime']} ({c['layout']});"
         f" relay pool {c['relay_upstream_connections']} connections,"
         f" per step a ramp of one request's duration, then a {c['window_s']:g} s window",
@@ -181,15 +206,50 @@ def capacity_table(c: dict[str, Any]) -> list[str]:
         f"non-streamed: Azure OpenAI answers after {p['upstream_delay_s']:g} s; + = latency added (ms)",
         *_ramp_lines(p, "latency", ("latency p50/p99", "latency_ms"), "calls in flight", c["limit_ms"]),
     ]
+    if "platform" in c:
+        lines += _platform_lines(c)
+    return lines
+
+
+def _platform_lines(c: dict[str, Any]) -> list[str]:
+    """The relay over the platform floor (both through the worker): CPU per chunk and per call, step by step, and the ratios."""
+    platform = c["platform"]
+    lines = ["relay / platform floor, both through the worker and the host stand-in (CPU = worker + host, ms per unit):"]
+    for kind, unit in (("streams", "chunk"), ("plain", "call")):
+        for step in c[kind]["steps"]:
+            relay, floor = step.get("relay"), step.get("platform")
+            if not (relay and floor):
+                continue
+            mine, base = relay[f"cpu_ms_per_{unit}"], floor[f"cpu_ms_per_{unit}"]
+            added = relay.get("vs_platform", {})
+            key = "chunk_delay_p99" if kind == "streams" else "latency_p99"
+            lines.append(
+                f"  {kind} {step['concurrency']}: CPU per {unit} {fmt(mine.get('total'))} vs {fmt(base.get('total'))}"
+                f" (worker {fmt(mine.get('relay'))} vs {fmt(base.get('platform'))});"
+                f" added p99 {fmt(relay['added_ms'].get(key))} vs {fmt(floor['added_ms'].get(key))} ms"
+                f" ({_times(added.get(f'added_{key}'))})"
+            )
+    lines.append(
+        f"  knee ratio streams {_times(platform['streams_knee_ratio'])}, calls {_times(platform['plain_knee_ratio'])};"
+        f" first chunk p99 at the relay's stream knee {_times(platform['first_chunk_p99_ratio_at_knee'])}"
+    )
+    lines.append("")
+    return lines
+
+
+def _times(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.2f}x"
 
 
 def _ramp_lines(part: dict[str, Any], added_key: str, own: tuple[str, str], unit: str, limit_ms: float) -> list[str]:
-    widths = [6, 15, 15, 17, 7, 9, 8, 9]
-    head = ["conc", "relay+ p50/p99", "floor+ p50/p99", own[0], "errors", "relay CPU", "RSS MB", "rig late"]
+    platform = any("platform" in step for step in part["steps"])
+    widths = [6, 15, 15, *([15] if platform else []), 17, 7, 9, 8, 9]
+    head = ["conc", "relay+ p50/p99", "floor+ p50/p99", *(["platf+ p50/p99"] if platform else []), own[0]]
+    knees = [_knee_text(part, name, unit) for name in ("relay", "floor", *(["platform"] if platform else []))]
     return [
-        _row(head, widths),
-        *(_capacity_row(step, added_key, own[1], widths) for step in part["steps"]),
-        f"  knee (p99 added <= {limit_ms:g} ms, nothing failed): {_knee_text(part, 'relay', unit)}; {_knee_text(part, 'floor', unit)}",
+        _row([*head, "errors", "relay CPU", "RSS MB", "rig late"], widths),
+        *(_capacity_row(step, added_key, own[1], widths, platform) for step in part["steps"]),
+        f"  knee (p99 added <= {limit_ms:g} ms, nothing failed): {'; '.join(knees)}",
         "",
     ]
 
@@ -198,16 +258,16 @@ def _pair(values: dict[str, Any], p50: str, p99: str) -> str:
     return f"{fmt(values.get(p50))}/{fmt(values.get(p99))}"
 
 
-def _capacity_row(step: dict[str, Any], added_key: str, relay_key: str, widths: list[int]) -> str:
-    relay, floor = step.get("relay"), step.get("floor")
-    relay_added = _pair(relay["added_ms"], f"{added_key}_p50", f"{added_key}_p99") if relay else "-"
-    floor_added = _pair(floor["added_ms"], f"{added_key}_p50", f"{added_key}_p99") if floor else "-"
+def _capacity_row(step: dict[str, Any], added_key: str, relay_key: str, widths: list[int], platform: bool) -> str:
+    relay = step.get("relay")
+    others = [step.get("floor"), *([step.get("platform")] if platform else [])]
+    added = [_pair(side["added_ms"], f"{added_key}_p50", f"{added_key}_p99") if side else "-" for side in (relay, *others)]
     own = _pair(relay[relay_key], "p50", "p99") if relay else "-"
-    errors = "|".join(str(side["errors"]) if side else "-" for side in (relay, floor))
+    errors = "|".join(str(side["errors"]) if side else "-" for side in (relay, *others))
     cpu = f"{relay['cpu_share']['relay'] * 100:.0f}%" if relay else "-"
     rss = fmt(relay["rss_mb"]) if relay else "-"
     rig = "yes" if step["rig_saturated"] else "no"
-    return _row([step["concurrency"], relay_added, floor_added, own, errors, cpu, rss, rig], widths)
+    return _row([step["concurrency"], *added, own, errors, cpu, rss, rig], widths)
 
 
 def chart(samples: dict[str, Any], document: dict[str, Any], path: Path) -> str:
@@ -233,7 +293,7 @@ def chart(samples: dict[str, Any], document: dict[str, Any], path: Path) -> str:
     return str(path)
 
 
-_COLORS = {"direct": "tab:blue", "relay": "tab:orange", "floor": "tab:gray"}
+_COLORS = {"direct": "tab:blue", "relay": "tab:orange", "floor": "tab:gray", "platform": "tab:purple"}
 
 
 def _latency_panels(samples: dict[str, Any], axes: list[Any]) -> None:
@@ -264,7 +324,7 @@ def _latency_panels(samples: dict[str, Any], axes: list[Any]) -> None:
 
 
 def _capacity_panels(capacity: dict[str, Any], axes: list[Any]) -> None:
-    """p99 added delay per step for the relay and the floor, with the limit and the relay's knee; the relay's CPU and RSS."""
+    """p99 added delay per step for the relay and the floors, with the limit and the relay's knee; the relay's CPU and RSS."""
     limit = capacity["limit_ms"]
     parts = (
         ("streams", "chunk_delay_p99", "streams: p99 delay added between chunks"),
@@ -272,7 +332,7 @@ def _capacity_panels(capacity: dict[str, Any], axes: list[Any]) -> None:
     )
     for ax, (kind, key, title) in zip(axes, parts, strict=False):
         part = capacity[kind]
-        for name in ("relay", "floor"):
+        for name in ("relay", "floor", "platform"):
             points = [(step["concurrency"], step[name]["added_ms"][key]) for step in part["steps"] if name in step]
             points = [(c, v) for c, v in points if v is not None]
             ax.plot([c for c, _ in points], [v for _, v in points], marker="o", color=_COLORS[name], label=name)

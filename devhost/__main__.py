@@ -36,6 +36,7 @@ from devhost.port_plan import planned_ports, port_problems, read_port
 from devhost.processes import stop_process_group, wait_for_http
 from devhost.run_record import RunRecord, stop_leftovers
 from devhost.server import limits_from_env, server_config
+from devhost.telemetry import InvocationTraceContext, flush_route, point_at_local_ingestion
 from shared.config import ConfigError, ControlSettings, read_control_settings
 from shared.logs import quiet_client_loggers
 
@@ -96,6 +97,9 @@ def emulators(env: MutableMapping[str, str], record: RunRecord) -> Iterator[None
             env.setdefault("AZURE_OPENAI_KEY_SECRET_NAME", defaults.KEY_SECRET_NAME)
             # Trust the emulator's locally generated CA; read by the SDK's aiohttp transport when it is first imported.
             env["SSL_CERT_FILE"] = env["EMULATOR_CA_FILE"]
+        ingestion_port = int(env.get("EMULATOR_INGESTION_PORT", port + defaults.INGESTION_PORT_OFFSET))
+        if point_at_local_ingestion(env, ingestion_port, Path(env["EMULATOR_CA_FILE"])):
+            print(f"telemetry: {base}/_emulator/telemetry/page (per user), {base}/_emulator/telemetry (as received)", flush=True)
         yield
     finally:
         stop_process_group(proc, grace=10.0)
@@ -195,7 +199,10 @@ def main(wrap: Callable[[ASGIApp], ASGIApp] = lambda app: app, argv: Sequence[st
         from devhost.host_app import create_host_app
 
         limits, header_timeout_s = limits_from_env(env)
-        app = wrap(create_host_app(function_app.app, provider, origins, on_shutdown=[function_app.relay.aclose], limits=limits))
+        relay = function_app.relay
+        dev_routes = [flush_route(relay.telemetry.force_flush)]
+        app = create_host_app(function_app.app, provider, origins, on_shutdown=[relay.aclose], limits=limits, dev_routes=dev_routes)
+        app = wrap(InvocationTraceContext(app) if relay.telemetry.azure_monitor is not None else app)
         print(f"relay: http://127.0.0.1:{port}/api  (sample SPA: http://127.0.0.1:{port}/)", flush=True)
         print(f"dev token: curl 'http://127.0.0.1:{port}/_dev/token'", flush=True)
         uvicorn.Server(server_config(app, port, header_timeout_s)).run()

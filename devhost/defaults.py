@@ -14,6 +14,8 @@ PORT = 7071
 EMULATOR_PORT = 7072
 # Key Vault listens on the next port (HTTPS), unless EMULATOR_KEYVAULT_PORT says otherwise.
 KEYVAULT_PORT_OFFSET = 1
+# Application Insights' ingestion endpoint (HTTPS) on the one after, unless EMULATOR_INGESTION_PORT says otherwise.
+INGESTION_PORT_OFFSET = 2
 DEPLOYMENTS = ("gpt-4o-mini", "gpt-4o")
 # The Foundry project the emulator plays for the Responses API (any name works).
 PROJECT = "local-project"

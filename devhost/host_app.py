@@ -55,8 +55,9 @@ def create_host_app(
     spa_dir: Path | None = SPA_DIR,
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     limits: Limits = KESTREL_DEFAULTS,
+    dev_routes: Sequence[BaseRoute] = (),
 ) -> ASGIApp:
-    return front_end(function_routes(function_app), provider, cors_origins, spa_dir, on_shutdown, limits)
+    return front_end([*function_routes(function_app), *dev_routes], provider, cors_origins, spa_dir, on_shutdown, limits)
 
 
 def front_end(

@@ -198,6 +198,10 @@ class AccessControls:
         self._in_flight[oid] = self._in_flight.get(oid, 0) + 1
         return TokenCharge(self.budgets, reservation, caller, prompt_bytes, lambda: self._leave(oid), context_tokens)
 
+    def blocklist_age_s(self) -> float | None:
+        """The age of this instance's block list copy; None when the block list is off or not read yet."""
+        return self._blocklist.copy_age_s() if self._blocklist is not None else None
+
     async def budget_view(self, caller: Caller) -> dict[str, Any] | None:
         """The caller's budgets for /api/me: limit, used, remaining, reset time and whether the shared total is loaded."""
         if self.budgets is None:

@@ -170,3 +170,41 @@ class Snapshot:
 
 def _longer_lived(current: BlockEntry | None, new: BlockEntry) -> BlockEntry:
     return new if current is None or new.expires_ts > current.expires_ts else current
+
+
+RowKey = tuple[str, str]  # (kind, row key): a row as the relay reads it
+
+
+def rows_by_key(entries: Iterable[BlockEntry]) -> dict[RowKey, BlockEntry]:
+    return {(entry.kind, entry.row_key): entry for entry in entries}
+
+
+def audit_records(before: Mapping[RowKey, BlockEntry], after: Mapping[RowKey, BlockEntry], now: float) -> list[dict[str, Any]]:
+    """What changed between two reads of the table, as ``relay.audit/1`` records (docs/telemetry.md).
+
+    A row that appeared or changed is a ``block``; one that went before its expiry an ``unblock``, after it
+    a ``prune``. The fields are the row's: who wrote it says ``added_by``, which only claims it.
+    """
+    records = []
+    for key, entry in after.items():
+        if before.get(key) != entry:
+            records.append(_audit("block", entry))
+    for key, entry in before.items():
+        if key not in after:
+            records.append(_audit("prune" if entry.expires_ts <= now else "unblock", entry))
+    return records
+
+
+def _audit(action: str, entry: BlockEntry) -> dict[str, Any]:
+    return {
+        "schema": "relay.audit/1",
+        "action": action,
+        "kind": entry.kind,
+        "target": entry.target,
+        "row": entry.row_key,
+        "reason": entry.reason,
+        "alert_id": entry.alert_id,
+        "added_by": entry.added_by,
+        "added_at": entry.added_at.isoformat() if entry.added_at else None,
+        "expires_at": entry.expires_at.isoformat() if entry.expires_at else None,
+    }

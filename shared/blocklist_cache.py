@@ -30,7 +30,7 @@ from collections.abc import AsyncIterable, Callable, Mapping
 from typing import Any, Protocol
 
 from shared.background import RepeatingTask
-from shared.blocklist import UNTYPED_ROWS, BlockEntry, Snapshot, entry_from_row
+from shared.blocklist import UNTYPED_ROWS, BlockEntry, RowKey, Snapshot, audit_records, entry_from_row, rows_by_key
 from shared.errors import blocklist_unavailable
 from shared.logs import log_event
 
@@ -44,6 +44,8 @@ FIRST_READ_WAIT_S = 5.0
 READ_DEADLINE_S = 30.0
 # Invalid rows named in one log line; the count is always complete.
 _MAX_NAMED_ROWS = 10
+# Changed rows recorded one by one per read (relay.audit); a larger change is counted.
+_MAX_AUDITED = 100
 
 
 class RowSource(Protocol):
@@ -70,6 +72,7 @@ class BlocklistCache:
         self._fail_open = fail_open
         self._clock = clock
         self._snapshot: Snapshot | None = None
+        self._rows: dict[RowKey, BlockEntry] | None = None  # the last read's rows, for the audit records
         self._read_at = 0.0
         self._failures = 0
         self._first_read = asyncio.Event()
@@ -97,6 +100,10 @@ class BlocklistCache:
     async def aclose(self) -> None:
         await self._task.aclose()
 
+    def copy_age_s(self) -> float | None:
+        """Seconds since this instance's copy was read, or None before the first read (the ``relay.blocklist_age`` gauge)."""
+        return self._clock() - self._read_at if self._snapshot is not None else None
+
     async def refresh(self) -> bool:
         """Read the table once; keep the last good copy when that fails. Returns whether the read succeeded."""
         try:
@@ -116,6 +123,7 @@ class BlocklistCache:
         now = self._clock()
         first = self._snapshot is None
         self._snapshot = Snapshot(entries, now)
+        self._audit(rows_by_key(entries), now)
         self._read_at = now
         if first or self._failures:
             log_event(log, logging.INFO, "blocklist.loaded", entries=self._snapshot.size, failed_reads_before=self._failures)
@@ -126,6 +134,22 @@ class BlocklistCache:
         if self._on_refresh is not None:
             self._on_refresh()
         return True
+
+    def _audit(self, rows: dict[RowKey, BlockEntry], now: float) -> None:
+        """One ``relay.audit`` record per row that changed since the last read (none for the first read of this instance).
+
+        Every instance that sees a change records it, whoever made it (the command, the automation, a SOAR
+        tool): ``RelayAudit()`` keeps one of each. A change larger than ``_MAX_AUDITED`` rows records that many
+        and counts the rest (``blocklist.changes_not_audited``): the table's own access log has every write.
+        """
+        before, self._rows = self._rows, rows
+        if before is None:
+            return
+        records = audit_records(before, rows, now)
+        for record in records[:_MAX_AUDITED]:
+            log_event(log, logging.INFO, "relay.audit", **record)
+        if len(records) > _MAX_AUDITED:
+            log_event(log, logging.WARNING, "blocklist.changes_not_audited", count=len(records) - _MAX_AUDITED)
 
     async def _refresh_once_more(self) -> None:
         try:

@@ -19,6 +19,9 @@ MAX_PARSED_ANSWER_BYTES = 256 * 1024
 _USAGE_KEY = b'"usage":'
 _CHOICES_KEY = re.compile(rb'"choices"\s*:\s*\[')
 _CACHED_TOKENS = re.compile(rb'"cached_tokens"\s*:\s*\d+')
+# Azure names the model near the start of a completion; only that head is searched.
+_MODEL = re.compile(rb'"model"\s*:\s*"([A-Za-z0-9._:-]{1,100})"')
+_MODEL_HEAD_BYTES = 4096
 
 
 class NotACompletion(ValueError):
@@ -40,6 +43,12 @@ def completion_usage(content: bytes) -> dict[str, Any] | None:
     if not (body.startswith(b"{") and body.endswith(b"}")) or _CHOICES_KEY.search(body) is None:
         raise NotACompletion("not a chat completion object")
     return _trailing_usage(body)
+
+
+def answer_model(content: bytes) -> str | None:
+    """The ``model`` a completion names (for the request's record), when it does so near its start."""
+    match = _MODEL.search(content, 0, _MODEL_HEAD_BYTES)
+    return match.group(1).decode() if match else None
 
 
 def hide_cached_tokens(data: bytes) -> bytes:

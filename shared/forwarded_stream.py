@@ -185,6 +185,7 @@ class ForwardedStream(StreamingResponse):
         async with contextlib.aclosing(self._events) as events:
             async for chunk in events:
                 self._last_heard = loop.time()
+                self._record.mark_first_byte()
                 await self._write(chunk)
         self._closing = True
         if self._keepalive_writer is not None:
@@ -244,6 +245,8 @@ class ForwardedStream(StreamingResponse):
 
     def _finish(self, status: int, code: str | None) -> None:
         self._upstream.close()
-        self._record.usage = self._forwarder.usage
+        self._record.usage, self._record.model = self._forwarder.usage, self._forwarder.model
+        # No usage from Azure (the caller left, the stream broke): budgets, when on, charge an estimate (TokenCharge).
+        self._record.usage_estimated = self._forwarder.usage is None
         self._charge.charge(self._forwarder.usage, self._forwarder.events)
         self._record.emit(status, code)

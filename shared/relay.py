@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from shared.access_controls import AccessControls, TokenCharge
 from shared.caller import Caller, identify_caller
-from shared.completion import NotACompletion, completion_usage, hide_cached_tokens
+from shared.completion import NotACompletion, answer_model, completion_usage, hide_cached_tokens
 from shared.config import Settings, load_settings
 from shared.errors import (
     RelayError,
@@ -36,6 +36,8 @@ from shared.forwarded_stream import EXPOSE_HEADERS, ForwardedStream, unless_call
 from shared.logs import RequestLog, log_failure, quiet_client_loggers
 from shared.request_policy import ChatRequest, prepare_chat_request
 from shared.sse import SseForwarder
+from shared.telemetry import Telemetry
+from shared.telemetry_config import TelemetrySettings
 
 if TYPE_CHECKING:
     from shared.responses_relay import ResponsesAction, ResponsesRelay
@@ -78,6 +80,7 @@ class Relay:
         self,
         settings: Settings,
         upstream_factory: UpstreamFactory = production_upstream,
+        telemetry: Telemetry | None = None,
         project_upstream_factory: UpstreamFactory = production_project_upstream,
     ) -> None:
         self.settings = settings
@@ -88,11 +91,14 @@ class Relay:
         self._upstream_lock = asyncio.Lock()
         self._large_body_gate = asyncio.Semaphore(1)
         self.controls = AccessControls(settings)
+        self.telemetry = telemetry or Telemetry(TelemetrySettings(), settings.application_name)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Relay:
         quiet_client_loggers()
-        return cls(load_settings(env))
+        relay = cls(load_settings(env))
+        relay.telemetry = Telemetry.from_env(env, relay.settings.application_name, relay.controls.blocklist_age_s)
+        return relay
 
     async def upstream(self) -> Upstream:
         """The worker's one upstream client, created on first use inside the event loop."""
@@ -123,21 +129,21 @@ class Relay:
         return _HEALTHY
 
     async def models(self, req: Request) -> Response:
-        record = new_record(req, "models")
+        record = self._new_record(req, "models")
         try:
             await self.identify(req, record)
         except RelayError as error:
-            return error_response(error, record)
+            return _error_response(error, record)
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "azure-openai"} for name in self.settings.deployments]
         record.emit(200)
-        return json_response({"object": "list", "data": data}, 200, record.request_id)
+        return _json({"object": "list", "data": data}, 200, record.request_id)
 
     async def me(self, req: Request) -> Response:
-        record = new_record(req, "me")
+        record = self._new_record(req, "me")
         try:
             caller = await self.identify(req, record)
         except RelayError as error:
-            return error_response(error, record)
+            return _error_response(error, record)
         principal = caller.principal
         body = {
             "principal": {
@@ -154,15 +160,15 @@ class Relay:
             "budget": await self.controls.budget_view(caller),
         }
         record.emit(200)
-        return json_response(body, 200, record.request_id)
+        return _json(body, 200, record.request_id)
 
     async def unsupported_route(self, req: Request) -> Response:
-        record = new_record(req, "unsupported")
+        record = self._new_record(req, "unsupported")
         try:
             await self.identify(req, record)
         except RelayError as error:
-            return error_response(error, record)
-        return error_response(unsupported_route_error(self.settings.responses.enabled), record)
+            return _error_response(error, record)
+        return _error_response(unsupported_route_error(self.settings.responses.enabled), record)
 
     async def responses(self, req: Request, action: ResponsesAction) -> Response:
         """The Responses and Conversations APIs' routes: relayed to the Foundry project when one is configured, else the guiding 404."""
@@ -172,11 +178,11 @@ class Relay:
             from shared.responses_relay import ResponsesRelay
 
             self._responses = ResponsesRelay(self, self._project_upstream_factory, NON_STREAMED_DEADLINE_S)
-        record = new_record(req, f"responses.{action}")
+        record = self._new_record(req, f"responses.{action}")
         return await self.guarded(record, self._responses.handle(req, record, action))
 
     async def chat_completions(self, req: Request) -> Response:
-        record = new_record(req, "chat.completions")
+        record = self._new_record(req, "chat.completions")
         return await self.guarded(record, self._chat_completions(req, record))
 
     async def _chat_completions(self, req: Request, record: RequestLog) -> Response:
@@ -187,6 +193,7 @@ class Relay:
         try:
             if charge.output_cap is not None:
                 request = request.with_output_cap(charge.output_cap)
+            record.budget = "admitted" if self.controls.budgets is not None else None
             client = await self.upstream()
             return await unless_caller_leaves(req.receive, self._answer(client, request, caller, record, charge))
         except BaseException as error:
@@ -198,14 +205,14 @@ class Relay:
         try:
             return await work
         except RelayError as error:
-            return error_response(error, record)
+            return _error_response(error, record)
         except ClientDisconnect:
             # The caller hung up: nobody reads this answer, and it is not a relay failure.
             record.emit(499, "client_closed_request")
             return Response(status_code=499, headers={**EXPOSE_HEADERS, "x-request-id": record.request_id})
         except Exception as exc:  # noqa: BLE001 - logged by log_failure (one JSON line, not logging.exception)
             log_failure(log, "relay.unhandled", exc, request_id=record.request_id)
-            return error_response(internal_error(), record)
+            return _error_response(internal_error(), record)
 
     # Steps --------------------------------------------------------------------
 
@@ -214,6 +221,7 @@ class Relay:
         record.oid, record.tid = caller.principal.object_id, caller.principal.tenant_id
         record.home_tid, record.source_ip = caller.principal.home_tenant_id, caller.source_ip
         await self.controls.check_caller(caller, record.request_id)
+        record.blocklist = "pass" if self.settings.controls.blocklist.enabled else None
         return caller
 
     async def _prepare(self, raw: bytes, caller: Caller) -> ChatRequest:
@@ -224,7 +232,7 @@ class Relay:
 
     async def _answer(self, client: Upstream, request: ChatRequest, caller: Caller, record: RequestLog, charge: TokenCharge) -> Response:
         if request.stream:
-            upstream = await client.open(request.payload, request.deployment, record.request_id)
+            upstream = await client.open(request.payload, request.deployment, record.request_id, record.upstream)
             forwarder = SseForwarder(hide_usage=request.hide_usage, hide_cached_tokens=not self.settings.expose_cached_tokens)
             open_stream = self.controls.watch_stream(caller, record.request_id)
             return ForwardedStream(upstream, record, forwarder, charge, self.settings, open_stream)
@@ -235,21 +243,21 @@ class Relay:
         upstream: UpstreamResponse | None = None
         try:
             async with asyncio.timeout(NON_STREAMED_DEADLINE_S):
-                upstream = await client.open(request.payload, request.deployment, record.request_id)
+                upstream = await client.open(request.payload, request.deployment, record.request_id, record.upstream)
                 content = await upstream.read()
-            record.usage = completion_usage(content)
+            record.usage, record.model = completion_usage(content), answer_model(content)
         except TimeoutError:
             charge.unanswered("upstream_timeout")
-            return error_response(answer_too_slow(), record)
+            return _error_response(answer_too_slow(), record)
         except RelayError as error:
             if upstream is None:
                 charge.failed(error)
             else:
                 charge.unanswered(error.code)  # the answer broke off after Azure started it
-            return error_response(answer_too_slow() if isinstance(error.cause, UpstreamTimeout) else error, record)
+            return _error_response(answer_too_slow() if isinstance(error.cause, UpstreamTimeout) else error, record)
         except NotACompletion:
             charge.unanswered("unreadable_answer")
-            return error_response(upstream_error("Azure OpenAI sent a response the relay could not read."), record)
+            return _error_response(upstream_error("Azure OpenAI sent a response the relay could not read."), record)
         finally:
             if upstream is not None:
                 upstream.close()
@@ -258,6 +266,14 @@ class Relay:
         charge.charge(record.usage)
         record.emit(200)
         return Response(content, status_code=200, media_type=_JSON, headers={**_JSON_HEADERS, "x-request-id": record.request_id})
+
+    def _new_record(self, req: Request, route: str) -> RequestLog:
+        """A record keyed by an ID the relay makes; the caller's own ID, when sane, is kept beside it."""
+        sent = req.headers.get("x-request-id", "")
+        record = RequestLog(uuid.uuid4().hex, route, client_request_id=sent if _SANE_REQUEST_ID.fullmatch(sent) else None)
+        record.app, record.sink, record.upstream = self.settings.application_name, self.telemetry, self.telemetry.upstream_notes()
+        record.trace_context, record.operation_id = self.telemetry.invocation_context()
+        return record
 
     async def read_body(self, req: Request) -> bytes:
         limit = self.settings.max_body_bytes
@@ -275,14 +291,7 @@ class Relay:
         return b"".join(chunks)
 
 
-def new_record(req: Request, route: str) -> RequestLog:
-    """A log record keyed by an ID the relay makes; the caller's own ID, when sane, is kept beside it."""
-    sent = req.headers.get("x-request-id", "")
-    client_request_id = sent if _SANE_REQUEST_ID.fullmatch(sent) else None
-    return RequestLog(uuid.uuid4().hex, route, client_request_id=client_request_id)
-
-
-def json_response(body: Any, status: int, request_id: str, headers: Mapping[str, str] | None = None) -> Response:
+def _json(body: Any, status: int, request_id: str, headers: Mapping[str, str] | None = None) -> Response:
     return Response(
         json.dumps(body, separators=(",", ":")),
         status_code=status,
@@ -291,6 +300,6 @@ def json_response(body: Any, status: int, request_id: str, headers: Mapping[str,
     )
 
 
-def error_response(error: RelayError, record: RequestLog) -> Response:
+def _error_response(error: RelayError, record: RequestLog) -> Response:
     record.emit(error.status, error.code)
-    return json_response(error.body(), error.status, record.request_id, error.headers)
+    return _json(error.body(), error.status, record.request_id, error.headers)

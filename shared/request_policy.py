@@ -6,16 +6,25 @@ capped, identity fields are replaced by values derived from the authenticated
 caller, cost and retention levers obey the instance's settings, and anything
 else is a 400 naming the parameter (README.md, "Parameter policy").
 
-The parse is bounded: at most ``MAX_JSON_OBJECTS`` objects are built, so a body
-of many tiny objects costs the same as a small one; numbers must be finite and
-text valid Unicode, because Azure OpenAI would refuse (or misread) anything
-else. The parsed body is dropped once it has been serialised.
+The parse is bounded: a body of more than ``MAX_JSON_CONTAINERS`` objects and
+arrays is refused before anything is built, so a body of many tiny containers
+costs little more than counting its brackets; numbers must be finite and text
+valid Unicode, because Azure OpenAI would refuse (or misread) anything else.
+The parsed body is dropped once it has been serialised.
+
+The caller's identity and data sources are the relay's to set: a key naming
+``user_security_context`` or ``data_sources`` (in any case, with any separators) is
+refused wherever it is a key of the request's own objects, at any depth, and
+accepted only inside a JSON schema the caller writes (a tool's ``parameters``,
+``response_format.json_schema.schema``), whose property names are the caller's.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,7 +33,8 @@ from shared.caller import Caller
 from shared.config import Settings
 from shared.errors import invalid_request, model_not_allowed, parameter_not_allowed
 
-MAX_JSON_OBJECTS = 50_000
+# Objects and arrays together; a long conversation with images and tools holds a few thousand.
+MAX_JSON_CONTAINERS = 50_000
 # OpenAI's API refuses more ("'$.messages' is too long. Maximum length is 2048").
 MAX_MESSAGES = 2048
 MAX_CONTENT_PARTS = 2048
@@ -106,6 +116,11 @@ _CAPPED = ("max_tokens", "max_completion_tokens")
 _REPLACED = ("user", "safety_identifier")
 _DECIDED = ("n", "store", "service_tier")
 ALLOWED_PARAMETERS = frozenset({"messages", "model", *_FORWARDED, *_CAPPED, *_REPLACED, *_DECIDED})
+_SCHEMA_KEYS = frozenset({"parameters", "schema"})
+# Keys only the relay may set: user_security_context and data_sources, whatever separates their letters.
+_RELAY_KEY = re.compile(
+    "|".join(r"[\W_]*" + r"[\W_]*".join(word) + r"[\W_]*" for word in ("usersecuritycontext", "datasources")), re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -167,25 +182,48 @@ def _caps_tail(caps: tuple[tuple[str, int], ...]) -> bytes:
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
-    """The body as a JSON object; 400 for anything else, including more than ``MAX_JSON_OBJECTS`` objects."""
-    objects = 0
-
-    def make_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        nonlocal objects
-        objects += 1
-        if objects > MAX_JSON_OBJECTS:
-            raise _TooManyObjects
-        return dict(pairs)
-
+    """The body as a JSON object; 400 for anything else, including more than ``MAX_JSON_CONTAINERS`` objects and arrays."""
+    text: bytes | str = raw
+    # Every '[' or '{' byte is at most one container, so a body with few of them is parsed as it is (the common case);
+    # otherwise the brackets inside strings are told apart, still without building anything.
+    if len(raw) > MAX_JSON_CONTAINERS and raw.count(b"[") + raw.count(b"{") > MAX_JSON_CONTAINERS:
+        try:
+            text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+        except UnicodeDecodeError:
+            raise invalid_request("The request body is not valid JSON.") from None
+        if containers_outside_strings(text, MAX_JSON_CONTAINERS) > MAX_JSON_CONTAINERS:
+            raise invalid_request(f"The request body holds more than {MAX_JSON_CONTAINERS} JSON objects and arrays.")
     try:
-        body = json.loads(raw, object_pairs_hook=make_object, parse_float=_finite_float, parse_constant=_reject_constant)
-    except _TooManyObjects:
-        raise invalid_request(f"The request body holds more than {MAX_JSON_OBJECTS} JSON objects.") from None
-    except (ValueError, RecursionError):
+        body = json.loads(text, parse_float=_finite_float, parse_constant=_reject_constant)
+    except RecursionError:
+        # The C parser's own depth limit (the interpreter's recursion limit): thousands of levels, far past any request.
+        raise invalid_request("The request body is nested too deeply.") from None
+    except ValueError:
         raise invalid_request("The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise invalid_request("The request body must be a JSON object.")
     return body
+
+
+def containers_outside_strings(text: str, stop_after: int, chunk: int = 65536) -> int:
+    """How many ``[`` and ``{`` of ``text`` open a container (are outside strings): exact for valid JSON, up to
+    ``stop_after``; past it, the count so far.
+
+    Escaped backslashes, then escaped quotes, are removed first (left to right, as a JSON parser reads them; none
+    occur outside strings), so every quote left opens or closes a string, and the text outside strings is every
+    other piece between quotes (``str.split``, at C speed, a chunk at a time so the pieces stay few).
+    """
+    flat = text.replace("\\\\", "").replace('\\"', "")
+    count = 0
+    inside = 0
+    for start in range(0, len(flat), chunk):
+        pieces = flat[start : start + chunk].split('"')
+        outside = "".join(pieces[inside::2])
+        count += outside.count("[") + outside.count("{")
+        if count > stop_after:
+            break
+        inside = (inside + len(pieces) - 1) % 2
+    return count
 
 
 def encode_body(body: Mapping[str, Any]) -> bytes:
@@ -194,10 +232,6 @@ def encode_body(body: Mapping[str, Any]) -> bytes:
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     except UnicodeEncodeError:
         raise invalid_request("The request body holds a lone UTF-16 surrogate, which is not valid Unicode.") from None
-
-
-class _TooManyObjects(Exception):
-    pass
 
 
 def _finite_float(text: str) -> float:
@@ -215,6 +249,7 @@ def _check_parameters(body: Mapping[str, Any], settings: Settings) -> None:
     for name in body:
         if name not in ALLOWED_PARAMETERS:
             raise parameter_not_allowed(f"The parameter '{name[:64]}' is not allowed by this relay.", name[:64])
+    _check_nested_keys(body)
     _check_messages(body.get("messages"))
     for name, value in body.items():
         check = _FORWARDED.get(name)
@@ -231,6 +266,47 @@ def _check_parameters(body: Mapping[str, Any], settings: Settings) -> None:
     if body.get("n", 1) > settings.max_n:
         raise invalid_request(f"'n' must be at most {settings.max_n} on this relay.", param="n")
     _check_levers(body, settings)
+
+
+def _is_relay_key(name: str) -> bool:
+    """Whether a lenient parser might read the key as one only the relay may set: in any case, with any separators
+    between or around its letters, after compatibility normalisation (full-width letters)."""
+    if not name.isascii():
+        name = unicodedata.normalize("NFKC", name).casefold()
+    return _RELAY_KEY.fullmatch(name) is not None
+
+
+def _is_schema(path: tuple[str | int, ...], key: str) -> bool:
+    """Whether ``path + (key,)`` holds a JSON schema the caller wrote, whose property names are the caller's own."""
+    if key == "parameters":
+        return (len(path) == 3 and path[0] == "tools" and path[2] == "function") or (len(path) == 2 and path[0] == "functions")
+    return key == "schema" and path == ("response_format", "json_schema")
+
+
+def _path_text(path: tuple[str | int, ...]) -> str:
+    """``messages[0].content[1].user_security_context``; at most 256 characters."""
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part[:64]}" for part in path)[1:]
+    return text if len(text) <= 256 else text[:255] + "…"
+
+
+def _check_nested_keys(body: Mapping[str, Any]) -> None:
+    """Refuse a key only the relay may set wherever it is a key of the request's own objects (messages, content
+    parts, tools and their functions, response_format, audio, prediction, metadata, unknown ones), at any depth."""
+    pending: list[tuple[Any, tuple[str | int, ...]]] = [(value, (name,)) for name, value in body.items()]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if _is_relay_key(key):
+                    where = _path_text((*path, key))
+                    raise parameter_not_allowed(
+                        f"'{where}' is not allowed: the relay sets the caller's identity and Azure OpenAI's data sources itself.",
+                        where,
+                    )
+                if isinstance(item, (dict, list)) and not (key in _SCHEMA_KEYS and _is_schema(path, key)):
+                    pending.append((item, (*path, key)))
+        elif isinstance(value, list):
+            pending.extend((item, (*path, index)) for index, item in enumerate(value) if isinstance(item, (dict, list)))
 
 
 def _check_levers(body: Mapping[str, Any], settings: Settings) -> None:

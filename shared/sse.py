@@ -33,6 +33,8 @@ class SseForwarder:
         self._pending = b""
         self.done = False
         self.usage: dict[str, Any] | None = None
+        # The model Azure answered with, as the usage chunk names it (for the request's record).
+        self.model: str | None = None
         # Whole events received, for a token estimate when the usage chunk never came.
         self.events = 0
         # Why the stream ended early, once it has (the caller got it as an ``error`` event).
@@ -88,6 +90,8 @@ class SseForwarder:
         if not isinstance(usage, dict):
             return False
         self.usage = usage
+        model = chunk.get("model")
+        self.model = model if isinstance(model, str) else None
         return isinstance(choices, list) and not choices
 
 

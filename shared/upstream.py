@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import aiohttp
@@ -32,7 +33,7 @@ from shared.errors import (
     UpstreamUnreachable,
     server_busy,
 )
-from shared.logs import log_event
+from shared.logs import UpstreamNotes, log_event
 from shared.upstream_auth import MAX_CONNECT_TIMEOUT_S, UpstreamAuth, create_upstream_auth
 from shared.upstream_errors import as_caller_errors, relay_error_for, retry_after_seconds
 
@@ -43,6 +44,8 @@ MAX_RETRIES = 2
 MAX_RETRY_AFTER_S = 2.0
 _RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
 _USER_AGENT = "aoai-defender-relay/0.1"
+# A response header the record keeps: Azure's request ids are GUIDs; anything odd is left out.
+_SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 @contextlib.contextmanager
@@ -130,12 +133,18 @@ class Upstream:
             return f"{self._endpoint}/openai/v1/chat/completions"
         return f"{self._endpoint}/openai/deployments/{deployment}/chat/completions?api-version={self._api_version}"
 
-    async def open(self, payload: bytes, deployment: str, request_id: str) -> UpstreamResponse:
-        """Send the chat completion; return once Azure answered 2xx, or raise the caller's RelayError (its ``cause`` typed)."""
-        return await self.send("POST", self.url(deployment), payload, request_id)
+    async def open(self, payload: bytes, deployment: str, request_id: str, notes: UpstreamNotes | None = None) -> UpstreamResponse:
+        """Send the chat completion; return once Azure answered 2xx, or raise the caller's RelayError (its ``cause`` typed).
 
-    async def send(self, method: str, url: str, payload: bytes | None, request_id: str) -> UpstreamResponse:
-        """Send a request to ``url`` (the Responses API's routes too), with the same slots, retries and errors as ``open``."""
+        ``notes`` gets what the request's record keeps: the retries, Azure's request ids, the traceparent sent.
+        """
+        return await self.send("POST", self.url(deployment), payload, request_id, notes)
+
+    async def send(
+        self, method: str, url: str, payload: bytes | None, request_id: str, notes: UpstreamNotes | None = None
+    ) -> UpstreamResponse:
+        """Send a request to ``url`` (the Responses API's routes too), with the same slots, retries, errors and notes as ``open``."""
+        notes = notes if notes is not None else UpstreamNotes()
         if self._slots.locked():
             try:
                 async with asyncio.timeout(self._busy_timeout_s):
@@ -145,15 +154,17 @@ class Upstream:
         else:
             await self._slots.acquire()  # a free slot: taken at once, without arming a timer
         try:
-            response = await self._open(method, url, payload, request_id)
+            with notes.tracer.dependency(url, notes) if notes.tracer is not None else contextlib.nullcontext():
+                response = await self._open(method, url, payload, request_id, notes)
         except BaseException:
             self._slots.release()
             raise
         return UpstreamResponse(response, self._slots.release)
 
-    async def _open(self, method: str, url: str, payload: bytes | None, request_id: str) -> aiohttp.ClientResponse:
+    async def _open(self, method: str, url: str, payload: bytes | None, request_id: str, notes: UpstreamNotes) -> aiohttp.ClientResponse:
         for attempt in range(MAX_RETRIES + 1):
-            outcome = await self._open_once(method, url, payload, request_id)
+            notes.retries = attempt
+            outcome = await self._open_once(method, url, payload, request_id, notes)
             if isinstance(outcome, aiohttp.ClientResponse):
                 return outcome
             delay = retry_delay(outcome, attempt)
@@ -162,8 +173,12 @@ class Upstream:
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _open_once(self, method: str, url: str, payload: bytes | None, request_id: str) -> aiohttp.ClientResponse | UpstreamFailure:
+    async def _open_once(
+        self, method: str, url: str, payload: bytes | None, request_id: str, notes: UpstreamNotes
+    ) -> aiohttp.ClientResponse | UpstreamFailure:
         headers = {"Content-Type": "application/json", "x-ms-client-request-id": request_id}
+        if notes.traceparent is not None:
+            headers["traceparent"] = notes.traceparent
         try:
             headers.update(await self._auth.headers())
             with transport_causes(UpstreamUnreachable, "Azure OpenAI could not be reached."):
@@ -178,6 +193,7 @@ class Upstream:
             return cause
         except UpstreamTransportError as cause:
             return cause
+        _note_answer(notes, response)
         if 200 <= response.status < 300:
             return response
         if response.status in (401, 403):
@@ -207,6 +223,17 @@ def retry_delay(cause: UpstreamFailure, attempt: int) -> float | None:
         if cause.status in _RETRYABLE_STATUS:
             return _backoff(attempt)
     return None
+
+
+def _note_answer(notes: UpstreamNotes, response: aiohttp.ClientResponse) -> None:
+    """Keep Azure's ids for this answer: ``apim-request-id`` is what its diagnostic logs call ``correlationId``."""
+    notes.status = response.status
+    notes.azure_request_id = _sane_id(response.headers.get("apim-request-id"))
+    notes.azure_x_request_id = _sane_id(response.headers.get("x-request-id"))
+
+
+def _sane_id(value: str | None) -> str | None:
+    return value if value is not None and _SANE_ID.fullmatch(value) else None
 
 
 def _json_or_none(raw: bytes) -> object:

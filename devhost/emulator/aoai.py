@@ -17,6 +17,7 @@ import dataclasses
 import json
 import secrets
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -71,6 +72,22 @@ async def _chat(request: Request, path_deployment: str | None, api_version: str 
     state.stats.chat_requests += 1
     auth, auth_error = authenticate(request.headers, state, COGNITIVE_SERVICES_AUDIENCE, aoai_wire.BEARER_REJECTED_MESSAGE)
     record = state.records.add(request.url.path, api_version or None, auth, request.headers)
+    response = await _answer_chat(request, record, state, auth_error, path_deployment, api_version)
+    # Every Azure OpenAI answer, refusals included, carries its API Management request id and the
+    # service's own request id; Azure OpenAI's diagnostic logs name the first as correlationId.
+    record.apim_request_id, record.x_request_id = str(uuid.uuid4()), str(uuid.uuid4())
+    response.headers["apim-request-id"], response.headers["x-request-id"] = record.apim_request_id, record.x_request_id
+    return response
+
+
+async def _answer_chat(
+    request: Request,
+    record: RequestRecord,
+    state: EmulatorState,
+    auth_error: dict[str, Any] | None,
+    path_deployment: str | None,
+    api_version: str | None,
+) -> Response:
     try:
         body = json.loads(await request.body())
     except ValueError:

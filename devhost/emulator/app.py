@@ -1,5 +1,6 @@
-"""The emulator's two apps, sharing one :class:`EmulatorState`: plain HTTP (managed identity,
-Azure OpenAI, a Foundry project's Responses API, control endpoints) and HTTPS (Key Vault)."""
+"""The emulator's three apps, sharing one :class:`EmulatorState`: plain HTTP (managed identity,
+Azure OpenAI, a Foundry project's Responses API, control endpoints), and HTTPS: Key Vault, and
+Application Insights' ingestion."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from devhost.emulator import aoai, control, conversations, identity, keyvault, responses_api
+from devhost.emulator import aoai, control, conversations, identity, ingestion, keyvault, responses_api, telemetry_page
 from devhost.emulator.emulator_config import EmulatorConfig
 from devhost.emulator.state import EmulatorState
 from devhost.emulator.tokens import TokenIssuer
@@ -45,6 +46,9 @@ def create_app(config: EmulatorConfig, state: EmulatorState | None = None) -> AS
             Route("/_emulator/reset", control.reset, methods=["POST"]),
             Route("/_emulator/config", control.configure, methods=["POST"]),
             Route("/_emulator/keyvault/secrets/{name}", control.set_secret, methods=["PUT"]),
+            Route("/_emulator/telemetry", telemetry_page.list_telemetry, methods=["GET"]),
+            Route("/_emulator/telemetry", telemetry_page.clear_telemetry, methods=["DELETE"]),
+            Route("/_emulator/telemetry/page", telemetry_page.telemetry_page, methods=["GET"]),
         ]
     )
     app.state.emulator = state or create_state(config)
@@ -65,6 +69,14 @@ def _project_routes(base: str) -> list[Route]:
         Route(f"{base}/conversations/{{conversation_id}}", conversations.delete, methods=["DELETE"]),
         Route(f"{base}/conversations/{{conversation_id}}/items", conversations.list_items, methods=["GET"]),
     ]
+
+
+def create_ingestion_app(state: EmulatorState) -> Starlette:
+    # The exporter joins the connection string's IngestionEndpoint, which ends in "/" as Azure writes it, and
+    # "/v2.1/track": Azure's front door takes the doubled slash, so the stand-in does too.
+    app = Starlette(routes=[Route(path, ingestion.track, methods=["POST"]) for path in ("/v2.1/track", "//v2.1/track")])
+    app.state.emulator = state
+    return app
 
 
 def create_keyvault_app(state: EmulatorState) -> Starlette:

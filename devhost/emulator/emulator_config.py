@@ -21,6 +21,7 @@ class EmulatorConfigError(ValueError):
 class EmulatorConfig:
     port: int = defaults.EMULATOR_PORT
     keyvault_port: int = defaults.EMULATOR_PORT + defaults.KEYVAULT_PORT_OFFSET
+    ingestion_port: int = defaults.EMULATOR_PORT + defaults.INGESTION_PORT_OFFSET
     deployments: tuple[str, ...] = defaults.DEPLOYMENTS
     identity_header: str = defaults.IDENTITY_HEADER
     api_key: str = defaults.API_KEY
@@ -37,6 +38,7 @@ class EmulatorConfig:
         return cls(
             port=port,
             keyvault_port=_int(env, "EMULATOR_KEYVAULT_PORT", port + defaults.KEYVAULT_PORT_OFFSET),
+            ingestion_port=_int(env, "EMULATOR_INGESTION_PORT", port + defaults.INGESTION_PORT_OFFSET),
             deployments=deployments or defaults.DEPLOYMENTS,
             identity_header=env.get("EMULATOR_IDENTITY_HEADER") or defaults.IDENTITY_HEADER,
             api_key=api_key,

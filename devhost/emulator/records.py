@@ -1,4 +1,4 @@
-"""What the emulator saw: chat and Responses API request records (newest last, bounded) and counters.
+"""What the emulator saw: chat and Responses API request records (newest last, bounded), counters and the telemetry it ingested.
 
 Raw tokens and keys never enter a record: the caller passes an already-redacted
 auth summary and the headers are filtered here.
@@ -15,6 +15,7 @@ from typing import Any, Literal
 Outcome = Literal["completed", "cancelled", "failed", "rejected"]
 
 MAX_RECORDS = 1000
+MAX_ENVELOPES = 5000
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "cookie", "ocp-apim-subscription-key"})
 
 
@@ -52,6 +53,9 @@ class RequestRecord:
     status: int | None = None
     outcome: Outcome | None = None
     finished_at: float | None = None
+    # The ids the emulator answered with (``apim-request-id``, ``x-request-id``), for tests to join records on.
+    apim_request_id: str | None = None
+    x_request_id: str | None = None
 
     def finish(self, status: int | None, outcome: Outcome) -> None:
         """``status`` is what the client was sent (None when no response was)."""
@@ -92,3 +96,19 @@ class RecordStore:
 
     def clear(self) -> None:
         self._records.clear()
+
+
+class TelemetryStore:
+    """The telemetry envelopes the ingestion endpoint accepted, oldest first, bounded."""
+
+    def __init__(self) -> None:
+        self._envelopes: deque[dict[str, Any]] = deque(maxlen=MAX_ENVELOPES)
+
+    def add(self, envelopes: list[dict[str, Any]]) -> None:
+        self._envelopes.extend(envelopes)
+
+    def as_list(self) -> list[dict[str, Any]]:
+        return list(self._envelopes)
+
+    def clear(self) -> None:
+        self._envelopes.clear()

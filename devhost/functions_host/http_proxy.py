@@ -169,6 +169,7 @@ class FunctionsHttp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http"
+        await self.host.running()
         selected = select(self.host.functions, scope["method"], scope["path"])
         if selected is None or self.host.worker.http_uri is None:
             await _empty_response(send, 404)
@@ -185,7 +186,7 @@ class FunctionsHttp:
         headers.setdefault(INVOCATION_HEADER, invocation_id)
         body = RequestBody(receive)
         forwarding = asyncio.ensure_future(self._forward(scope, headers, body, send))
-        outcome = self.host.invoke(invocation_request(function, invocation_id, scope, route_params))
+        outcome = self.host.invoke(invocation_request(function, invocation_id, scope, route_params), function.name)
         caller_left = asyncio.ensure_future(body.caller_left())
         try:
             await asyncio.wait({forwarding, caller_left}, return_when=asyncio.FIRST_COMPLETED)
@@ -255,6 +256,7 @@ class FunctionsHttp:
     ) -> None:
         """Log the invocation's end as the host does: the worker's result, failed if forwarding failed."""
         response = (await outcome).invocation_response
+        self.host.finished(invocation_id)
         if not succeeded(response.result):
             self._executed(function, invocation_id, started, f"Failed: {failure_text(response.result)}")
         elif forwarding_error is not None:
@@ -266,4 +268,3 @@ class FunctionsHttp:
         duration = (time.perf_counter() - started) * 1000
         level = logging.INFO if outcome == "Succeeded" else logging.ERROR
         self.log.log(level, "Executed 'Functions.%s' (%s, Id=%s, Duration=%.0fms)", function.name, outcome, invocation_id, duration)
-

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devhost.functions_host.host_config import read_host_json
+
 DEFAULT_ROUTE_PREFIX = "api"
 _PARAMETER = re.compile(r"^\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(\?)?\}$")
 
@@ -92,11 +94,7 @@ def match_segments(segments: Sequence[Segment], parts: Sequence[str]) -> dict[st
 
 def route_prefix(app_dir: Path) -> str:
     """``extensions.http.routePrefix`` from host.json (``api`` when absent)."""
-    try:
-        config = json.loads((app_dir / "host.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return DEFAULT_ROUTE_PREFIX
-    prefix = config.get("extensions", {}).get("http", {}).get("routePrefix", DEFAULT_ROUTE_PREFIX)
+    prefix = read_host_json(app_dir).get("extensions", {}).get("http", {}).get("routePrefix", DEFAULT_ROUTE_PREFIX)
     return str(prefix).strip("/")
 
 

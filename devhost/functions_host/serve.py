@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 from devhost.appservice import peer_address
 from devhost.appservice_auth import DevIdentityProvider
 from devhost.checks import is_loopback_host
+from devhost.functions_host.host_config import function_timeout
 from devhost.functions_host.http_proxy import FunctionsHttp
 from devhost.functions_host.worker_channel import FunctionsHost
 from devhost.host_app import front_end
@@ -49,7 +50,7 @@ async def serve_through_worker(
     app_dir: Path = APP_DIR,
 ) -> None:
     log = logging.getLogger("functions.host")
-    host = FunctionsHost(app_dir, env, log)
+    host = FunctionsHost(app_dir, env, log, function_timeout(app_dir, env))
     http = FunctionsHttp(host, log)
     try:
         await host.start()

@@ -15,7 +15,15 @@ What the Azure Functions host does, as read from its sources (azure-functions-ho
 - when the worker fails to initialise it logs "Initializing worker process failed", drops the channel and
   runs with the functions it found, none (``Host/WorkerFunctionMetadataProvider.cs``), so every route is 404;
 - sends ``WorkerTerminate`` (grace period 5 s) at shutdown only to a worker that advertised
-  ``HandlesWorkerTerminateMessage``, then stops the process (``GrpcWorkerChannel.StopWorkerProcess``).
+  ``HandlesWorkerTerminateMessage``, then stops the process (``GrpcWorkerChannel.StopWorkerProcess``);
+- times out an invocation still running after ``functionTimeout`` (host_config.py): logs "Timeout value of
+  {timeout} exceeded by function 'Functions.{name}' (Id: '{id}'). Initiating cancellation." and fails it
+  (Azure/azure-webjobs-sdk ``src/Microsoft.Azure.WebJobs.Host/Executors/FunctionExecutor.cs``
+  ``OnFunctionTimeout``, ``TryHandleTimeoutAsync``), then logs "A function timeout has occurred. Restarting worker
+  process executing invocationId '{id}'." and restarts the worker that runs it, which ends every invocation on it;
+  invocations that arrive meanwhile wait for the new worker (``WebJobs.Script.WebHost/WebScriptHostExceptionHandler.cs``
+  ``OnTimeoutExceptionAsync``; ``Workers/Rpc/FunctionRegistration/RpcFunctionInvocationDispatcher.cs``
+  ``RestartWorkerWithInvocationIdAsync``, ``DisposeAndRestartWorkerChannel``: "Delaying future invocations").
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from typing import Any
 
 import grpc
 
+from devhost.functions_host.host_config import format_timespan
 from devhost.functions_host.protos import rpc, rpc_grpc
 from devhost.functions_host.routes import HttpFunction, http_function, route_prefix
 
@@ -95,6 +104,12 @@ def succeeded(status: Any) -> bool:
     return bool(status.status == rpc.StatusResult.Success)
 
 
+def failed_invocation(invocation_id: str, message: str) -> Any:
+    """An ``InvocationResponse`` the host records for an invocation the worker never answered."""
+    result = rpc.StatusResult(status=rpc.StatusResult.Failure, exception=rpc.RpcException(message=message))
+    return rpc.StreamingMessage(invocation_response=rpc.InvocationResponse(invocation_id=invocation_id, result=result))
+
+
 def worker_command(port: int, worker_id: str, request_id: str) -> list[str]:
     return [
         sys.executable, "-m", "devhost.functions_host.shell",
@@ -119,10 +134,11 @@ def worker_environment(env: Mapping[str, str], app_dir: Path) -> dict[str, str]:
 class FunctionsHost:
     """One worker, one stream: start it, index and load its functions, invoke them, stop it."""
 
-    def __init__(self, app_dir: Path, env: Mapping[str, str], log: logging.Logger) -> None:
+    def __init__(self, app_dir: Path, env: Mapping[str, str], log: logging.Logger, function_timeout: float | None = None) -> None:
         self.app_dir = app_dir
         self.env = env
         self.log = log
+        self.function_timeout = function_timeout
         self.worker = WorkerState(worker_id=str(uuid.uuid4()))
         self.functions: list[HttpFunction] = []
         self.rpc_logs: deque[LoggedRpc] = deque(maxlen=RPC_LOG_KEPT)
@@ -132,7 +148,14 @@ class FunctionsHost:
         self._outbound: asyncio.Queue[Any] = asyncio.Queue()
         self._started = asyncio.Event()
         self._pending: dict[str, asyncio.Future[Any]] = {}
+        # Invocations from their request until finished() (their response forwarded and their result in), with timers.
+        self._executing: dict[str, tuple[asyncio.Future[Any], asyncio.TimerHandle | None]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._port = 0
+        self._generation = 0  # how many times the worker was restarted
+        # Cleared while the worker restarts: new invocations wait for the new one.
+        self._running = asyncio.Event()
+        self._restarting = asyncio.Lock()
 
     # Start-up ----------------------------------------------------------------
 
@@ -142,10 +165,14 @@ class FunctionsHost:
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_LENGTH), ("grpc.max_send_message_length", MAX_MESSAGE_LENGTH)]
         )
         rpc_grpc.add_FunctionRpcServicer_to_server(_EventStream(self), self._server)
-        port = self._server.add_insecure_port("127.0.0.1:0")
+        self._port = self._server.add_insecure_port("127.0.0.1:0")
         await self._server.start()
+        await self._launch()
+        self._running.set()
+
+    async def _launch(self) -> None:
         try:
-            await asyncio.wait_for(self._start_worker(port), STARTUP_TIMEOUT_S)
+            await asyncio.wait_for(self._start_worker(self._port), STARTUP_TIMEOUT_S)
         except (WorkerStartError, TimeoutError) as exc:
             self.worker.init_error = str(exc) or f"the worker did not initialise within {STARTUP_TIMEOUT_S:.0f} s"
             self.log.error("Initializing worker process failed: %s", self.worker.init_error)
@@ -227,11 +254,79 @@ class FunctionsHost:
 
     # Invocations -------------------------------------------------------------
 
-    def invoke(self, request: Any) -> asyncio.Future[Any]:
-        """Send an ``InvocationRequest``; the future resolves to the worker's ``InvocationResponse``."""
-        future = self._expect(request.invocation_id)
+    async def running(self) -> None:
+        """Return once a worker runs (at once, unless it is restarting)."""
+        await self._running.wait()
+
+    def invoke(self, request: Any, function_name: str) -> asyncio.Future[Any]:
+        """Send an ``InvocationRequest``; the future resolves to the worker's ``InvocationResponse``, or to a failure
+        when the invocation times out or its worker is restarted. It runs until :meth:`finished`, as the host's
+        invocation lasts until its HTTP response was forwarded (``GrpcWorkerChannel.InvokeResponse``)."""
+        invocation_id = request.invocation_id
+        future = self._expect(invocation_id)
+        timer = None
+        if self.function_timeout is not None:
+            timer = asyncio.get_running_loop().call_later(
+                self.function_timeout, self._timed_out, invocation_id, function_name, self._generation
+            )
+        self._executing[invocation_id] = (future, timer)
         self._send(invocation_request=request)
         return future
+
+    def finished(self, invocation_id: str) -> None:
+        """The invocation's response was forwarded and its result is in."""
+        _, timer = self._executing.pop(invocation_id, (None, None))
+        if timer is not None:
+            timer.cancel()
+
+    def _fail(self, invocation_id: str, message: str) -> None:
+        future, timer = self._executing.pop(invocation_id)
+        if timer is not None:
+            timer.cancel()
+        self._pending.pop(invocation_id, None)
+        if not future.done():
+            future.set_result(failed_invocation(invocation_id, message))
+
+    def _timed_out(self, invocation_id: str, function_name: str, generation: int) -> None:
+        if invocation_id not in self._executing:
+            return
+        assert self.function_timeout is not None
+        timeout = format_timespan(self.function_timeout)
+        self.log.error(
+            "Timeout value of %s exceeded by function 'Functions.%s' (Id: '%s'). Initiating cancellation.",
+            timeout, function_name, invocation_id,
+        )  # fmt: skip
+        self._fail(invocation_id, f"Timeout value of {timeout} was exceeded by function: Functions.{function_name}")
+        self._spawn(self._restart_after_timeout(invocation_id, generation))
+
+    async def _restart_after_timeout(self, invocation_id: str, generation: int) -> None:
+        async with self._restarting:
+            if generation != self._generation:
+                return  # a restart since then ended the worker that ran it
+            self.log.warning("A function timeout has occurred. Restarting worker process executing invocationId '%s'.", invocation_id)
+            self._running.clear()
+            try:
+                await self._restart_worker()
+            finally:
+                self._running.set()
+            self.log.warning("Restart of language worker process(es) completed.")
+
+    async def _restart_worker(self) -> None:
+        """Stop the worker, fail what it was running, and start a new one with the host's start-up sequence."""
+        for invocation_id in list(self._executing):
+            self._fail(invocation_id, "The worker process running this invocation was restarted.")
+        self._generation += 1
+        self._outbound.put_nowait(None)  # ends the old worker's stream
+        # Disposing a channel kills its process (WorkerProcess.Dispose, Process.Kill): no graceful shutdown.
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+            await self._process.wait()
+        self.worker = WorkerState(worker_id=str(uuid.uuid4()))
+        self.functions = []
+        self._outbound = asyncio.Queue()
+        self._started = asyncio.Event()
+        await self._launch()
 
     # Shutdown ----------------------------------------------------------------
 
@@ -314,7 +409,9 @@ class FunctionsHost:
             self.log.log(level, "[worker %s] %s: %s", entry.level, entry.category, entry.message)
 
     async def outbound(self) -> AsyncIterator[Any]:
-        while (message := await self._outbound.get()) is not None:
+        """The messages for the worker that runs now (a restart ends this stream and queues for the next one)."""
+        queue = self._outbound
+        while (message := await queue.get()) is not None:
             yield message
 
     async def _relay_console(self, process: asyncio.subprocess.Process) -> None:
@@ -343,7 +440,9 @@ class FunctionsHost:
                 "http_uri": self.worker.http_uri,
                 "capabilities": self.worker.capabilities,
                 "init_error": self.worker.init_error,
+                "restarts": self._generation,
             },
+            "executing_invocations": len(self._executing),
             "functions": [
                 {"name": f.name, "route": f.template, "methods": sorted(f.methods), "load_error": self.worker.load_errors.get(f.name)}
                 for f in self.functions

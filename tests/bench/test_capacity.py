@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import capacity, loadgen, pacer, procs
+from bench import capacity, chunk_cost, loadgen, pacer, procs, profile_worker
 from bench.client import Connection, Response
 from bench.loadgen import Side
 
@@ -154,3 +154,89 @@ def _content(response: Response) -> str:
             for choice in json.loads(payload).get("choices") or []:
                 text += (choice.get("delta") or {}).get("content") or ""
     return text
+
+
+def test_cpu_per_unit_is_the_sides_processes_cpu_over_the_work_done_in_the_window() -> None:
+    # Over a 10 s window the worker used 20 % of a CPU and its host 10 %, for 1,000 chunks: 2 ms and 1 ms each.
+    share = {"relay": 0.2, "host": 0.1, "pacer": 0.5}
+    assert capacity.cpu_ms_per(1000, share, ("relay", "host"), 10.0) == {"relay": 2.0, "host": 1.0, "total": 3.0}
+    # The in-process relay has no host stand-in: only the processes that ran count.
+    assert capacity.cpu_ms_per(1000, {"relay": 0.2}, ("relay", "host"), 10.0) == {"relay": 2.0, "total": 2.0}
+    assert capacity.cpu_ms_per(0, share, ("relay",), 10.0) == {"relay": None, "total": None}
+
+
+def test_only_chunks_and_answers_that_arrived_inside_the_window_are_counted() -> None:
+    streams = [_stream(0.0, [0.5, 1.0, 1.5, 2.5]), _stream(1.2, [1.3, 1.4])]
+    assert capacity.chunks_in_window(streams, (1.0, 2.0)) == 4
+    calls = [
+        Response(status=200, t_start=0.0, t_first_byte=1.5, t_end=1.5),
+        Response(status=200, t_start=0.5, t_first_byte=2.5, t_end=2.5),
+        Response(t_start=1.0),  # never answered
+    ]
+    assert capacity.calls_in_window(calls, (1.0, 2.0)) == 1
+
+
+def _ramp_result(kind: str, knees: dict, first_chunk_p99: dict | None = None) -> dict:
+    key = "chunk_delay" if kind == "streams" else "latency"
+    unit = "cpu_ms_per_chunk" if kind == "streams" else "cpu_ms_per_call"
+    step: dict = {"concurrency": 100}
+    for name, cpu, added_p99 in (("relay", 0.6, 6.0), ("platform", 0.4, 2.0)):
+        step[name] = {
+            "added_ms": {f"{key}_p50": 1.0, f"{key}_p99": added_p99},
+            unit: {name: cpu / 2, "total": cpu},
+            "first_chunk_ms": {"p99": (first_chunk_p99 or {}).get(name)},
+        }
+    step["relay"]["vs_platform"] = capacity.versus_platform(step["relay"], step["platform"], kind)
+    return {"steps": [step], "knee": knees}
+
+
+def test_the_relay_is_compared_with_the_platform_floor_step_by_step_and_by_its_knees() -> None:
+    streams = _ramp_result("streams", {"relay": 100, "platform": 250}, {"relay": 30.0, "platform": 10.0})
+    plain = _ramp_result("plain", {"relay": None, "platform": 100})
+    vs = streams["steps"][0]["relay"]["vs_platform"]
+    assert vs == {
+        "added_chunk_delay_p50": 1.0,
+        "added_chunk_delay_p99": 3.0,
+        "cpu_ms_per_chunk_total": 1.5,
+        "cpu_ms_per_chunk_worker": 1.5,
+    }
+    ratios = capacity.platform_ratios(streams, plain)
+    assert ratios["streams_knee_ratio"] == 0.4
+    # The relay below the first step: the ratio is undefined, which the verdict counts as a miss, not a pass.
+    assert ratios["plain_knee_ratio"] is None
+    # At the relay's stream knee (100 streams) its first chunk p99 was three times the platform floor's.
+    assert ratios["first_chunk_p99_ratio_at_knee"] == 3.0
+    assert ratios["at_first_step"]["plain"]["cpu_ms_per_call_total"] == 1.5
+
+
+def test_the_worker_profile_attributes_each_sample_to_its_innermost_library_and_leaves_waits_out() -> None:
+    root = "<module> (devhost/functions_host/shell.py:215);run (asyncio/runners.py:194);Handle._run (asyncio/events.py:89)"
+    stacks = "\n".join(
+        [
+            f"{root};SseForwarder.feed (shared/sse.py:51);bytes.find (re.py:1) 5",  # the standard library counts to its caller
+            f"{root};RequestResponseCycle.send (uvicorn/protocols/http/httptools_impl.py:542) 3",
+            f"{root};_StreamRequestMixin._write (grpc/aio/_call.py:500) 2",
+            f"{root};chat_completions (bench/platform_floor/function_app.py:50) 1",
+            f"{root};BaseEventLoop._run_once (asyncio/base_events.py:2012);EpollSelector.select (selectors.py:452) 9",
+            "not a stack line",
+        ]
+    )
+    total, grouped = profile_worker.by_component(stacks)
+    assert total == 20
+    assert grouped == [
+        (profile_worker.WAITING, 9),
+        ("relay: sse.py", 5),
+        ("uvicorn (the worker's HTTP server)", 3),
+        ("gRPC", 2),
+        ("the app's function_app.py (the relay's routes, or the platform floor)", 1),
+    ]
+
+
+def test_the_relays_per_event_steps_are_timed_each_alone_and_summed() -> None:
+    costs = chunk_cost.measure(2000)
+    steps = {"frame_and_check_us", "hide_cached_tokens_us", "locked_write_us", "two_generator_layers_us"}
+    assert set(costs) == steps | {"total_us"}
+    assert all(costs[step] >= 0 for step in steps)
+    # Framing and checking an event is real work on any machine; the total is the steps' sum.
+    assert costs["frame_and_check_us"] > 0
+    assert costs["total_us"] == pytest.approx(sum(costs[step] for step in steps), abs=0.01)

@@ -35,7 +35,7 @@ CHROMIUM_ARGS = [
 # The app role the test stack requires (RELAY_REQUIRED_ROLES), as the deployed default does.
 REQUIRED_ROLE = "Relay.User"
 # The daily token budget of each user on the controls stack (RELAY_BUDGET_USER_TOKENS_PER_DAY).
-DAY_LIMIT = 1000
+DAY_LIMIT = 100_000
 
 
 @dataclass(frozen=True)

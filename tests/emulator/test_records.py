@@ -88,3 +88,19 @@ def test_records_are_bounded() -> None:
     for _ in range(5):
         store.add("/p", None, {"scheme": "none"}, {})
     assert [r["id"] for r in store.as_list()] == [3, 4, 5]
+
+
+async def test_every_answer_carries_azures_request_ids_and_the_record_keeps_them_beside_the_traceparent(
+    http: httpx2.AsyncClient, emulator: Emulator
+) -> None:
+    traceparent = f"00-{'ab' * 16}-{'cd' * 8}-01"
+    body = {"model": "gpt-4o", "messages": user("hi")}
+    answered = await http.post("/openai/v1/chat/completions", json=body, headers={"traceparent": traceparent, "api-key": API_KEY})
+    refused = await http.post("/openai/v1/chat/completions", json=body)  # no credentials: 401
+    assert (answered.status_code, refused.status_code) == (200, 401)
+    first, second = emulator.requests()
+    for response, record in ((answered, first), (refused, second)):
+        assert response.headers["apim-request-id"] == record["apim_request_id"]
+        assert response.headers["x-request-id"] == record["x_request_id"]
+    assert first["headers"]["traceparent"] == traceparent
+    assert len({first["apim_request_id"], second["apim_request_id"], first["x_request_id"]}) == 3

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import load_settings
+from shared.telemetry_config import telemetry_settings
 from tests.infra import bicep
 from tests.support.app_settings import REQUIRED_SETTINGS
 
@@ -21,9 +22,13 @@ APPS = bicep.example_param_files()
 APP_IDS = [p.stem for p in APPS]
 
 #: Set by App Service itself, never by the template.
-# What App Service sets itself: Easy Auth on, and the managed identity endpoint
+# What App Service sets itself: Easy Auth on, the managed identity endpoint and the app's name
 # (https://learn.microsoft.com/azure/app-service/overview-managed-identity#rest-endpoint-reference).
-PLATFORM_INJECTED = {"WEBSITE_AUTH_ENABLED": "true", "IDENTITY_ENDPOINT": "http://localhost:42356/msi/token"}
+PLATFORM_INJECTED = {
+    "WEBSITE_AUTH_ENABLED": "true",
+    "IDENTITY_ENDPOINT": "http://localhost:42356/msi/token",
+    "WEBSITE_SITE_NAME": "func-relay-helpdesk",  # the app's name (https://learn.microsoft.com/azure/app-service/reference-app-settings)
+}
 #: Read by the loader but only meaningful in key mode.
 KEY_MODE_ONLY = {"AZURE_KEYVAULT_URL", "AZURE_OPENAI_KEY_SECRET_NAME"}
 #: The relay's settings (README.md, Configuration), as the relay reads them.
@@ -195,12 +200,29 @@ def test_the_readme_settings_table_lists_exactly_the_settings_the_relay_reads() 
     for app in APPS:  # between them, both authentication modes
         env = RecordingEnv({**bicep.relay_app_settings(app), **PLATFORM_INJECTED})
         load_settings(env)
+        telemetry_settings(env)  # the telemetry settings are read beside the relay's (shared/telemetry_config.py)
         read |= env.read
     section, table = readme_configuration()
     assert sorted(read - set(PLATFORM_INJECTED) - table) == [], "read by the relay, missing from the table"
     assert sorted(table - read) == [], "in the table, read by nothing"
     # What the platform sets is named beside the table, as the platform's.
     assert all(f"`{name}`" in section for name in PLATFORM_INJECTED)
+
+
+@pytest.mark.parametrize("app", APPS, ids=APP_IDS)
+def test_telemetry_goes_through_the_relays_own_exporter_once_authenticated_as_the_identity(app: Path) -> None:
+    """The worker attaches trace contexts and leaves export to the relay (PYTHON_ENABLE_OPENTELEMETRY); its own
+    Azure Monitor set-up (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY) would send without a credential and be refused."""
+    settings = bicep.relay_app_settings(app)
+    assert settings["PYTHON_ENABLE_OPENTELEMETRY"] == "true"
+    assert "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY" not in settings
+    assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == f"ClientId={settings['AZURE_CLIENT_ID']};Authorization=AAD"
+
+
+def test_the_host_exports_opentelemetry_and_samples_nothing_away() -> None:
+    host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    assert host["telemetryMode"] == "OpenTelemetry"
+    assert host["logging"]["applicationInsights"]["samplingSettings"]["isEnabled"] is False
 
 
 @pytest.mark.parametrize(

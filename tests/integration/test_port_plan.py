@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from devhost.port_plan import planned_ports, port_problems, read_port
+from devhost.ports import port_in_use
 from tests.support.servers import free_port
 
 
@@ -19,7 +20,8 @@ def test_the_plan_follows_what_the_run_starts() -> None:
 
 
 def test_a_port_planned_twice_names_both_settings() -> None:
-    port = free_port()
+    # Both ports free, so that the doubled one is the only problem (the machine's other services come and go).
+    port = next(port for port in iter(free_port, None) if not port_in_use(port - 1))
     env = {"PORT": str(port), "EMULATOR_PORT": str(port - 1), "EMULATOR_KEYVAULT_PORT": ""}
     assert port_problems(planned_ports(env, emulators=True, azurite=False)) == [
         f"PORT and EMULATOR_KEYVAULT_PORT (default: EMULATOR_PORT + 1) are both {port}: set EMULATOR_KEYVAULT_PORT to another port"

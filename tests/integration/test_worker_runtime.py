@@ -6,11 +6,15 @@ means the worker: its ``RpcLog`` lines name the invocation the host forwarded to
 
 from __future__ import annotations
 
+import http.client
 import json
+import re
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -123,3 +127,65 @@ def test_a_start_up_configuration_error_is_reported_as_the_worker_reports_it(tmp
     assert "APPLICATION_NAME is required" in status["worker"]["init_error"]
     assert "Initializing worker process failed: " in log and "APPLICATION_NAME is required" in log
     assert "0 functions found (Worker)" in log
+
+
+def _stream(stack: Stack, token: str, words: int, chunk_delay_ms: int, first_event: threading.Event) -> bytes:
+    """A streamed chat completion as the caller receives it, cut short or whole; ``first_event`` is set at its first bytes."""
+    body = {"stream": True, "messages": [{"role": "user", "content": f"[emulate:words={words}] [emulate:chunk_delay_ms={chunk_delay_ms}]"}]}
+    request = urllib.request.Request(
+        f"{stack.api}/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    received = b""
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            while chunk := resp.read1(65536):
+                received += chunk
+                first_event.set()
+    except (http.client.IncompleteRead, ConnectionError) as exc:
+        received += getattr(exc, "partial", b"")
+    return received
+
+
+def test_an_invocation_id_sent_by_an_anonymous_caller_times_out_and_restarts_the_worker_ending_its_streams(tmp_path: Path) -> None:
+    """As the Functions host: a caller's x-ms-invocation-id is kept, so the host's own invocation never gets its
+    request; after functionTimeout it fails with the host's log line and the worker restarts, ending every stream."""
+    env = {"DEVHOST_RUNTIME": "worker", "AzureFunctionsJobHost__functionTimeout": "00:00:06"}
+    with run_stack(tmp_path, env) as stack, ThreadPoolExecutor(2) as pool:
+        before = functions_host_status(stack)
+        assert before is not None
+        token = stack.token()
+        started = time.monotonic()
+        forged = pool.submit(get, f"{stack.api}/healthz", {"x-ms-invocation-id": str(uuid.uuid4())})
+        time.sleep(1.5)
+        # A legitimate stream of about 12 s, started while the forged invocation hangs (and timed out, if at all, later).
+        first_event = threading.Event()
+        stream = pool.submit(_stream, stack, token, 120, 100, first_event)
+        assert first_event.wait(timeout=20) and not forged.done(), "the stream did not start before the forged invocation ended"
+        forged_status, _ = forged.result(timeout=30)
+        waited = time.monotonic() - started
+        streamed = stream.result(timeout=30)
+        # Served once the new worker runs (the host holds invocations while it restarts).
+        health, _ = get(f"{stack.api}/healthz")
+        me, _ = get(f"{stack.api}/me", {"Authorization": f"Bearer {token}"})
+        # Nothing left executing (an invocation ends a moment after its response, when the worker's result is in).
+        deadline = time.monotonic() + 10
+        while (after := functions_host_status(stack)) is not None and after["executing_invocations"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log = "\n".join(stack.log_lines())
+    assert forged_status == 502 and 6 <= waited < 20, (forged_status, waited)
+    assert b"data: " in streamed and b"[DONE]" not in streamed
+    assert after is not None and after["worker"]["restarts"] >= 1 and after["worker"]["pid"] != before["worker"]["pid"]
+    assert after["executing_invocations"] == 0
+    assert (health, me) == (200, 200)
+    timed_out = re.search(
+        r"Timeout value of 00:00:06 exceeded by function 'Functions\.healthz' \(Id: '([0-9a-f-]{36})'\)\. Initiating cancellation\.", log
+    )
+    assert timed_out is not None, log[-3000:]
+    assert f"A function timeout has occurred. Restarting worker process executing invocationId '{timed_out.group(1)}'." in log
+    assert re.search(
+        rf"Executed 'Functions\.healthz' \(Failed: Timeout value of 00:00:06 was exceeded by function: Functions\.healthz, Id={timed_out.group(1)}",
+        log,
+    )
+    assert "Restart of language worker process(es) completed." in log

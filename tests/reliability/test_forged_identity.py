@@ -3,15 +3,20 @@
 Ada, holding a valid token, sends each attempt over a raw socket (so headers
 can be duplicated, oddly cased or not ASCII). An attempt "succeeds" if Azure
 OpenAI receives any user_security_context other than Ada's own identity and
-her real address (127.0.0.1). Every attempt must instead either be served
-with exactly that context or be refused before reaching Azure OpenAI; the
-relay never answers 500. The test prints how many attempts it made.
+her real address (127.0.0.1), or, anywhere in the body (messages, content
+parts, tools, response_format, audio, prediction, metadata...), a key that
+reads as user_security_context or data_sources outside a JSON schema the
+caller wrote. Every attempt must instead either be served with exactly that
+context or be refused before reaching Azure OpenAI; a schema naming such a
+property is served untouched; the relay never answers 500. The test prints
+how many attempts it made.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import unicodedata
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -118,13 +123,69 @@ def body_attempts() -> list[dict[str, Any]]:
         {"metadata": usc},
         {"metadata": {"user_security_context": json.dumps(usc)}},
         {"prompt_cache_key": MALLORY_OID},
-        {"messages": [{"role": "user", "content": "hi", "name": MALLORY_OID, "user_security_context": usc}]},
         {"messages": [{"role": "system", "content": json.dumps({"user_security_context": usc})}, {"role": "user", "content": "hi"}]},
         {"stream_options": {"include_usage": True, "user_security_context": usc}, "stream": True},
-        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "user_security_context": usc}}}]},
         {"user_security_context": "x" * 60_000},
+        *SCHEMA_ATTEMPTS,
     ]
+    # The same names as keys of the request's own objects, wherever a request holds one.
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    for name in names[:11]:
+        attempts += [
+            {"messages": [{"role": "user", "content": "hi", "name": MALLORY_OID, name: usc}]},
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi", name: usc}]}]},
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png", name: usc}}]}
+                ]
+            },
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None, name: usc}]},
+            {"tools": [{**tool, name: usc}]},
+            {"tools": [{"type": "function", "function": {"name": "f", name: usc, "parameters": {"type": "object"}}}]},
+            {"functions": [{"name": "f", name: usc}]},
+            {"tools": [tool], "tool_choice": {"type": "function", "function": {"name": "f", name: usc}}},
+            {"response_format": {"type": "text", name: usc}},
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "s", name: usc, "schema": {"type": "object"}}}},
+            {"audio": {"voice": "alloy", "format": "wav", name: usc}, "modalities": ["text", "audio"]},
+            {"prediction": {"type": "content", "content": [{"type": "text", "text": "x", name: usc}]}},
+            {"stream": True, "stream_options": {"include_usage": True, name: usc}},
+            {"metadata": {name: MALLORY_OID}},
+            {"messages": [{"role": "user", "content": "hi", "x": {"y": [{name: usc}]}}]},
+        ]
     return attempts
+
+
+# A JSON schema the caller writes may name a property so: served, and forwarded untouched.
+_SCHEMA = {"type": "object", "properties": {"user_security_context": {"type": "object"}, "data_sources": {"type": "array"}}}
+SCHEMA_ATTEMPTS: list[dict[str, Any]] = [
+    {"tools": [{"type": "function", "function": {"name": "f", "parameters": _SCHEMA}}]},
+    {"functions": [{"name": "f", "parameters": _SCHEMA}]},
+    {"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": _SCHEMA}}},
+]
+# Where a request holds a JSON schema (paths in the body; an int stands for any index).
+_SCHEMA_PATHS = (("tools", 0, "function", "parameters"), ("functions", 0, "parameters"), ("response_format", "json_schema", "schema"))
+_RELAY_KEYS = ("usersecuritycontext", "datasources")
+
+
+def _is_schema(path: tuple[str | int, ...]) -> bool:
+    general = tuple(0 if isinstance(part, int) else part for part in path)
+    return general in _SCHEMA_PATHS
+
+
+def relay_keys_outside_schemas(body: Any, path: tuple[str | int, ...] = ()) -> list[str]:
+    """Every key, anywhere in what Azure OpenAI received, that reads as user_security_context or data_sources
+    to a lenient parser (any case, separators or width), but the relay's own at the top and those inside a schema."""
+    found: list[str] = []
+    if isinstance(body, dict) and not _is_schema(path):
+        for key, value in body.items():
+            folded = "".join(c for c in unicodedata.normalize("NFKC", key).lower() if c.isalnum())
+            if folded in _RELAY_KEYS and not (path == () and key == "user_security_context"):
+                found.append(".".join(map(str, (*path, key))))
+            found += relay_keys_outside_schemas(value, (*path, key))
+    elif isinstance(body, list):
+        for index, value in enumerate(body):
+            found += relay_keys_outside_schemas(value, (*path, index))
+    return found
 
 
 QUERIES = [
@@ -207,6 +268,11 @@ def test_no_forged_identity_tenant_or_ip_reaches_azure_openai(stack: Stack) -> N
         if record is not None:
             context = json.dumps(record["user_security_context"])
             assert not any(value in context for value in FORGED_VALUES), attempt
+            assert not relay_keys_outside_schemas(record["body"]), attempt
+            if attempt[1] in SCHEMA_ATTEMPTS:
+                assert all(record["body"][name] == value for name, value in attempt[1].items()), attempt
+    schemas_served = [r for a, r in results if a[1] in SCHEMA_ATTEMPTS and r[0] == 200]
+    assert len(schemas_served) == len(SCHEMA_ATTEMPTS), "a schema naming user_security_context was refused"
     print(f"\nforged-identity matrix: {len(attempts)} attempts, {served} served as Ada, {refused} refused, {len(failures)} failed")
     assert not failures, failures[:5]
     # Nothing reached Azure OpenAI that the matrix did not count as served as Ada (a refusal's mapping cannot hide it).

@@ -16,6 +16,7 @@ THREATS = [
     "SSRF",
     "Log injection",
     "Incident response",
+    "Parking invocations",
 ]
 REFERENCE = re.compile(r"`(tests/[\w/]+\.py)?(?:::(\w+))?`")
 

@@ -22,6 +22,7 @@ class Emulator:
     port: int
     keyvault_port: int
     ca_file: Path
+    ingestion_port: int = 0
 
     @property
     def base(self) -> str:
@@ -30,6 +31,10 @@ class Emulator:
     @property
     def vault_url(self) -> str:
         return f"https://127.0.0.1:{self.keyvault_port}"
+
+    @property
+    def ingestion_url(self) -> str:
+        return f"https://127.0.0.1:{self.ingestion_port}"
 
     @property
     def identity_endpoint(self) -> str:
@@ -60,10 +65,11 @@ class Emulator:
 
 @contextlib.contextmanager
 def running_emulator(tmp_dir: Path, **extra_env: str) -> Iterator[Emulator]:
-    port, keyvault_port = free_port(), free_port()
+    port, keyvault_port, ingestion_port = free_port(), free_port(), free_port()
     env = {
         "EMULATOR_PORT": str(port),
         "EMULATOR_KEYVAULT_PORT": str(keyvault_port),
+        "EMULATOR_INGESTION_PORT": str(ingestion_port),
         "EMULATOR_IDENTITY_HEADER": IDENTITY_HEADER,
         "EMULATOR_API_KEY": API_KEY,
         "EMULATOR_CA_FILE": str(tmp_dir / "ca" / "ca.pem"),
@@ -71,4 +77,4 @@ def running_emulator(tmp_dir: Path, **extra_env: str) -> Iterator[Emulator]:
     }
     ready = f"http://127.0.0.1:{port}/_emulator/healthz"
     with run_python_module("devhost.emulator", env=env, ready_url=ready, log_path=tmp_dir / "emulator.log"):
-        yield Emulator(port, keyvault_port, tmp_dir / "ca" / "ca.pem")
+        yield Emulator(port, keyvault_port, tmp_dir / "ca" / "ca.pem", ingestion_port)

@@ -104,6 +104,9 @@ def run_stack(tmp_dir: Path, env: Mapping[str, str] | None = None, module: str =
         "PORT": str(port),
         "EMULATOR_PORT": str(emulator_port),
         "EMULATOR_KEYVAULT_PORT": str(free_port()),
+        "EMULATOR_INGESTION_PORT": str(free_port()),
+        # Telemetry to the ingestion stand-in only where a test asks for it (tests/integration/test_telemetry.py).
+        "DEVHOST_TELEMETRY": "off",
         "EMULATOR_CA_FILE": str(tmp_dir / "emulator-ca.pem"),
         "APPLICATION_NAME": APPLICATION_NAME,
         "AZURE_OPENAI_DEPLOYMENTS": DEPLOYMENTS,

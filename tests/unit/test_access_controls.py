@@ -78,7 +78,7 @@ class Answers:
         self.pause = pause
         self.calls = 0
 
-    async def open(self, payload: bytes, deployment: str, request_id: str) -> Answers:
+    async def open(self, payload: bytes, deployment: str, request_id: str, notes: object = None) -> Answers:
         self.calls += 1
         return self
 
@@ -211,7 +211,7 @@ class Failing(Answers):
         super().__init__()
         self.error, self.when = error, when
 
-    async def open(self, payload: bytes, deployment: str, request_id: str) -> Answers:
+    async def open(self, payload: bytes, deployment: str, request_id: str, notes: object = None) -> Answers:
         if self.when == "open":
             raise self.error
         return self

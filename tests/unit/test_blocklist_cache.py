@@ -128,3 +128,40 @@ async def test_invalid_rows_are_skipped_and_named_on_every_refresh_in_one_bounde
     assert [e["count"] for e in invalid] == [12, 12]
     assert invalid[0]["rows"] == {f"oid/typo-{n:02}": f"oid must be a GUID, got 'user{n}@contoso.com'" for n in range(10)}
     assert await cache.lookup(OID, TID, UNLISTED_IP) is not None
+
+
+async def test_each_change_the_next_read_finds_is_one_audit_record_with_the_rows_own_fields(caplog: pytest.LogCaptureFixture) -> None:
+    ip_row = {"PartitionKey": "ip", "RowKey": "203.0.113.0_24", "Value": "203.0.113.0/24", "Reason": "scanner", "AddedBy": "soc@contoso.com"}
+    expired = {"PartitionKey": "tenant", "RowKey": TID, "Value": TID, "ExpiresAt": "2020-01-01T00:00:00Z"}
+    table = RowsTable([BLOCK_OID, ip_row, expired])
+    cache = BlocklistCache(table, refresh_s=3600, fail_open=False)
+    with caplog.at_level(logging.INFO, logger="relay.blocklist"):
+        assert await cache.refresh()
+        assert [e for e in events(caplog) if e["event"] == "relay.audit"] == []  # a first read is no change
+        table.rows[:] = [{**BLOCK_OID, "AlertId": "alert-9", "Reason": "again"}, {"PartitionKey": "oid", "RowKey": TID, "Value": TID}]
+        assert await cache.refresh()
+        assert await cache.refresh()  # nothing changed since: nothing more
+    audits = sorted((e for e in events(caplog) if e["event"] == "relay.audit"), key=lambda e: (e["action"], e["target"]))
+    assert [(e["action"], e["kind"], e["target"]) for e in audits] == [
+        ("block", "oid", OID),
+        ("block", "oid", TID),
+        ("prune", "tenant", TID),
+        ("unblock", "ip", "203.0.113.0/24"),
+    ]
+    assert audits[0] | {"added_at": None} == {
+        "event": "relay.audit", "schema": "relay.audit/1", "action": "block", "kind": "oid", "target": OID, "row": OID,
+        "reason": "again", "alert_id": "alert-9", "added_by": "", "added_at": None, "expires_at": None,
+    }  # fmt: skip
+    assert audits[3]["added_by"] == "soc@contoso.com" and audits[3]["reason"] == "scanner"
+
+
+async def test_a_change_of_more_rows_than_are_audited_one_by_one_is_counted(caplog: pytest.LogCaptureFixture) -> None:
+    table = RowsTable([])
+    cache = BlocklistCache(table, refresh_s=3600, fail_open=False)
+    with caplog.at_level(logging.INFO, logger="relay.blocklist"):
+        assert await cache.refresh()
+        table.rows[:] = [{"PartitionKey": "ip", "RowKey": f"198.51.100.{i}_32", "Value": f"198.51.100.{i}/32"} for i in range(130)]
+        assert await cache.refresh()
+    logged = events(caplog)
+    assert sum(e["event"] == "relay.audit" for e in logged) == 100
+    assert [e["count"] for e in logged if e["event"] == "blocklist.changes_not_audited"] == [30]

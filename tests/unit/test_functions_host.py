@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from devhost.functions_host.build_protos import relative_imports
+from devhost.functions_host.host_config import format_timespan, function_timeout, parse_timespan
 from devhost.functions_host.http_proxy import forwarded_headers, invocation_request
 from devhost.functions_host.routes import RouteTemplateError, http_function, parse_template, route_prefix, select
 from devhost.functions_host.shell import parse_args
@@ -67,6 +68,27 @@ def test_the_route_prefix_comes_from_host_json(tmp_path: Path) -> None:
     (tmp_path / "host.json").write_text(json.dumps({"version": "2.0", "extensions": {"http": {"routePrefix": "/relay/"}}}))
     assert route_prefix(tmp_path) == "relay"
     assert route_prefix(Path(__file__).resolve().parents[2]) == "api"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("00:30:00", 1800.0), ("00:00:03", 3.0), ("1.02:03:04", 93784.0), ("00:00:01.5", 1.5), ("01:00", 3600.0), ("2", 172800.0)],
+)
+def test_a_timespan_is_read_and_written_as_dotnet_does(text: str, seconds: float) -> None:
+    assert parse_timespan(text) == seconds
+    assert parse_timespan(format_timespan(seconds)) == seconds
+    assert format_timespan(1800) == "00:30:00" and format_timespan(93784) == "1.02:03:04" and format_timespan(1.5) == "00:00:01.5000000"
+
+
+def test_the_function_timeout_is_host_jsons_overridden_by_the_app_setting_and_thirty_minutes_by_default(tmp_path: Path) -> None:
+    assert function_timeout(tmp_path, {}) == 1800.0
+    (tmp_path / "host.json").write_text(json.dumps({"version": "2.0", "functionTimeout": "00:10:00"}), encoding="utf-8")
+    assert function_timeout(tmp_path, {}) == 600.0
+    assert function_timeout(tmp_path, {"AzureFunctionsJobHost__functionTimeout": "00:00:04"}) == 4.0
+    assert function_timeout(tmp_path, {"AzureFunctionsJobHost__functionTimeout": "-1"}) is None
+    for bad in ("00:00:00.5", "soon", "00:61:00"):
+        with pytest.raises(ValueError):
+            function_timeout(tmp_path, {"AzureFunctionsJobHost__functionTimeout": bad})
 
 
 def test_the_worker_gets_both_forms_of_the_hosts_command_line_and_reads_the_functions_forms_first() -> None:

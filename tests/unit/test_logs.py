@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.logs import RequestLog, log_event, log_failure, quiet_client_loggers, utc_timestamp
+from shared.logs import RequestLog, UpstreamNotes, log_event, log_failure, quiet_client_loggers, request_outcome, utc_timestamp
 
 LOGGER = logging.getLogger("relay.test.logs")
 
@@ -99,3 +99,87 @@ def test_every_line_starts_with_its_time_in_iso_8601_utc(caplog: pytest.LogCaptu
 def test_the_time_is_utc_to_the_millisecond() -> None:
     assert utc_timestamp(1_796_621_401.25) == "2026-12-07T05:30:01.250Z"
     assert utc_timestamp(0.999) == "1970-01-01T00:00:00.999Z"
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "outcome"),
+    [
+        (200, None, "ok"),
+        (400, "invalid_request", "refused"),
+        (403, "user_blocked", "blocked"),
+        (429, "user_quota_exceeded", "over_budget"),
+        (429, "rate_limited", "upstream_error"),
+        (502, "upstream_error", "upstream_error"),
+        (504, "upstream_timeout", "upstream_error"),
+        (499, "client_closed_request", "client_gone"),
+        (499, "caller_stalled", "client_gone"),
+        (500, "internal_error", "error"),
+        (503, "server_busy", "error"),
+    ],
+)
+def test_a_records_outcome_says_who_decided(status: int, code: str | None, outcome: str) -> None:
+    assert request_outcome(status, code) == outcome
+
+
+def test_a_record_holds_the_schemas_fields_and_what_azure_answered() -> None:
+    record = RequestLog("a" * 32, "chat.completions", app="contoso", deployment="gpt-4o", model="gpt-4o-2024-11-20", stream=True)
+    record.usage = {
+        "prompt_tokens": 9,
+        "completion_tokens": 3,
+        "total_tokens": 12,
+        "prompt_tokens_details": {"cached_tokens": 4},
+        "completion_tokens_details": {"reasoning_tokens": 2},
+    }
+    record.blocklist, record.budget = "pass", "admitted"
+    record.upstream = UpstreamNotes(traceparent=f"00-{'1' * 32}-{'2' * 16}-01", retries=1, azure_request_id="apim-1", azure_x_request_id="x-1")
+    record.mark_first_byte()
+    fields = record.fields(200)
+    assert fields["schema"] == "relay.request/1" and fields["outcome"] == "ok" and fields["app"] == "contoso"
+    assert (fields["cached_tokens"], fields["reasoning_tokens"], fields["retries"]) == (4, 2, 1)
+    assert (fields["azure_request_id"], fields["azure_x_request_id"]) == ("apim-1", "x-1")
+    # Without an invocation's trace context, the operation is the trace the call to Azure started.
+    assert fields["operation_id"] == "1" * 32
+    assert (fields["blocklist"], fields["budget"]) == ("pass", "admitted")
+    assert 0 <= fields["first_byte_ms"] <= fields["latency_ms"]
+    assert "usage_estimated" not in fields
+
+
+def test_a_refusal_by_a_control_is_the_controls_decision_in_the_record() -> None:
+    record = RequestLog("b" * 32, "chat.completions", blocklist="pass", budget="admitted")
+    assert record.fields(403, "user_blocked")["blocklist"] == "blocked"
+    assert record.fields(503, "blocklist_unavailable")["blocklist"] == "unavailable"
+    assert record.fields(429, "user_quota_exceeded")["budget"] == "refused"
+
+
+def test_a_record_goes_to_its_sink_instead_of_the_log_when_it_has_one(caplog: pytest.LogCaptureFixture) -> None:
+    written: list[tuple[dict[str, object], int]] = []
+
+    class Sink:
+        def write(self, fields: dict[str, object], level: int, trace_context: object = None) -> None:
+            written.append((fields, level))
+
+    record = RequestLog("c" * 32, "me", sink=Sink())
+    with caplog.at_level(logging.INFO, logger="relay.request"):
+        record.emit(502, "upstream_error")
+    assert caplog.records == []
+    [(fields, level)] = written
+    assert (fields["status"], fields["outcome"], level) == (502, "upstream_error", logging.WARNING)
+
+
+def test_the_controls_health_and_audit_events_are_forwarded_and_per_request_events_are_not() -> None:
+    from shared.logs import forward_events
+
+    sent: list[tuple[str, dict[str, object], int]] = []
+    forward_events(lambda event, fields, level: sent.append((event, fields, level)))
+    try:
+        for event in ("blocklist.refresh_failed", "budget.sync_failed", "relay.audit", "relay.unhandled", "relay.blocked", "budget.usage_estimated"):
+            log_event(LOGGER, logging.WARNING, event, n=1)
+    finally:
+        forward_events(None)
+    log_event(LOGGER, logging.WARNING, "blocklist.loaded", n=2)  # no sink: the log line only
+    assert [(event, fields, level) for event, fields, level in sent] == [
+        ("blocklist.refresh_failed", {"n": 1}, logging.WARNING),
+        ("budget.sync_failed", {"n": 1}, logging.WARNING),
+        ("relay.audit", {"n": 1}, logging.WARNING),
+        ("relay.unhandled", {"n": 1}, logging.WARNING),
+    ]

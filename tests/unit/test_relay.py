@@ -238,7 +238,7 @@ class CapturingUpstream:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    async def open(self, payload: bytes, deployment: str, request_id: str) -> Any:
+    async def open(self, payload: bytes, deployment: str, request_id: str, notes: object = None) -> Any:
         self.sent.append(json.loads(payload))
         raise RelayError(502, "upstream_error", "stub")
 
@@ -271,7 +271,7 @@ class StreamingUpstream:
     def __init__(self, pieces: list[bytes], error: BaseException | None) -> None:
         self.pieces, self.error, self.closed = pieces, error, False
 
-    async def open(self, payload: bytes, deployment: str, request_id: str) -> StreamingUpstream:
+    async def open(self, payload: bytes, deployment: str, request_id: str, notes: object = None) -> StreamingUpstream:
         return self
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
@@ -432,7 +432,7 @@ async def test_a_whole_answer_is_bounded_however_long_azure_keeps_it_retries_inc
     class RetryingUpstream:
         """Each attempt within the read timeout, but together longer than the bound."""
 
-        async def open(self, payload: bytes, deployment: str, request_id: str) -> Any:
+        async def open(self, payload: bytes, deployment: str, request_id: str, notes: object = None) -> Any:
             try:
                 await asyncio.sleep(30)
             except asyncio.CancelledError:
@@ -457,7 +457,7 @@ class FailingReadUpstream:
     def __init__(self, cause: UpstreamFailure) -> None:
         self.cause, self.closed = cause, False
 
-    async def open(self, payload: bytes, deployment: str, request_id: str) -> FailingReadUpstream:
+    async def open(self, payload: bytes, deployment: str, request_id: str, notes: object = None) -> FailingReadUpstream:
         return self
 
     async def read(self) -> bytes:

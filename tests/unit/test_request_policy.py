@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -18,7 +19,14 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from shared.errors import RelayError
-from shared.request_policy import ALLOWED_PARAMETERS, MAX_JSON_OBJECTS, ChatRequest, parse_body, prepare_chat_request
+from shared.request_policy import (
+    ALLOWED_PARAMETERS,
+    MAX_JSON_CONTAINERS,
+    ChatRequest,
+    containers_outside_strings,
+    parse_body,
+    prepare_chat_request,
+)
 from tests.support.strategies import BODY_SETTINGS as SETTINGS
 from tests.support.strategies import CALLER, CALLER_CONTEXT, FAST, bodies, body_json, raw_bodies
 
@@ -82,6 +90,108 @@ def test_the_pseudonym_is_stable_per_caller_and_application() -> None:
 def test_identity_data_sources_and_what_azure_does_not_take_are_refused(name: str) -> None:
     error = refused(json.dumps(chat(**{name: {"x": 1}})).encode())
     assert (error.status, error.code, error.param) == (400, "parameter_not_allowed", name)
+
+
+USC = {"application_name": "evil", "end_user_id": "mallory", "end_user_tenant_id": "t", "source_ip": "6.6.6.6"}
+FUNCTION = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"messages": [{"role": "user", "content": "hi", "user_security_context": USC}]}, "messages[0].user_security_context"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b", "user_security_context": USC}],
+                    }
+                ]
+            },
+            "messages[0].content[1].user_security_context",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x", "data_sources": []}}]}]},
+            "messages[0].content[0].image_url.data_sources",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}", "user_security_context": USC}}
+                        ],
+                    },
+                ]
+            },
+            "messages[1].tool_calls[0].function.user_security_context",
+        ),
+        ({"tools": [FUNCTION, {**FUNCTION, "data_sources": [{"type": "azure_search"}]}]}, "tools[1].data_sources"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "user_security_context": USC}}]},
+            "tools[0].function.user_security_context",
+        ),
+        ({"functions": [{"name": "f", "data_sources": []}]}, "functions[0].data_sources"),
+        (
+            {"tool_choice": {"type": "function", "function": {"name": "f", "user_security_context": USC}}},
+            "tool_choice.function.user_security_context",
+        ),
+        ({"response_format": {"type": "json_object", "user_security_context": USC}}, "response_format.user_security_context"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {}, "data_sources": []}}},
+            "response_format.json_schema.data_sources",
+        ),
+        ({"audio": {"voice": "alloy", "format": "wav", "user_security_context": USC}}, "audio.user_security_context"),
+        (
+            {"prediction": {"type": "content", "content": [{"type": "text", "text": "x", "data_sources": []}]}},
+            "prediction.content[0].data_sources",
+        ),
+        ({"stream": True, "stream_options": {"include_usage": True, "user_security_context": USC}}, "stream_options.user_security_context"),
+        ({"metadata": {"user_security_context": "mallory"}}, "metadata.user_security_context"),
+        (
+            {"messages": [{"role": "user", "content": "hi", "extra": {"deeper": [{"user_security_context": USC}]}}]},
+            "messages[0].extra.deeper[0].user_security_context",
+        ),
+        # Other spellings a lenient parser might take for the same key.
+        ({"messages": [{"role": "user", "content": "hi", "User_Security_Context": USC}]}, "messages[0].User_Security_Context"),
+        ({"messages": [{"role": "user", "content": "hi", "userSecurityContext": USC}]}, "messages[0].userSecurityContext"),
+        ({"audio": {"voice": "alloy", "DATA-SOURCES": []}}, "audio.DATA-SOURCES"),
+        ({"audio": {"voice": "alloy", "\uff55ser_security_context": USC}}, "audio.\uff55ser_security_context"),
+    ],
+)
+def test_identity_and_data_sources_are_refused_as_keys_of_the_requests_own_objects(params: dict[str, Any], param: str) -> None:
+    error = refused(json.dumps(chat(**params)).encode())
+    assert (error.status, error.code, error.param) == (400, "parameter_not_allowed", param)
+    assert param in error.message
+
+
+def test_a_json_schema_may_name_a_property_user_security_context_or_data_sources_and_is_sent_untouched() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"user_security_context": {"type": "object", "properties": {"data_sources": {"type": "array"}}}},
+        "required": ["user_security_context"],
+    }
+    params = {
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}],
+        "functions": [{"name": "g", "parameters": schema}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "s", "strict": True, "schema": schema}},
+    }
+    sent = prepare(chat(**params))
+    for name, value in params.items():
+        assert sent[name] == value
+    assert sent["user_security_context"] == CALLER_CONTEXT
+
+
+def test_a_key_deeper_than_the_path_limit_is_named_by_its_start() -> None:
+    deep: Any = {"user_security_context": USC}
+    for _ in range(200):
+        deep = {"nested": deep}
+    error = refused(json.dumps(chat(audio=deep)).encode())
+    assert error.code == "parameter_not_allowed" and error.param is not None
+    assert error.param.startswith("audio.nested.nested") and len(error.param) <= 256
 
 
 # --- what Azure accepts is forwarded ---------------------------------------------------------
@@ -171,12 +281,57 @@ def test_a_valid_surrogate_pair_is_sent_as_the_character_it_encodes() -> None:
 # --- bounded work ----------------------------------------------------------------------------
 
 
-def test_a_body_of_many_tiny_objects_is_refused_after_the_object_limit() -> None:
-    raw = json.dumps(chat(tools=[{"type": "function"}] * (MAX_JSON_OBJECTS + 10))).encode()
+MIB = 1024 * 1024
+
+
+def _tiny_containers(item: bytes) -> bytes:
+    """About 4 MiB of ``item`` repeated in one list, inside a chat request."""
+    count = (4 * MIB - 100) // (len(item) + 1)
+    return b'{"messages": [{"role": "user", "content": "hi"}], "tools": [' + b",".join([item] * count) + b"]}"
+
+
+@pytest.mark.parametrize("item", [b"{}", b"[]", b"[{}]", b'{"a":[]}'], ids=["objects", "arrays", "arrays-of-objects", "objects-of-arrays"])
+def test_a_body_of_many_tiny_objects_or_arrays_is_refused_at_the_container_limit_before_it_is_built(item: bytes) -> None:
+    raw = _tiny_containers(item)
+    assert len(raw) <= 4 * MIB
+    tracemalloc.start()
     started = time.process_time()
-    error = refused(raw)
-    assert (error.status, error.code) == (400, "invalid_request") and str(MAX_JSON_OBJECTS) in error.message
-    assert time.process_time() - started < 5  # generous: the point is that parsing stopped at the limit
+    try:
+        error = refused(raw)
+        cpu = time.process_time() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (error.status, error.code) == (400, "invalid_request")
+    assert f"more than {MAX_JSON_CONTAINERS} JSON objects and arrays" in error.message
+    # Parsing 1.4 million empty lists takes over 100 MB; refusing the body costs a few copies of its text.
+    assert peak < 6 * len(raw), f"{peak / MIB:.0f} MiB at peak"
+    assert cpu < 2  # generous (tracemalloc slows every allocation); the memory bound is the point
+
+
+def test_a_large_body_whose_brackets_are_text_is_accepted_and_sent_whole() -> None:
+    code = "def f(x): return [x[i] for i in {1: [2], 3: [4]}]\n" * 25
+    conversation = [{"role": "user" if i % 2 == 0 else "assistant", "content": code} for i in range(2000)]
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "iVBORw0KGgo" * 100_000}}
+    conversation[-2]["content"] = [{"type": "text", "text": "and this?"}, image]
+    enum = [f"[{i}]" for i in range(60_000)]  # more strings than the bound, each holding a bracket
+    tool = {"type": "function", "function": {"name": "pick", "parameters": {"type": "object", "properties": {"k": {"enum": enum}}}}}
+    for body in ({"messages": conversation}, chat(tools=[tool])):
+        raw = json.dumps(body).encode()
+        assert raw.count(b"[") + raw.count(b"{") > MAX_JSON_CONTAINERS and len(raw) <= 4 * MIB
+        sent = json.loads(prepare_chat_request(raw, SETTINGS, CALLER).payload)
+        assert sent["messages"] == body["messages"] and sent.get("tools") == body.get("tools")
+
+
+def test_a_body_nested_past_the_parsers_depth_is_refused_as_such_and_a_deep_schema_is_sent() -> None:
+    def nested(depth: int) -> bytes:
+        schema = b'{"a":' * depth + b"1" + b"}" * depth
+        return b'{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":' + schema + b"}}]}"
+
+    error = refused(nested(40_000))
+    assert (error.status, error.code) == (400, "invalid_request") and "nested too deeply" in error.message
+    sent = json.loads(prepare_chat_request(nested(500), SETTINGS, CALLER).payload)
+    assert json.dumps(sent["tools"][0]["function"]["parameters"]).count("{") == 500
 
 
 def test_messages_and_content_parts_are_counted_and_parts_need_a_type() -> None:
@@ -199,6 +354,24 @@ def test_parse_body_returns_an_object_or_a_400(raw: bytes) -> None:
         assert (error.status, error.code) == (400, "invalid_request")
     else:
         assert isinstance(body, dict)
+
+
+def _containers(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + sum(_containers(item) for item in value.values())
+    if isinstance(value, list):
+        return 1 + sum(_containers(item) for item in value)
+    return 0
+
+
+@FAST
+@given(value=body_json, ascii_only=st.booleans(), stop_after=st.integers(0, 20), chunk=st.integers(1, 40))
+def test_the_containers_outside_strings_are_counted_exactly_up_to_the_bound(
+    value: Any, ascii_only: bool, stop_after: int, chunk: int
+) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert containers_outside_strings(text, 10**6, chunk) == _containers(value)
+    assert (containers_outside_strings(text, stop_after, chunk) > stop_after) == (_containers(value) > stop_after)
 
 
 def _strict_json(payload: bytes) -> dict[str, Any]:

@@ -34,7 +34,7 @@ async def no_upstream(settings: Settings) -> Upstream:
 
 
 def relay(env: dict[str, str]) -> Relay:
-    return Relay(load_settings({**REQUIRED_SETTINGS, "WEBSITE_AUTH_ENABLED": "true", **env}), no_upstream, no_upstream)
+    return Relay(load_settings({**REQUIRED_SETTINGS, "WEBSITE_AUTH_ENABLED": "true", **env}), no_upstream, project_upstream_factory=no_upstream)
 
 
 def answer(r: Relay, action: ResponsesAction, method: str, path: str, body: bytes = b"") -> tuple[int, Any]:
@@ -113,7 +113,7 @@ def budgeted_relay(project: Project, tables: Tables) -> Relay:
     async def factory(settings: Settings) -> Upstream:
         return project  # type: ignore[return-value]
 
-    r = Relay(load_settings({**REQUIRED_SETTINGS, "WEBSITE_AUTH_ENABLED": "true", **BUDGET}), no_upstream, factory)
+    r = Relay(load_settings({**REQUIRED_SETTINGS, "WEBSITE_AUTH_ENABLED": "true", **BUDGET}), no_upstream, project_upstream_factory=factory)
     r.controls = AccessControls(r.settings, lambda settings: tables)  # type: ignore[arg-type,return-value]
     return r
 
@@ -165,7 +165,7 @@ async def test_instances_without_a_seal_key_share_the_one_the_first_put_in_the_t
         async def factory(settings: Settings, project: Project = project) -> Upstream:
             return project  # type: ignore[return-value]
 
-        r = Relay(load_settings({**REQUIRED_SETTINGS, "WEBSITE_AUTH_ENABLED": "true", **env}), no_upstream, factory)
+        r = Relay(load_settings({**REQUIRED_SETTINGS, "WEBSITE_AUTH_ENABLED": "true", **env}), no_upstream, project_upstream_factory=factory)
         r.controls = AccessControls(r.settings, lambda settings: KeyTables(key_table))  # type: ignore[arg-type,return-value]
         instances.append((r, project))
     try:

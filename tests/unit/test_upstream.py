@@ -7,11 +7,13 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
 import pytest
 
 from shared.config import load_settings
 from shared.errors import RelayError
+from shared.logs import UpstreamNotes
 from shared.upstream import Upstream
 from tests.support.app_settings import REQUIRED_SETTINGS
 
@@ -147,3 +149,35 @@ async def test_a_saturated_instance_answers_503_with_retry_after_instead_of_queu
     assert (caught.value.status, caught.value.code, caught.value.headers) == (503, "server_busy", {"Retry-After": "1"})
     first.close()  # the slot comes back with the answer
     (await upstream.open(payload, "gpt-4o-mini", "req-6")).close()
+
+
+async def test_the_notes_keep_the_retries_azures_ids_of_the_answer_and_the_traceparent_was_sent(
+    serve: Callable[[Script], Awaitable[Upstream]],
+) -> None:
+    heads: list[bytes] = []
+    answers = [
+        b"HTTP/1.1 503 Service Unavailable\r\napim-request-id: apim-1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\napim-request-id: apim-2\r\nx-request-id: x-2\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+    ]
+
+    async def answer_in_turn(writer: asyncio.StreamWriter) -> None:
+        writer.write(answers[len(heads) - 1])
+        await writer.drain()
+        if len(heads) == 1:
+            writer.close()
+
+    upstream = await serve(answer_in_turn)
+    original = upstream._session.request
+
+    async def recording_request(method: str, url: str, **kwargs: Any) -> Any:
+        heads.append(json.dumps(kwargs["headers"]).encode())
+        return await original(method, url, **kwargs)
+
+    upstream._session.request = recording_request  # type: ignore[method-assign]
+    traceparent = f"00-{'ab' * 16}-{'cd' * 8}-01"
+    notes = UpstreamNotes(traceparent=traceparent)
+    response = await upstream.open(json.dumps(BODY).encode(), "gpt-4o-mini", "req-9", notes)
+    assert await response.read() == b"{}"
+    response.close()
+    assert (notes.retries, notes.status, notes.azure_request_id, notes.azure_x_request_id) == (1, 200, "apim-2", "x-2")
+    assert all(json.loads(head)["traceparent"] == traceparent for head in heads) and len(heads) == 2

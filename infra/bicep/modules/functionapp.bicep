@@ -217,7 +217,9 @@ var baseAppSettings = [
     name: 'AzureWebJobsStorage__clientId'
     value: identityClientId
   }
-  // Application Insights with Entra authentication (local auth disabled).
+  // Application Insights with Entra authentication (local auth disabled). In host.json's "telemetryMode":
+  // "OpenTelemetry" the host builds its exporters' ManagedIdentityCredential from the authentication string
+  // (azure-functions-host, OpenTelemetryConfigurationExtensions.cs, GetTokenCredential).
   {
     name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
     value: appInsightsConnectionString
@@ -225,6 +227,14 @@ var baseAppSettings = [
   {
     name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
     value: 'ClientId=${identityClientId};Authorization=AAD'
+  }
+  // The worker attaches each invocation's trace context and tells the host it exports its own telemetry, so
+  // the host does not forward the relay's log lines a second time; the relay configures its exporter with the
+  // managed identity itself (shared/azure_monitor.py), which PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY would
+  // not (https://learn.microsoft.com/azure/azure-functions/opentelemetry-howto).
+  {
+    name: 'PYTHON_ENABLE_OPENTELEMETRY'
+    value: 'true'
   }
   // The relay (README.md, Configuration).
   {
