@@ -29,7 +29,7 @@ _RATE, _API = "rate_limit_error", "api_error"
 CATALOGUE: Mapping[str, ErrorKind] = {
     "invalid_request": ErrorKind(400, _INVALID, ("request_policy", "responses_policy", "responses_relay", "upstream_errors")),
     "parameter_not_allowed": ErrorKind(400, _INVALID, ("request_policy", "responses_policy")),
-    "model_not_allowed": ErrorKind(400, _INVALID, ("request_policy", "responses_policy")),
+    "model_not_allowed": ErrorKind(400, _INVALID, ("request_policy",)),
     "content_filter": ErrorKind(400, _INVALID, ("upstream_errors",)),
     "unauthenticated": ErrorKind(401, _AUTH, ("easyauth",)),
     "forbidden": ErrorKind(403, _PERMISSION, ("easyauth", "client_ip")),

@@ -20,8 +20,8 @@ from typing import Any
 
 from shared.caller import Caller
 from shared.config import Settings
-from shared.errors import RelayError, invalid_request, model_not_allowed, not_found, parameter_not_allowed
-from shared.request_policy import MAX_CONTENT_PARTS, encode_body, parse_body
+from shared.errors import RelayError, invalid_request, not_found, parameter_not_allowed
+from shared.request_policy import MAX_CONTENT_PARTS, deployment_for, encode_body, parse_body
 from shared.responses_ids import OwnerSeal
 
 MAX_INPUT_ITEMS = 2048
@@ -117,7 +117,7 @@ def prepare_responses_request(raw: bytes, settings: Settings, caller: Caller, se
     body = parse_body(raw)
     _check_parameters(body, settings)
     upstream = dict(body)
-    upstream["model"] = _deployment(body.get("model"), settings)
+    upstream["model"] = deployment_for(body.get("model"), settings)
     upstream["input"] = _input(body.get("input"), seal)
     if "tools" in body:
         _check_tools(body["tools"], settings.responses.allowed_tools)
@@ -180,16 +180,6 @@ def _store(store: Any, settings: Settings) -> bool:
             "store",
         )
     return store
-
-
-def _deployment(model: Any, settings: Settings) -> str:
-    if model is None:
-        return settings.default_deployment
-    if not isinstance(model, str):
-        raise invalid_request("'model' must be a string.", param="model")
-    if model not in settings.deployments:
-        raise model_not_allowed(model)
-    return model
 
 
 def _check_tools(tools: Any, allowed: frozenset[str]) -> None:
