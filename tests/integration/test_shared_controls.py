@@ -13,7 +13,6 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,13 +20,13 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import EdmType
 
-from devhost.azurite import Azurite, running_azurite
+from devhost.azurite import running_azurite
 from tests.support import rawhttp
 from tests.support.azurite import TABLES, admin
 from tests.support.bursts import billed, burst, chat_body, code_of, refused_for_the_day
-from tests.support.emulator import IDENTITY_HEADER, Emulator
-from tests.support.servers import free_port, run_python_module
-from tests.support.stack import APPLICATION_NAME, DEPLOYMENTS, Stack
+from tests.support.emulator import Emulator
+from tests.support.relays import Relays, start_relay
+from tests.support.stack import Stack
 
 REFRESH_S = 1.0
 FLUSH_S = 0.5
@@ -41,49 +40,17 @@ WORDS = 400
 BODY = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
 
 
-@dataclass
-class Relays:
-    stacks: list[Stack]
-    azurite: Azurite
-    emulator: Emulator
-
-    def tokens(self, oid: str) -> list[str]:
-        return [stack.token(oid=oid) for stack in self.stacks]
-
-    def events(self, name: str) -> list[list[dict[str, Any]]]:
-        """Each relay's log lines of event ``name``, in order."""
-        return [
-            [json.loads(line) for line in stack.log_lines() if line.startswith("{") and f'"event":"{name}"' in line]
-            for stack in self.stacks
-        ]
-
-
 @pytest.fixture(scope="module")
 def relays(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relays]:
     state_dir = tmp_path_factory.mktemp("shared-azurite")
+    env = {
+        "RELAY_BLOCKLIST_ENABLED": "true",
+        "RELAY_BLOCKLIST_REFRESH_S": str(REFRESH_S),
+        "RELAY_BUDGET_USER_TOKENS_PER_DAY": str(DAY_LIMIT),
+        "RELAY_BUDGET_FLUSH_S": str(FLUSH_S),
+    }
     with running_azurite(state_dir, TABLES, log_path=state_dir / "azurite.log") as azurite, contextlib.ExitStack() as started:
-        stacks = []
-        for _ in range(3):
-            port = free_port()
-            env = {
-                "PORT": str(port),
-                "AZURE_OPENAI_ENDPOINT": emulator.base,
-                "IDENTITY_ENDPOINT": emulator.identity_endpoint,
-                "IDENTITY_HEADER": IDENTITY_HEADER,
-                "AZURE_OPENAI_DEPLOYMENTS": DEPLOYMENTS,
-                "APPLICATION_NAME": APPLICATION_NAME,
-                "RELAY_TABLE_ENDPOINT": azurite.tables.endpoint,
-                "SSL_CERT_FILE": azurite.tables.ca_file,
-                "RELAY_BLOCKLIST_ENABLED": "true",
-                "RELAY_BLOCKLIST_REFRESH_S": str(REFRESH_S),
-                "RELAY_BUDGET_USER_TOKENS_PER_DAY": str(DAY_LIMIT),
-                "RELAY_BUDGET_FLUSH_S": str(FLUSH_S),
-            }
-            log_path = state_dir / f"relay-{port}.log"
-            base = f"http://127.0.0.1:{port}"
-            started.enter_context(run_python_module("devhost", env=env, ready_url=f"{base}/api/healthz", log_path=log_path))
-            stacks.append(Stack(base, emulator.base, log_path))
-        yield Relays(stacks, azurite, emulator)
+        yield Relays([start_relay(started, emulator, azurite, state_dir, env) for _ in range(3)], azurite, emulator)
 
 
 def call(stack: Stack, token: str, method: str = "POST", path: str = "/api/v1/chat/completions") -> rawhttp.RawResponse:
