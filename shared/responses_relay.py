@@ -125,6 +125,7 @@ class ResponsesRelay:
         try:
             if charge.output_cap is not None:
                 request = request.with_output_cap(charge.output_cap)
+            record.budget = "admitted" if self._relay.controls.budgets is not None else None
             return await unless_caller_leaves(req.receive, self._answer(client, request, caller, seal, record, charge))
         except BaseException as error:
             charge.failed(error)  # charged already if an answer ended it
@@ -161,7 +162,7 @@ class ResponsesRelay:
     ) -> Response:
         url = project_url(self._settings)
         if request.stream:
-            upstream = await client.send("POST", url, request.payload, record.request_id)
+            upstream = await client.send("POST", url, request.payload, record.request_id, record.upstream)
             forwarder = ResponsesForwarder(seal, self.sizes, hide_cached_tokens=not self._settings.expose_cached_tokens)
             open_stream = self._relay.controls.watch_stream(caller, record.request_id)
             return ForwardedStream(upstream, record, forwarder, charge, self._settings, open_stream)
@@ -224,7 +225,7 @@ class ResponsesRelay:
         """The upstream answer's body, whole, within the relay's deadline for non-streamed answers."""
         client = client or await self.upstream()
         async with asyncio.timeout(self._deadline_s):
-            upstream = await client.send(method, url, payload, record.request_id)
+            upstream = await client.send(method, url, payload, record.request_id, record.upstream)
             try:
                 return await upstream.read()
             except RelayError as error:

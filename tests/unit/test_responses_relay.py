@@ -11,6 +11,7 @@ import pytest
 
 from shared.access_controls import AccessControls
 from shared.config import Settings, load_settings
+from shared.logs import UpstreamNotes
 from shared.relay import Relay
 from shared.responses_ids import IdSeal, Owner
 from shared.responses_relay import ResponsesAction
@@ -34,7 +35,9 @@ async def no_upstream(settings: Settings) -> Upstream:
 
 
 def relay(env: dict[str, str]) -> Relay:
-    return Relay(load_settings({**REQUIRED_SETTINGS, "WEBSITE_AUTH_ENABLED": "true", **env}), no_upstream, project_upstream_factory=no_upstream)
+    return Relay(
+        load_settings({**REQUIRED_SETTINGS, "WEBSITE_AUTH_ENABLED": "true", **env}), no_upstream, project_upstream_factory=no_upstream
+    )
 
 
 def answer(r: Relay, action: ResponsesAction, method: str, path: str, body: bytes = b"") -> tuple[int, Any]:
@@ -78,10 +81,12 @@ class Project:
     def __init__(self, usage: dict[str, int]) -> None:
         self.usage = usage
         self.sent: list[tuple[str, str, Any]] = []
+        self.notes: list[UpstreamNotes | None] = []
         self._content = b""
 
-    async def send(self, method: str, url: str, payload: bytes | None, request_id: str) -> Project:
+    async def send(self, method: str, url: str, payload: bytes | None, request_id: str, notes: UpstreamNotes | None = None) -> Project:
         self.sent.append((method, url, json.loads(payload) if payload else None))
+        self.notes.append(notes)
         self._content = json.dumps({"id": "resp_1", "object": "response", "output": [], "usage": self.usage}).encode()
         return self
 
@@ -134,6 +139,8 @@ async def test_a_continuation_reserves_the_whole_chain_it_continues_not_just_its
         continued_cap = project.sent[-1][2]["max_output_tokens"]
         assert 180 < continued_cap < 2000 - 900 - 900 + 10
         assert project.sent[-1][2]["previous_response_id"] == "resp_1"
+        # Each create's call is noted in its own record (retries, Azure's ids, the traceparent), as chat's is.
+        assert all(isinstance(notes, UpstreamNotes) for notes in project.notes) and project.notes[0] is not project.notes[1]
     finally:
         await r.aclose()
 
@@ -165,7 +172,9 @@ async def test_instances_without_a_seal_key_share_the_one_the_first_put_in_the_t
         async def factory(settings: Settings, project: Project = project) -> Upstream:
             return project  # type: ignore[return-value]
 
-        r = Relay(load_settings({**REQUIRED_SETTINGS, "WEBSITE_AUTH_ENABLED": "true", **env}), no_upstream, project_upstream_factory=factory)
+        r = Relay(
+            load_settings({**REQUIRED_SETTINGS, "WEBSITE_AUTH_ENABLED": "true", **env}), no_upstream, project_upstream_factory=factory
+        )
         r.controls = AccessControls(r.settings, lambda settings: KeyTables(key_table))  # type: ignore[arg-type,return-value]
         instances.append((r, project))
     try:
