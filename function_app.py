@@ -35,6 +35,43 @@ async def healthz(req: Request) -> Response:
     return await relay.healthz(req)
 
 
+# The Responses API: relayed to a Foundry project endpoint when AZURE_AI_PROJECT_ENDPOINT is set, else the 404 below.
+@app.route(route="v1/responses", methods=[func.HttpMethod.POST])
+async def responses_create(req: Request) -> Response:
+    return await relay.responses(req, "create")
+
+
+@app.route(route="v1/responses/{response_id}", methods=[func.HttpMethod.GET, func.HttpMethod.DELETE])
+async def responses_retrieve_or_delete(req: Request) -> Response:
+    return await relay.responses(req, "delete" if req.method == "DELETE" else "retrieve")
+
+
+@app.route(route="v1/responses/{response_id}/cancel", methods=[func.HttpMethod.POST])
+async def responses_cancel(req: Request) -> Response:
+    return await relay.responses(req, "cancel")
+
+
+@app.route(route="v1/responses/{response_id}/input_items", methods=[func.HttpMethod.GET])
+async def responses_input_items(req: Request) -> Response:
+    return await relay.responses(req, "input_items")
+
+
+# The Conversations API, whose conversations a response may continue (the same project, the same binding of ids).
+@app.route(route="v1/conversations", methods=[func.HttpMethod.POST])
+async def conversations_create(req: Request) -> Response:
+    return await relay.responses(req, "conversation_create")
+
+
+@app.route(route="v1/conversations/{conversation_id}", methods=[func.HttpMethod.GET, func.HttpMethod.DELETE])
+async def conversations_retrieve_or_delete(req: Request) -> Response:
+    return await relay.responses(req, "conversation_delete" if req.method == "DELETE" else "conversation_retrieve")
+
+
+@app.route(route="v1/conversations/{conversation_id}/items", methods=[func.HttpMethod.GET])
+async def conversations_items(req: Request) -> Response:
+    return await relay.responses(req, "conversation_items")
+
+
 # Any other /api/v1 route (the Responses API, embeddings, ...): an OpenAI-shaped 404 naming each client's
 # Chat Completions switch. Literal routes above take precedence over this catch-all.
 @app.route(

@@ -15,9 +15,11 @@ SIGTERM and SIGHUP (a closed terminal) stop it and everything it started.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -45,6 +47,7 @@ SETTINGS = """settings (environment variables; make passes them through, e.g. PO
   AZURITE_TABLE_PORT      Azurite's table service (default: a free port)
   AZURITE_DIR             Azurite's data (default .devhost/azurite)
   AZURE_OPENAI_ENDPOINT   a real resource instead of the emulators, reached with your `az login`
+  AZURE_AI_PROJECT_ENDPOINT  the Foundry project of the Responses API (default: the emulator's; "" turns it off)
   DEVHOST_RUNTIME         in-process (default) or worker (the Functions Python worker)
   RELAY_*, AZURE_OPENAI_* the relay's own settings (README.md, "Configuration")"""
 
@@ -85,6 +88,10 @@ def emulators(env: MutableMapping[str, str], record: RunRecord) -> Iterator[None
         env["IDENTITY_ENDPOINT"] = f"{base}/msi/token"
         env["IDENTITY_HEADER"] = env["EMULATOR_IDENTITY_HEADER"]
         env.setdefault("AZURE_OPENAI_DEPLOYMENTS", env.get("EMULATOR_DEPLOYMENTS", ",".join(defaults.DEPLOYMENTS)))
+        # The Responses API, the emulator playing a Foundry project (AZURE_AI_PROJECT_ENDPOINT="" turns it off);
+        # a seal key of this run: ids handed out in an earlier run are unknown, as is the emulator's state.
+        env.setdefault("AZURE_AI_PROJECT_ENDPOINT", f"{base}/api/projects/{defaults.PROJECT}")
+        env.setdefault("RELAY_RESPONSES_SEAL_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
         if env.get("AZURE_OPENAI_AUTH") == "key":
             env.setdefault("AZURE_KEYVAULT_URL", f"https://127.0.0.1:{env['EMULATOR_KEYVAULT_PORT']}")
             env.setdefault("AZURE_OPENAI_KEY_SECRET_NAME", defaults.KEY_SECRET_NAME)

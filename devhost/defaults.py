@@ -17,6 +17,8 @@ KEYVAULT_PORT_OFFSET = 1
 # Application Insights' ingestion endpoint (HTTPS) on the one after, unless EMULATOR_INGESTION_PORT says otherwise.
 INGESTION_PORT_OFFSET = 2
 DEPLOYMENTS = ("gpt-4o-mini", "gpt-4o")
+# The Foundry project the emulator plays for the Responses API (any name works).
+PROJECT = "local-project"
 # DEVHOST_RUNTIME: the relay's functions in the local host's process, or through the Functions Python worker
 # (devhost/functions_host, docs/functions-host.md).
 RUNTIME = "in-process"

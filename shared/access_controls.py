@@ -30,6 +30,8 @@ from shared.logs import log_event
 from shared.open_streams import OpenStream, OpenStreams
 
 if TYPE_CHECKING:
+    from azure.data.tables.aio import TableClient
+
     from shared.blocklist import BlockEntry
     from shared.blocklist_cache import BlocklistCache
     from shared.budget_sync import BudgetSync
@@ -67,11 +69,13 @@ class TokenCharge:
         caller: Caller,
         prompt_bytes: int,
         release: Callable[[], None],
+        context_tokens: int = 0,
     ) -> None:
         self._budgets = budgets
         self._reservation = reservation
         self._caller = caller
         self._prompt_bytes = prompt_bytes
+        self._context_tokens = context_tokens
         self._release: Callable[[], None] | None = release
 
     @property
@@ -125,7 +129,7 @@ class TokenCharge:
         if self._budgets is None or self._release is None:
             self._charge(0)
             return
-        tokens = prompt_estimate(self._prompt_bytes) + extra
+        tokens = prompt_estimate(self._prompt_bytes) + self._context_tokens + extra
         if with_output and self._reservation is not None:
             tokens += self._reservation.output_cap
         log_event(log, logging.INFO, "budget.usage_estimated", oid=self._caller.principal.object_id, tokens=tokens, reason=reason)
@@ -173,12 +177,13 @@ class AccessControls:
         for stream, entry in streams.end_blocked(lambda caller: cache.match(*_block_keys(caller))):
             _log_blocked(stream.caller, stream.request_id, entry, open_stream=True)
 
-    async def admit(self, caller: Caller, prompt_bytes: int, output_cap: int) -> TokenCharge:
+    async def admit(self, caller: Caller, prompt_bytes: int, output_cap: int, context_tokens: int = 0) -> TokenCharge:
         """Admit one chat request, or raise 429 (``user_concurrency_exceeded``, ``user_quota_exceeded``).
 
         With budgets on, reserve the prompt estimate and an output cap against every window
         (``TokenCharge.output_cap``, at most ``output_cap``). The first request of a caller on this
-        instance waits once for their rows; no other storage call is on the way.
+        instance waits once for their rows; no other storage call is on the way. ``context_tokens``: the
+        stored context a Responses continuation brings, which the service bills as prompt.
         """
         oid = caller.principal.object_id.lower()
         limit = self._settings.user_max_in_flight
@@ -188,9 +193,10 @@ class AccessControls:
         if self.budgets is not None:
             await self._load_budgets(caller)
             principal = caller.principal
-            reservation = self.budgets.reserve(principal.object_id, principal.tenant_id, prompt_estimate(prompt_bytes), output_cap)
+            prompt = prompt_estimate(prompt_bytes) + context_tokens
+            reservation = self.budgets.reserve(principal.object_id, principal.tenant_id, prompt, output_cap)
         self._in_flight[oid] = self._in_flight.get(oid, 0) + 1
-        return TokenCharge(self.budgets, reservation, caller, prompt_bytes, lambda: self._leave(oid))
+        return TokenCharge(self.budgets, reservation, caller, prompt_bytes, lambda: self._leave(oid), context_tokens)
 
     def blocklist_age_s(self) -> float | None:
         """The age of this instance's block list copy; None when the block list is off or not read yet."""
@@ -228,6 +234,10 @@ class AccessControls:
         if self._store is not None:
             await self._store.aclose()
             self._store = None
+
+    def table(self, name: str) -> TableClient:
+        """A table of the table service the controls use (RELAY_TABLE_ENDPOINT), on its connection pool."""
+        return self._table_store().table(name)
 
     def _table_store(self) -> TableStore:
         if self._store is None:

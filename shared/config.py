@@ -6,6 +6,7 @@ start-up instead of failing on the first request.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,9 +34,20 @@ DEFAULT_STREAM_KEEPALIVE_S = 15.0
 DEFAULT_SERVICE_TIERS = ("auto", "default", "flex")
 DEFAULT_BLOCKLIST_TABLE = "relayblocklist"
 DEFAULT_BUDGET_TABLE = "relaybudget"
+DEFAULT_RESPONSES_TABLE = "relayresponses"
 DEFAULT_BLOCKLIST_REFRESH_S = 30.0
 DEFAULT_BUDGET_FLUSH_S = 5.0
 
+# A Foundry project endpoint: https://<resource>.services.ai.azure.com/api/projects/<project>
+# (learn.microsoft.com/azure/foundry/how-to/develop/sdk-overview).
+_PROJECT_PATH = re.compile(r"^/api/projects/[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# The Responses API's server-side tools: each reaches out (web, MCP servers), runs code or costs more than
+# tokens, so the relay refuses them unless RELAY_RESPONSES_ALLOWED_TOOLS names them.
+SERVER_SIDE_TOOLS = frozenset(
+    {"web_search", "web_search_preview", "file_search", "code_interpreter", "mcp", "computer_use_preview", "image_generation"}
+)
+# HMAC-SHA256 keys of at least this many bytes (RFC 2104: at least the hash's output length).
+MIN_SEAL_KEY_BYTES = 32
 _DATED_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Azure Table storage table names: https://learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model
@@ -114,6 +126,24 @@ class ControlSettings:
 
 
 @dataclass(frozen=True)
+class ResponsesSettings:
+    """The Responses API, served when a Foundry project endpoint is configured (README.md, "The Responses API")."""
+
+    project_endpoint: str | None = None
+    # The key that seals the ids the relay hands out to their owner (RELAY_RESPONSES_SEAL_KEY, the local
+    # host's and the tests'); empty: the one the relay keeps in ``table`` (shared/responses_key.py).
+    seal_key: bytes = b""
+    table: str = DEFAULT_RESPONSES_TABLE
+    # Whether responses are stored in the project (the service's default) when the caller does not say.
+    store: bool = True
+    allowed_tools: frozenset[str] = frozenset()
+
+    @property
+    def enabled(self) -> bool:
+        return self.project_endpoint is not None
+
+
+@dataclass(frozen=True)
 class Settings:
     endpoint: str
     deployments: tuple[str, ...]
@@ -146,6 +176,7 @@ class Settings:
     expose_cached_tokens: bool = False
     easy_auth_enabled: bool = False
     controls: ControlSettings = ControlSettings()
+    responses: ResponsesSettings = ResponsesSettings()
 
     @property
     def default_deployment(self) -> str:
@@ -225,7 +256,50 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         expose_cached_tokens=_bool(env, "RELAY_EXPOSE_CACHED_TOKENS", False),
         easy_auth_enabled=_bool(env, "WEBSITE_AUTH_ENABLED", False),
         controls=load_control_settings(env),
+        responses=load_responses_settings(env),
     )
+
+
+def load_responses_settings(env: Mapping[str, str]) -> ResponsesSettings:
+    """The Responses API's settings: off without AZURE_AI_PROJECT_ENDPOINT.
+
+    With it, the seal key is RELAY_RESPONSES_SEAL_KEY when set (the local host sets one per run), else the
+    one the relay keeps in RELAY_RESPONSES_TABLE, which then needs RELAY_TABLE_ENDPOINT. The other settings
+    are read and checked with the API off too: a bad value stops the app the day it is set.
+    """
+    endpoint = _url(env, "AZURE_AI_PROJECT_ENDPOINT", required=False)
+    store = _bool(env, "RELAY_RESPONSES_STORE", True)
+    tools = frozenset(_list(env, "RELAY_RESPONSES_ALLOWED_TOOLS"))
+    unknown = sorted(tools - SERVER_SIDE_TOOLS)
+    if unknown:
+        raise ConfigError(
+            f"RELAY_RESPONSES_ALLOWED_TOOLS must list server-side tools ({', '.join(sorted(SERVER_SIDE_TOOLS))}), got {unknown[0]!r}"
+        )
+    table = _table_name(env, "RELAY_RESPONSES_TABLE", DEFAULT_RESPONSES_TABLE)
+    if endpoint is None:
+        return ResponsesSettings(store=store, allowed_tools=tools, table=table)
+    if not _PROJECT_PATH.fullmatch(urlsplit(endpoint).path):
+        raise ConfigError(
+            "AZURE_AI_PROJECT_ENDPOINT must be a Foundry project endpoint, "
+            f"https://<resource>.services.ai.azure.com/api/projects/<project>, got {endpoint!r}"
+        )
+    raw_key = env.get("RELAY_RESPONSES_SEAL_KEY", "").strip()
+    if not raw_key:
+        if _url(env, "RELAY_TABLE_ENDPOINT", required=False) is None:
+            raise ConfigError(
+                "AZURE_AI_PROJECT_ENDPOINT needs RELAY_TABLE_ENDPOINT (the relay keeps the key that binds Responses ids "
+                "to their caller in RELAY_RESPONSES_TABLE) or RELAY_RESPONSES_SEAL_KEY"
+            )
+        return ResponsesSettings(project_endpoint=endpoint, store=store, allowed_tools=tools, table=table)
+    try:
+        key = base64.b64decode(raw_key, validate=True)
+    except ValueError:
+        key = b""
+    if len(key) < MIN_SEAL_KEY_BYTES:
+        raise ConfigError(
+            f"RELAY_RESPONSES_SEAL_KEY must be at least {MIN_SEAL_KEY_BYTES} random bytes in base64 (openssl rand -base64 32)"
+        )
+    return ResponsesSettings(project_endpoint=endpoint, seal_key=key, store=store, allowed_tools=tools, table=table)
 
 
 def _client_ip_policy(env: Mapping[str, str]) -> ClientIpPolicy:

@@ -27,8 +27,8 @@ _INVALID, _AUTH, _PERMISSION = "invalid_request_error", "authentication_error", 
 _RATE, _API = "rate_limit_error", "api_error"
 
 CATALOGUE: Mapping[str, ErrorKind] = {
-    "invalid_request": ErrorKind(400, _INVALID, ("request_policy", "upstream_errors")),
-    "parameter_not_allowed": ErrorKind(400, _INVALID, ("request_policy",)),
+    "invalid_request": ErrorKind(400, _INVALID, ("request_policy", "responses_policy", "responses_relay", "upstream_errors")),
+    "parameter_not_allowed": ErrorKind(400, _INVALID, ("request_policy", "responses_policy")),
     "model_not_allowed": ErrorKind(400, _INVALID, ("request_policy",)),
     "content_filter": ErrorKind(400, _INVALID, ("upstream_errors",)),
     "unauthenticated": ErrorKind(401, _AUTH, ("easyauth",)),
@@ -36,16 +36,18 @@ CATALOGUE: Mapping[str, ErrorKind] = {
     "source_ip_unavailable": ErrorKind(403, _PERMISSION, ("client_ip",)),
     "user_blocked": ErrorKind(403, _PERMISSION, ("access_controls", "open_streams")),
     "unsupported_route": ErrorKind(404, _INVALID, ("relay",)),
+    "not_found": ErrorKind(404, _INVALID, ("responses_policy",)),
     "request_too_large": ErrorKind(413, _INVALID, ("relay",)),
     "rate_limited": ErrorKind(429, _RATE, ("upstream_errors",)),
     "user_quota_exceeded": ErrorKind(429, _RATE, ("budget",)),
     "user_concurrency_exceeded": ErrorKind(429, _RATE, ("access_controls",)),
     "internal_error": ErrorKind(500, _API, ("relay",)),
-    "upstream_error": ErrorKind(502, _API, ("relay", "sse", "upstream_errors")),
+    "upstream_error": ErrorKind(502, _API, ("relay", "responses_relay", "sse", "upstream_errors")),
     "easy_auth_disabled": ErrorKind(503, _API, ("caller",)),
     "blocklist_unavailable": ErrorKind(503, _API, ("blocklist_cache",)),
     "server_busy": ErrorKind(503, _API, ("upstream",)),
-    "upstream_timeout": ErrorKind(504, _API, ("relay", "upstream_errors")),
+    "responses_unavailable": ErrorKind(503, _API, ("responses_key",)),
+    "upstream_timeout": ErrorKind(504, _API, ("relay", "responses_relay", "upstream_errors")),
 }
 
 
@@ -125,16 +127,26 @@ def request_too_large(limit: int) -> RelayError:
     return _error("request_too_large", f"The request body is larger than {limit} bytes.")
 
 
-def unsupported_route() -> RelayError:
+def unsupported_route(responses_served: bool = False) -> RelayError:
+    served = (
+        "This relay serves the Chat Completions API (POST /api/v1/chat/completions) and the Responses API (/api/v1/responses) only"
+        if responses_served
+        else "This relay serves the Chat Completions API only (POST /api/v1/chat/completions)"
+    )
     return _error(
         "unsupported_route",
-        "This relay serves the Chat Completions API only (POST /api/v1/chat/completions): that is where Azure OpenAI accepts "
+        served + ": that is where Azure accepts "
         "the end-user context (user_security_context) that Microsoft Defender for Cloud attributes every prompt with. "
         "Switch your client to Chat Completions: Vercel AI SDK openai.chat(model); OpenAI Agents SDK "
         "OpenAIChatCompletionsModel (Python) or setOpenAIAPI('chat_completions') (JavaScript); Microsoft Agent Framework "
         "OpenAIChatCompletionClient (Python) or GetChatClient(...).AsAIAgent() (.NET); LangChain "
         "ChatOpenAI(use_responses_api=False); pydantic-ai OpenAIChatModel.",
     )
+
+
+def not_found(message: str, param: str | None = None) -> RelayError:
+    """An id of the Responses API's state that is not the caller's, or does not exist: the two are not told apart."""
+    return _error("not_found", message, param=param)
 
 
 # The caller --------------------------------------------------------------------------------
@@ -236,6 +248,15 @@ def server_busy() -> RelayError:
         "server_busy",
         "This relay instance has no free connection to Azure OpenAI. Retry after the time in the Retry-After header.",
         headers={"Retry-After": "1"},
+    )
+
+
+def responses_unavailable(retry_after_s: int = 5) -> RelayError:
+    """The key that binds Responses ids to their caller could not be read from the relay's table storage."""
+    return _error(
+        "responses_unavailable",
+        f"The Responses API is unavailable on this instance for a moment. Retry after {retry_after_s} seconds.",
+        headers={"Retry-After": str(retry_after_s)},
     )
 
 

@@ -40,6 +40,7 @@ from shared.telemetry import Telemetry
 from shared.telemetry_config import TelemetrySettings
 
 if TYPE_CHECKING:
+    from shared.responses_relay import ResponsesAction, ResponsesRelay
     from shared.upstream import Upstream, UpstreamResponse
 
 log = logging.getLogger("relay")
@@ -68,12 +69,24 @@ async def production_upstream(settings: Settings) -> Upstream:
     return Upstream.from_settings(settings)
 
 
+async def production_project_upstream(settings: Settings) -> Upstream:
+    from shared.responses_upstream import project_upstream
+
+    return project_upstream(settings)
+
+
 class Relay:
     def __init__(
-        self, settings: Settings, upstream_factory: UpstreamFactory = production_upstream, telemetry: Telemetry | None = None
+        self,
+        settings: Settings,
+        upstream_factory: UpstreamFactory = production_upstream,
+        telemetry: Telemetry | None = None,
+        project_upstream_factory: UpstreamFactory = production_project_upstream,
     ) -> None:
         self.settings = settings
         self._upstream_factory = upstream_factory
+        self._project_upstream_factory = project_upstream_factory
+        self._responses: ResponsesRelay | None = None
         self._upstream: Upstream | None = None
         self._upstream_lock = asyncio.Lock()
         self._large_body_gate = asyncio.Semaphore(1)
@@ -105,6 +118,8 @@ class Relay:
         if self._upstream is not None:
             await self._upstream.aclose()
             self._upstream = None
+        if self._responses is not None:
+            await self._responses.aclose()
         await self.controls.aclose()
 
     # Routes -----------------------------------------------------------------
@@ -116,7 +131,7 @@ class Relay:
     async def models(self, req: Request) -> Response:
         record = self._new_record(req, "models")
         try:
-            await self._identify(req, record)
+            await self.identify(req, record)
         except RelayError as error:
             return _error_response(error, record)
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "azure-openai"} for name in self.settings.deployments]
@@ -126,7 +141,7 @@ class Relay:
     async def me(self, req: Request) -> Response:
         record = self._new_record(req, "me")
         try:
-            caller = await self._identify(req, record)
+            caller = await self.identify(req, record)
         except RelayError as error:
             return _error_response(error, record)
         principal = caller.principal
@@ -150,27 +165,45 @@ class Relay:
     async def unsupported_route(self, req: Request) -> Response:
         record = self._new_record(req, "unsupported")
         try:
-            await self._identify(req, record)
+            await self.identify(req, record)
         except RelayError as error:
             return _error_response(error, record)
-        return _error_response(unsupported_route_error(), record)
+        return _error_response(unsupported_route_error(self.settings.responses.enabled), record)
+
+    async def responses(self, req: Request, action: ResponsesAction) -> Response:
+        """The Responses and Conversations APIs' routes: relayed to the Foundry project when one is configured, else the guiding 404."""
+        if not self.settings.responses.enabled:
+            return await self.unsupported_route(req)
+        if self._responses is None:
+            from shared.responses_relay import ResponsesRelay
+
+            self._responses = ResponsesRelay(self, self._project_upstream_factory, NON_STREAMED_DEADLINE_S)
+        record = self._new_record(req, f"responses.{action}")
+        return await self.guarded(record, self._responses.handle(req, record, action))
 
     async def chat_completions(self, req: Request) -> Response:
         record = self._new_record(req, "chat.completions")
+        return await self.guarded(record, self._chat_completions(req, record))
+
+    async def _chat_completions(self, req: Request, record: RequestLog) -> Response:
+        caller = await self.identify(req, record)
+        request = await self._prepare(await self.read_body(req), caller)
+        record.deployment, record.stream = request.deployment, request.stream
+        charge = await self.controls.admit(caller, request.prompt_bytes, request.output_cap)
         try:
-            caller = await self._identify(req, record)
-            request = await self._prepare(await self._read_body(req), caller)
-            record.deployment, record.stream = request.deployment, request.stream
-            charge = await self.controls.admit(caller, request.prompt_bytes, request.output_cap)
-            try:
-                if charge.output_cap is not None:
-                    request = request.with_output_cap(charge.output_cap)
-                record.budget = "admitted" if self.controls.budgets is not None else None
-                client = await self.upstream()
-                return await unless_caller_leaves(req.receive, self._answer(client, request, caller, record, charge))
-            except BaseException as error:
-                charge.failed(error)  # charged already if an answer ended it
-                raise
+            if charge.output_cap is not None:
+                request = request.with_output_cap(charge.output_cap)
+            record.budget = "admitted" if self.controls.budgets is not None else None
+            client = await self.upstream()
+            return await unless_caller_leaves(req.receive, self._answer(client, request, caller, record, charge))
+        except BaseException as error:
+            charge.failed(error)  # charged already if an answer ended it
+            raise
+
+    async def guarded(self, record: RequestLog, work: Awaitable[Response]) -> Response:
+        """``work``'s answer; a RelayError as its error answer, a caller gone as 499, anything else as a logged 500."""
+        try:
+            return await work
         except RelayError as error:
             return _error_response(error, record)
         except ClientDisconnect:
@@ -183,7 +216,7 @@ class Relay:
 
     # Steps --------------------------------------------------------------------
 
-    async def _identify(self, req: Request, record: RequestLog) -> Caller:
+    async def identify(self, req: Request, record: RequestLog) -> Caller:
         caller = identify_caller(req.headers, self.settings)
         record.oid, record.tid = caller.principal.object_id, caller.principal.tenant_id
         record.home_tid, record.source_ip = caller.principal.home_tenant_id, caller.source_ip
@@ -242,7 +275,7 @@ class Relay:
         record.trace_context, record.operation_id = self.telemetry.invocation_context()
         return record
 
-    async def _read_body(self, req: Request) -> bytes:
+    async def read_body(self, req: Request) -> bytes:
         limit = self.settings.max_body_bytes
         too_large = request_too_large(limit)
         declared = req.headers.get("content-length", "")

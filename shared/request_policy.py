@@ -161,7 +161,7 @@ def prepare_chat_request(raw: bytes, settings: Settings, caller: Caller) -> Chat
     stream = body.get("stream") is True
     hide_usage = stream and body.get("stream_options", {}).get("include_usage") is not True
     upstream = dict(body)
-    upstream["model"] = _deployment(body.get("model"), settings)
+    upstream["model"] = deployment_for(body.get("model"), settings)
     _cap_tokens(upstream, settings)
     pseudonym = caller.pseudonym(settings.application_name)
     for name in _REPLACED:
@@ -355,7 +355,8 @@ def _check_messages(messages: Any) -> None:
             raise invalid_request(f"messages[{index}].content parts must be objects with a type.", param="messages")
 
 
-def _deployment(model: Any, settings: Settings) -> str:
+def deployment_for(model: Any, settings: Settings) -> str:
+    """The deployment a request's ``model`` names (the default when it names none); 400 when it is not allowed."""
     if model is None:
         return settings.default_deployment
     if not isinstance(model, str):

@@ -138,6 +138,12 @@ class Upstream:
 
         ``notes`` gets what the request's record keeps: the retries, Azure's request ids, the traceparent sent.
         """
+        return await self.send("POST", self.url(deployment), payload, request_id, notes)
+
+    async def send(
+        self, method: str, url: str, payload: bytes | None, request_id: str, notes: UpstreamNotes | None = None
+    ) -> UpstreamResponse:
+        """Send a request to ``url`` (the Responses API's routes too), with the same slots, retries, errors and notes as ``open``."""
         notes = notes if notes is not None else UpstreamNotes()
         if self._slots.locked():
             try:
@@ -147,19 +153,18 @@ class Upstream:
                 raise server_busy() from None
         else:
             await self._slots.acquire()  # a free slot: taken at once, without arming a timer
-        url = self.url(deployment)
         try:
             with notes.tracer.dependency(url, notes) if notes.tracer is not None else contextlib.nullcontext():
-                response = await self._open(url, payload, request_id, notes)
+                response = await self._open(method, url, payload, request_id, notes)
         except BaseException:
             self._slots.release()
             raise
         return UpstreamResponse(response, self._slots.release)
 
-    async def _open(self, url: str, payload: bytes, request_id: str, notes: UpstreamNotes) -> aiohttp.ClientResponse:
+    async def _open(self, method: str, url: str, payload: bytes | None, request_id: str, notes: UpstreamNotes) -> aiohttp.ClientResponse:
         for attempt in range(MAX_RETRIES + 1):
             notes.retries = attempt
-            outcome = await self._open_once(url, payload, request_id, notes)
+            outcome = await self._open_once(method, url, payload, request_id, notes)
             if isinstance(outcome, aiohttp.ClientResponse):
                 return outcome
             delay = retry_delay(outcome, attempt)
@@ -168,19 +173,21 @@ class Upstream:
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _open_once(self, url: str, payload: bytes, request_id: str, notes: UpstreamNotes) -> aiohttp.ClientResponse | UpstreamFailure:
+    async def _open_once(
+        self, method: str, url: str, payload: bytes | None, request_id: str, notes: UpstreamNotes
+    ) -> aiohttp.ClientResponse | UpstreamFailure:
         headers = {"Content-Type": "application/json", "x-ms-client-request-id": request_id}
         if notes.traceparent is not None:
             headers["traceparent"] = notes.traceparent
         try:
             headers.update(await self._auth.headers())
             with transport_causes(UpstreamUnreachable, "Azure OpenAI could not be reached."):
-                response = await self._session.post(url, data=payload, headers=headers)
+                response = await self._session.request(method, url, data=payload, headers=headers)
                 if response.status == 401:
                     retry_headers = await self._auth.after_rejection(headers)
                     if retry_headers is not None:
                         response.release()
-                        response = await self._session.post(url, data=payload, headers={**headers, **retry_headers})
+                        response = await self._session.request(method, url, data=payload, headers={**headers, **retry_headers})
         except UpstreamCredentialError as cause:
             log_event(log, logging.ERROR, "relay.credential_error", request_id=request_id, detail=str(cause))
             return cause

@@ -449,6 +449,59 @@ module defenderBlocklist 'modules/defender-blocklist-automation.bicep' = if (ena
   }
 }
 
+// ---- the Responses API: a Foundry project (README.md, "The Responses API") -----------------
+
+@description('AZURE_AI_PROJECT_ENDPOINT from an existing Foundry project, by resource ID (/subscriptions/.../providers/Microsoft.CognitiveServices/accounts/<account>/projects/<project>); the relay identity gets Azure AI User on it. Empty: no Responses API, unless createFoundryProject.')
+param foundryProjectResourceId string = ''
+
+@description('Create an AIServices account and its project in the relay\'s resource group for the Responses API (deploy models into the account yourself, named as in openAiDeployments).')
+param createFoundryProject bool = false
+
+@description('RELAY_RESPONSES_STORE: responses are stored in the project unless the caller sends store: false (SECURITY.md, what is kept where).')
+param responsesStore bool = true
+
+@description('RELAY_RESPONSES_ALLOWED_TOOLS: server-side tools callers may use (web_search, file_search, code_interpreter, mcp, ...); none by default.')
+param responsesAllowedTools array = []
+
+var foundryProjectParts = split(foundryProjectResourceId, '/')
+var useFoundryProject = createFoundryProject || !empty(foundryProjectResourceId)
+var foundryBothGiven = createFoundryProject && !empty(foundryProjectResourceId)
+var foundryBothGivenError = 'Give either createFoundryProject or foundryProjectResourceId, not both.'
+var foundryCreate = foundryBothGiven ? any({})[foundryBothGivenError] : createFoundryProject
+
+module foundryProject 'modules/foundry-project.bicep' = if (useFoundryProject) {
+  name: take('relay-foundry-project-${deploymentSuffix}', 64)
+  scope: resourceGroup(createFoundryProject ? subscription().subscriptionId : foundryProjectParts[2], createFoundryProject ? rgName : foundryProjectParts[4])
+  dependsOn: [
+    rg
+  ]
+  params: {
+    create: foundryCreate
+    accountName: createFoundryProject ? 'ais-${environmentName}-${take(resourceToken, 6)}' : foundryProjectParts[8]
+    projectName: createFoundryProject ? 'relay' : foundryProjectParts[10]
+    location: location
+    tags: allTags
+    principalId: identity.outputs.principalId
+  }
+}
+
+// The key that binds Responses ids to their caller: made by the relay, kept in this table (never in a setting).
+module responsesTable 'modules/responses-table.bicep' = if (useFoundryProject) {
+  name: take('relay-responses-table-${deploymentSuffix}', 64)
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    principalId: identity.outputs.principalId
+  }
+}
+
+var responsesSettings = {
+  projectEndpoint: useFoundryProject ? foundryProject!.outputs.endpoint : ''
+  table: useFoundryProject ? responsesTable!.outputs.tableName : 'relayresponses'
+  store: responsesStore
+  allowedTools: responsesAllowedTools
+}
+
 module relay 'modules/functionapp.bicep' = {
   name: take('relay-functionapp-${deploymentSuffix}', 64)
   scope: rg
@@ -457,6 +510,7 @@ module relay 'modules/functionapp.bicep' = {
   dependsOn: [
     openAiRole
     keyVaultRole
+    foundryProject
   ]
   params: {
     name: functionAppName
@@ -503,6 +557,7 @@ module relay 'modules/functionapp.bicep' = {
     allowStore: allowStore
     allowedServiceTiers: allowedServiceTiers
     exposeCachedTokens: exposeCachedTokens
+    responses: responsesSettings
     blocklistEnabled: blocklistEnabled
     blocklistRefreshSeconds: blocklistRefreshSeconds
     blocklistColdStart: blocklistColdStart

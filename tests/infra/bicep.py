@@ -439,6 +439,8 @@ EXAMPLE_OUTPUTS: dict[str, Any] = {
     "storage.outputs.deploymentContainerUrl": "https://stexampletoken0.blob.core.windows.net/app-package-example",
     "relayTables.outputs.blocklistTableName": "relayblocklist",
     "relayTables.outputs.budgetTableName": "relaybudget",
+    "foundryProject.outputs.endpoint": "https://ais-example.services.ai.azure.com/api/projects/relay",
+    "responsesTable.outputs.tableName": "relayresponses",
     "monitoring.outputs.connectionString": (
         "InstrumentationKey=3e1f7a52-0000-4000-8000-0000000000c3;"
         "IngestionEndpoint=https://swedencentral-0.in.applicationinsights.azure.com/"

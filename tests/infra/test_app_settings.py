@@ -161,13 +161,20 @@ def test_flex_scales_on_an_explicit_http_concurrency_with_a_pool_to_match(app: P
     assert scale["alwaysReady"] == []
     parsed, scope = bicep.module_scope(app, "relay", {"alwaysReadyInstances": 2, "upstreamConnections": 300})
     site = bicep.one_resource(parsed, "Microsoft.Web/sites")
-    assert scope.eval(site["properties"]["functionAppConfig"]["scaleAndConcurrency"])["alwaysReady"] == [{"name": "http", "instanceCount": 2}]
+    assert scope.eval(site["properties"]["functionAppConfig"]["scaleAndConcurrency"])["alwaysReady"] == [
+        {"name": "http", "instanceCount": 2}
+    ]
     assert bicep.relay_app_settings(app, {"upstreamConnections": 300})["RELAY_UPSTREAM_CONNECTIONS"] == "300"
 
 
 @pytest.mark.parametrize(
     ("param", "setting"),
-    [("maxBodyBytes", "RELAY_MAX_BODY_BYTES"), ("maxTokens", "RELAY_MAX_TOKENS"), ("maxN", "RELAY_MAX_N"), ("upstreamTimeoutSeconds", "RELAY_UPSTREAM_TIMEOUT_S")],
+    [
+        ("maxBodyBytes", "RELAY_MAX_BODY_BYTES"),
+        ("maxTokens", "RELAY_MAX_TOKENS"),
+        ("maxN", "RELAY_MAX_N"),
+        ("upstreamTimeoutSeconds", "RELAY_UPSTREAM_TIMEOUT_S"),
+    ],
 )
 def test_a_value_main_bicep_accepts_is_one_the_relay_starts_with_and_the_next_is_refused_at_deployment(param: str, setting: str) -> None:
     declared = bicep.parse_bicep(bicep.MAIN)["parameters"][param]
@@ -216,3 +223,32 @@ def test_the_host_exports_opentelemetry_and_samples_nothing_away() -> None:
     host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
     assert host["telemetryMode"] == "OpenTelemetry"
     assert host["logging"]["applicationInsights"]["samplingSettings"]["isEnabled"] is False
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"createFoundryProject": True},
+        {
+            "foundryProjectResourceId": "/subscriptions/0000/resourceGroups/rg-ai/providers/Microsoft.CognitiveServices/accounts/ais-shared/projects/chat"
+        },
+    ],
+    ids=["created", "existing"],
+)
+def test_a_foundry_project_turns_the_responses_api_on_with_its_key_in_the_relays_table(overrides: dict[str, object]) -> None:
+    settings = bicep.relay_app_settings(APPS[0], overrides)  # type: ignore[arg-type]
+    loaded = load_settings({**settings, **PLATFORM_INJECTED})
+    assert loaded.responses.project_endpoint == bicep.EXAMPLE_OUTPUTS["foundryProject.outputs.endpoint"]
+    assert (loaded.responses.seal_key, loaded.responses.table) == (b"", "relayresponses")
+    assert "RELAY_RESPONSES_SEAL_KEY" not in settings
+    parsed, scope = bicep.module_scope(APPS[0], "foundryProject", overrides)  # type: ignore[arg-type]
+    role = bicep.one_resource(parsed, "Microsoft.Authorization/roleAssignments")
+    # Azure AI User (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/ai-machine-learning), on the project.
+    assert scope.eval(role["properties"]["roleDefinitionId"]).endswith("/roleDefinitions/53ca6127-db72-4b80-b1b0-d745d6d5456d")
+    assert scope.eval(role["scope"]) == "project"
+
+
+def test_without_a_foundry_project_the_responses_api_stays_off() -> None:
+    settings = bicep.relay_app_settings(APPS[0])
+    assert settings["AZURE_AI_PROJECT_ENDPOINT"] == ""
+    assert load_settings({**settings, **PLATFORM_INJECTED}).responses.enabled is False

@@ -131,9 +131,9 @@ def test_priority_processing_is_refused_unless_the_instance_allows_it(stack: Sta
     assert (caught.value.code, caught.value.param) == ("parameter_not_allowed", "service_tier")
 
 
-def test_the_responses_api_gets_a_404_naming_the_chat_completions_switch(stack: Stack) -> None:
+def test_another_api_gets_a_404_naming_the_chat_completions_switch(stack: Stack) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        client(stack).responses.create(model="gpt-4o-mini", input="hi")
+        client(stack).embeddings.create(model="gpt-4o-mini", input="hi")
     assert caught.value.code == "unsupported_route"
     message = caught.value.message
     for switch in ("openai.chat(", "OpenAIChatCompletionsModel", "OpenAIChatCompletionClient", "use_responses_api=False"):

@@ -215,7 +215,8 @@ def test_one_managed_identity_token_for_many_requests(stack: Stack) -> None:
     for i in range(50):
         sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"request {i}"}])
     stats = stack.stats()
-    assert stats["token_requests"] == tokens_before == 1
+    # One token per audience: Azure OpenAI's, and the Foundry project's once a Responses request has run on this stack.
+    assert stats["token_requests"] == tokens_before <= 2
 
 
 def test_one_log_line_per_request_without_prompt_or_token(stack: Stack) -> None:

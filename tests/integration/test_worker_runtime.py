@@ -90,6 +90,13 @@ def test_the_worker_serves_from_its_own_http_server_with_the_functions_it_indexe
     assert routes == {
         "chat_completions": ("api/v1/chat/completions", ["POST"], None),
         "models": ("api/v1/models", ["GET"], None),
+        "responses_create": ("api/v1/responses", ["POST"], None),
+        "responses_retrieve_or_delete": ("api/v1/responses/{response_id}", ["DELETE", "GET"], None),
+        "responses_cancel": ("api/v1/responses/{response_id}/cancel", ["POST"], None),
+        "responses_input_items": ("api/v1/responses/{response_id}/input_items", ["GET"], None),
+        "conversations_create": ("api/v1/conversations", ["POST"], None),
+        "conversations_retrieve_or_delete": ("api/v1/conversations/{conversation_id}", ["DELETE", "GET"], None),
+        "conversations_items": ("api/v1/conversations/{conversation_id}/items", ["GET"], None),
         "unsupported_v1_route": ("api/v1/{*path}", ["DELETE", "GET", "PATCH", "POST", "PUT"], None),
         "me": ("api/me", ["GET"], None),
         "healthz": ("api/healthz", ["GET"], None),

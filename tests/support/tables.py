@@ -86,3 +86,27 @@ class EtagTable:
     def tokens(self, pk: str, rk: str = "20261127") -> int:
         value = self.rows[(pk, rk)][0]["Tokens"]
         return int(getattr(value, "value", value))  # an Edm.Int64 property is an EntityProperty
+
+
+class KeyTable:
+    """The Responses table: a row store that refuses a second insert of a row, as the table service does."""
+
+    def __init__(self, down: bool = False) -> None:
+        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.down = down
+
+    async def get_entity(self, partition_key: str, row_key: str) -> dict[str, Any]:
+        await asyncio.sleep(0)  # another instance may run between the read and the insert
+        if self.down:
+            raise ServiceRequestError("no route to the table service")
+        try:
+            return self.rows[(partition_key, row_key)]
+        except KeyError:
+            raise ResourceNotFoundError("The specified resource does not exist.") from None
+
+    async def create_entity(self, entity: dict[str, Any]) -> None:
+        await asyncio.sleep(0)
+        key = (entity["PartitionKey"], entity["RowKey"])
+        if key in self.rows:
+            raise ResourceExistsError("The specified entity already exists.")
+        self.rows[key] = dict(entity)

@@ -74,10 +74,14 @@ def test_an_endpoint_with_a_path_is_refused_naming_the_base_url_to_use(endpoint:
     with pytest.raises(ConfigError) as caught:
         load_settings({**BASE, "AZURE_OPENAI_ENDPOINT": endpoint})
     message = str(caught.value)
-    assert message.startswith("AZURE_OPENAI_ENDPOINT must be the resource's base URL, https://contoso-aoai.openai.azure.com, without a path")
+    assert message.startswith(
+        "AZURE_OPENAI_ENDPOINT must be the resource's base URL, https://contoso-aoai.openai.azure.com, without a path"
+    )
 
 
-@pytest.mark.parametrize("endpoint", ["https://contoso-aoai.openai.azure.com/", "http://127.0.0.1:7072", "https://contoso.cognitiveservices.azure.com"])
+@pytest.mark.parametrize(
+    "endpoint", ["https://contoso-aoai.openai.azure.com/", "http://127.0.0.1:7072", "https://contoso.cognitiveservices.azure.com"]
+)
 def test_a_base_url_is_accepted_without_its_trailing_slash(endpoint: str) -> None:
     assert load_settings({**BASE, "AZURE_OPENAI_ENDPOINT": endpoint}).endpoint == endpoint.rstrip("/")
 
@@ -139,7 +143,12 @@ def test_the_managed_identity_endpoint_is_a_setting_app_service_provides() -> No
 def test_the_controls_read_without_a_table_service_are_checked_as_the_relay_checks_them() -> None:
     # What the local host reads to decide whether to start Azurite: the relay would refuse this without RELAY_TABLE_ENDPOINT.
     controls = read_control_settings({"RELAY_BLOCKLIST_ENABLED": "true", "RELAY_BUDGET_TABLE": "spend"})
-    assert (controls.table_endpoint, controls.use_tables, controls.blocklist.table, controls.budget.table) == (None, True, "relayblocklist", "spend")
+    assert (controls.table_endpoint, controls.use_tables, controls.blocklist.table, controls.budget.table) == (
+        None,
+        True,
+        "relayblocklist",
+        "spend",
+    )
     assert read_control_settings({}).use_tables is False
     with pytest.raises(ConfigError, match="RELAY_TABLE_ENDPOINT is required"):
         load_settings({**BASE, "RELAY_BLOCKLIST_ENABLED": "true"})
@@ -157,3 +166,51 @@ def test_a_table_name_is_checked_whole_and_the_error_names_the_setting_or_option
     for bad in ("relayblocklist\n", "1blocks", "ab", "relay_blocklist", "a" * 64):
         with pytest.raises(ConfigError, match=r"^--table must be a table name"):
             check_table_name(bad, "--table")
+
+
+SEAL_KEY = "c2VhbC1rZXktb2YtdGhpcnR5LXR3by1ieXRlcy0xMjM0NTY="  # base64 of 35 bytes
+PROJECT = {"AZURE_AI_PROJECT_ENDPOINT": "https://contoso.services.ai.azure.com/api/projects/chat/", "RELAY_RESPONSES_SEAL_KEY": SEAL_KEY}
+
+
+def test_the_responses_api_is_off_without_a_project_endpoint() -> None:
+    assert load_settings(BASE).responses.enabled is False
+    assert load_settings({**BASE, "AZURE_AI_PROJECT_ENDPOINT": ""}).responses.enabled is False
+
+
+def test_a_project_endpoint_turns_the_responses_api_on_storing_by_default() -> None:
+    responses = load_settings({**BASE, **PROJECT}).responses
+    assert responses.project_endpoint == "https://contoso.services.ai.azure.com/api/projects/chat"
+    assert (responses.store, responses.allowed_tools, len(responses.seal_key)) == (True, frozenset(), 35)
+    allowing = load_settings({**BASE, **PROJECT, "RELAY_RESPONSES_STORE": "false", "RELAY_RESPONSES_ALLOWED_TOOLS": "web_search, mcp"})
+    assert (allowing.responses.store, allowing.responses.allowed_tools) == (False, frozenset({"web_search", "mcp"}))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"AZURE_AI_PROJECT_ENDPOINT": "http://contoso.services.ai.azure.com/api/projects/chat"},
+            "AZURE_AI_PROJECT_ENDPOINT must be an https://",
+        ),
+        ({"AZURE_AI_PROJECT_ENDPOINT": "https://contoso.services.ai.azure.com"}, "must be a Foundry project endpoint"),
+        (
+            {"AZURE_AI_PROJECT_ENDPOINT": "https://contoso.services.ai.azure.com/api/projects/chat/openai/v1"},
+            "must be a Foundry project endpoint",
+        ),
+        ({"RELAY_RESPONSES_SEAL_KEY": ""}, "AZURE_AI_PROJECT_ENDPOINT needs RELAY_TABLE_ENDPOINT"),
+        ({"RELAY_RESPONSES_TABLE": "no_such-table"}, "RELAY_RESPONSES_TABLE must be a table name"),
+        ({"RELAY_RESPONSES_SEAL_KEY": "c2hvcnQ="}, "RELAY_RESPONSES_SEAL_KEY must be at least 32"),
+        ({"RELAY_RESPONSES_SEAL_KEY": "not base64!"}, "RELAY_RESPONSES_SEAL_KEY must be at least 32"),
+        ({"RELAY_RESPONSES_ALLOWED_TOOLS": "function"}, "RELAY_RESPONSES_ALLOWED_TOOLS must list server-side tools"),
+        ({"RELAY_RESPONSES_STORE": "maybe"}, "RELAY_RESPONSES_STORE must be true or false"),
+    ],
+)
+def test_a_bad_responses_setting_is_refused_naming_it(overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings({**BASE, **PROJECT, **overrides})
+
+
+def test_without_a_seal_key_the_relay_keeps_its_own_in_the_responses_table() -> None:
+    env = {**BASE, **PROJECT, "RELAY_RESPONSES_SEAL_KEY": "", "RELAY_TABLE_ENDPOINT": "https://strelay.table.core.windows.net"}
+    responses = load_settings(env).responses
+    assert (responses.enabled, responses.seal_key, responses.table) == (True, b"", "relayresponses")

@@ -29,6 +29,8 @@ EXAMPLES: dict[str, RelayError] = {
     "model_not_allowed": errors.model_not_allowed("gpt-5"),
     "request_too_large": errors.request_too_large(1_048_576),
     "unsupported_route": errors.unsupported_route(),
+    "responses_unavailable": errors.responses_unavailable(),
+    "not_found": errors.not_found("No response, item or conversation with id 'resp_1' was found."),
     "easy_auth_disabled": errors.easy_auth_disabled(),
     "unauthenticated": errors.unauthenticated("X-MS-CLIENT-PRINCIPAL is empty"),
     "forbidden": errors.forbidden("tenant not allowed"),

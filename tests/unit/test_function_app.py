@@ -32,6 +32,13 @@ def test_routes_methods_and_anonymous_auth(monkeypatch: pytest.MonkeyPatch) -> N
     assert found == {
         "v1/chat/completions": (("POST",), func.AuthLevel.ANONYMOUS),
         "v1/models": (("GET",), func.AuthLevel.ANONYMOUS),
+        "v1/responses": (("POST",), func.AuthLevel.ANONYMOUS),
+        "v1/responses/{response_id}": (("GET", "DELETE"), func.AuthLevel.ANONYMOUS),
+        "v1/responses/{response_id}/cancel": (("POST",), func.AuthLevel.ANONYMOUS),
+        "v1/responses/{response_id}/input_items": (("GET",), func.AuthLevel.ANONYMOUS),
+        "v1/conversations": (("POST",), func.AuthLevel.ANONYMOUS),
+        "v1/conversations/{conversation_id}": (("GET", "DELETE"), func.AuthLevel.ANONYMOUS),
+        "v1/conversations/{conversation_id}/items": (("GET",), func.AuthLevel.ANONYMOUS),
         "v1/{*path}": (("GET", "POST", "PUT", "PATCH", "DELETE"), func.AuthLevel.ANONYMOUS),
         "me": (("GET",), func.AuthLevel.ANONYMOUS),
         "healthz": (("GET",), func.AuthLevel.ANONYMOUS),

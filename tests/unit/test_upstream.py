@@ -167,13 +167,13 @@ async def test_the_notes_keep_the_retries_azures_ids_of_the_answer_and_the_trace
             writer.close()
 
     upstream = await serve(answer_in_turn)
-    original = upstream._session.post
+    original = upstream._session.request
 
-    async def recording_post(url: str, **kwargs: Any) -> Any:
+    async def recording_request(method: str, url: str, **kwargs: Any) -> Any:
         heads.append(json.dumps(kwargs["headers"]).encode())
-        return await original(url, **kwargs)
+        return await original(method, url, **kwargs)
 
-    upstream._session.post = recording_post  # type: ignore[method-assign]
+    upstream._session.request = recording_request  # type: ignore[method-assign]
     traceparent = f"00-{'ab' * 16}-{'cd' * 8}-01"
     notes = UpstreamNotes(traceparent=traceparent)
     response = await upstream.open(json.dumps(BODY).encode(), "gpt-4o-mini", "req-9", notes)

@@ -146,6 +146,15 @@ param allowStore bool
 param allowedServiceTiers array
 param exposeCachedTokens bool
 
+// The Responses API (README.md, "The Responses API"): projectEndpoint empty turns it off; table holds the key
+// that binds Responses ids to their caller (responses-table.bicep).
+param responses object = {
+  projectEndpoint: ''
+  table: 'relayresponses'
+  store: true
+  allowedTools: []
+}
+
 // Block list and token budgets (docs/blocklist.md); their tables are in the host storage account
 // (RELAY_TABLE_ENDPOINT is its table service, hostStorageTableUri), created by blocklist-table.bicep.
 param blocklistEnabled bool
@@ -323,6 +332,22 @@ var baseAppSettings = [
   {
     name: 'RELAY_EXPOSE_CACHED_TOKENS'
     value: string(exposeCachedTokens)
+  }
+  {
+    name: 'AZURE_AI_PROJECT_ENDPOINT'
+    value: responses.projectEndpoint
+  }
+  {
+    name: 'RELAY_RESPONSES_TABLE'
+    value: responses.table
+  }
+  {
+    name: 'RELAY_RESPONSES_STORE'
+    value: string(responses.store)
+  }
+  {
+    name: 'RELAY_RESPONSES_ALLOWED_TOOLS'
+    value: join(responses.allowedTools, ',')
   }
   {
     name: 'RELAY_TABLE_ENDPOINT'

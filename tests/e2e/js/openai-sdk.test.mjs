@@ -199,8 +199,16 @@ describe("openai npm package against the relay", () => {
     assert.ok(Array.isArray(parsed.points));
   });
 
-  it("gets a 404 naming the Chat Completions switch from the Responses API", async () => {
-    await assert.rejects(client.responses.create({ model: "gpt-4o-mini", input: "hi" }), (error) => {
+  it("creates a response and continues it with previous_response_id (the Responses API, the project the emulator plays)", async () => {
+    const first = await client.responses.create({ model: "gpt-4o-mini", input: "hello from npm" });
+    assert.equal(first.status, "completed");
+    assert.match(first.output_text, /hello from npm/);
+    const second = await client.responses.create({ model: "gpt-4o-mini", input: "and again", previous_response_id: first.id });
+    assert.ok(second.usage.input_tokens > first.usage.input_tokens);
+  });
+
+  it("gets a 404 naming the Chat Completions switch from an API the relay does not serve", async () => {
+    await assert.rejects(client.embeddings.create({ model: "gpt-4o-mini", input: "hi" }), (error) => {
       assert.ok(error instanceof OpenAI.NotFoundError);
       assert.equal(error.code, "unsupported_route");
       assert.match(error.message, /openai\.chat\(model\)/);

@@ -1,0 +1,67 @@
+"""The Responses API's event stream to the caller: named events, ids sealed, usage from the terminal event.
+
+A Responses stream is server-sent events with names (``event: response.created`` ...
+``event: response.output_text.delta`` ... and last ``response.completed``,
+``response.incomplete`` or ``response.failed``, carrying the whole response with its
+``usage``; or an ``error`` event). The chat engine (``shared/sse.py``,
+``shared/forwarded_stream.py``) frames, forwards, keeps the stream alive and ends it with an
+``error`` event on failure; this forwarder checks each event's shape, seals the service's ids
+for the caller (``shared/responses_ids.py``: the only bytes changed), takes the usage from the
+terminal event and remembers the response's size for its continuations.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shared.responses_ids import OwnerSeal
+from shared.responses_usage import ContextSizes, chat_usage
+from shared.sse import MalformedStream, SseForwarder
+
+TERMINAL_EVENTS = frozenset({b"response.completed", b"response.incomplete", b"response.failed", b"error"})
+
+
+class ResponsesForwarder(SseForwarder):
+    def __init__(self, seal: OwnerSeal, sizes: ContextSizes, *, hide_cached_tokens: bool = False) -> None:
+        super().__init__(hide_cached_tokens=hide_cached_tokens)
+        self._seal, self._sizes = seal, sizes
+
+    def feed(self, data: bytes) -> bytes:
+        return self._seal.seal_json(super().feed(data))
+
+    def finish(self) -> None:
+        """The upstream body ended: it must have ended with a terminal event."""
+        if self._pending.strip() or not self.done:
+            raise MalformedStream("stream ended before its terminal event")
+
+    def _check(self, event: bytes) -> bool:
+        if self.done:
+            raise MalformedStream("data after the terminal event")
+        name = b""
+        payload = b""
+        for line in event.split(b"\n"):
+            if line.startswith(b"event:"):
+                name = line[6:].strip()
+            elif line.startswith(b"data:"):
+                payload = line[5:].strip()
+                if not (payload.startswith(b"{") and payload.endswith(b"}")):
+                    raise MalformedStream("data is not a JSON object")
+            elif line and not line.startswith((b":", b"id:", b"retry:")):
+                raise MalformedStream("not an SSE line")
+        if name in TERMINAL_EVENTS:
+            self.done = True
+            self._terminal(payload)
+        return True
+
+    def _terminal(self, payload: bytes) -> None:
+        try:
+            event: Any = json.loads(payload)
+        except ValueError:
+            raise MalformedStream("data is not JSON") from None
+        response = event.get("response") if isinstance(event, dict) else None
+        if not isinstance(response, dict):
+            return  # an ``error`` event: no usage
+        self.usage = chat_usage(response.get("usage"))
+        if isinstance(response.get("id"), str):
+            self._sizes.remember(response["id"], self.usage)

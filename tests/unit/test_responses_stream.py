@@ -1,0 +1,76 @@
+"""shared.responses_stream: named events forwarded whole with their ids sealed, usage from the terminal event."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.responses_ids import IdSeal, Owner
+from shared.responses_stream import ResponsesForwarder
+from shared.responses_usage import ContextSizes
+from shared.sse import MalformedStream
+
+SEAL = IdSeal(b"q" * 32)
+OWNER = Owner("a11ce000-0000-4000-8000-000000000001", "7e5a0000-0000-4000-8000-000000000001")
+USAGE = {"input_tokens": 7, "output_tokens": 3, "total_tokens": 10, "input_tokens_details": {"cached_tokens": 4}}
+
+
+def event(kind: str, **data: object) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **data}, separators=(',', ':'))}\n\n".encode()
+
+
+STREAM = [
+    event("response.created", response={"id": "resp_1", "status": "in_progress", "usage": None}),
+    event("response.output_text.delta", item_id="msg_1", output_index=0, delta="Hel"),
+    event("response.output_text.delta", item_id="msg_1", output_index=0, delta="lo"),
+    event("response.completed", response={"id": "resp_1", "status": "completed", "usage": USAGE}),
+]
+
+
+def forwarder(sizes: ContextSizes | None = None) -> ResponsesForwarder:
+    return ResponsesForwarder(SEAL.for_owner(OWNER), sizes or ContextSizes(), hide_cached_tokens=True)
+
+
+def test_every_event_reaches_the_caller_with_its_ids_sealed_and_the_usage_is_kept() -> None:
+    sizes = ContextSizes()
+    forward = forwarder(sizes)
+    raw = b"".join(STREAM)
+    out = forward.feed(raw[:50]) + forward.feed(raw[50:])
+    forward.finish()
+    events = [json.loads(chunk.split(b"data: ", 1)[1]) for chunk in out.split(b"\n\n") if chunk]
+    assert [e["type"] for e in events] == [
+        "response.created",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.completed",
+    ]
+    assert SEAL.unseal(OWNER, events[0]["response"]["id"]) == "resp_1"
+    assert SEAL.unseal(OWNER, events[1]["item_id"]) == "msg_1"
+    assert "".join(e["delta"] for e in events[1:3]) == "Hello"
+    assert events[3]["response"]["usage"]["input_tokens_details"]["cached_tokens"] == 0
+    assert forward.usage == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    assert sizes.get("resp_1") == 10
+
+
+def test_a_stream_that_ends_before_its_terminal_event_is_malformed() -> None:
+    forward = forwarder()
+    forward.feed(b"".join(STREAM[:3]))
+    with pytest.raises(MalformedStream):
+        forward.finish()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"event: response.created\ndata: not json\n\n", b"garbage\n\n", STREAM[3] + STREAM[1], b'event: response.completed\ndata: {"x"}\n\n'],
+)
+def test_malformed_events_are_refused(bad: bytes) -> None:
+    with pytest.raises(MalformedStream):
+        forwarder().feed(bad)
+
+
+def test_an_error_event_ends_the_stream_without_usage() -> None:
+    forward = forwarder()
+    forward.feed(STREAM[0] + event("error", code="server_error", message="boom"))
+    forward.finish()
+    assert forward.usage is None
