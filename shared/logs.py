@@ -46,7 +46,7 @@ EventSink = Callable[[str, dict[str, Any], int], None]
 # stay in the log line: the request's record already says what they say, and a refusal storm must not bill.
 _FORWARDED = (
     "blocklist.", "budget.sync_", "budget.load_failed", "relay.audit",
-    "relay.unhandled", "relay.credential_error", "relay.upstream_auth_rejected",
+    "relay.unhandled", "relay.credential_error", "relay.upstream_auth_rejected", "relay.seal_key_invalid",
 )  # fmt: skip
 _event_sink: EventSink | None = None
 

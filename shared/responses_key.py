@@ -12,17 +12,21 @@ Storage Table Data Contributor on that one table (SECURITY.md, "Another user's R
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
 from shared.config import MIN_SEAL_KEY_BYTES
 from shared.errors import responses_unavailable
+from shared.logs import log_event
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
 PARTITION_KEY = "seal"
 ROW_KEY = "key"
+
+log = logging.getLogger("relay")
 
 
 async def shared_seal_key(table: TableClient) -> bytes:
@@ -41,10 +45,18 @@ async def shared_seal_key(table: TableClient) -> bytes:
             return key
     except AzureError:
         raise responses_unavailable() from None
+    except ValueError as bad:
+        # A row someone wrote by hand: never replaced (that would orphan every id handed out), refused until fixed.
+        log_event(log, logging.ERROR, "relay.seal_key_invalid", table=table.table_name, row=f"{PARTITION_KEY}/{ROW_KEY}", detail=str(bad))
+        raise responses_unavailable() from None
 
 
 def _key_of(entity: Any) -> bytes:
-    key = base64.b64decode(entity["Key"])
+    """The key of the row; ValueError, naming what is wrong, when the row holds no usable key."""
+    try:
+        key = base64.b64decode(str(entity["Key"]), validate=True)
+    except (KeyError, ValueError):
+        raise ValueError("the seal key row has no base64 Key property") from None
     if len(key) < MIN_SEAL_KEY_BYTES:
-        raise ValueError(f"the seal key row of the Responses table holds {len(key)} bytes, fewer than {MIN_SEAL_KEY_BYTES}")
+        raise ValueError(f"the seal key row holds {len(key)} bytes, fewer than {MIN_SEAL_KEY_BYTES}")
     return key

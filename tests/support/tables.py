@@ -91,6 +91,8 @@ class EtagTable:
 class KeyTable:
     """The Responses table: a row store that refuses a second insert of a row, as the table service does."""
 
+    table_name = "relayresponses"
+
     def __init__(self, down: bool = False) -> None:
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.down = down
