@@ -246,6 +246,11 @@ def test_a_foundry_project_turns_the_responses_api_on_with_its_key_in_the_relays
     # Azure AI User (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/ai-machine-learning), on the project.
     assert scope.eval(role["properties"]["roleDefinitionId"]).endswith("/roleDefinitions/53ca6127-db72-4b80-b1b0-d745d6d5456d")
     assert scope.eval(role["scope"]) == "project"
+    if overrides.get("createFoundryProject"):
+        # A created account: Entra ID only, with its own identity (checkov cannot read a conditional resource's body).
+        account = bicep.resources(parsed, "Microsoft.CognitiveServices/accounts")["newAccount"]
+        assert scope.eval(account["properties"]["disableLocalAuth"]) is True
+        assert scope.eval(account["identity"]["type"]) == "SystemAssigned"
 
 
 def test_without_a_foundry_project_the_responses_api_stays_off() -> None:
