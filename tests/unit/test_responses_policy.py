@@ -74,6 +74,22 @@ def test_what_the_relay_cannot_bind_to_its_caller_is_refused(body: dict[str, Any
 
 
 @pytest.mark.parametrize(
+    "body",
+    [
+        {"agent_session_id": "s1"},
+        {"structured_inputs": {"city": "Oslo"}},
+        {"context_management": [{"type": "compaction"}]},
+        {"moderation": {"mode": "off"}},
+        {"prompt_cache_options": {}},
+    ],
+)
+def test_the_projects_own_fields_the_relay_does_not_forward_are_refused_by_name(body: dict[str, Any]) -> None:
+    # The Foundry v1 OpenAPI's createResponse accepts these; the relay's allow-list names none of them.
+    error = refused({"input": "hi", **body})
+    assert (error.status, error.code, error.param) == (400, "parameter_not_allowed", next(iter(body)))
+
+
+@pytest.mark.parametrize(
     "kind", ["web_search", "web_search_preview", "file_search", "code_interpreter", "mcp", "computer_use_preview", "image_generation"]
 )
 def test_server_side_tools_are_refused_unless_allowed(kind: str) -> None:
