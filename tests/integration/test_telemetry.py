@@ -251,3 +251,33 @@ def test_a_block_reaches_ingestion_as_an_audit_record_beside_the_block_lists_hea
     messages = {e["data"]["baseData"].get("message") for e in received if e["data"]["baseType"] == "MessageData"}
     assert "blocklist.loaded" in messages  # the control's own events travel the same way
     assert "relay.blocked" not in messages  # per-request events stay in the log line: the record says the same
+
+
+def test_through_the_functions_worker_a_record_and_its_dependency_arrive_in_the_invocations_trace(tmp_path: Path) -> None:
+    # The worker's exporters run in the worker's process, out of the dev host's flush hook: their batch
+    # processors send on their own schedule (a second for logs, five for spans), so the test waits for both.
+    env = {"DEVHOST_TELEMETRY": "on", "DEVHOST_RUNTIME": "worker", "RELAY_MAX_TOKENS": "100"}
+    with run_stack(tmp_path, env) as stack:
+        sdk(stack).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hello"}], extra_headers={"x-request-id": "tele-worker"}
+        )
+        traceparent = stack.requests()[-1]["headers"]["traceparent"]
+        trace_id, span_id = traceparent.split("-")[1:3]
+        deadline = time.monotonic() + 30
+        while True:
+            received = stack.emulator("GET", "/_emulator/telemetry")
+            mine = [e for e in received if e["tags"].get("ai.operation.id") == trace_id]
+            kinds = {e["data"]["baseType"] for e in mine}
+            if {"MessageData", "RemoteDependencyData"} <= kinds:
+                break
+            assert time.monotonic() < deadline, f"only {sorted(kinds)} of the request's trace reached ingestion"
+            time.sleep(0.5)
+    [record] = records(mine)
+    assert record["data"]["baseData"]["properties"]["client_request_id"] == "tele-worker"
+    assert record["data"]["baseData"]["properties"]["operation_id"] == trace_id
+    [dependency] = [e for e in mine if e["data"]["baseType"] == "RemoteDependencyData"]
+    assert dependency["data"]["baseData"]["id"] == span_id
+    # A child of the invocation the host started (the worker attached its context), not a trace of its own.
+    parent = dependency["tags"].get("ai.operation.parentId")
+    assert parent and parent != span_id
+    assert "hello" not in json.dumps(received)
