@@ -3,27 +3,32 @@
 Each runs a weather tool loop as its quickstart writes it, pointed at the relay with the caller's token:
 the tool runs with the city from the question, the answer comes after the tool's result, and the
 Foundry project (the emulator) receives every request with the caller's ``user_security_context``.
+Agent Framework continues by ``previous_response_id``, so it needs stored responses: without them
+(``store: False``, or RELAY_RESPONSES_STORE=false) the tests show what it is told, and the client
+that works instead (README.md, "The Responses API").
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 from agent_framework import Content, Message, tool
 from agent_framework.exceptions import ChatClientException
-from agent_framework.openai import OpenAIChatClient
+from agent_framework.openai import OpenAIChatClient, OpenAIChatCompletionClient
 from agents import Agent, RunConfig, Runner, function_tool
 from agents.models import get_default_model
 from agents.models.openai_provider import OpenAIProvider
 from pydantic import BaseModel
 
 from devhost.appservice_auth import DEV_TENANT_ID
-from tests.support.stack import APPLICATION_NAME, Stack
+from tests.support.stack import APPLICATION_NAME, Stack, run_stack
 
 DEPLOYMENT = "gpt-4o-mini"
 QUESTION = "What is the weather in Oslo?"
@@ -157,8 +162,8 @@ def test_the_agents_sdks_own_default_model_name_is_refused_naming_it(
 # Microsoft Agent Framework --------------------------------------------------------------------------
 
 
-def framework_agent(stack: Stack, token: str, marker: str, cities: list[str], **options: Any) -> Any:
-    """Agent Framework's Responses client (``OpenAIChatClient``) pointed at the relay, as an agent with a weather tool."""
+def framework_weather(cities: list[str]) -> Any:
+    """An Agent Framework tool that notes each city it is asked about."""
 
     @tool
     def get_weather(city: str) -> str:
@@ -166,11 +171,16 @@ def framework_agent(stack: Stack, token: str, marker: str, cities: list[str], **
         cities.append(city)
         return f"Rain and 9 degrees in {city}"
 
+    return get_weather
+
+
+def framework_agent(stack: Stack, token: str, marker: str, cities: list[str], **options: Any) -> Any:
+    """Agent Framework's Responses client (``OpenAIChatClient``) pointed at the relay, as an agent with a weather tool."""
     client = OpenAIChatClient(model=DEPLOYMENT, base_url=f"{stack.api}/v1", api_key=token)
     return client.as_agent(
         name="Weather",
         instructions=f"Answer weather questions with the tool. ({marker})",
-        tools=[get_weather],
+        tools=[framework_weather(cities)],
         default_options=options or None,
     )
 
@@ -248,3 +258,22 @@ async def test_agent_framework_with_store_false_is_told_which_id_the_relay_never
     made_up = f"fc_{function_call(first.messages).call_id}"
     assert f"No response, item or conversation with id '{made_up}' was found." in str(refusal)
     assert [r["body"]["store"] for r in project_records(stack, marker)] == [False, False]
+
+
+def test_without_stored_responses_agent_framework_runs_on_its_chat_completions_client(tmp_path: Path) -> None:
+    """With RELAY_RESPONSES_STORE=false the Responses client's continuation has nothing to continue; Chat Completions needs no state."""
+
+    async def both(unstored: Stack) -> None:
+        token, cities = unstored.token(), list[str]()
+        with pytest.raises(ChatClientException) as caught:
+            await framework_agent(unstored, token, uuid.uuid4().hex, cities).run(QUESTION)
+        refusal = caught.value.__cause__
+        assert isinstance(refusal, openai.BadRequestError) and "Previous response with id" in str(refusal)
+        assert (refusal.code, refusal.param) == ("invalid_request", "previous_response_id")
+
+        chat = OpenAIChatCompletionClient(model=DEPLOYMENT, base_url=f"{unstored.api}/v1", api_key=token)
+        response = await chat.as_agent(name="Weather", tools=[framework_weather(cities)]).run(QUESTION)
+        assert "Rain and 9 degrees in Oslo" in response.text and cities == ["Oslo", "Oslo"]
+
+    with run_stack(tmp_path, {"RELAY_RESPONSES_STORE": "false", "RELAY_MAX_TOKENS": "100"}) as unstored:
+        asyncio.run(both(unstored))
