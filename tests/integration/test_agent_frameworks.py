@@ -28,6 +28,7 @@ from agents.models.openai_provider import OpenAIProvider
 from pydantic import BaseModel
 
 from devhost.appservice_auth import DEV_TENANT_ID
+from tests.reliability.common import client
 from tests.support.stack import APPLICATION_NAME, Stack, run_stack
 
 DEPLOYMENT = "gpt-4o-mini"
@@ -133,6 +134,21 @@ async def test_a_streamed_agents_sdk_run_streams_the_call_then_the_answer(stack:
     assert "".join(deltas) == result.final_output and "Sunny and 21 degrees in Oslo" in result.final_output
     records = project_records(stack, marker)
     assert [r["stream"] for r in records] == [True, True]
+    assert all(r["user_security_context"] == security_context(oid) for r in records)
+
+
+@pytest.mark.usefixtures("default_model")
+def test_an_agents_sdk_run_keeps_its_turns_in_a_conversation_of_the_callers(stack: Stack, caller: tuple[str, str], marker: str) -> None:
+    oid, token = caller
+    conversation = client(stack, token=token).conversations.create()
+    cities: list[str] = []
+    agent = weather_agent(marker, cities)
+    Runner.run_sync(agent, QUESTION, conversation_id=conversation.id, run_config=run_config(stack, token))
+    later = Runner.run_sync(agent, "And tomorrow?", conversation_id=conversation.id, run_config=run_config(stack, token))
+
+    assert cities == ["Oslo"] and "And tomorrow" in later.final_output
+    records = project_records(stack, marker)
+    assert len(records) == 3 and all(conversation.id.startswith(f"{r['body']['conversation']}_") for r in records)
     assert all(r["user_security_context"] == security_context(oid) for r in records)
 
 
