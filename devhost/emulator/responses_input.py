@@ -62,7 +62,9 @@ def chat_body(body: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) -> di
     if not messages:
         raise InvalidRequest("Invalid 'input': the request has no input items.", "input", "empty_array")
     chat: dict[str, Any] = {"messages": messages}
-    if body.get("tools") is not None:
+    # An empty list is no tools here, unlike on Chat Completions: the OpenAI Agents SDK sends one for every
+    # agent without tools (its quickstart's "Hello world" agent among them).
+    if body.get("tools") is not None and body["tools"] != []:
         chat["tools"] = _tools(body["tools"])
     if body.get("tool_choice") is not None:
         chat["tool_choice"] = _tool_choice(body["tool_choice"])

@@ -167,6 +167,13 @@ async def test_a_call_left_without_its_output_is_refused(foundry: openai.AsyncOp
     }
 
 
+async def test_an_empty_tools_list_is_no_tools(foundry: openai.AsyncOpenAI) -> None:
+    # The OpenAI Agents SDK sends one for every agent without tools; Chat Completions refuses it, the Responses API does not.
+    response = await foundry.responses.create(model="gpt-4o", input="Hello there", tools=[])
+    assert response.status == "completed" and response.output_text.startswith("Emulated gpt-4o answer to: Hello there")
+    assert response.tools == []
+
+
 async def test_parse_returns_the_schema_instance(foundry: openai.AsyncOpenAI) -> None:
     parsed = await foundry.responses.parse(model="gpt-4o", input="Forecast for Oslo", text_format=Forecast)
     assert parsed.output_parsed == Forecast(city="city", days=1)
