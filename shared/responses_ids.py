@@ -29,6 +29,8 @@ _MAC_BYTES = 12
 _MAC_HEX = 2 * _MAC_BYTES
 _ID_VALUES = re.compile(rb'(?<!\\)"(id|item_id|previous_response_id|first_id|last_id|response_id)"(\s*:\s*)"([^"\\]{1,200})"')
 _SEALED_TAIL = re.compile(f"[0-9a-f]{{{_MAC_HEX}}}")
+# An id of the service's in free text (``resp_67cc...``, ``msg_...``), sealed or not.
+_TEXT_ID = re.compile(f"(?<![0-9A-Za-z_])[a-z]{{2,8}}_[0-9A-Za-z]{{16,}}(?:_[0-9a-f]{{{_MAC_HEX}}})?(?![0-9A-Za-z_])")
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,29 @@ class OwnerSeal:
     def __init__(self, seal: IdSeal, owner: Owner) -> None:
         self._seal, self.owner = seal, owner
         self._sealed: dict[bytes, bytes] = {}
+        self._named: dict[str, str] = {}
 
     def unseal(self, sealed: str) -> str | None:
-        return self._seal.unseal(self.owner, sealed)
+        service_id = self._seal.unseal(self.owner, sealed)
+        if service_id is not None:
+            self._named[service_id] = sealed
+        return service_id
+
+    def seal_text(self, text: str) -> str:
+        """``text`` (a message of the service's) with the ids this request named sealed as the caller sent them.
+
+        Any other id of the service's shape is replaced by ``<id>``: the relay never hands out an id it
+        did not seal, and sealing one it was not given would make it a way to obtain seals.
+        """
+        return _TEXT_ID.sub(self._text_id, text)
+
+    def _text_id(self, match: re.Match[str]) -> str:
+        token = match.group()
+        if token in self._named:
+            return self._named[token]
+        if not any(char.isdigit() for char in token) or self.unseal(token) is not None:
+            return token  # a word with an underscore, or an id already sealed for this caller
+        return "<id>"
 
     def seal_json(self, data: bytes) -> bytes:
         """``data`` (JSON, or server-sent events of JSON) with every id the service gave sealed for the owner."""

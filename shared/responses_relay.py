@@ -105,18 +105,27 @@ class ResponsesRelay:
             self._upstream = None
 
     async def handle(self, req: Request, record: RequestLog, action: ResponsesAction) -> Response:
-        """The route's answer; raises the caller's RelayError (``Relay.guarded`` answers it)."""
-        if action == "create":
-            return await self._create(req, record)
-        if action == "conversation_create":
-            return await self._create_conversation(req, record)
-        return await self._on_object(req, record, action)
+        """The route's answer; raises the caller's RelayError (``Relay.guarded`` answers it).
+
+        The project's error messages may name the ids the request named (``Previous response with id
+        '...' not found``): the caller gets them sealed, as it sent them, never the service's own.
+        """
+        caller = await self._relay.identify(req, record)
+        seal = await self.owner_seal(caller)
+        try:
+            if action == "create":
+                return await self._create(req, record, caller, seal)
+            if action == "conversation_create":
+                return await self._create_conversation(req, record, seal)
+            return await self._on_object(req, record, action, seal)
+        except RelayError as error:
+            if error.cause is not None:
+                error.message = seal.seal_text(error.message)
+            raise
 
     # Create -------------------------------------------------------------------------------
 
-    async def _create(self, req: Request, record: RequestLog) -> Response:
-        caller = await self._relay.identify(req, record)
-        seal = await self.owner_seal(caller)
+    async def _create(self, req: Request, record: RequestLog, caller: Caller, seal: OwnerSeal) -> Response:
         request = await self._prepare(await self._relay.read_body(req), caller, seal)
         record.deployment, record.stream = request.deployment, request.stream
         client = await self.upstream()
@@ -185,15 +194,11 @@ class ResponsesRelay:
 
     # Conversations, and the routes of one response or conversation ---------------------------
 
-    async def _create_conversation(self, req: Request, record: RequestLog) -> Response:
-        caller = await self._relay.identify(req, record)
-        seal = await self.owner_seal(caller)
+    async def _create_conversation(self, req: Request, record: RequestLog, seal: OwnerSeal) -> Response:
         payload = prepare_conversation(await self._relay.read_body(req), self._settings, seal)
         return await self._sealed_call(req, record, seal, "POST", project_url(self._settings, "conversations"), payload)
 
-    async def _on_object(self, req: Request, record: RequestLog, action: ResponsesAction) -> Response:
-        caller = await self._relay.identify(req, record)
-        seal = await self.owner_seal(caller)
+    async def _on_object(self, req: Request, record: RequestLog, action: ResponsesAction, seal: OwnerSeal) -> Response:
         collection, method, route = _OBJECT_ROUTES[action]
         sealed = _path_id(req, collection)
         object_id = seal.unseal(sealed)

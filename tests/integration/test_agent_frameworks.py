@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -286,6 +287,9 @@ def test_without_stored_responses_agent_framework_runs_on_its_chat_completions_c
         refusal = caught.value.__cause__
         assert isinstance(refusal, openai.BadRequestError) and "Previous response with id" in str(refusal)
         assert (refusal.code, refusal.param) == ("invalid_request", "previous_response_id")
+        # The message names the id as the client holds it (sealed), never the service's own.
+        named = re.search(r"id '([^']+)'", str(refusal))
+        assert named and re.fullmatch(r"resp_[0-9a-f]{48}_[0-9a-f]{24}", named.group(1)), str(refusal)
 
         chat = OpenAIChatCompletionClient(model=DEPLOYMENT, base_url=f"{unstored.api}/v1", api_key=token)
         response = await chat.as_agent(name="Weather", tools=[framework_weather(cities)]).run(QUESTION)

@@ -71,3 +71,23 @@ def test_whatever_a_model_writes_its_text_is_unchanged_by_sealing(text: str) -> 
         sealed = json.loads(SEAL.for_owner(ADA).seal_json(raw))
         assert sealed["output"][0]["content"][0]["text"] == text
         assert sealed["output"][0]["arguments"] == text
+
+
+def test_a_service_message_names_the_ids_the_request_named_as_the_caller_sent_them() -> None:
+    service_id = "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b"
+    sealed = SEAL.seal(ADA, service_id)
+    seal = SEAL.for_owner(ADA)
+    assert seal.unseal(sealed) == service_id
+    message = f"Previous response with id '{service_id}' not found."
+    assert seal.seal_text(message) == f"Previous response with id '{sealed}' not found."
+
+
+def test_a_service_message_never_hands_out_an_id_the_request_did_not_name() -> None:
+    seal = SEAL.for_owner(ADA)
+    other = "msg_0123456789abcdef0123456789abcdef"
+    # Sealing it would hand the caller a seal for an id it never had; it is hidden instead.
+    assert seal.seal_text(f"Item '{other}' is not in this conversation; see max_output_tokens.") == (
+        "Item '<id>' is not in this conversation; see max_output_tokens."
+    )
+    already = SEAL.seal(ADA, "resp_0123456789abcdef0123")
+    assert seal.seal_text(f"id {already}.") == f"id {already}."
