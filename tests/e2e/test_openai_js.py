@@ -1,4 +1,4 @@
-"""The official openai npm package against the local host (tests/e2e/js), run with `node --test`."""
+"""JS clients against the local host (tests/e2e/js), run with `node --test`: the official openai npm package and the Vercel AI SDK."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import subprocess
 from tests.e2e.support import ADA, JS_DIR, REQUIRED_ROLE, require_tools
 from tests.support.stack import APPLICATION_NAME, Stack
 
-JS_TESTS = ["openai-sdk.test.mjs", "spa-relay.test.mjs"]
+JS_TESTS = ["openai-sdk.test.mjs", "spa-relay.test.mjs", "ai-sdk.test.mjs"]
 
 
 def test_openai_npm_package_streamed_and_non_streamed(e2e_stack: Stack) -> None:
