@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import { describe, it } from "node:test";
 
 import { createOpenAI } from "@ai-sdk/openai";
-import { APICallError, generateObject, generateText, isStepCount, Output, streamText, tool } from "ai";
+import { APICallError, generateObject, generateText, isStepCount, Output, StreamProviderError, streamText, tool } from "ai";
 import { z } from "zod";
 
 import { apiKey, baseURL, emulatorRecords, expectedContext } from "./relay-env.mjs";
@@ -102,6 +102,27 @@ describe("Vercel AI SDK against the relay", () => {
     const [record] = await upstreamRecords("/responses", marker);
     assert.equal(record.stream, true);
     assert.deepEqual(record.user_security_context, expectedContext);
+  });
+
+  it("a Responses stream that breaks off ends in the SDK's stream error with the relay's message, after the first words", async () => {
+    const result = streamText({
+      model: openai("gpt-4o-mini"),
+      prompt: "hi [emulate:midstream_fail] [emulate:chunk_delay_ms=30]",
+      maxRetries: 0,
+      onError: () => {}, // the error part below is the assertion
+    });
+    let text = "";
+    const errors = [];
+    for await (const part of result.fullStream) {
+      if (part.type === "text-delta") text += part.text;
+      if (part.type === "error") errors.push(part.error);
+    }
+    assert.equal(text, "Emulated");
+    assert.equal(errors.length, 1);
+    assert.ok(StreamProviderError.isInstance(errors[0]), `${errors[0]?.name}: ${errors[0]?.message}`);
+    assert.equal(errors[0].message, "The stream from Azure OpenAI broke off.");
+    assert.equal(errors[0].code, "upstream_error");
+    assert.equal(await result.finishReason, "error");
   });
 
   it("a provider tool that runs on the service (openai.tools.webSearch) is refused with a 400 that names the setting", async () => {
