@@ -7,7 +7,7 @@ import re
 import shutil
 import subprocess
 
-from tests.e2e.support import ADA, JS_DIR, REQUIRED_ROLE, require_tools
+from tests.e2e.support import ADA, GRACE, JS_DIR, REQUIRED_ROLE, require_tools
 from tests.support.stack import APPLICATION_NAME, Stack
 
 JS_TESTS = ["openai-sdk.test.mjs", "spa-relay.test.mjs", "ai-sdk.test.mjs"]
@@ -21,6 +21,7 @@ def test_openai_npm_package_streamed_and_non_streamed(e2e_stack: Stack) -> None:
         **os.environ,
         "RELAY_BASE_URL": f"{e2e_stack.api}/v1",
         "RELAY_TOKEN": e2e_stack.token(oid=ADA.oid, tid=ADA.tid, name=ADA.name, roles=REQUIRED_ROLE),
+        "RELAY_OTHER_TOKEN": e2e_stack.token(oid=GRACE.oid, tid=GRACE.tid, name=GRACE.name, roles=REQUIRED_ROLE),
         "RELAY_OID": ADA.oid,
         "RELAY_TID": ADA.tid,
         "RELAY_APPLICATION_NAME": APPLICATION_NAME,

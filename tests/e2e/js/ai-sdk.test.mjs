@@ -10,7 +10,7 @@ import { createOpenAI } from "@ai-sdk/openai";
 import { APICallError, generateObject, generateText, isStepCount, Output, StreamProviderError, streamText, tool } from "ai";
 import { z } from "zod";
 
-import { apiKey, baseURL, emulatorRecords, expectedContext } from "./relay-env.mjs";
+import { apiKey, baseURL, emulatorRecords, expectedContext, otherApiKey } from "./relay-env.mjs";
 
 const openai = createOpenAI({ baseURL, apiKey });
 const tag = () => `ai${randomUUID().slice(0, 8)}`;
@@ -70,6 +70,21 @@ describe("Vercel AI SDK against the relay", () => {
     assert.match(heldId, /^msg_\w+_[0-9a-f]{24}$/);
     assert.equal(`${references[0].id}_${heldId.split("_").at(-1)}`, heldId);
     for (const record of records) assert.deepEqual(record.user_security_context, expectedContext);
+  });
+
+  it("another user who sends the same conversation, earlier reply and all, gets a 404 and nothing goes upstream", async () => {
+    const marker = tag();
+    const messages = [{ role: "user", content: `Name a colour ${marker}` }];
+    const first = await generateText({ model: openai("gpt-4o-mini"), messages, maxRetries: 0 });
+    messages.push(...first.responseMessages, { role: "user", content: `And another one ${marker}` });
+    const grace = createOpenAI({ baseURL, apiKey: otherApiKey });
+    await assert.rejects(generateText({ model: grace("gpt-4o-mini"), messages, maxRetries: 0 }), (error) => {
+      assert.ok(APICallError.isInstance(error), error.name);
+      assert.equal(error.statusCode, 404);
+      assert.equal(JSON.parse(error.responseBody).error.code, "not_found");
+      return true;
+    });
+    assert.equal((await upstreamRecords("/responses", marker)).length, 1);
   });
 
   it("generateObject returns an object that parses with the schema, asked for as a strict text.format", async () => {

@@ -2,6 +2,7 @@
 //   RELAY_BASE_URL  http://127.0.0.1:<port>/api/v1
 //   RELAY_TOKEN     a dev access token (Easy Auth validates it like an Entra token)
 //   RELAY_OID, RELAY_TID, RELAY_APPLICATION_NAME   whom the token names
+//   RELAY_OTHER_TOKEN   a token of another user of the same app
 //   EMULATOR_URL    the Azure OpenAI emulator, to see what the relay sent upstream
 const env = (name) => {
   const value = process.env[name];
@@ -11,6 +12,7 @@ const env = (name) => {
 
 export const baseURL = env("RELAY_BASE_URL");
 export const apiKey = env("RELAY_TOKEN");
+export const otherApiKey = env("RELAY_OTHER_TOKEN");
 export const emulator = env("EMULATOR_URL");
 /** The user_security_context the relay sends upstream for the token's caller. */
 export const expectedContext = {
