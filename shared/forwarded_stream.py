@@ -22,7 +22,7 @@ from shared.access_controls import TokenCharge
 from shared.config import Settings
 from shared.errors import RelayError
 from shared.logs import RequestLog
-from shared.sse import SseForwarder, error_event, forward_events
+from shared.sse import SseForwarder, forward_events
 
 if TYPE_CHECKING:
     from shared.open_streams import OpenStream
@@ -170,7 +170,7 @@ class ForwardedStream(StreamingResponse):
             error = self._forwarder.error
             if self._ending == "error" and error is not None:
                 status, code = error.status, error.code
-                await self._write_last(error_event(error))
+                await self._write_last(self._forwarder.error_event(error))
         finally:
             if self._open_stream is not None:
                 self._open_stream.closed()

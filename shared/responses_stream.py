@@ -7,7 +7,12 @@ A Responses stream is server-sent events with names (``event: response.created``
 ``shared/forwarded_stream.py``) frames, forwards, keeps the stream alive and ends it with an
 ``error`` event on failure; this forwarder checks each event's shape, seals the service's ids
 for the caller (``shared/responses_ids.py``: the only bytes changed), takes the usage from the
-terminal event and remembers the response's size for its continuations.
+terminal event and remembers the response's size for its continuations. The ``error`` event
+the relay ends a failed stream with is the Responses API's (OpenAI's API reference,
+"Streaming events", ``error``: ``type``, ``code``, ``message``, ``param``,
+``sequence_number``), which clients that check each event against it (the Vercel AI SDK)
+read; the relay's error object rides beside those fields, as on chat, so the official SDKs
+raise it as they do there.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from shared.errors import RelayError
 from shared.responses_ids import OwnerSeal
 from shared.responses_usage import ContextSizes, chat_usage
 from shared.sse import MalformedStream, SseForwarder
@@ -29,6 +35,13 @@ class ResponsesForwarder(SseForwarder):
 
     def feed(self, data: bytes) -> bytes:
         return self._seal.seal_json(super().feed(data))
+
+    def error_event(self, error: RelayError) -> bytes:
+        """The Responses API's ``error`` event, numbered after every event the service sent (numbered from 0)."""
+        body = error.body()
+        fields = {name: body["error"][name] for name in ("code", "message", "param")}
+        event = {"type": "error", **fields, "sequence_number": self.events, **body}
+        return b"event: error\ndata: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
 
     def finish(self) -> None:
         """The upstream body ended: it must have ended with a terminal event."""

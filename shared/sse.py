@@ -62,6 +62,10 @@ class SseForwarder:
         if self._pending.strip() or not self.done:
             raise MalformedStream("stream ended before [DONE]")
 
+    def error_event(self, error: RelayError) -> bytes:
+        """The event that ends this stream when it fails after it started."""
+        return error_event(error)
+
     def _check(self, event: bytes) -> bool:
         """Raise MalformedStream for a bad event; return whether the caller gets it."""
         if self.done:
@@ -115,4 +119,4 @@ async def forward_events(upstream: AsyncIterable[bytes], forwarder: SseForwarder
         forwarder.finish()
     except (MalformedStream, RelayError) as exc:
         forwarder.error = exc if isinstance(exc, RelayError) else upstream_error("Azure OpenAI sent a malformed stream.")
-        yield error_event(forwarder.error)
+        yield forwarder.error_event(forwarder.error)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
 import shutil
 import threading
 import time
@@ -106,8 +107,8 @@ def static_site() -> Iterator[Site]:
 
 def require_tools() -> None:
     missing = [str(CHROMIUM)] if not CHROMIUM.exists() else []
-    if not (JS_DIR / "node_modules" / "openai").is_dir():
-        missing.append(str(JS_DIR / "node_modules/openai"))
+    packages = json.loads((JS_DIR / "package.json").read_text(encoding="utf-8"))["dependencies"]
+    missing += [str(JS_DIR / "node_modules" / name) for name in packages if not (JS_DIR / "node_modules" / name).is_dir()]
     if shutil.which("node") is None:
         missing.append("node")
     if missing:

@@ -1,4 +1,4 @@
-"""The official openai npm package against the local host (tests/e2e/js), run with `node --test`."""
+"""JS clients against the local host (tests/e2e/js), run with `node --test`: the official openai npm package and the Vercel AI SDK."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import re
 import shutil
 import subprocess
 
-from tests.e2e.support import ADA, JS_DIR, REQUIRED_ROLE, require_tools
+from tests.e2e.support import ADA, GRACE, JS_DIR, REQUIRED_ROLE, require_tools
 from tests.support.stack import APPLICATION_NAME, Stack
 
-JS_TESTS = ["openai-sdk.test.mjs", "spa-relay.test.mjs"]
+JS_TESTS = ["openai-sdk.test.mjs", "spa-relay.test.mjs", "ai-sdk.test.mjs"]
 
 
 def test_openai_npm_package_streamed_and_non_streamed(e2e_stack: Stack) -> None:
@@ -21,6 +21,7 @@ def test_openai_npm_package_streamed_and_non_streamed(e2e_stack: Stack) -> None:
         **os.environ,
         "RELAY_BASE_URL": f"{e2e_stack.api}/v1",
         "RELAY_TOKEN": e2e_stack.token(oid=ADA.oid, tid=ADA.tid, name=ADA.name, roles=REQUIRED_ROLE),
+        "RELAY_OTHER_TOKEN": e2e_stack.token(oid=GRACE.oid, tid=GRACE.tid, name=GRACE.name, roles=REQUIRED_ROLE),
         "RELAY_OID": ADA.oid,
         "RELAY_TID": ADA.tid,
         "RELAY_APPLICATION_NAME": APPLICATION_NAME,

@@ -170,7 +170,10 @@ def test_a_stream_that_breaks_off_ends_with_an_error_event_after_whole_events(st
     *events, last = body.removesuffix(b"\n\n").split(b"\n\n")
     assert events and all(event.startswith(b"event: response.") for event in events)
     assert last.startswith(b"event: error\ndata: ")
-    assert json.loads(last.split(b"data: ", 1)[1])["error"]["code"] == "upstream_error"
+    sent = json.loads(last.split(b"data: ", 1)[1])
+    assert sent["error"]["code"] == "upstream_error"
+    # The Responses API's own error event, numbered after the events before it.
+    assert (sent["type"], sent["code"], sent["sequence_number"]) == ("error", "upstream_error", len(events))
     [line] = [json.loads(line) for line in stack.log_lines_once('"responses-broken"') if '"responses-broken"' in line]
     assert line["status"] == 502
 

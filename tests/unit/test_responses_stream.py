@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 
+from shared.errors import RelayError, upstream_error, user_blocked
 from shared.responses_ids import IdSeal, Owner
 from shared.responses_stream import ResponsesForwarder
 from shared.responses_usage import ContextSizes
-from shared.sse import MalformedStream
+from shared.sse import MalformedStream, forward_events
 
 SEAL = IdSeal(b"q" * 32)
 OWNER = Owner("a11ce000-0000-4000-8000-000000000001", "7e5a0000-0000-4000-8000-000000000001")
@@ -21,10 +24,10 @@ def event(kind: str, **data: object) -> bytes:
 
 
 STREAM = [
-    event("response.created", response={"id": "resp_1", "status": "in_progress", "usage": None}),
-    event("response.output_text.delta", item_id="msg_1", output_index=0, delta="Hel"),
-    event("response.output_text.delta", item_id="msg_1", output_index=0, delta="lo"),
-    event("response.completed", response={"id": "resp_1", "status": "completed", "usage": USAGE}),
+    event("response.created", response={"id": "resp_1", "status": "in_progress", "usage": None}, sequence_number=0),
+    event("response.output_text.delta", item_id="msg_1", output_index=0, delta="Hel", sequence_number=1),
+    event("response.output_text.delta", item_id="msg_1", output_index=0, delta="lo", sequence_number=2),
+    event("response.completed", response={"id": "resp_1", "status": "completed", "usage": USAGE}, sequence_number=3),
 ]
 
 
@@ -74,3 +77,45 @@ def test_an_error_event_ends_the_stream_without_usage() -> None:
     forward.feed(STREAM[0] + event("error", code="server_error", message="boom"))
     forward.finish()
     assert forward.usage is None
+
+
+async def _upstream(pieces: list[bytes], error: RelayError | None) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+    if error is not None:
+        raise error
+
+
+@pytest.mark.parametrize(
+    ("ending", "error"),
+    [([], upstream_error("The stream from Azure OpenAI broke off.")), ([b"event: response.output_text.delta\ndata: {\n\n"], None)],
+    ids=["broke-off", "malformed"],
+)
+def test_a_stream_that_fails_ends_with_the_responses_api_error_event_numbered_after_the_last(ending: list[bytes], error: RelayError | None) -> None:
+    forward = forwarder()
+
+    async def run() -> bytes:
+        return b"".join([piece async for piece in forward_events(_upstream(STREAM[:3] + ending, error), forward)])
+
+    *events, last = asyncio.run(run()).removesuffix(b"\n\n").split(b"\n\n")
+    assert [json.loads(e.split(b"data: ", 1)[1])["sequence_number"] for e in events] == [0, 1, 2]
+    name, data = last.split(b"\n", 1)
+    sent = json.loads(data.removeprefix(b"data: "))
+    assert name == b"event: error" and forward.error is not None
+    # OpenAI's ResponseErrorEvent, which the Vercel AI SDK checks every event against ...
+    assert {k: sent[k] for k in ("type", "code", "message", "param")} == {
+        "type": "error",
+        "code": "upstream_error",
+        "message": forward.error.message,
+        "param": None,
+    }
+    assert sent["sequence_number"] > 2
+    # ... and the relay's error object, which the official SDKs raise, as on chat.
+    assert sent["error"] == forward.error.body()["error"]
+
+
+def test_an_error_event_the_relay_writes_into_an_open_stream_is_the_responses_apis() -> None:
+    forward = forwarder()
+    forward.feed(b"".join(STREAM[:2]))
+    sent = json.loads(forward.error_event(user_blocked()).split(b"data: ", 1)[1])
+    assert (sent["type"], sent["code"], sent["sequence_number"], sent["error"]["code"]) == ("error", "user_blocked", 2, "user_blocked")

@@ -1,37 +1,20 @@
 // The relay as a drop-in OpenAI endpoint for JS: the official openai npm package, unchanged,
 // with baseURL = the relay and the caller's access token as apiKey.
-// Run by tests/e2e/test_openai_js.py against the local host, which sets:
-//   RELAY_BASE_URL  http://127.0.0.1:<port>/api/v1
-//   RELAY_TOKEN     a dev access token (Easy Auth validates it like an Entra token)
-//   RELAY_OID, RELAY_TID, RELAY_APPLICATION_NAME   whom the token names
-//   EMULATOR_URL    the Azure OpenAI emulator, to see what the relay sent upstream
+// Run by tests/e2e/test_openai_js.py against the local host (relay-env.mjs).
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { describe, it } from "node:test";
 
 import OpenAI from "openai";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run this through tests/e2e/test_openai_js.py`);
-  return value;
-};
-const baseURL = env("RELAY_BASE_URL");
-const apiKey = env("RELAY_TOKEN");
-const emulator = env("EMULATOR_URL");
-const expectedContext = {
-  application_name: env("RELAY_APPLICATION_NAME"),
-  end_user_id: env("RELAY_OID"),
-  end_user_tenant_id: env("RELAY_TID"),
-  source_ip: "127.0.0.1",
-};
+import { apiKey, baseURL, emulatorRecords, expectedContext } from "./relay-env.mjs";
 
 const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 20_000 });
 const tag = () => `js${randomUUID().slice(0, 8)}`;
 
 /** The emulator's record of the request whose last message contains marker. */
 async function upstreamRecord(marker) {
-  const records = await (await fetch(`${emulator}/_emulator/requests`)).json();
+  const records = await emulatorRecords();
   return records.reverse().find((r) => JSON.stringify(r.body?.messages?.at(-1) ?? "").includes(marker));
 }
 
