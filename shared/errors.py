@@ -129,7 +129,9 @@ def request_too_large(limit: int) -> RelayError:
 
 def unsupported_route(responses_served: bool = False) -> RelayError:
     served = (
-        "This relay serves the Chat Completions API (POST /api/v1/chat/completions) and the Responses API (/api/v1/responses) only"
+        "This relay serves the Chat Completions API (POST /api/v1/chat/completions) and the Responses API only "
+        "(/api/v1/responses: create, retrieve, delete, cancel, input_items; /api/v1/conversations: create, retrieve, "
+        "delete, list items; a conversation's items are added as the next response's input, not through its items route)"
         if responses_served
         else "This relay serves the Chat Completions API only (POST /api/v1/chat/completions)"
     )
@@ -137,7 +139,7 @@ def unsupported_route(responses_served: bool = False) -> RelayError:
         "unsupported_route",
         served + ": that is where Azure accepts "
         "the end-user context (user_security_context) that Microsoft Defender for Cloud attributes every prompt with. "
-        "Switch your client to Chat Completions: Vercel AI SDK openai.chat(model); OpenAI Agents SDK "
+        "A client of another API can switch to Chat Completions: Vercel AI SDK openai.chat(model); OpenAI Agents SDK "
         "OpenAIChatCompletionsModel (Python) or setOpenAIAPI('chat_completions') (JavaScript); Microsoft Agent Framework "
         "OpenAIChatCompletionClient (Python) or GetChatClient(...).AsAIAgent() (.NET); LangChain "
         "ChatOpenAI(use_responses_api=False); pydantic-ai OpenAIChatModel.",

@@ -143,3 +143,10 @@ def test_quota_messages_say_whose_budget_and_which_window() -> None:
     held = errors.user_quota_exceeded(per_minute=False, tenant=False, retry_after_s=10, held=True)
     assert "held by your requests in flight" in held.message and held.headers == {"Retry-After": "10"}
     assert errors.user_concurrency_exceeded(16).headers == {"Retry-After": "1"}
+
+
+def test_with_the_responses_api_served_the_404_names_its_routes_and_where_a_conversations_items_go() -> None:
+    served = errors.unsupported_route(responses_served=True).message
+    assert "/api/v1/responses" in served and "/api/v1/conversations" in served
+    assert "next response's input" in served  # the Agents SDK's conversation session adds items by route
+    assert "/api/v1/responses" not in errors.unsupported_route().message
