@@ -6,7 +6,9 @@ seconds, samples the relay process with ``py-spy record --format raw`` and
 prints the heaviest functions, by own time and by inclusive time, and the
 samples grouped by component (the innermost frame of the relay, the local
 host, Starlette, uvicorn, aiohttp or the floor; standard-library frames count
-to their caller) in milliseconds of CPU per request. ``--target floor``
+to their caller) in milliseconds of CPU per request. ``--telemetry`` runs the relay with its
+telemetry on (as bench/telemetry_cost.py does); its exporters' threads are one component.
+``--target floor``
 profiles the bare passthrough (bench/floor.py) under the same load instead,
 for the comparison. py-spy is in requirements-bench.txt (``make bench`` installs it);
 ``--py-spy`` points at another copy. ``python -m bench.profile_worker`` profiles the worker path.
@@ -27,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from bench import loadgen, procs
+from bench import loadgen, procs, telemetry_cost
 from bench.loadgen import Side, run_block
 from devhost.defaults import ROOT
 
@@ -70,6 +72,10 @@ COMPONENTS = (
 EVENT_LOOP = "event loop and socket I/O (uvloop's C code, below the frames that start the server)"
 # The frames that start the server and run the loop: a sample with nothing above them is the loop's own work.
 _LOOP_RUNNERS = ("uvicorn/server.py", "devhost/__main__.py")
+# With --telemetry: the OpenTelemetry SDK's threads that run the exporters (py-spy names a frame by its
+# function and the module's last directories only, so a thread is known by its outermost SDK frame).
+EXPORTER_THREADS = "telemetry: the exporters' threads (conversion to envelopes, encoding, sending)"
+_EXPORTER_THREAD_FRAMES = ("BatchProcessor.worker (", "PeriodicExportingMetricReader._ticker (")
 
 
 def match_component(where: str, components: Sequence[tuple[str, str | None]]) -> str | None:
@@ -82,6 +88,8 @@ def match_component(where: str, components: Sequence[tuple[str, str | None]]) ->
 
 def component(frames: list[str]) -> str:
     """The component of a sample: its innermost non-standard-library frame's (standard library counts to its caller)."""
+    if any(frame.startswith(_EXPORTER_THREAD_FRAMES) for frame in frames):
+        return EXPORTER_THREADS
     for frame in reversed(frames):
         function, _, where = frame.rpartition(" (")
         if where.startswith(_LOOP_RUNNERS) or (where.startswith("bench/floor.py") and function in ("main", "<module>")):
@@ -154,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--out", type=Path, help="also keep py-spy's raw collapsed stacks here")
     parser.add_argument("--target", choices=("relay", "floor"), default="relay", help="the process to load and sample")
+    parser.add_argument(
+        "--telemetry", action="store_true", help="the relay exporting to the ingestion stand-in, as bench/telemetry_cost.py's B side"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="relay-profile-") as tmp:
         work = Path(tmp)
@@ -163,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                 target = stack.enter_context(procs.floor(emulator.url, work))
                 side = Side.make("floor", target.url, loadgen.CHAT_PATH_DIRECT, "unused")
             else:
-                target = stack.enter_context(procs.relay_host(emulator.url, work))
+                extra_env = telemetry_cost.telemetry_env(emulator, work) if args.telemetry else None
+                target = stack.enter_context(procs.relay_host(emulator.url, work, extra_env=extra_env))
                 side = Side.make("relay", target.url, loadgen.CHAT_PATH_RELAY, procs.dev_token(target.url))
             watch = {"target": target.pid}
             asyncio.run(drive(side, 2.0, args.concurrency, args.streamed_every, watch))  # warm-up

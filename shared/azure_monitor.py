@@ -18,6 +18,9 @@ Offline storage is off: the exporter's retry files would keep records that hold 
 addresses on the instance's disk, outside the workspace's retention and access control. During an
 ingestion outage the records are lost to Azure Monitor; the log line still has them.
 
+The log and trace exporters are the Azure Monitor exporter's with a cheaper conversion of the relay's
+own records to envelopes, sending the same JSON (shared/lean_envelopes.py).
+
 Nothing is sampled: the tracer samples every span (Azure Monitor's ingestion sampling is off in host.json).
 """
 
@@ -31,11 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from azure.identity import ManagedIdentityCredential
-from azure.monitor.opentelemetry.exporter import (
-    AzureMonitorLogExporter,
-    AzureMonitorMetricExporter,
-    AzureMonitorTraceExporter,
-)
+from azure.monitor.opentelemetry.exporter import AzureMonitorMetricExporter
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import Context, get_current
@@ -50,6 +49,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from shared.lean_envelopes import LeanLogExporter, LeanTraceExporter
 from shared.logs import UpstreamNotes
 from shared.telemetry_config import TelemetrySettings
 
@@ -70,7 +70,7 @@ class AzureMonitor:
         }
         resource = Resource.create({"service.name": settings.role_name})
         self._logs = LoggerProvider(resource=resource)
-        self._logs.add_log_record_processor(BatchLogRecordProcessor(AzureMonitorLogExporter(**exporter_options)))
+        self._logs.add_log_record_processor(BatchLogRecordProcessor(LeanLogExporter(**exporter_options)))
         self._logger = self._logs.get_logger("relay.request")
         self._metric_reader = PeriodicExportingMetricReader(
             AzureMonitorMetricExporter(**exporter_options), export_interval_millis=METRIC_EXPORT_INTERVAL_MS
@@ -87,7 +87,7 @@ class AzureMonitor:
             "relay.blocklist_age", callbacks=[self._observe_blocklist_age], unit="s", description="Age of this instance's block list copy"
         )
         self._traces = TracerProvider(resource=resource, sampler=ALWAYS_ON)
-        self._traces.add_span_processor(BatchSpanProcessor(AzureMonitorTraceExporter(**exporter_options)))
+        self._traces.add_span_processor(BatchSpanProcessor(LeanTraceExporter(**exporter_options)))
         self._tracer = self._traces.get_tracer("relay")
         self._propagator = TraceContextTextMapPropagator()
         # The trace exporter reads the process's tracer provider for its resource; the relay's is the one.
