@@ -120,7 +120,7 @@ def _monitor() -> AzureMonitor:
 
 def _call(monitor: AzureMonitor) -> None:
     notes = UpstreamNotes(tracer=monitor)
-    with monitor.dependency(URL, notes):
+    with monitor.dependency("POST", URL, notes):
         notes.status, notes.azure_request_id = 200, RECORD["azure_request_id"]
 
 

@@ -135,13 +135,22 @@ class AzureMonitor:
             self._blocks.add(1, app)
 
     @contextlib.contextmanager
-    def dependency(self, url: str, notes: UpstreamNotes) -> Iterator[None]:
-        """The call to Azure OpenAI as a client span (AppDependencies), its context sent as ``traceparent``."""
+    def dependency(self, method: str, url: str, notes: UpstreamNotes) -> Iterator[None]:
+        """The call to Azure as a client span (AppDependencies), its context sent as ``traceparent``.
+
+        Its attributes are OpenTelemetry's HTTP client span's (method, scheme, server address and port,
+        URL): the exporter names the dependency ``<method> <path>`` and its target the host, with the
+        port when it is not the scheme's default.
+        """
         parts = urlsplit(url)
-        attributes = {"http.request.method": "POST", "server.address": parts.hostname or "", "url.full": f"{parts.scheme}://{parts.netloc}{parts.path}"}
-        with self._tracer.start_as_current_span(
-            "POST chat completions", kind=trace.SpanKind.CLIENT, attributes=attributes, record_exception=False
-        ) as span:
+        attributes: dict[str, str | int] = {
+            "http.request.method": method,
+            "url.scheme": parts.scheme,
+            "server.address": parts.hostname or "",
+            "server.port": parts.port or (443 if parts.scheme == "https" else 80),
+            "url.full": f"{parts.scheme}://{parts.netloc}{parts.path}",
+        }
+        with self._tracer.start_as_current_span(method, kind=trace.SpanKind.CLIENT, attributes=attributes, record_exception=False) as span:
             context = span.get_span_context()
             notes.traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
             try:

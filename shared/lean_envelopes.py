@@ -55,7 +55,7 @@ _LOG_SPECIAL = _IGNORED_ATTRS | {
 }
 # The attributes of the relay's call to Azure OpenAI (shared.azure_monitor.AzureMonitor.dependency).
 _DEPENDENCY_ATTRIBUTES = frozenset(
-    ("http.request.method", "server.address", "url.full", "http.response.status_code", "azure.apim_request_id")
+    ("http.request.method", "url.scheme", "server.address", "server.port", "url.full", "http.response.status_code", "azure.apim_request_id")
 )
 _PROPERTY_KEY_MAX = 150
 _PROPERTY_VALUE_MAX = 8 * 1024

@@ -108,7 +108,7 @@ class RecordSink(Protocol):
 class DependencyTracer(Protocol):
     """Traces the call to Azure OpenAI (shared/azure_monitor.py); sets ``notes.traceparent`` for the call."""
 
-    def dependency(self, url: str, notes: UpstreamNotes) -> AbstractContextManager[None]: ...
+    def dependency(self, method: str, url: str, notes: UpstreamNotes) -> AbstractContextManager[None]: ...
 
 
 @dataclass

@@ -154,7 +154,7 @@ class Upstream:
         else:
             await self._slots.acquire()  # a free slot: taken at once, without arming a timer
         try:
-            with notes.tracer.dependency(url, notes) if notes.tracer is not None else contextlib.nullcontext():
+            with notes.tracer.dependency(method, url, notes) if notes.tracer is not None else contextlib.nullcontext():
                 response = await self._open(method, url, payload, request_id, notes)
         except BaseException:
             self._slots.release()

@@ -31,7 +31,7 @@ def test_the_traceparent_sent_continues_the_invocations_trace_and_names_the_depe
     try:
         invocation, operation_id = monitor.invocation_context()
         assert operation_id == "0af7651916cd43dd8448eb211c80319c" and invocation is context.get_current()
-        with monitor.dependency("https://aoai.example/openai/v1/chat/completions", notes):
+        with monitor.dependency("POST", "https://aoai.example/openai/v1/chat/completions", notes):
             span = trace.get_current_span().get_span_context()
     finally:
         context.detach(token)

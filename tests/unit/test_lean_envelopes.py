@@ -218,13 +218,13 @@ def dependency_spans(monitor: AzureMonitor) -> list[ReadableSpan]:
     ]
     for url, status, azure_request_id in cases:
         notes = UpstreamNotes(tracer=monitor)
-        with monitor.dependency(url, notes):
+        with monitor.dependency("POST", url, notes):
             notes.status, notes.azure_request_id = status, azure_request_id
     token = context.attach(TraceContextTextMapPropagator().extract({"traceparent": INVOCATION}))
     try:
-        with monitor.dependency("https://contoso.openai.azure.com/openai/v1/chat/completions", UpstreamNotes(tracer=monitor)):
+        with monitor.dependency("GET", "https://contoso.openai.azure.com/api/projects/p/openai/v1/responses/resp_1", UpstreamNotes(tracer=monitor)):
             pass
-        with pytest.raises(TimeoutError), monitor.dependency("https://contoso.openai.azure.com/" + "p" * 9000, UpstreamNotes(tracer=monitor)):
+        with pytest.raises(TimeoutError), monitor.dependency("POST", "https://contoso.openai.azure.com/" + "p" * 9000, UpstreamNotes(tracer=monitor)):
             raise TimeoutError
     finally:
         context.detach(token)
@@ -240,6 +240,10 @@ def test_every_call_to_azure_openai_is_sent_as_the_exporter_would_send_it(monito
         assert body(lean) == body(theirs)
     parented = json.loads(body(span_envelopes(spans[4])[1]))[0]
     assert parented["tags"]["ai.operation.parentId"] == "b7ad6b7169203331"
+    # Named by the call's own method and path; the target is the host, with its port only when not the scheme's.
+    assert parented["data"]["baseData"]["name"] == "GET /api/projects/p/openai/v1/responses/resp_1"
+    targets = [json.loads(body(span_envelopes(span)[1]))[0]["data"]["baseData"]["target"] for span in spans[:4]]
+    assert targets == ["contoso.openai.azure.com", "contoso.openai.azure.com", "contoso.openai.azure.com:8443", "127.0.0.1:8081"]
     failed = json.loads(body(span_envelopes(spans[5])[1]))[0]["data"]["baseData"]
     assert failed["success"] is False and failed["resultCode"] == "0" and len(failed["data"]) == 8192
 
@@ -251,7 +255,7 @@ def test_a_span_of_another_shape_is_left_to_the_exporters_conversion(monitor: Az
         pass
     with tracer.start_as_current_span("query", kind=trace.SpanKind.CLIENT, attributes={"db.system.name": "postgresql"}):
         pass
-    attributes = {"http.request.method": "POST", "url.full": "https://contoso.openai.azure.com/x", "server.port": 443}
+    attributes = {"http.request.method": "POST", "url.full": "https://contoso.openai.azure.com/x", "http.request.resend_count": 1}
     with tracer.start_as_current_span("POST", kind=trace.SpanKind.CLIENT, attributes=attributes):
         pass
     spans = written.get_finished_spans()
