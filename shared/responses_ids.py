@@ -29,6 +29,8 @@ _MAC_BYTES = 12
 _MAC_HEX = 2 * _MAC_BYTES
 _ID_VALUES = re.compile(rb'(?<!\\)"(id|item_id|previous_response_id|first_id|last_id|response_id)"(\s*:\s*)"([^"\\]{1,200})"')
 _SEALED_TAIL = re.compile(f"[0-9a-f]{{{_MAC_HEX}}}")
+# A "message" member of a JSON object (not text inside a string: quotes there are escaped).
+_MESSAGE_VALUES = re.compile(rb'(?<!\\)"message"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
 # An id of the service's in free text (``resp_67cc...``, ``msg_...``), sealed or not.
 _TEXT_ID = re.compile(f"(?<![0-9A-Za-z_])[a-z]{{2,8}}_[0-9A-Za-z]{{16,}}(?:_[0-9a-f]{{{_MAC_HEX}}})?(?![0-9A-Za-z_])")
 
@@ -88,6 +90,15 @@ class OwnerSeal:
         did not seal, and sealing one it was not given would make it a way to obtain seals.
         """
         return _TEXT_ID.sub(self._text_id, text)
+
+    def seal_messages(self, data: bytes) -> bytes:
+        """``data`` (JSON, or events of JSON) with :meth:`seal_text` applied to every ``message`` member."""
+        return _MESSAGE_VALUES.sub(self._sealed_message, data)
+
+    def _sealed_message(self, match: re.Match[bytes]) -> bytes:
+        colon, text = match.groups()
+        sealed = self.seal_text(text.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+        return b'"message"' + colon + b'"' + sealed + b'"'
 
     def _text_id(self, match: re.Match[str]) -> str:
         token = match.group()

@@ -26,15 +26,19 @@ from shared.responses_usage import ContextSizes, chat_usage
 from shared.sse import MalformedStream, SseForwarder
 
 TERMINAL_EVENTS = frozenset({b"response.completed", b"response.incomplete", b"response.failed", b"error"})
+# The events whose message may name an id in its text (shared.responses_ids.OwnerSeal.seal_text).
+_FAILURES = frozenset({b"response.failed", b"error"})
 
 
 class ResponsesForwarder(SseForwarder):
     def __init__(self, seal: OwnerSeal, sizes: ContextSizes, *, hide_cached_tokens: bool = False) -> None:
         super().__init__(hide_cached_tokens=hide_cached_tokens)
         self._seal, self._sizes = seal, sizes
+        self._failed = False
 
     def feed(self, data: bytes) -> bytes:
-        return self._seal.seal_json(super().feed(data))
+        out = self._seal.seal_json(super().feed(data))
+        return self._seal.seal_messages(out) if self._failed else out
 
     def error_event(self, error: RelayError) -> bytes:
         """The Responses API's ``error`` event, numbered after every event the service sent (numbered from 0)."""
@@ -64,6 +68,7 @@ class ResponsesForwarder(SseForwarder):
                 raise MalformedStream("not an SSE line")
         if name in TERMINAL_EVENTS:
             self.done = True
+            self._failed = name in _FAILURES
             self._terminal(payload)
         return True
 

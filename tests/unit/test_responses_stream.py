@@ -79,6 +79,28 @@ def test_an_error_event_ends_the_stream_without_usage() -> None:
     assert forward.usage is None
 
 
+@pytest.mark.parametrize("kind", ["error", "response.failed"])
+def test_a_failures_message_never_names_an_id_of_the_services(kind: str) -> None:
+    raw_id = "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b"
+    message = f"Response '{raw_id}' could not be continued."
+    ending = (
+        event(kind, code="server_error", message=message, sequence_number=1)
+        if kind == "error"
+        else event(kind, response={"id": "resp_1", "status": "failed", "error": {"code": "server_error", "message": message}}, sequence_number=1)
+    )
+    out = forwarder().feed(STREAM[0] + ending)
+    assert raw_id not in out.decode()
+    assert b"Response '<id>' could not be continued." in out  # an id the request did not name is never sealed for it
+    events = [json.loads(chunk.split(b"data: ", 1)[1]) for chunk in out.split(b"\n\n") if chunk]
+    assert SEAL.unseal(OWNER, events[0]["response"]["id"]) == "resp_1"
+
+
+def test_a_models_text_that_looks_like_an_id_is_forwarded_as_written() -> None:
+    text = "msg_0123456789abcdef0123456789abcdef is what you asked for"
+    out = forwarder().feed(STREAM[0] + event("response.output_text.delta", item_id="msg_1", delta=text, sequence_number=1))
+    assert text.encode() in out
+
+
 async def _upstream(pieces: list[bytes], error: RelayError | None) -> AsyncIterator[bytes]:
     for piece in pieces:
         yield piece
