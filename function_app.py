@@ -72,8 +72,8 @@ async def conversations_items(req: Request) -> Response:
     return await relay.responses(req, "conversation_items")
 
 
-# Any other /api/v1 route (the Responses API, embeddings, ...): an OpenAI-shaped 404 naming each client's
-# Chat Completions switch. Literal routes above take precedence over this catch-all.
+# Any other /api/v1 route (embeddings, files, a conversation's items, ...): an OpenAI-shaped 404 naming the routes
+# served and each client's Chat Completions switch. Literal routes above take precedence over this catch-all.
 @app.route(
     route="v1/{*path}",
     methods=[func.HttpMethod.GET, func.HttpMethod.POST, func.HttpMethod.PUT, func.HttpMethod.PATCH, func.HttpMethod.DELETE],
