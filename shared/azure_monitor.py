@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,6 +56,14 @@ from shared.telemetry_config import TelemetrySettings
 
 # Azure Monitor's standard metrics are per minute; the relay's are exported at that pace.
 METRIC_EXPORT_INTERVAL_MS = 60_000
+# The exporters convert and send in their own threads, holding the GIL while they do. Batches of
+# OpenTelemetry's defaults (512 records, every 1 s for logs and 5 s for spans) held it long enough to
+# delay the event loop's streams by tens of milliseconds at the instance's knee; small batches sent
+# often, and a short switch interval (CPython's default is 5 ms), keep each hold short
+# (docs/performance.md, "Capacity through the worker against the platform floor").
+EXPORT_BATCH_SIZE = 32
+EXPORT_DELAY_MS = 200
+SWITCH_INTERVAL_S = 0.0005
 _FLUSH_TIMEOUT_MS = 10_000
 _SEVERITY = {logging.INFO: SeverityNumber.INFO, logging.WARNING: SeverityNumber.WARN}
 
@@ -70,7 +79,11 @@ class AzureMonitor:
         }
         resource = Resource.create({"service.name": settings.role_name})
         self._logs = LoggerProvider(resource=resource)
-        self._logs.add_log_record_processor(BatchLogRecordProcessor(LeanLogExporter(**exporter_options)))
+        self._logs.add_log_record_processor(
+            BatchLogRecordProcessor(
+                LeanLogExporter(**exporter_options), schedule_delay_millis=EXPORT_DELAY_MS, max_export_batch_size=EXPORT_BATCH_SIZE
+            )
+        )
         self._logger = self._logs.get_logger("relay.request")
         self._metric_reader = PeriodicExportingMetricReader(
             AzureMonitorMetricExporter(**exporter_options), export_interval_millis=METRIC_EXPORT_INTERVAL_MS
@@ -87,11 +100,16 @@ class AzureMonitor:
             "relay.blocklist_age", callbacks=[self._observe_blocklist_age], unit="s", description="Age of this instance's block list copy"
         )
         self._traces = TracerProvider(resource=resource, sampler=ALWAYS_ON)
-        self._traces.add_span_processor(BatchSpanProcessor(LeanTraceExporter(**exporter_options)))
+        self._traces.add_span_processor(
+            BatchSpanProcessor(
+                LeanTraceExporter(**exporter_options), schedule_delay_millis=EXPORT_DELAY_MS, max_export_batch_size=EXPORT_BATCH_SIZE
+            )
+        )
         self._tracer = self._traces.get_tracer("relay")
         self._propagator = TraceContextTextMapPropagator()
         # The trace exporter reads the process's tracer provider for its resource; the relay's is the one.
         trace.set_tracer_provider(self._traces)
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     def invocation_context(self) -> tuple[Context | None, str | None]:
         span = trace.get_current_span().get_span_context()

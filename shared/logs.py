@@ -22,7 +22,9 @@ from typing import Any, Protocol
 
 request_logger = logging.getLogger("relay.request")
 # Client libraries that log every HTTP call at INFO: their lines would break "one line per request".
-_CHATTY_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity")
+# Per-call chatter of the SDKs the relay uses, at INFO: each line would be an RpcLog message to the host (through the
+# Functions worker) or a log line, per call to Azure or per batch the exporter sends ("Transmission succeeded").
+_CHATTY_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity", "azure.monitor.opentelemetry.exporter")
 _USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 # The request record's schema (docs/telemetry.md): its name and version, in every record.
 RECORD_SCHEMA = "relay.request/1"

@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import sys
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from opentelemetry import context, trace
+from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from shared.azure_monitor import AzureMonitor
+from shared.azure_monitor import EXPORT_BATCH_SIZE, AzureMonitor
+from shared.lean_envelopes import LeanLogExporter
 from shared.logs import UpstreamNotes
 from shared.telemetry_config import TelemetrySettings
 
 # Nothing listens there: these tests export nothing.
-SETTINGS = TelemetrySettings(connection_string="InstrumentationKey=7e57e000-0000-4000-8000-0000000a1e01;IngestionEndpoint=https://127.0.0.1:9/")
+SETTINGS = TelemetrySettings(
+    connection_string="InstrumentationKey=7e57e000-0000-4000-8000-0000000a1e01;IngestionEndpoint=https://127.0.0.1:9/"
+)
 INVOCATION = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
 
 
 @pytest.fixture(autouse=True)
 def _no_calls_to_azure(monkeypatch: pytest.MonkeyPatch) -> None:
     """The exporter's statsbeat, SDK stats and remote configuration would call fixed Azure hosts."""
-    for name in ("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "APPLICATIONINSIGHTS_SDKSTATS_DISABLED", "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED"):
+    for name in (
+        "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL",
+        "APPLICATIONINSIGHTS_SDKSTATS_DISABLED",
+        "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED",
+    ):
         monkeypatch.setenv(name, "true")
 
 
@@ -77,3 +89,26 @@ def test_without_an_invocation_a_record_joins_the_trace_of_its_call_to_azure() -
     [record] = written.get_finished_logs()
     assert (f"{record.log_record.trace_id:032x}", f"{record.log_record.span_id:016x}") == ("ab" * 16, "cd" * 8)
     monitor.shutdown()
+
+
+def test_the_records_leave_in_small_batches_and_the_event_loop_gets_the_gil_back_within_a_millisecond(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The exporter threads hold the GIL while they convert and send: briefly, so that streams are not delayed."""
+    batches: list[int] = []
+
+    def export(self: LeanLogExporter, batch: Sequence[Any], **kwargs: Any) -> Any:
+        batches.append(len(batch))
+        return LogRecordExportResult.SUCCESS
+
+    monkeypatch.setattr(LeanLogExporter, "export", export)
+    sys.setswitchinterval(0.005)  # CPython's default (tests/unit/conftest.py puts the process's back)
+    monitor = AzureMonitor(SETTINGS, "contoso", lambda: None)
+    try:
+        assert sys.getswitchinterval() <= 0.001
+        for n in range(100):
+            monitor.record({"schema": "relay.request/1", "outcome": "ok", "n": n}, logging.INFO)
+        assert monitor.force_flush()
+        assert sum(batches) == 100 and max(batches) <= EXPORT_BATCH_SIZE <= 32
+    finally:
+        monitor.shutdown()

@@ -82,6 +82,19 @@ def test_chatty_client_loggers_are_quieted_to_warnings() -> None:
     assert not logging.getLogger("azure.identity").isEnabledFor(logging.INFO)
 
 
+
+def test_the_exporters_line_after_every_batch_it_sends_is_quieted() -> None:
+    root, before = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.INFO)  # as the Functions worker runs it
+    try:
+        logging.getLogger("azure.monitor.opentelemetry.exporter").setLevel(logging.NOTSET)
+        assert logging.getLogger("azure.monitor.opentelemetry.exporter.export._base").isEnabledFor(logging.INFO)
+        quiet_client_loggers()
+        assert not logging.getLogger("azure.monitor.opentelemetry.exporter.export._base").isEnabledFor(logging.INFO)
+    finally:
+        root.setLevel(before)
+
+
 def test_every_line_starts_with_its_time_in_iso_8601_utc(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO):
         before = time.time()
