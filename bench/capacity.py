@@ -45,6 +45,7 @@ from bench import loadgen, procs
 from bench.client import HttpError, Response
 from bench.loadgen import Side, ok_any
 from bench.stats import summary_ms
+from bench.telemetry_cost import telemetry_env
 from devhost import defaults
 from shared.config import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_UPSTREAM_CONNECTIONS
 
@@ -91,7 +92,7 @@ class CapacityPlan:
 
 FULL_CAPACITY = CapacityPlan(
     stream_steps=(100, 250, 500, 750, 1000, 1500, 2000),
-    plain_steps=(100, 250, 500, 1000, 1500, 2000),
+    plain_steps=(50, 100, 250, 500, 1000, 1500, 2000),
     chunk_delay_ms=50,
     words=80,
     plain_delay_s=2.0,
@@ -444,7 +445,9 @@ def platform_ratios(streams: dict[str, Any], plain: dict[str, Any]) -> dict[str,
     }
 
 
-async def measure(plan: CapacityPlan, work: Path, runtime: str = defaults.RUNTIME, host_cpu: str = "shared") -> dict[str, Any]:
+async def measure(
+    plan: CapacityPlan, work: Path, runtime: str = defaults.RUNTIME, host_cpu: str = "shared", telemetry: bool = False
+) -> dict[str, Any]:
     """Start the emulator, the relay and the floor, pinned; ramp streams, then non-streamed calls.
 
     ``runtime="worker"``: the relay runs in the Python worker (``azure-functions-runtime``) behind the
@@ -453,6 +456,7 @@ async def measure(plan: CapacityPlan, work: Path, runtime: str = defaults.RUNTIM
     The platform floor (``bench.platform_host``) runs the same way and is ramped beside it.
     ``host_cpu="other"``: both host stand-ins run on the rig's CPU, the workers alone on the relay's
     (indicative only: that CPU also runs the emulator and the load generator).
+    ``telemetry``: the relay exports to the emulator's ingestion stand-in, as deployed with Application Insights.
     """
     worker = runtime == "worker"
     if host_cpu not in HOST_CPUS or (host_cpu == "other" and not worker):
@@ -474,7 +478,8 @@ async def measure(plan: CapacityPlan, work: Path, runtime: str = defaults.RUNTIM
         stack.enter_context(pinned(layout.rig))
         emulator = stack.enter_context(procs.emulator(work, cpus=layout.rig))
         pacer = stack.enter_context(procs.pacer(emulator.url, work, cpus=layout.rig))
-        relay = stack.enter_context(procs.relay_host(emulator.url, work, extra_env=upstream(pacer), cpus=host_cpus))
+        relay_env = upstream(pacer) | (telemetry_env(emulator, work) if telemetry else {})
+        relay = stack.enter_context(procs.relay_host(emulator.url, work, extra_env=relay_env, cpus=host_cpus))
         floor = stack.enter_context(procs.floor(pacer.url, work, connections=pool, cpus=layout.relay))
         sides = {
             "direct": Side.make("direct", pacer.url, loadgen.CHAT_PATH_DIRECT, procs.managed_identity_token(emulator.url)),
@@ -506,6 +511,7 @@ async def measure(plan: CapacityPlan, work: Path, runtime: str = defaults.RUNTIM
         "host_cpu": host_cpu,
         "layout": layout.note + (where[host_cpu] if worker else ""),
         "cpus_of": affinity,
+        "relay_telemetry": "on (Azure Monitor exporter to the emulator's ingestion stand-in)" if telemetry else "off",
         "relay_upstream_connections": pool,
         "relay_busy_timeout_s": f"default ({DEFAULT_BUSY_TIMEOUT_S:g})",
         "open_files_limit": fd_soft,

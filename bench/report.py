@@ -198,7 +198,7 @@ def capacity_table(c: dict[str, Any]) -> list[str]:
     s, p = c["streams"], c["plain"]
     lines = [
         f"capacity of one relay worker process, runtime {c['runtime']} ({c['layout']});"
-        f" relay pool {c['relay_upstream_connections']} connections,"
+        f" relay telemetry {c.get('relay_telemetry', 'off')}; relay pool {c['relay_upstream_connections']} connections,"
         f" per step a ramp of one request's duration, then a {c['window_s']:g} s window",
         "",
         f"streams: a content chunk every {s['chunk_delay_ms']} ms, {s['words']} chunks; + = delay added between chunks (ms)",

@@ -516,6 +516,12 @@ def main(argv: list[str] | None = None) -> int:
         help="with --runtime worker: the Functions host stand-ins on their workers' CPU (default, as in Azure) or on the "
         "other CPU, the workers alone (indicative only; writes capacity-worker-alone.json)",
     )
+    parser.add_argument(
+        "--telemetry",
+        action="store_true",
+        help="the capacity phase's relay exports its records, metrics and dependency spans to the emulator's ingestion "
+        "stand-in, as deployed with Application Insights (writes capacity[-worker]-telemetry.json with --capacity-only)",
+    )
     args = parser.parse_args(argv)
     if args.host_cpu == "other" and not (args.capacity_only and args.runtime == "worker"):
         parser.error("--host-cpu other needs --capacity-only --runtime worker")
@@ -524,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     name = "latest"
     if args.capacity_only:
         name = "capacity" + ("-worker" if args.runtime == "worker" else "") + ("-alone" if args.host_cpu == "other" else "")
+        name += "-telemetry" if args.telemetry else ""
     started = time.monotonic()
     load_before = os.getloadavg()
     if load_before[0] > 1.0:
@@ -532,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
             results, samples = ({}, {}) if args.capacity_only else asyncio.run(measure(plan, Path(tmp)))
             # Its own processes (pinned) and its own event loop: uvloop, so the load generator costs less of its CPU.
-            results["capacity"] = uvloop.run(capacity.measure(plan.capacity, Path(tmp), args.runtime, args.host_cpu))
+            results["capacity"] = uvloop.run(capacity.measure(plan.capacity, Path(tmp), args.runtime, args.host_cpu, args.telemetry))
     except Exception:  # noqa: BLE001 - any failure of the harness is exit 2, with its traceback
         traceback.print_exc()
         print("bench: the harness failed (exit 2)", file=sys.stderr)

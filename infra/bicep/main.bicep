@@ -146,7 +146,7 @@ param maxN int = 1
 @maxValue(600)
 param upstreamTimeoutSeconds int = 120
 
-@description('RELAY_UPSTREAM_CONNECTIONS: connections to Azure OpenAI per instance (0: one per concurrent request, httpPerInstanceConcurrency); a request that finds none free waits busyTimeoutSeconds, then gets 503.')
+@description('RELAY_UPSTREAM_CONNECTIONS: connections to Azure OpenAI per instance (0: one per concurrent request of the instance, its HTTP concurrency); a request that finds none free waits busyTimeoutSeconds, then gets 503.')
 @minValue(0)
 param upstreamConnections int = 0
 
@@ -263,14 +263,18 @@ param pythonVersion string = '3.13'
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
-// Measured 2026-11-27 (python -m bench --capacity-only --runtime worker, bench/results/capacity-worker.json):
-// the relay in the real Python worker behind the Functions host stand-in, both on one CPU (a 2,048 MB instance
-// has about one vCPU), kept the p99 it adds within 10 ms up to 250 concurrent streams and 100 non-streamed calls
-// in flight (250 calls: 13.5 ms). 80 = the lower knee less 20 % headroom.
-@description('Concurrent HTTP requests (open streams included) per instance; Flex Consumption defaults to 1 for Python. The default comes from the measured capacity of one instance (docs/performance.md, "Capacity of one instance").')
-@minValue(1)
+// Measured on a quiet 2-vCPU machine (python -m bench --capacity-only --runtime worker,
+// bench/results/capacity-worker.json): the relay in the real Python worker behind the Functions host stand-in,
+// both on one CPU, with telemetry on, kept the p99 it adds within 10 ms up to 250 concurrent streams and 100
+// non-streamed calls in flight, as did the platform floor (a bare function app) beside it: the platform sets the knee.
+// A Flex Consumption instance has 0.25 CPU cores at 512 MB, 1 at 2,048 MB and 2 at 4,096 MB
+// (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#instance-sizes). Defaults: the lower knee
+// less 20 % headroom at 2,048 MB; a quarter of that at 512 MB (a quarter of the CPU); at 4,096 MB the same as at
+// 2,048 MB, since the one Python worker process runs on one core at most (a lower bound, not measured).
+@description('Concurrent HTTP requests (open streams included) per instance; Flex Consumption defaults to 1 for Python. 0: from the measured capacity of one instance of instanceMemoryMB (20 at 512 MB, 80 at 2,048 and 4,096 MB; README.md, Sizing).')
+@minValue(0)
 @maxValue(1000)
-param httpPerInstanceConcurrency int = 80
+param httpPerInstanceConcurrency int = 0
 
 @description('Always-ready instances for the HTTP functions (billed while idle); 0: scale from zero.')
 @minValue(0)
@@ -283,6 +287,8 @@ param alwaysReadyInstances int = 0
   4096
 ])
 param instanceMemoryMB int = 2048
+
+var instanceConcurrency = (httpPerInstanceConcurrency > 0) ? httpPerInstanceConcurrency : ((instanceMemoryMB == 512) ? 20 : 80)
 
 // ---- names ---------------------------------------------------------------------------
 
@@ -526,7 +532,7 @@ module relay 'modules/functionapp.bicep' = {
     pythonVersion: pythonVersion
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
-    httpPerInstanceConcurrency: httpPerInstanceConcurrency
+    httpPerInstanceConcurrency: instanceConcurrency
     alwaysReadyInstances: alwaysReadyInstances
     openAiEndpoint: openAiEndpoint
     openAiApiVersion: openAiApiVersion
@@ -549,7 +555,7 @@ module relay 'modules/functionapp.bicep' = {
     upstreamTimeoutSeconds: upstreamTimeoutSeconds
     // Each request holds at most one connection to Azure OpenAI at a time: a pool as large as the
     // instance's HTTP concurrency never makes a request wait.
-    upstreamConnections: (upstreamConnections > 0) ? upstreamConnections : httpPerInstanceConcurrency
+    upstreamConnections: (upstreamConnections > 0) ? upstreamConnections : instanceConcurrency
     busyTimeoutSeconds: busyTimeoutSeconds
     userMaxInFlight: userMaxInFlight
     callerWriteTimeoutSeconds: callerWriteTimeoutSeconds

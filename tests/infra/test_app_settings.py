@@ -137,16 +137,39 @@ def test_worker_indexing_is_turned_on_where_the_python_version_needs_it(version:
     assert settings.get("PYTHON_ENABLE_INIT_INDEXING") == init_indexing
 
 
-def test_the_default_http_concurrency_stays_within_the_capacity_measured_through_the_real_worker() -> None:
-    """The committed capacity run (python -m bench --capacity-only --runtime worker) bounds the template's default."""
-    measured = json.loads((ROOT / "bench" / "results" / "capacity-worker.json").read_text(encoding="utf-8"))["results"]["capacity"]
+def _lower_knee(results: str) -> int:
+    """The lower of the relay's two knees (streams, calls) in a committed capacity run through the worker."""
+    measured = json.loads((ROOT / "bench" / "results" / results).read_text(encoding="utf-8"))["results"]["capacity"]
     assert measured["runtime"] == "worker"
     knees = [measured[kind]["knee"]["relay"] for kind in ("streams", "plain")]
     assert all(isinstance(knee, int) for knee in knees), knees
-    parsed, scope = bicep.module_scope(APPS[0], "relay")
+    return min(knees)
+
+
+# Flex Consumption's CPU cores per instance size (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#instance-sizes).
+@pytest.mark.parametrize(("memory_mb", "cores"), [(512, 0.25), (2048, 1), (4096, 2)])
+def test_the_default_http_concurrency_of_each_instance_size_stays_within_the_capacity_measured_through_the_real_worker(
+    memory_mb: int, cores: float
+) -> None:
+    """The committed capacity run (python -m bench --capacity-only --runtime worker) bounds the default of each size.
+
+    It ran the worker and the host on one core, as a 2,048 MB instance has. A quarter of a core serves about a quarter
+    of that; two cores give the one worker process a core of its own at most, so the one-core knee is a lower bound.
+    """
+    knee = _lower_knee("capacity-worker.json") * min(cores, 1)
+    parsed, scope = bicep.module_scope(APPS[0], "relay", {"instanceMemoryMB": memory_mb})
     site = bicep.one_resource(parsed, "Microsoft.Web/sites")
-    concurrency = scope.eval(site["properties"]["functionAppConfig"]["scaleAndConcurrency"])["triggers"]["http"]["perInstanceConcurrency"]
-    assert 0.5 * min(knees) <= concurrency <= 0.9 * min(knees), (concurrency, knees)
+    scale = scope.eval(site["properties"]["functionAppConfig"]["scaleAndConcurrency"])
+    concurrency = scale["triggers"]["http"]["perInstanceConcurrency"]
+    assert scale["instanceMemoryMB"] == memory_mb
+    assert 0.5 * knee <= concurrency <= 0.9 * knee, (concurrency, knee)
+    assert bicep.relay_app_settings(APPS[0], {"instanceMemoryMB": memory_mb})["RELAY_UPSTREAM_CONNECTIONS"] == str(concurrency)
+
+
+def test_an_explicit_http_concurrency_wins_over_the_instance_sizes_default() -> None:
+    parsed, scope = bicep.module_scope(APPS[0], "relay", {"instanceMemoryMB": 512, "httpPerInstanceConcurrency": 50})
+    site = bicep.one_resource(parsed, "Microsoft.Web/sites")
+    assert scope.eval(site["properties"]["functionAppConfig"]["scaleAndConcurrency"])["triggers"]["http"]["perInstanceConcurrency"] == 50
 
 
 @pytest.mark.parametrize("app", APPS, ids=APP_IDS)
