@@ -33,6 +33,7 @@ from devhost import defaults
 from devhost.appservice_auth import DevIdentityProvider
 from devhost.azurite import AzuriteError, running_azurite
 from devhost.port_plan import planned_ports, port_problems, read_port
+from devhost.ports import free_port
 from devhost.processes import stop_process_group, wait_for_http
 from devhost.run_record import RunRecord, stop_leftovers
 from devhost.server import limits_from_env, server_config
@@ -118,7 +119,11 @@ def local_tables(env: MutableMapping[str, str], controls: ControlSettings, recor
         return
     state_dir = Path(env.get("AZURITE_DIR") or defaults.AZURITE_DIR)
     tables = (controls.blocklist.table, controls.budget.table)
-    port = read_port(env, "AZURITE_TABLE_PORT", 0)
+    # A free port, but not one this run is about to bind (the relay binds its port after Azurite starts).
+    planned = {use.port for use in planned_ports(env, emulators=True, azurite=False)}
+    emulator = read_port(env, "EMULATOR_PORT", defaults.EMULATOR_PORT)
+    ingestion = read_port(env, "EMULATOR_INGESTION_PORT", emulator + defaults.INGESTION_PORT_OFFSET)
+    port = read_port(env, "AZURITE_TABLE_PORT", 0) or free_port(avoid=planned | {ingestion})
 
     def started(proc: subprocess.Popen[bytes], args: Sequence[str], stop_signal: int) -> None:
         record.add("Azurite", proc.pid, args, stop_signal)

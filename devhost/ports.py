@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Collection
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(avoid: Collection[int] = ()) -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and not one of ``avoid``.
+
+    ``avoid``: ports this run will bind but has not yet (the relay's, while Azurite starts first): the
+    kernel may hand such a port out again, since nothing listens on it.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in avoid:
+            return port
 
 
 def port_in_use(port: int) -> bool:

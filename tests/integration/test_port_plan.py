@@ -42,3 +42,17 @@ def test_a_port_setting_that_is_not_a_port_is_named(value: str) -> None:
     with pytest.raises(SystemExit) as stopped:
         read_port({"EMULATOR_PORT": value}, "EMULATOR_PORT", 7072)
     assert str(stopped.value) == f"EMULATOR_PORT must be a port number (1-65535), got {value!r}"
+
+
+def test_a_free_port_is_never_one_the_run_is_about_to_bind(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kernel may hand a port out again while nothing listens on it: the relay's, before it binds.
+    from devhost import ports
+
+    handed_out = iter([7071, 7071, 43123])
+
+    class Socket(socket.socket):
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", next(handed_out))
+
+    monkeypatch.setattr(ports.socket, "socket", Socket)
+    assert ports.free_port(avoid={7071}) == 43123
