@@ -61,7 +61,9 @@ class Stack:
         return dict(self.emulator("GET", "/_emulator/stats"))
 
     def log_lines(self) -> list[str]:
-        return self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        """The log's whole lines: a line the relay is still writing (no newline yet) is left for the next read."""
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return text[: text.rfind("\n") + 1].splitlines()
 
     def request_log(self, client_request_id: str, timeout: float = 5.0) -> dict[str, Any]:
         """The relay's log line for the request the caller sent with ``x-request-id: client_request_id``.
