@@ -24,8 +24,11 @@ from typing import Any, TypeVar
 from azure.monitor.opentelemetry.exporter import AzureMonitorLogExporter, AzureMonitorTraceExporter
 from azure.monitor.opentelemetry.exporter._generated.exporter._utils.model_base import SdkJSONEncoder
 from opentelemetry import context
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk._logs import LogRecordProcessor
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -111,11 +114,23 @@ def _encode(envelope: object) -> str:
     return json.dumps([envelope], cls=SdkJSONEncoder, exclude_readonly=True)
 
 
-def _monitor() -> AzureMonitor:
-    settings = ("SCHEDULE_DELAY", "MAX_QUEUE_SIZE", "MAX_EXPORT_BATCH_SIZE")
-    held = {f"OTEL_{kind}_{name}": str(_HELD) for kind in ("BLRP", "BSP") for name in settings}
-    with _environment(_QUIET | held):
-        return AzureMonitor(TelemetrySettings(connection_string=CONNECTION), "contoso", lambda: None)
+def _monitor(logs: LogRecordProcessor, spans: SpanProcessor) -> AzureMonitor:
+    with _environment(_QUIET):
+        settings = TelemetrySettings(connection_string=CONNECTION)
+        reader = InMemoryMetricReader()
+        return AzureMonitor(settings, "contoso", lambda: None, log_processor=logs, span_processor=spans, metric_reader=reader)
+
+
+def _holding_monitor() -> AzureMonitor:
+    """The relay's monitor with batch processors that hold what they are given: the emit's cost, nothing exported while it is timed."""
+    logs = BatchLogRecordProcessor(
+        InMemoryLogRecordExporter(),  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
+        schedule_delay_millis=_HELD,
+        max_queue_size=_HELD,
+        max_export_batch_size=_HELD,
+    )
+    spans = BatchSpanProcessor(InMemorySpanExporter(), schedule_delay_millis=_HELD, max_queue_size=_HELD, max_export_batch_size=_HELD)
+    return _monitor(logs, spans)
 
 
 def _call(monitor: AzureMonitor) -> None:
@@ -153,31 +168,28 @@ def _conversions(kind: str, items: Sequence[_Item], theirs: Callable[[_Item], ob
 
 def measure(items: int) -> dict[str, float]:
     """µs per item: the relay's emit, and each conversion to an envelope, the exporter's and the relay's."""
-    monitor = _monitor()
+    holding = _holding_monitor()
     try:
-        costs = _emit(monitor, items)
-        logs, spans = InMemoryLogRecordExporter(), InMemorySpanExporter()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
-        monitor._logs.add_log_record_processor(SimpleLogRecordProcessor(logs))
-        monitor._traces.add_span_processor(SimpleSpanProcessor(spans))
-        with _in_invocation(monitor) as invocation:
-            for _ in range(items):
-                monitor.record(RECORD, logging.INFO, invocation)
-                _call(monitor)
-        records, calls = logs.get_finished_logs(), spans.get_finished_spans()
-        with _environment(_QUIET):
-            options: dict[str, Any] = {"connection_string": CONNECTION, "disable_offline_storage": True}
-            logs_theirs, logs_ours = AzureMonitorLogExporter(**options), LeanLogExporter(**options)
-            spans_theirs, spans_ours = AzureMonitorTraceExporter(**options), LeanTraceExporter(**options)
-        costs |= _conversions("log", records, logs_theirs._log_to_envelope, logs_ours._log_to_envelope)
-        costs |= _conversions("span", calls, spans_theirs._span_to_envelope, spans_ours._span_to_envelope)
-        return costs
+        costs = _emit(holding, items)
     finally:
-        # What the batch processors held goes at shutdown, to an ingestion endpoint (and a managed identity) not there.
-        logging.disable(logging.CRITICAL)
-        try:
-            monitor.shutdown()
-        finally:
-            logging.disable(logging.NOTSET)
+        holding.shutdown()
+    logs, spans = InMemoryLogRecordExporter(), InMemorySpanExporter()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
+    capturing = _monitor(SimpleLogRecordProcessor(logs), SimpleSpanProcessor(spans))
+    try:
+        with _in_invocation(capturing) as invocation:
+            for _ in range(items):
+                capturing.record(RECORD, logging.INFO, invocation)
+                _call(capturing)
+    finally:
+        capturing.shutdown()
+    records, calls = logs.get_finished_logs(), spans.get_finished_spans()
+    with _environment(_QUIET):
+        options: dict[str, Any] = {"connection_string": CONNECTION, "disable_offline_storage": True}
+        logs_theirs, logs_ours = AzureMonitorLogExporter(**options), LeanLogExporter(**options)
+        spans_theirs, spans_ours = AzureMonitorTraceExporter(**options), LeanTraceExporter(**options)
+    costs |= _conversions("log", records, logs_theirs._log_to_envelope, logs_ours._log_to_envelope)
+    costs |= _conversions("span", calls, spans_theirs._span_to_envelope, spans_ours._span_to_envelope)
+    return costs
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import sys
@@ -10,13 +12,17 @@ from typing import Any
 
 import pytest
 from opentelemetry import context, trace
+from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs.export import LogRecordExportResult
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from shared.azure_monitor import EXPORT_BATCH_SIZE, AzureMonitor
 from shared.lean_envelopes import LeanLogExporter
 from shared.logs import UpstreamNotes
 from shared.telemetry_config import TelemetrySettings
+from tests.support.monitors import CapturingMonitor
 
 # Nothing listens there: these tests export nothing.
 SETTINGS = TelemetrySettings(
@@ -37,20 +43,36 @@ def _no_calls_to_azure(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_traceparent_sent_continues_the_invocations_trace_and_names_the_dependency_span() -> None:
-    monitor = AzureMonitor(SETTINGS, "contoso", lambda: None)
+    monitor = CapturingMonitor()
     notes = UpstreamNotes(tracer=monitor)
     token = context.attach(TraceContextTextMapPropagator().extract({"traceparent": INVOCATION}))
     try:
         invocation, operation_id = monitor.invocation_context()
         assert operation_id == "0af7651916cd43dd8448eb211c80319c" and invocation is context.get_current()
         with monitor.dependency("POST", "https://aoai.example/openai/v1/chat/completions", notes):
-            span = trace.get_current_span().get_span_context()
+            pass
     finally:
         context.detach(token)
-    assert notes.traceparent is not None and re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[13]", notes.traceparent)
+    [span] = monitor.spans.get_finished_spans()
+    assert notes.traceparent is not None and re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", notes.traceparent)
     # The host's sampling decision (flags 00 here) does not drop it: the relay samples every span.
     _, trace_id, span_id, _ = notes.traceparent.split("-")
-    assert trace_id == "0af7651916cd43dd8448eb211c80319c" and span_id == f"{span.span_id:016x}" and span.trace_flags.sampled
+    assert span.context is not None and span.parent is not None and span.context.trace_flags.sampled
+    assert (trace_id, span_id) == ("0af7651916cd43dd8448eb211c80319c", f"{span.context.span_id:016x}")
+    assert f"{span.parent.span_id:016x}" == "b7ad6b7169203331"
+    monitor.shutdown()
+
+
+def test_without_an_invocation_the_dependency_span_starts_a_trace_of_its_own() -> None:
+    monitor = CapturingMonitor()
+    first, second = UpstreamNotes(tracer=monitor), UpstreamNotes(tracer=monitor)
+    for notes in (first, second):
+        with monitor.dependency("POST", "https://aoai.example/openai/v1/chat/completions", notes):
+            pass
+    spans = monitor.spans.get_finished_spans()
+    assert [span.parent for span in spans] == [None, None]
+    assert first.traceparent is not None and second.traceparent is not None
+    assert first.traceparent.split("-")[1] != second.traceparent.split("-")[1] != "0" * 32
     monitor.shutdown()
 
 
@@ -62,11 +84,8 @@ def test_without_an_invocation_there_is_no_operation_id() -> None:
 
 def test_a_record_written_after_the_invocation_returned_keeps_the_invocations_trace() -> None:
     """A stream's record is written once the stream ends, where the invocation's context may be gone."""
-    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
-
-    monitor = AzureMonitor(SETTINGS, "contoso", lambda: None)
-    written = InMemoryLogRecordExporter()
-    monitor._logs.add_log_record_processor(SimpleLogRecordProcessor(written))
+    monitor = CapturingMonitor()
+    written = monitor.logs
     token = context.attach(TraceContextTextMapPropagator().extract({"traceparent": INVOCATION}))
     try:
         invocation, _ = monitor.invocation_context()
@@ -80,11 +99,8 @@ def test_a_record_written_after_the_invocation_returned_keeps_the_invocations_tr
 
 
 def test_without_an_invocation_a_record_joins_the_trace_of_its_call_to_azure() -> None:
-    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
-
-    monitor = AzureMonitor(SETTINGS, "contoso", lambda: None)
-    written = InMemoryLogRecordExporter()
-    monitor._logs.add_log_record_processor(SimpleLogRecordProcessor(written))
+    monitor = CapturingMonitor()
+    written = monitor.logs
     monitor.record({"outcome": "ok"}, 20, f"00-{'ab' * 16}-{'cd' * 8}-01")
     [record] = written.get_finished_logs()
     assert (f"{record.log_record.trace_id:032x}", f"{record.log_record.span_id:016x}") == ("ab" * 16, "cd" * 8)
@@ -112,3 +128,121 @@ def test_the_records_leave_in_small_batches_and_the_event_loop_gets_the_gil_back
         assert sum(batches) == 100 and max(batches) <= EXPORT_BATCH_SIZE <= 32
     finally:
         monitor.shutdown()
+
+
+def test_the_request_record_is_the_record_the_sdk_logger_would_emit() -> None:
+    """The relay skips the SDK logger's per-value checks; what reaches the processor is the same record."""
+    monitor = CapturingMonitor()
+    fields: dict[str, Any] = {"schema": "relay.request/1", "outcome": "ok", "status": 200, "stream": True, "latency_ms": 12.5, "code": None}
+    token = context.attach(TraceContextTextMapPropagator().extract({"traceparent": INVOCATION}))
+    try:
+        invocation, _ = monitor.invocation_context()
+    finally:
+        context.detach(token)
+    for level, severity in ((logging.INFO, SeverityNumber.INFO), (logging.WARNING, SeverityNumber.WARN), (logging.ERROR, SeverityNumber.ERROR)):
+        monitor.record(fields, level, invocation)
+        attributes = {name: value for name, value in fields.items() if value is not None}
+        monitor._logger.emit(body="relay.request", attributes=attributes, severity_number=severity, context=invocation)
+    records = monitor.logs.get_finished_logs()
+    assert len(records) == 6
+    for ours, sdks in zip(records[::2], records[1::2], strict=True):
+        assert (ours.resource, ours.instrumentation_scope, repr(ours.limits)) == (sdks.resource, sdks.instrumentation_scope, repr(sdks.limits))
+        mine, theirs = ours.log_record, sdks.log_record
+        assert dict(mine.attributes or {}) == dict(theirs.attributes or {}) == {k: v for k, v in fields.items() if v is not None}
+        assert [(r.body, r.severity_number, r.severity_text, r.trace_id, r.span_id, r.trace_flags, r.timestamp, r.event_name) for r in (mine, theirs)] == [
+            ("relay.request", theirs.severity_number, None, 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, theirs.trace_flags, None, None)
+        ] * 2
+        assert theirs.observed_timestamp <= mine.observed_timestamp + 10**9
+    monitor.shutdown()
+
+
+def span_shape(span: ReadableSpan) -> tuple[Any, ...]:
+    """A span without what differs between any two calls: its own id and its times."""
+    assert span.context is not None
+    return (
+        span.name,
+        span.kind,
+        span.context.trace_id if span.parent is not None else None,
+        span.context.trace_flags,
+        span.parent,
+        span.resource,
+        span.instrumentation_scope,
+        dict(span.attributes or {}),
+        (span.status.status_code, span.status.description),
+        span.events,
+        span.links,
+    )
+
+
+@pytest.mark.parametrize("ending", ["answered", "failed", "cancelled"])
+def test_the_dependency_span_is_the_span_the_sdk_tracer_would_end(ending: str) -> None:
+    """The relay builds its span without the tracer's machinery; the processor gets the span the tracer would have ended."""
+    monitor = CapturingMonitor()
+    url = "https://contoso.openai.azure.com:8443/openai/v1/chat/completions"
+    raised = {"answered": None, "failed": TimeoutError("read timed out"), "cancelled": asyncio.CancelledError()}[ending]
+
+    def call(span: Any) -> None:
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError), span:
+            if raised is not None:
+                raise raised
+
+    token = context.attach(TraceContextTextMapPropagator().extract({"traceparent": INVOCATION}))
+    try:
+        notes = UpstreamNotes(tracer=monitor, status=200 if ending == "answered" else None, azure_request_id="a9f3c1d2")
+        call(monitor.dependency("POST", url, notes))
+        attributes: dict[str, Any] = {
+            "http.request.method": "POST",
+            "url.scheme": "https",
+            "server.address": "contoso.openai.azure.com",
+            "server.port": 8443,
+            "url.full": url,
+        }
+        attributes.update({"http.response.status_code": 200} if ending == "answered" else {})
+        attributes["azure.apim_request_id"] = "a9f3c1d2"
+        tracer = monitor._traces.get_tracer("relay")
+        call(tracer.start_as_current_span("POST", kind=trace.SpanKind.CLIENT, attributes=attributes, record_exception=False))
+    finally:
+        context.detach(token)
+    ours, sdks = monitor.spans.get_finished_spans()
+    assert span_shape(ours) == span_shape(sdks)
+    assert (ours.status.status_code is StatusCode.ERROR) == (ending == "failed")
+    assert ours.start_time is not None and ours.end_time is not None and ours.start_time <= ours.end_time
+    monitor.shutdown()
+
+
+def metric_points(monitor: CapturingMonitor) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+    """Each metric the reader collects now: its points' attributes and value (a histogram's count, sum, min and max)."""
+    data = monitor.metrics.get_metrics_data()
+    points: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+    for resource_metrics in data.resource_metrics if data is not None else []:
+        for scope in resource_metrics.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    value = (point.count, point.sum, point.min, point.max) if hasattr(point, "count") else point.value  # type: ignore[union-attr]
+                    points.setdefault(metric.name, []).append((dict(point.attributes or {}), value))
+    return {name: sorted(values, key=repr) for name, values in points.items()}
+
+
+def test_the_counters_report_each_intervals_counts_as_synchronous_counters_would() -> None:
+    monitor = CapturingMonitor()
+    ok = {"outcome": "ok", "deployment": "gpt-4o-mini", "latency_ms": 20.0, "first_byte_ms": 5.0, "prompt_tokens": 12, "completion_tokens": 40}
+    for fields in (ok, ok, {"outcome": "blocked", "latency_ms": 1.0}, {"outcome": "over_budget", "latency_ms": 2.0}):
+        monitor.count(fields)
+    app, model = {"app": "contoso"}, {"app": "contoso", "deployment": "gpt-4o-mini"}
+    first = metric_points(monitor)
+    assert first["relay.requests"] == sorted(
+        [({**model, "outcome": "ok"}, 2), ({**app, "outcome": "blocked"}, 1), ({**app, "outcome": "over_budget"}, 1)], key=repr
+    )
+    assert first["relay.tokens"] == [({**model, "kind": "completion"}, 80), ({**model, "kind": "prompt"}, 24)]
+    assert first["relay.blocks"] == [(app, 1)] and first["relay.budget_refusals"] == [(app, 1)]
+    assert ({**model, "outcome": "ok"}, (2, 40.0, 20.0, 20.0)) in first["relay.latency"]
+    # The next interval: only what moved, by how much it moved.
+    monitor.count({**ok, "completion_tokens": 7})
+    second = metric_points(monitor)
+    assert second["relay.requests"] == [({**model, "outcome": "ok"}, 1)]
+    assert second["relay.tokens"] == [({**model, "kind": "completion"}, 7), ({**model, "kind": "prompt"}, 12)]
+    assert "relay.blocks" not in second and "relay.budget_refusals" not in second
+    # An interval where nothing happened has no points.
+    assert metric_points(monitor) == {}
+    monitor.shutdown()
+

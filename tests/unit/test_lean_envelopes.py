@@ -23,20 +23,15 @@ from azure.monitor.opentelemetry.exporter.statsbeat.customer._utils import _get_
 from opentelemetry import context, trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from shared.azure_monitor import AzureMonitor
 from shared.lean_envelopes import LeanLogExporter, LeanTraceExporter
 from shared.logs import UpstreamNotes
-from shared.telemetry_config import TelemetrySettings
+from tests.support.monitors import CONNECTION, CapturingMonitor
 
-# Nothing listens there: these tests export nothing.
-CONNECTION = "InstrumentationKey=7e57e000-0000-4000-8000-0000000a1e01;IngestionEndpoint=https://127.0.0.1:9/"
-SETTINGS = TelemetrySettings(connection_string=CONNECTION)
 INVOCATION = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 OID = "1b2c3d4e-0000-4000-8000-000000000003"
 # The exporter's limits: a property value is cut at 8192 characters, a key longer than 150 dropped, a message cut at 32768.
@@ -81,22 +76,20 @@ def _no_calls_to_azure(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def monitor() -> Iterator[AzureMonitor]:
-    monitor = AzureMonitor(SETTINGS, "contoso", lambda: None)
+def monitor() -> Iterator[CapturingMonitor]:
+    monitor = CapturingMonitor()
     yield monitor
     monitor.shutdown()
 
 
-def emitted_logs(monitor: AzureMonitor) -> InMemoryLogRecordExporter:
-    written = InMemoryLogRecordExporter()
-    monitor._logs.add_log_record_processor(SimpleLogRecordProcessor(written))
-    return written
+def emitted_logs(monitor: CapturingMonitor) -> InMemoryLogRecordExporter:
+    monitor.logs.clear()
+    return monitor.logs
 
 
-def emitted_spans(monitor: AzureMonitor) -> InMemorySpanExporter:
-    written = InMemorySpanExporter()
-    monitor._traces.add_span_processor(SimpleSpanProcessor(written))
-    return written
+def emitted_spans(monitor: CapturingMonitor) -> InMemorySpanExporter:
+    monitor.spans.clear()
+    return monitor.spans
 
 
 def body(envelope: TelemetryItem) -> str:
@@ -128,7 +121,7 @@ def span_envelopes(span: ReadableSpan) -> tuple[TelemetryItem | None, TelemetryI
     return lean, theirs._span_to_envelope(span)
 
 
-def in_invocation(monitor: AzureMonitor) -> Any:
+def in_invocation(monitor: CapturingMonitor) -> Any:
     token = context.attach(TraceContextTextMapPropagator().extract({"traceparent": INVOCATION}))
     try:
         return monitor.invocation_context()[0]
@@ -136,7 +129,7 @@ def in_invocation(monitor: AzureMonitor) -> Any:
         context.detach(token)
 
 
-def relay_records(monitor: AzureMonitor) -> list[ReadableLogRecord]:
+def relay_records(monitor: CapturingMonitor) -> list[ReadableLogRecord]:
     written = emitted_logs(monitor)
     monitor.record(REQUEST, logging.INFO, in_invocation(monitor))
     monitor.record({**REQUEST, "outcome": "upstream_error", "status": 502, "code": "upstream_error"}, logging.ERROR, INVOCATION)
@@ -152,7 +145,7 @@ def relay_records(monitor: AzureMonitor) -> list[ReadableLogRecord]:
     return list(written.get_finished_logs())
 
 
-def test_every_record_the_relay_writes_is_sent_as_the_exporter_would_send_it(monitor: AzureMonitor) -> None:
+def test_every_record_the_relay_writes_is_sent_as_the_exporter_would_send_it(monitor: CapturingMonitor) -> None:
     records = relay_records(monitor)
     assert len(records) == 11
     for record in records:
@@ -161,7 +154,7 @@ def test_every_record_the_relay_writes_is_sent_as_the_exporter_would_send_it(mon
         assert body(lean) == body(theirs)
 
 
-def test_the_comparison_sees_a_tag_or_a_property_that_differs(monitor: AzureMonitor) -> None:
+def test_the_comparison_sees_a_tag_or_a_property_that_differs(monitor: CapturingMonitor) -> None:
     [record] = relay_records(monitor)[:1]
     lean, theirs = log_envelopes(record)
     assert lean is not None and lean.tags is not None and lean.data is not None and lean.data.base_data is not None
@@ -173,7 +166,7 @@ def test_the_comparison_sees_a_tag_or_a_property_that_differs(monitor: AzureMoni
     assert body(lean) != body(theirs)
 
 
-def test_the_records_operation_and_parent_are_the_invocations(monitor: AzureMonitor) -> None:
+def test_the_records_operation_and_parent_are_the_invocations(monitor: CapturingMonitor) -> None:
     [record] = relay_records(monitor)[:1]
     lean, _ = log_envelopes(record)
     assert lean is not None and lean.tags is not None
@@ -193,7 +186,7 @@ def test_the_records_operation_and_parent_are_the_invocations(monitor: AzureMoni
         {"microsoft.custom_measurements": '{"tokens": 3}'},
     ],
 )
-def test_a_record_the_exporter_maps_beyond_properties_is_left_to_its_conversion(monitor: AzureMonitor, attributes: dict[str, str]) -> None:
+def test_a_record_the_exporter_maps_beyond_properties_is_left_to_its_conversion(monitor: CapturingMonitor, attributes: dict[str, str]) -> None:
     written = emitted_logs(monitor)
     monitor._logger.emit(body="relay.request", attributes={"outcome": "ok", **attributes}, severity_number=SeverityNumber.INFO)
     [record] = written.get_finished_logs()
@@ -201,14 +194,14 @@ def test_a_record_the_exporter_maps_beyond_properties_is_left_to_its_conversion(
     assert lean is None
 
 
-def test_a_record_whose_body_is_not_text_is_left_to_the_exporters_conversion(monitor: AzureMonitor) -> None:
+def test_a_record_whose_body_is_not_text_is_left_to_the_exporters_conversion(monitor: CapturingMonitor) -> None:
     written = emitted_logs(monitor)
     monitor._logger.emit(body={"event": "relay.request"}, attributes={"outcome": "ok"}, severity_number=SeverityNumber.INFO)
     [record] = written.get_finished_logs()
     assert log_envelopes(record)[0] is None
 
 
-def dependency_spans(monitor: AzureMonitor) -> list[ReadableSpan]:
+def dependency_spans(monitor: CapturingMonitor) -> list[ReadableSpan]:
     written = emitted_spans(monitor)
     cases: list[tuple[str, int | None, str | None]] = [
         ("https://contoso.openai.azure.com/openai/v1/chat/completions", 200, "a9f3c1d2-0000-4000-8000-00000000a201"),
@@ -231,7 +224,7 @@ def dependency_spans(monitor: AzureMonitor) -> list[ReadableSpan]:
     return list(written.get_finished_spans())
 
 
-def test_every_call_to_azure_openai_is_sent_as_the_exporter_would_send_it(monitor: AzureMonitor) -> None:
+def test_every_call_to_azure_openai_is_sent_as_the_exporter_would_send_it(monitor: CapturingMonitor) -> None:
     spans = dependency_spans(monitor)
     assert len(spans) == 6
     for span in spans:
@@ -248,7 +241,7 @@ def test_every_call_to_azure_openai_is_sent_as_the_exporter_would_send_it(monito
     assert failed["success"] is False and failed["resultCode"] == "0" and len(failed["data"]) == 8192
 
 
-def test_a_span_of_another_shape_is_left_to_the_exporters_conversion(monitor: AzureMonitor) -> None:
+def test_a_span_of_another_shape_is_left_to_the_exporters_conversion(monitor: CapturingMonitor) -> None:
     written = emitted_spans(monitor)
     tracer = monitor._traces.get_tracer("relay")
     with tracer.start_as_current_span("handle", kind=trace.SpanKind.SERVER, attributes={"http.request.method": "POST"}):
