@@ -78,6 +78,11 @@ EXPORTER_THREADS = "telemetry: the exporters' threads (conversion to envelopes, 
 _EXPORTER_THREAD_FRAMES = ("BatchProcessor.worker (", "PeriodicExportingMetricReader._ticker (")
 
 
+def in_exporter_thread(frames: list[str]) -> bool:
+    """A sample of one of the telemetry exporters' threads (their batch processors, the metric reader)."""
+    return any(frame.startswith(_EXPORTER_THREAD_FRAMES) for frame in frames)
+
+
 def match_component(where: str, components: Sequence[tuple[str, str | None]]) -> str | None:
     """The component whose path prefix ``where`` (a shortened frame's location) starts with; a relay module names its own."""
     for prefix, name in components:
@@ -88,7 +93,7 @@ def match_component(where: str, components: Sequence[tuple[str, str | None]]) ->
 
 def component(frames: list[str]) -> str:
     """The component of a sample: its innermost non-standard-library frame's (standard library counts to its caller)."""
-    if any(frame.startswith(_EXPORTER_THREAD_FRAMES) for frame in frames):
+    if in_exporter_thread(frames):
         return EXPORTER_THREADS
     for frame in reversed(frames):
         function, _, where = frame.rpartition(" (")

@@ -29,7 +29,8 @@ from typing import Any
 from bench import capacity, loadgen, procs
 from bench.capacity import FULL_CAPACITY, CapacityPlan
 from bench.loadgen import Side
-from bench.profile import aggregate, count_by, default_py_spy, match_component
+from bench.profile import EXPORTER_THREADS, aggregate, count_by, default_py_spy, in_exporter_thread, match_component
+from bench.telemetry_cost import telemetry_env
 from shared.config import DEFAULT_UPSTREAM_CONNECTIONS
 
 # Path prefixes (as bench.profile shortens them) of the code that is not the standard library, and the component each is.
@@ -51,6 +52,7 @@ COMPONENTS = (
     ("aiohttp/", "aiohttp client"),
     ("multidict/", "aiohttp client"),
     ("yarl/", "aiohttp client"),
+    ("opentelemetry/", "OpenTelemetry in the request's thread (trace context, the relay's emit)"),
 )
 EVENT_LOOP = "event loop and socket I/O (below every library frame)"
 # py-spy's idle detection misses some waits (a loaded machine, a thread parked in C): samples whose innermost frame is
@@ -63,6 +65,8 @@ def component(frames: list[str]) -> str:
     """The innermost non-standard-library frame's component (standard-library frames count to their caller)."""
     if frames and frames[-1].startswith(_WAITING_LEAVES):
         return WAITING
+    if in_exporter_thread(frames):
+        return EXPORTER_THREADS
     for frame in reversed(frames):
         name = match_component(frame.rpartition(" (")[2], COMPONENTS)
         if name is not None:
@@ -99,7 +103,9 @@ async def _profiled_step(
     return load, raw_stacks
 
 
-async def profile(target: str, kind: str, concurrency: int, window_s: float, spy_options: list[str], work: Path) -> dict[str, Any]:
+async def profile(
+    target: str, kind: str, concurrency: int, window_s: float, spy_options: list[str], work: Path, telemetry: bool = False
+) -> dict[str, Any]:
     plan = step_plan(window_s)
     layout = capacity.cpu_layout(os.sched_getaffinity(0))
     capacity.raise_fd_limit(concurrency)
@@ -109,6 +115,8 @@ async def profile(target: str, kind: str, concurrency: int, window_s: float, spy
         emulator = stack.enter_context(procs.emulator(work, cpus=layout.rig))
         pacer = stack.enter_context(procs.pacer(emulator.url, work, cpus=layout.rig))
         env = {"RELAY_UPSTREAM_CONNECTIONS": str(pool), "AZURE_OPENAI_ENDPOINT": pacer.url, "DEVHOST_RUNTIME": "worker"}
+        if telemetry:
+            env |= telemetry_env(emulator, work)
         start = procs.platform_floor if target == "platform" else procs.relay_host
         host = stack.enter_context(start(emulator.url, work, extra_env=env, cpus=layout.relay))
         side = Side.make(target, host.url, loadgen.CHAT_PATH_RELAY, procs.dev_token(host.url))
@@ -175,13 +183,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--native", action="store_true", help="py-spy --native: C frames too (gRPC's core, uvloop); stops the worker at each sample"
     )
+    parser.add_argument(
+        "--telemetry",
+        action="store_true",
+        help="the app exports to the emulator's ingestion stand-in, as deployed with Application Insights",
+    )
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", type=Path, help="also keep py-spy's raw collapsed stacks here")
     args = parser.parse_args(argv)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="relay-profile-worker-") as tmp:
         spy_options = [args.py_spy, "--rate", str(args.rate), *([] if args.wall else ["--gil"]), *(["--native"] if args.native else [])]
-        result = asyncio.run(profile(args.target, args.kind, args.concurrency, args.seconds, spy_options, Path(tmp)))
+        run = profile(args.target, args.kind, args.concurrency, args.seconds, spy_options, Path(tmp), args.telemetry)
+        result = asyncio.run(run)
     if args.out:
         args.out.write_text(result["stacks"], encoding="utf-8")
     print(report(args.target, args.kind, args.concurrency, result, args.top))
