@@ -36,6 +36,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """utime + stime of each of a process's threads by thread id (the main thread's id is ``pid``); threads gone are left out."""
+    seconds: dict[int, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        seconds[int(tid)] = (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    return seconds
+
+
 def only_child(pid: int) -> int:
     """The one child process of ``pid`` (the local host's Python worker in ``DEVHOST_RUNTIME=worker``)."""
     with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as children:

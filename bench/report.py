@@ -86,6 +86,12 @@ def _main_table(r: dict[str, Any]) -> list[str]:
         f" (p10 {fmt(spread['p10'])}, p90 {fmt(spread['p90'])}, {spread['n']} pairs);"
         f" CPU per request {fmt(tel['cpu_ms_per_request']['off'])} -> {fmt(tel['cpu_ms_per_request']['on'])} ms"
     )
+    if "cpu_ms_per_request_by_thread" in tel:
+        on_threads, off_threads = tel["cpu_ms_per_request_by_thread"]["on"], tel["cpu_ms_per_request_by_thread"]["off"]
+        lines.append(
+            f"  of which the event loop's thread {fmt(off_threads['event_loop'])} -> {fmt(on_threads['event_loop'])} ms,"
+            f" other threads (the exporters') {fmt(off_threads['other_threads'])} -> {fmt(on_threads['other_threads'])} ms"
+        )
     ctl = r["controls"]
     for key in ("c1", "c16"):
         for pct in ("p50", "p99"):

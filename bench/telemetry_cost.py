@@ -7,7 +7,8 @@ with a managed identity token. A and B alternate in ABBA blocks as in the main c
 
 Reported as ratios measured in one run, so that the machine's speed cancels out:
 - CPU per request: each relay process's CPU over the phase (the exporter's threads included, whenever
-  they run) divided by the requests it served; on / off.
+  they run) divided by the requests it served; on / off. Also split by thread: the event loop's (the
+  requests' own work, the emit) and the others (the exporters' batch threads and metric reader).
 - added latency at concurrency 1: the ratio of each pair's latencies (on / off), its median and spread.
 - cold start with telemetry configured: spawn to the first relayed completion, on and off alternately.
 """
@@ -42,6 +43,12 @@ def _cold_start_ms(emulator: procs.Proc, work: Path, extra_env: dict[str, str]) 
         return (done - proc.started) * 1000
 
 
+def _by_thread(pid: int, before: dict[int, float], after: dict[int, float]) -> dict[str, float]:
+    """CPU seconds between two snapshots: the main thread's (the event loop's), and all other threads' together."""
+    spent = {tid: seconds - before.get(tid, 0.0) for tid, seconds in after.items()}
+    return {"event_loop": spent.pop(pid, 0.0), "other_threads": sum(spent.values())}
+
+
 def _spread(values: list[float]) -> dict[str, float | None]:
     ordered = sorted(values)
     return {
@@ -62,9 +69,14 @@ async def measure(bench_type: Any, plan: Any, emulator: procs.Proc, relay_off: p
         bench.watch = {"relay": relay_on.pid, "relay_off": relay_off.pid}
         await bench.warmup()
         cpu_before = {"on": procs.cpu_seconds(relay_on.pid), "off": procs.cpu_seconds(relay_off.pid)}
+        threads_before = {"on": procs.thread_cpu_seconds(relay_on.pid), "off": procs.thread_cpu_seconds(relay_off.pid)}
         c1 = await bench.latency(1, plan.controls_pairs, 1)
         c16 = await bench.latency(16, plan.controls_rounds, plan.per_worker)
         cpu = {"on": procs.cpu_seconds(relay_on.pid) - cpu_before["on"], "off": procs.cpu_seconds(relay_off.pid) - cpu_before["off"]}
+        threads = {
+            "on": _by_thread(relay_on.pid, threads_before["on"], procs.thread_cpu_seconds(relay_on.pid)),
+            "off": _by_thread(relay_off.pid, threads_before["off"], procs.thread_cpu_seconds(relay_off.pid)),
+        }
         pairs = bench.samples["c1"]
     served = {"on": c1["relay"]["n"] + c16["relay"]["n"], "off": c1["direct"]["n"] + c16["direct"]["n"]}
     cpu_ms = {side: cpu[side] * 1000 / max(1, served[side]) for side in cpu}
@@ -80,6 +92,10 @@ async def measure(bench_type: Any, plan: Any, emulator: procs.Proc, relay_off: p
         "c16": c16,
         "cpu_ms_per_request": {side: round(value, 4) for side, value in cpu_ms.items()},
         "cpu_ratio": round(cpu_ms["on"] / cpu_ms["off"], 4) if cpu_ms["off"] else None,
+        # Where it goes: the event loop's thread (the request's own work, the emit) against the others (the exporters').
+        "cpu_ms_per_request_by_thread": {
+            side: {part: round(value * 1000 / max(1, served[side]), 4) for part, value in threads[side].items()} for side in threads
+        },
         "c1_latency_ratio": _spread(ratios),
         "cold_start_ms": {side: round(value, 1) for side, value in cold_median.items()},
         "cold_start_added_ms": round(cold_median["on"] - cold_median["off"], 1),
