@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from azure.monitor.opentelemetry.exporter import AzureMonitorMetricExporter
+from opentelemetry import context
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from shared.azure_monitor import AzureMonitor
 from shared.telemetry_config import TelemetrySettings
@@ -30,3 +35,19 @@ class CapturingMonitor(AzureMonitor):
             span_processor=SimpleSpanProcessor(self.spans),
             metric_reader=self.metrics,
         )
+
+
+@contextlib.contextmanager
+def in_invocation(traceparent: str) -> Iterator[None]:
+    """The block runs in the trace context the Functions worker attaches to an invocation the host sent ``traceparent``."""
+    token = context.attach(TraceContextTextMapPropagator().extract({"traceparent": traceparent}))
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+def invocation_context(monitor: AzureMonitor, traceparent: str) -> object:
+    """The context the relay keeps for an invocation's record (AzureMonitor.invocation_context), taken inside it."""
+    with in_invocation(traceparent):
+        return monitor.invocation_context()[0]

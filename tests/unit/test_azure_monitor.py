@@ -16,13 +16,12 @@ from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from shared.azure_monitor import EXPORT_BATCH_SIZE, AzureMonitor
 from shared.lean_envelopes import LeanLogExporter
 from shared.logs import UpstreamNotes
 from shared.telemetry_config import TelemetrySettings
-from tests.support.monitors import CapturingMonitor
+from tests.support.monitors import CapturingMonitor, in_invocation, invocation_context
 
 # Nothing listens there: these tests export nothing.
 SETTINGS = TelemetrySettings(
@@ -45,14 +44,11 @@ def _no_calls_to_azure(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_traceparent_sent_continues_the_invocations_trace_and_names_the_dependency_span() -> None:
     monitor = CapturingMonitor()
     notes = UpstreamNotes(tracer=monitor)
-    token = context.attach(TraceContextTextMapPropagator().extract({"traceparent": INVOCATION}))
-    try:
+    with in_invocation(INVOCATION):
         invocation, operation_id = monitor.invocation_context()
         assert operation_id == "0af7651916cd43dd8448eb211c80319c" and invocation is context.get_current()
         with monitor.dependency("POST", "https://aoai.example/openai/v1/chat/completions", notes):
             pass
-    finally:
-        context.detach(token)
     [span] = monitor.spans.get_finished_spans()
     assert notes.traceparent is not None and re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", notes.traceparent)
     # The host's sampling decision (flags 00 here) does not drop it: the relay samples every span.
@@ -86,11 +82,7 @@ def test_a_record_written_after_the_invocation_returned_keeps_the_invocations_tr
     """A stream's record is written once the stream ends, where the invocation's context may be gone."""
     monitor = CapturingMonitor()
     written = monitor.logs
-    token = context.attach(TraceContextTextMapPropagator().extract({"traceparent": INVOCATION}))
-    try:
-        invocation, _ = monitor.invocation_context()
-    finally:
-        context.detach(token)
+    invocation = invocation_context(monitor, INVOCATION)
     monitor.record({"outcome": "ok", "oid": "o-1", "code": None}, 20, invocation)
     [record] = written.get_finished_logs()
     assert f"{record.log_record.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
@@ -134,23 +126,20 @@ def test_the_request_record_is_the_record_the_sdk_logger_would_emit() -> None:
     """The relay skips the SDK logger's per-value checks; what reaches the processor is the same record."""
     monitor = CapturingMonitor()
     fields: dict[str, Any] = {"schema": "relay.request/1", "outcome": "ok", "status": 200, "stream": True, "latency_ms": 12.5, "code": None}
-    token = context.attach(TraceContextTextMapPropagator().extract({"traceparent": INVOCATION}))
-    try:
-        invocation, _ = monitor.invocation_context()
-    finally:
-        context.detach(token)
-    for level, severity in ((logging.INFO, SeverityNumber.INFO), (logging.WARNING, SeverityNumber.WARN), (logging.ERROR, SeverityNumber.ERROR)):
+    invocation = invocation_context(monitor, INVOCATION)
+    levels = ((logging.INFO, SeverityNumber.INFO), (logging.WARNING, SeverityNumber.WARN), (logging.ERROR, SeverityNumber.ERROR))
+    for level, severity in levels:
         monitor.record(fields, level, invocation)
         attributes = {name: value for name, value in fields.items() if value is not None}
         monitor._logger.emit(body="relay.request", attributes=attributes, severity_number=severity, context=invocation)
     records = monitor.logs.get_finished_logs()
     assert len(records) == 6
-    for ours, sdks in zip(records[::2], records[1::2], strict=True):
+    for ours, sdks, (_, severity) in zip(records[::2], records[1::2], levels, strict=True):
         assert (ours.resource, ours.instrumentation_scope, repr(ours.limits)) == (sdks.resource, sdks.instrumentation_scope, repr(sdks.limits))
         mine, theirs = ours.log_record, sdks.log_record
         assert dict(mine.attributes or {}) == dict(theirs.attributes or {}) == {k: v for k, v in fields.items() if v is not None}
         assert [(r.body, r.severity_number, r.severity_text, r.trace_id, r.span_id, r.trace_flags, r.timestamp, r.event_name) for r in (mine, theirs)] == [
-            ("relay.request", theirs.severity_number, None, 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, theirs.trace_flags, None, None)
+            ("relay.request", severity, None, 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, theirs.trace_flags, None, None)
         ] * 2
         assert theirs.observed_timestamp <= mine.observed_timestamp + 10**9
     monitor.shutdown()
@@ -186,8 +175,7 @@ def test_the_dependency_span_is_the_span_the_sdk_tracer_would_end(ending: str) -
             if raised is not None:
                 raise raised
 
-    token = context.attach(TraceContextTextMapPropagator().extract({"traceparent": INVOCATION}))
-    try:
+    with in_invocation(INVOCATION):
         notes = UpstreamNotes(tracer=monitor, status=200 if ending == "answered" else None, azure_request_id="a9f3c1d2")
         call(monitor.dependency("POST", url, notes))
         attributes: dict[str, Any] = {
@@ -201,8 +189,6 @@ def test_the_dependency_span_is_the_span_the_sdk_tracer_would_end(ending: str) -
         attributes["azure.apim_request_id"] = "a9f3c1d2"
         tracer = monitor._traces.get_tracer("relay")
         call(tracer.start_as_current_span("POST", kind=trace.SpanKind.CLIENT, attributes=attributes, record_exception=False))
-    finally:
-        context.detach(token)
     ours, sdks = monitor.spans.get_finished_spans()
     assert span_shape(ours) == span_shape(sdks)
     assert (ours.status.status_code is StatusCode.ERROR) == (ending == "failed")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from azure.monitor.opentelemetry.exporter import AzureMonitorLogExporter, AzureMonitorTraceExporter
@@ -20,17 +19,16 @@ from azure.monitor.opentelemetry.exporter._generated.exporter._utils.model_base 
 from azure.monitor.opentelemetry.exporter._generated.exporter.models import TelemetryItem
 from azure.monitor.opentelemetry.exporter._utils import _get_telemetry_type
 from azure.monitor.opentelemetry.exporter.statsbeat.customer._utils import _get_telemetry_success_flag
-from opentelemetry import context, trace
+from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from shared.lean_envelopes import LeanLogExporter, LeanTraceExporter
 from shared.logs import UpstreamNotes
-from tests.support.monitors import CONNECTION, CapturingMonitor
+from tests.support.monitors import CONNECTION, CapturingMonitor, in_invocation, invocation_context
 
 INVOCATION = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 OID = "1b2c3d4e-0000-4000-8000-000000000003"
@@ -121,17 +119,9 @@ def span_envelopes(span: ReadableSpan) -> tuple[TelemetryItem | None, TelemetryI
     return lean, theirs._span_to_envelope(span)
 
 
-def in_invocation(monitor: CapturingMonitor) -> Any:
-    token = context.attach(TraceContextTextMapPropagator().extract({"traceparent": INVOCATION}))
-    try:
-        return monitor.invocation_context()[0]
-    finally:
-        context.detach(token)
-
-
 def relay_records(monitor: CapturingMonitor) -> list[ReadableLogRecord]:
     written = emitted_logs(monitor)
-    monitor.record(REQUEST, logging.INFO, in_invocation(monitor))
+    monitor.record(REQUEST, logging.INFO, invocation_context(monitor, INVOCATION))
     monitor.record({**REQUEST, "outcome": "upstream_error", "status": 502, "code": "upstream_error"}, logging.ERROR, INVOCATION)
     monitor.record({"schema": "relay.request/1", "outcome": "over_budget", "status": 429, "oid": OID}, logging.WARNING)
     monitor.record({**REQUEST, "client_request_id": LONG, "deployment": "gpt-4o-mini-日本", "note": "ünïcødé ✓ 🙂"}, logging.INFO)
@@ -213,14 +203,11 @@ def dependency_spans(monitor: CapturingMonitor) -> list[ReadableSpan]:
         notes = UpstreamNotes(tracer=monitor)
         with monitor.dependency("POST", url, notes):
             notes.status, notes.azure_request_id = status, azure_request_id
-    token = context.attach(TraceContextTextMapPropagator().extract({"traceparent": INVOCATION}))
-    try:
+    with in_invocation(INVOCATION):
         with monitor.dependency("GET", "https://contoso.openai.azure.com/api/projects/p/openai/v1/responses/resp_1", UpstreamNotes(tracer=monitor)):
             pass
         with pytest.raises(TimeoutError), monitor.dependency("POST", "https://contoso.openai.azure.com/" + "p" * 9000, UpstreamNotes(tracer=monitor)):
             raise TimeoutError
-    finally:
-        context.detach(token)
     return list(written.get_finished_spans())
 
 
