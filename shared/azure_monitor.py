@@ -103,6 +103,7 @@ class AzureMonitor:
         metric_reader: MetricReader | None = None,
     ) -> None:
         self._app = app
+        self._app_attributes: Attributes = (("app", app),)
         self._blocklist_age = blocklist_age
         exporter_options: dict[str, Any] = {
             "connection_string": settings.connection_string,
@@ -177,7 +178,7 @@ class AzureMonitor:
     def count(self, fields: dict[str, Any]) -> None:
         """The record's share of the metrics: app, deployment and outcome only, never the user."""
         deployment, outcome = fields.get("deployment"), fields["outcome"]
-        app: Attributes = (("app", self._app),)
+        app = self._app_attributes
         per_deployment = (*app, ("deployment", deployment)) if deployment else app
         per_outcome = (*per_deployment, ("outcome", outcome))
         self._requests.add(per_outcome, 1)
