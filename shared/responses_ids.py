@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ _ID_VALUES = re.compile(rb'(?<!\\)"(id|item_id|previous_response_id|first_id|las
 _SEALED_TAIL = re.compile(f"[0-9a-f]{{{_MAC_HEX}}}")
 # A "message" member of a JSON object (not text inside a string: quotes there are escaped).
 _MESSAGE_VALUES = re.compile(rb'(?<!\\)"message"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
+# What a message the relay cannot read as a JSON string becomes: it may name ids, and it is not the relay's to guess.
+_UNREADABLE_MESSAGE = b"The service's message could not be read."
 # An id of the service's in free text (``resp_67cc...``, ``msg_...``), sealed or not.
 _TEXT_ID = re.compile(f"(?<![0-9A-Za-z_])[a-z]{{2,8}}_[0-9A-Za-z]{{16,}}(?:_[0-9a-f]{{{_MAC_HEX}}})?(?![0-9A-Za-z_])")
 
@@ -96,14 +99,24 @@ class OwnerSeal:
         return _MESSAGE_VALUES.sub(self._sealed_message, data)
 
     def _sealed_message(self, match: re.Match[bytes]) -> bytes:
-        colon, text = match.groups()
-        sealed = self.seal_text(text.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
-        return b'"message"' + colon + b'"' + sealed + b'"'
+        """The message read as the JSON string it is (an escape such as ``\u0027`` before an id would hide it), sealed."""
+        colon, raw = match.groups()
+        try:
+            text = json.loads(b'"' + raw + b'"', strict=False)
+        except ValueError:
+            return b'"message"' + colon + b'"' + _UNREADABLE_MESSAGE + b'"'
+        sealed = self.seal_text(text)
+        if sealed == text:
+            return match.group()
+        return b'"message"' + colon + json.dumps(sealed).encode()
 
     def _text_id(self, match: re.Match[str]) -> str:
         token = match.group()
         if token in self._named:
             return self._named[token]
+        handed_out = self._sealed.get(token.encode())
+        if handed_out is not None:
+            return handed_out.decode()  # an id this answer hands the caller, sealed, elsewhere
         if not any(char.isdigit() for char in token) or self.unseal(token) is not None:
             return token  # a word with an underscore, or an id already sealed for this caller
         return "<id>"

@@ -241,7 +241,7 @@ class ResponsesRelay:
                 upstream.close()
 
     def _sealed_answer(self, content: bytes, seal: OwnerSeal, record: RequestLog) -> Response:
-        content = seal.seal_json(content)
+        content = seal.seal_messages(seal.seal_json(content))  # a failed response's error message may name ids
         if not self._settings.expose_cached_tokens:
             content = hide_cached_tokens(content)
         record.emit(200)

@@ -23,7 +23,7 @@ from typing import Any
 from shared.errors import RelayError
 from shared.responses_ids import OwnerSeal
 from shared.responses_usage import ContextSizes, chat_usage
-from shared.sse import MalformedStream, SseForwarder
+from shared.sse import MalformedStream, SseForwarder, error_event
 
 TERMINAL_EVENTS = frozenset({b"response.completed", b"response.incomplete", b"response.failed", b"error"})
 # The events whose message may name an id in its text (shared.responses_ids.OwnerSeal.seal_text).
@@ -35,17 +35,17 @@ class ResponsesForwarder(SseForwarder):
         super().__init__(hide_cached_tokens=hide_cached_tokens)
         self._seal, self._sizes = seal, sizes
         self._failed = False
+        # Events with data forwarded so far: the service numbers them from 0, so the next number.
+        self._numbered = 0
 
     def feed(self, data: bytes) -> bytes:
         out = self._seal.seal_json(super().feed(data))
         return self._seal.seal_messages(out) if self._failed else out
 
     def error_event(self, error: RelayError) -> bytes:
-        """The Responses API's ``error`` event, numbered after every event the service sent (numbered from 0)."""
-        body = error.body()
-        fields = {name: body["error"][name] for name in ("code", "message", "param")}
-        event = {"type": "error", **fields, "sequence_number": self.events, **body}
-        return b"event: error\ndata: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+        """The Responses API's ``error`` event, numbered after the last event forwarded (the service numbers from 0)."""
+        fields = {name: error.body()["error"][name] for name in ("code", "message", "param")}
+        return error_event(error, {"type": "error", **fields, "sequence_number": self._numbered})
 
     def finish(self) -> None:
         """The upstream body ended: it must have ended with a terminal event."""
@@ -70,6 +70,8 @@ class ResponsesForwarder(SseForwarder):
             self.done = True
             self._failed = name in _FAILURES
             self._terminal(payload)
+        if payload:
+            self._numbered += 1
         return True
 
     def _terminal(self, payload: bytes) -> None:

@@ -12,7 +12,7 @@ forwarder takes it out (``hide_usage``) so the caller gets the stream it asked f
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, Mapping
 from typing import Any
 
 from shared.completion import hide_cached_tokens
@@ -99,9 +99,10 @@ class SseForwarder:
         return isinstance(choices, list) and not choices
 
 
-def error_event(error: RelayError) -> bytes:
-    """The event that ends a stream which failed after it started."""
-    return b"event: error\ndata: " + json.dumps(error.body(), separators=(",", ":")).encode() + b"\n\n"
+def error_event(error: RelayError, fields: Mapping[str, Any] | None = None) -> bytes:
+    """The event that ends a stream which failed after it started: the relay's error object, after ``fields`` if given."""
+    data = {**fields, **error.body()} if fields else error.body()
+    return b"event: error\ndata: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
 
 
 async def forward_events(upstream: AsyncIterable[bytes], forwarder: SseForwarder) -> AsyncGenerator[bytes]:

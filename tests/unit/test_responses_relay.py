@@ -197,3 +197,31 @@ class KeyTables:
 
     async def aclose(self) -> None:
         pass
+
+
+class FailedResponseProject(Project):
+    """A project whose responses failed, their error message naming the response's id and another of the service's."""
+
+    RAW_ID = "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b"
+
+    async def send(self, method: str, url: str, payload: bytes | None, request_id: str, notes: UpstreamNotes | None = None) -> Project:
+        await super().send(method, url, payload, request_id, notes)
+        message = f"Response {self.RAW_ID} failed: item msg_0123456789abcdef0123 was too large."
+        failed = {"id": self.RAW_ID, "object": "response", "status": "failed", "error": {"code": "server_error", "message": message}}
+        self._content = json.dumps(failed).encode()
+        return self
+
+
+async def test_a_retrieved_failed_responses_message_names_its_id_sealed_and_no_other_id_of_the_services() -> None:
+    project = FailedResponseProject({"input_tokens": 1, "output_tokens": 1, "total_tokens": 2})
+    r = budgeted_relay(project, Tables())
+    sealed = IdSeal(KEY).seal(Owner.of(CALLER), FailedResponseProject.RAW_ID)
+    try:
+        response = await r.responses(make_request("GET", f"/api/v1/responses/{sealed}", CALLER_HEADERS), "retrieve")
+    finally:
+        await r.aclose()
+    assert response.status_code == 200
+    body = json.loads(bytes(response.body))
+    assert body["id"] == sealed
+    assert body["error"]["message"] == f"Response {sealed} failed: item <id> was too large."
+    assert FailedResponseProject.RAW_ID not in bytes(response.body).decode().replace(sealed, "")

@@ -96,9 +96,30 @@ def test_a_failures_message_never_names_an_id_of_the_services(kind: str) -> None
 
 
 def test_a_models_text_that_looks_like_an_id_is_forwarded_as_written() -> None:
+    """Even in the batch whose failure message is sealed: only a ``message`` member is read as the service's words."""
     text = "msg_0123456789abcdef0123456789abcdef is what you asked for"
-    out = forwarder().feed(STREAM[0] + event("response.output_text.delta", item_id="msg_1", delta=text, sequence_number=1))
+    failed = event("response.failed", response={"id": "resp_1", "status": "failed", "error": {"code": "server_error", "message": "x"}})
+    out = forwarder().feed(STREAM[0] + event("response.output_text.delta", item_id="msg_1", delta=text, sequence_number=1) + failed)
     assert text.encode() in out
+
+
+def test_a_failures_message_reads_escapes_before_it_looks_for_ids() -> None:
+    """JSON may write the quote before an id as an escape (``\\u0027``, as .NET's encoder does)."""
+    raw_id = "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b"
+    data = f'{{"type":"error","code":"server_error","message":"Response \\u0027{raw_id}\\u0027 failed.\\n{raw_id}","sequence_number":1}}'
+    out = forwarder().feed(STREAM[0] + b"event: error\ndata: " + data.encode() + b"\n\n")
+    assert raw_id not in out.decode()
+    sent = json.loads(out.split(b"\n\n")[1].split(b"data: ", 1)[1])
+    assert sent["message"] == "Response '<id>' failed.\n<id>"
+
+
+def test_a_failures_message_names_the_failed_responses_own_id_as_the_caller_got_it() -> None:
+    raw_id = "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b"
+    failed = {"id": raw_id, "status": "failed", "error": {"code": "server_error", "message": f"Response {raw_id} failed."}}
+    out = forwarder().feed(STREAM[0] + event("response.failed", response=failed, sequence_number=1))
+    sent = json.loads(out.split(b"\n\n")[1].split(b"data: ", 1)[1])["response"]
+    assert SEAL.unseal(OWNER, sent["id"]) == raw_id
+    assert sent["error"]["message"] == f"Response {sent['id']} failed."
 
 
 async def _upstream(pieces: list[bytes], error: RelayError | None) -> AsyncIterator[bytes]:
@@ -131,7 +152,7 @@ def test_a_stream_that_fails_ends_with_the_responses_api_error_event_numbered_af
         "message": forward.error.message,
         "param": None,
     }
-    assert sent["sequence_number"] > 2
+    assert sent["sequence_number"] == 3  # after the last event the caller got, whatever came after it
     # ... and the relay's error object, which the official SDKs raise, as on chat.
     assert sent["error"] == forward.error.body()["error"]
 
