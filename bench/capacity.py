@@ -45,7 +45,6 @@ from bench import loadgen, procs
 from bench.client import HttpError, Response
 from bench.loadgen import Side, ok_any
 from bench.stats import summary_ms
-from bench.telemetry_cost import telemetry_env
 from devhost import defaults
 from shared.config import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_UPSTREAM_CONNECTIONS
 
@@ -478,7 +477,7 @@ async def measure(
         stack.enter_context(pinned(layout.rig))
         emulator = stack.enter_context(procs.emulator(work, cpus=layout.rig))
         pacer = stack.enter_context(procs.pacer(emulator.url, work, cpus=layout.rig))
-        relay_env = upstream(pacer) | (telemetry_env(emulator, work) if telemetry else {})
+        relay_env = upstream(pacer) | (procs.telemetry_env(emulator, work) if telemetry else {})
         relay = stack.enter_context(procs.relay_host(emulator.url, work, extra_env=relay_env, cpus=host_cpus))
         floor = stack.enter_context(procs.floor(pacer.url, work, connections=pool, cpus=layout.relay))
         sides = {

@@ -21,6 +21,7 @@ from devhost.defaults import ROOT
 from devhost.emulator.aoai import COGNITIVE_SERVICES_AUDIENCE
 from devhost.ports import free_port
 from devhost.processes import stop_process_group, wait_for_http
+from devhost.telemetry import point_at_local_ingestion
 from shared.config import DEFAULT_UPSTREAM_CONNECTIONS
 
 IDENTITY_HEADER = defaults.IDENTITY_HEADER
@@ -29,11 +30,16 @@ APPLICATION_NAME = "bench-spa"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat", "rb") as stat:
+def _stat_cpu_seconds(path: str) -> float:
+    """utime + stime from a /proc stat file."""
+    with open(path, "rb") as stat:
         fields = stat.read().rsplit(b")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
+    return _stat_cpu_seconds(f"/proc/{pid}/stat")
 
 
 def thread_cpu_seconds(pid: int) -> dict[int, float]:
@@ -41,11 +47,9 @@ def thread_cpu_seconds(pid: int) -> dict[int, float]:
     seconds: dict[int, float] = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
+            seconds[int(tid)] = _stat_cpu_seconds(f"/proc/{pid}/task/{tid}/stat")
         except FileNotFoundError:
             continue
-        seconds[int(tid)] = (int(fields[11]) + int(fields[12])) / _CLK_TCK
     return seconds
 
 
@@ -151,6 +155,13 @@ def base_env() -> dict[str, str]:
     """The environment of the processes under test: the caller's, minus settings that would change the relay."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "RELAY_", "IDENTITY_", "EMULATOR_", "MSI_"))}
     env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def telemetry_env(emulator: Proc, work: Path) -> dict[str, str]:
+    """What a relay started with it needs to export its telemetry to the emulator's ingestion stand-in, as ``make run`` sets it."""
+    env: dict[str, str] = {}
+    point_at_local_ingestion(env, emulator.ingestion_port, work / "emulator-ca.pem")
     return env
 
 

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from bench import loadgen, procs, telemetry_cost
+from bench import loadgen, procs
 from bench.loadgen import Side, run_block
 from devhost.defaults import ROOT
 
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 target = stack.enter_context(procs.floor(emulator.url, work))
                 side = Side.make("floor", target.url, loadgen.CHAT_PATH_DIRECT, "unused")
             else:
-                extra_env = telemetry_cost.telemetry_env(emulator, work) if args.telemetry else None
+                extra_env = procs.telemetry_env(emulator, work) if args.telemetry else None
                 target = stack.enter_context(procs.relay_host(emulator.url, work, extra_env=extra_env))
                 side = Side.make("relay", target.url, loadgen.CHAT_PATH_RELAY, procs.dev_token(target.url))
             watch = {"target": target.pid}

@@ -30,7 +30,6 @@ from bench import capacity, loadgen, procs
 from bench.capacity import FULL_CAPACITY, CapacityPlan
 from bench.loadgen import Side
 from bench.profile import EXPORTER_THREADS, aggregate, count_by, default_py_spy, in_exporter_thread, match_component
-from bench.telemetry_cost import telemetry_env
 from shared.config import DEFAULT_UPSTREAM_CONNECTIONS
 
 # Path prefixes (as bench.profile shortens them) of the code that is not the standard library, and the component each is.
@@ -52,7 +51,6 @@ COMPONENTS = (
     ("aiohttp/", "aiohttp client"),
     ("multidict/", "aiohttp client"),
     ("yarl/", "aiohttp client"),
-    ("opentelemetry/", "OpenTelemetry in the request's thread (trace context, the relay's emit)"),
 )
 EVENT_LOOP = "event loop and socket I/O (below every library frame)"
 # py-spy's idle detection misses some waits (a loaded machine, a thread parked in C): samples whose innermost frame is
@@ -116,7 +114,7 @@ async def profile(
         pacer = stack.enter_context(procs.pacer(emulator.url, work, cpus=layout.rig))
         env = {"RELAY_UPSTREAM_CONNECTIONS": str(pool), "AZURE_OPENAI_ENDPOINT": pacer.url, "DEVHOST_RUNTIME": "worker"}
         if telemetry:
-            env |= telemetry_env(emulator, work)
+            env |= procs.telemetry_env(emulator, work)
         start = procs.platform_floor if target == "platform" else procs.relay_host
         host = stack.enter_context(start(emulator.url, work, extra_env=env, cpus=layout.relay))
         side = Side.make(target, host.url, loadgen.CHAT_PATH_RELAY, procs.dev_token(host.url))

@@ -525,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.host_cpu == "other" and not (args.capacity_only and args.runtime == "worker"):
         parser.error("--host-cpu other needs --capacity-only --runtime worker")
+    if args.telemetry and not args.capacity_only:
+        parser.error("--telemetry needs --capacity-only (the full run measures telemetry's cost in its own phase)")
     plan = QUICK if args.quick else FULL
     mode = ("quick" if args.quick else "full") + (" capacity-only" if args.capacity_only else "")
     name = "latest"

@@ -23,13 +23,6 @@ from typing import Any
 from bench import loadgen, procs
 from bench.loadgen import Side
 from bench.stats import percentile
-from devhost.telemetry import point_at_local_ingestion
-
-
-def telemetry_env(emulator: procs.Proc, work: Path) -> dict[str, str]:
-    env: dict[str, str] = {}
-    point_at_local_ingestion(env, emulator.ingestion_port, work / "emulator-ca.pem")
-    return env
 
 
 def _cold_start_ms(emulator: procs.Proc, work: Path, extra_env: dict[str, str]) -> float:
@@ -61,7 +54,7 @@ def _spread(values: list[float]) -> dict[str, float | None]:
 
 async def measure(bench_type: Any, plan: Any, emulator: procs.Proc, relay_off: procs.Proc, work: Path) -> dict[str, Any]:
     """A = ``relay_off`` (telemetry off), B = a relay exporting to the ingestion stand-in."""
-    env = telemetry_env(emulator, work)
+    env = procs.telemetry_env(emulator, work)
     with procs.relay_host(emulator.url, work, extra_env=env) as relay_on:
         bench = bench_type(plan, emulator, relay_on)
         # The A side is the relay with telemetry off; the names stay "direct" and "relay" for the shared code.

@@ -121,9 +121,7 @@ def local_tables(env: MutableMapping[str, str], controls: ControlSettings, recor
     tables = (controls.blocklist.table, controls.budget.table)
     # A free port, but not one this run is about to bind (the relay binds its port after Azurite starts).
     planned = {use.port for use in planned_ports(env, emulators=True, azurite=False)}
-    emulator = read_port(env, "EMULATOR_PORT", defaults.EMULATOR_PORT)
-    ingestion = read_port(env, "EMULATOR_INGESTION_PORT", emulator + defaults.INGESTION_PORT_OFFSET)
-    port = read_port(env, "AZURITE_TABLE_PORT", 0) or free_port(avoid=planned | {ingestion})
+    port = read_port(env, "AZURITE_TABLE_PORT", 0) or free_port(avoid=planned)
 
     def started(proc: subprocess.Popen[bytes], args: Sequence[str], stop_signal: int) -> None:
         record.add("Azurite", proc.pid, args, stop_signal)

@@ -41,6 +41,9 @@ def planned_ports(env: Mapping[str, str], emulators: bool, azurite: bool) -> lis
         uses.append(PortUse(emulator, "the Azure OpenAI and identity emulators", "EMULATOR_PORT"))
         keyvault = read_port(env, "EMULATOR_KEYVAULT_PORT", emulator + defaults.KEYVAULT_PORT_OFFSET)
         uses.append(PortUse(keyvault, "the Key Vault emulator", "EMULATOR_KEYVAULT_PORT", " (default: EMULATOR_PORT + 1)"))
+        ingestion = read_port(env, "EMULATOR_INGESTION_PORT", emulator + defaults.INGESTION_PORT_OFFSET)
+        note = f" (default: EMULATOR_PORT + {defaults.INGESTION_PORT_OFFSET})"
+        uses.append(PortUse(ingestion, "the Application Insights ingestion emulator", "EMULATOR_INGESTION_PORT", note))
     if azurite:
         uses.append(PortUse(read_port(env, "AZURITE_TABLE_PORT", 0), "Azurite", "AZURITE_TABLE_PORT", " (default: a free port)"))
     return [use for use in uses if use.port]

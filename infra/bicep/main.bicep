@@ -258,14 +258,14 @@ param pythonVersion string = '3.13'
 // Consumption app of the subscription in this region draws on one shared compute quota, so the ceilings of all
 // relays there together can exceed what the quota lets them run at once
 // (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#regional-subscription-memory-quotas).
-@description('Flex Consumption scale-out ceiling: users served at once ≈ maximumInstanceCount × httpPerInstanceConcurrency, within the regional compute quota all Flex Consumption apps of the subscription share.')
+@description('Flex Consumption scale-out ceiling: users served at once ≈ maximumInstanceCount × the HTTP concurrency of an instance (httpPerInstanceConcurrency, or its default by instance size), within the regional compute quota all Flex Consumption apps of the subscription share.')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
 // Measured on a quiet 2-vCPU machine (python -m bench --capacity-only --runtime worker,
 // bench/results/capacity-worker.json): the relay in the real Python worker behind the Functions host stand-in,
-// both on one CPU, with telemetry on, kept the p99 it adds within 10 ms up to 250 concurrent streams and 100
+// both on one CPU, with telemetry off, kept the p99 it adds within 10 ms up to 250 concurrent streams and 100
 // non-streamed calls in flight, as did the platform floor (a bare function app) beside it: the platform sets the knee.
 // A Flex Consumption instance has 0.25 CPU cores at 512 MB, 1 at 2,048 MB and 2 at 4,096 MB
 // (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#instance-sizes). Defaults: the lower knee

@@ -14,7 +14,8 @@ from tests.support.servers import free_port
 def test_the_plan_follows_what_the_run_starts() -> None:
     env = {"PORT": "7171", "EMULATOR_PORT": "7272", "AZURITE_TABLE_PORT": "10002"}
     assert [(u.port, u.setting) for u in planned_ports(env, emulators=True, azurite=True)] == [
-        (7171, "PORT"), (7272, "EMULATOR_PORT"), (7273, "EMULATOR_KEYVAULT_PORT"), (10002, "AZURITE_TABLE_PORT")
+        (7171, "PORT"), (7272, "EMULATOR_PORT"), (7273, "EMULATOR_KEYVAULT_PORT"), (7274, "EMULATOR_INGESTION_PORT"),
+        (10002, "AZURITE_TABLE_PORT")
     ]  # fmt: skip
     assert [u.setting for u in planned_ports({}, emulators=False, azurite=True)] == ["PORT"]  # Azurite on a free port: nothing to check
 
@@ -22,7 +23,7 @@ def test_the_plan_follows_what_the_run_starts() -> None:
 def test_a_port_planned_twice_names_both_settings() -> None:
     # Both ports free, so that the doubled one is the only problem (the machine's other services come and go).
     port = next(port for port in iter(free_port, None) if not port_in_use(port - 1))
-    env = {"PORT": str(port), "EMULATOR_PORT": str(port - 1), "EMULATOR_KEYVAULT_PORT": ""}
+    env = {"PORT": str(port), "EMULATOR_PORT": str(port - 1), "EMULATOR_KEYVAULT_PORT": "", "EMULATOR_INGESTION_PORT": str(free_port())}
     assert port_problems(planned_ports(env, emulators=True, azurite=False)) == [
         f"PORT and EMULATOR_KEYVAULT_PORT (default: EMULATOR_PORT + 1) are both {port}: set EMULATOR_KEYVAULT_PORT to another port"
     ]
