@@ -82,7 +82,6 @@ def test_chatty_client_loggers_are_quieted_to_warnings() -> None:
     assert not logging.getLogger("azure.identity").isEnabledFor(logging.INFO)
 
 
-
 def test_the_exporters_line_after_every_batch_it_sends_is_quieted() -> None:
     root, before = logging.getLogger(), logging.getLogger().level
     root.setLevel(logging.INFO)  # as the Functions worker runs it

@@ -13,7 +13,7 @@ const env = (name) => {
 export const baseURL = env("RELAY_BASE_URL");
 export const apiKey = env("RELAY_TOKEN");
 export const otherApiKey = env("RELAY_OTHER_TOKEN");
-export const emulator = env("EMULATOR_URL");
+const emulator = env("EMULATOR_URL");
 /** The user_security_context the relay sends upstream for the token's caller. */
 export const expectedContext = {
   application_name: env("RELAY_APPLICATION_NAME"),
