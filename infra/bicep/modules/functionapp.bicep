@@ -73,7 +73,7 @@ param instanceMemoryMB int = 2048
 @description('Concurrent HTTP requests per instance (Flex Consumption defaults to 1 for Python); main.bicep gives the measured default.')
 @minValue(1)
 @maxValue(1000)
-param httpPerInstanceConcurrency int = 80
+param httpPerInstanceConcurrency int
 
 @description('Always-ready instances for the HTTP functions.')
 @minValue(0)
