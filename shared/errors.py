@@ -81,6 +81,19 @@ class RelayError(Exception):
         self.extra = dict(extra or {})
         self.cause = cause
 
+    def reworded(self, message: str) -> RelayError:
+        """The same error with ``message`` shown instead (its ``str`` too)."""
+        return RelayError(
+            self.status,
+            self.code,
+            message,
+            param=self.param,
+            error_type=self.error_type,
+            headers=self.headers,
+            extra=self.extra,
+            cause=self.cause,
+        )
+
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {
             "message": self.message,

@@ -119,9 +119,9 @@ class ResponsesRelay:
                 return await self._create_conversation(req, record, seal)
             return await self._on_object(req, record, action, seal)
         except RelayError as error:
-            if error.cause is not None:
-                error.message = seal.seal_text(error.message)
-            raise
+            if error.cause is None:
+                raise
+            raise error.reworded(seal.seal_text(error.message)) from error.__cause__
 
     # Create -------------------------------------------------------------------------------
 

@@ -36,6 +36,9 @@ _UPSTREAM_DETAILS = re.compile(
     r"|\beyJ[\w-]*\.[\w-]+\.[\w-]*",
     re.IGNORECASE,
 )
+# The longest upstream message passed on, in characters.
+MESSAGE_MAX = 500
+_WORD_AT_END = re.compile(r"\S+\Z")
 
 
 def relay_error_for(cause: UpstreamFailure) -> RelayError:
@@ -93,9 +96,23 @@ def _refused_request(cause: UpstreamRejected) -> RelayError:
         detail = {"innererror": innererror} if isinstance(innererror, dict) else {}
         return content_filter({"content_filter_result": result if isinstance(result, dict) else {}, **detail}, cause)
     message = fields.get("message")
-    text = _UPSTREAM_DETAILS.sub("<redacted>", message)[:500] if isinstance(message, str) else "Azure OpenAI rejected the request."
+    text = _clipped(_UPSTREAM_DETAILS.sub("<redacted>", message)) if isinstance(message, str) else "Azure OpenAI rejected the request."
     param = fields.get("param")
     return invalid_request(text, param=param if isinstance(param, str) else None, cause=cause)
+
+
+def _clipped(text: str) -> str:
+    """``text`` cut to :data:`MESSAGE_MAX` characters between words, never inside one.
+
+    A word cut short would pass on part of what a later step rewrites whole: the Responses relay
+    seals the ids a message names, and a cut id no longer has their shape.
+    """
+    if len(text) <= MESSAGE_MAX:
+        return text
+    kept = text[: MESSAGE_MAX - 1]
+    if not text[MESSAGE_MAX - 1].isspace():
+        kept = _WORD_AT_END.sub("", kept)
+    return kept.rstrip() + "…"
 
 
 def _credentials_refused(cause: UpstreamRejected) -> RelayError:

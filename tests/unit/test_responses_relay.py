@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from shared.access_controls import AccessControls
 from shared.config import Settings, load_settings
-from shared.logs import UpstreamNotes
+from shared.errors import RelayError, UpstreamRejected
+from shared.logs import RequestLog, UpstreamNotes
 from shared.relay import Relay
 from shared.responses_ids import IdSeal, Owner
-from shared.responses_relay import ResponsesAction
+from shared.responses_relay import ResponsesAction, ResponsesRelay
 from shared.upstream import Upstream
+from shared.upstream_errors import relay_error_for
 from tests.support.app_settings import REQUIRED_SETTINGS
 from tests.support.asgi import make_request
 from tests.support.identities import OTHER_OID
@@ -114,11 +117,16 @@ class Tables:
 BUDGET = {**PROJECT, "RELAY_TABLE_ENDPOINT": "https://strelay.table.core.windows.net", "RELAY_BUDGET_USER_TOKENS_PER_MINUTE": "2000"}
 
 
-def budgeted_relay(project: Project, tables: Tables) -> Relay:
+def serving(project: Project) -> Callable[[Settings], Awaitable[Upstream]]:
     async def factory(settings: Settings) -> Upstream:
         return project  # type: ignore[return-value]
 
-    r = Relay(load_settings({**REQUIRED_SETTINGS, "WEBSITE_AUTH_ENABLED": "true", **BUDGET}), no_upstream, project_upstream_factory=factory)
+    return factory
+
+
+def budgeted_relay(project: Project, tables: Tables) -> Relay:
+    settings = load_settings({**REQUIRED_SETTINGS, "WEBSITE_AUTH_ENABLED": "true", **BUDGET})
+    r = Relay(settings, no_upstream, project_upstream_factory=serving(project))
     r.controls = AccessControls(r.settings, lambda settings: tables)  # type: ignore[arg-type,return-value]
     return r
 
@@ -225,3 +233,39 @@ async def test_a_retrieved_failed_responses_message_names_its_id_sealed_and_no_o
     assert body["id"] == sealed
     assert body["error"]["message"] == f"Response {sealed} failed: item <id> was too large."
     assert FailedResponseProject.RAW_ID not in bytes(response.body).decode().replace(sealed, "")
+
+
+class RefusingProject(Project):
+    """A project that refuses every create as Foundry does a continuation of a response it does not have."""
+
+    async def send(self, method: str, url: str, payload: bytes | None, request_id: str, notes: UpstreamNotes | None = None) -> Project:
+        await super().send(method, url, payload, request_id, notes)
+        message = f"Previous response with id '{FailedResponseProject.RAW_ID}' not found."
+        self.cause = UpstreamRejected(400, {"error": {"message": message, "param": "previous_response_id"}}, {})
+        raise relay_error_for(self.cause) from self.cause
+
+
+async def test_a_refusal_naming_the_continued_response_is_raised_with_its_id_sealed_in_its_text_too() -> None:
+    project = RefusingProject({"input_tokens": 1, "output_tokens": 1, "total_tokens": 2})
+    r = budgeted_relay(project, Tables())
+    sealed = IdSeal(KEY).seal(Owner.of(CALLER), FailedResponseProject.RAW_ID)
+    body = json.dumps({"input": "go on", "previous_response_id": sealed}).encode()
+    try:
+        answered = await r.responses(make_request("POST", "/api/v1/responses", CALLER_HEADERS, body), "create")
+        responses = ResponsesRelay(r, serving(project), 30.0)
+        record = RequestLog("r1", "responses.create")
+        with pytest.raises(RelayError) as raised:
+            await responses.handle(make_request("POST", "/api/v1/responses", CALLER_HEADERS, body), record, "create")
+    finally:
+        await r.aclose()
+    expected = f"Previous response with id '{sealed}' not found."
+    assert answered.status_code == 400
+    assert json.loads(bytes(answered.body))["error"] == {
+        "message": expected,
+        "type": "invalid_request_error",
+        "param": "previous_response_id",
+        "code": "invalid_request",
+    }
+    error = raised.value
+    assert (error.status, error.code, error.message, str(error)) == (400, "invalid_request", expected, expected)
+    assert error.cause is project.cause and error.__cause__ is project.cause

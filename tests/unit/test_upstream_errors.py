@@ -111,3 +111,21 @@ def test_the_retry_decision_goes_by_the_cause(cause: UpstreamFailure, retried: b
 
 def test_a_short_429_is_retried_after_azures_wait() -> None:
     assert retry_delay(UpstreamRejected(429, None, {"retry-after-ms": "800"}), 0) == 0.8
+
+
+def test_a_long_400_message_is_cut_between_words_so_no_id_goes_out_cut_short() -> None:
+    raw_id = "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b"
+    filler = "word " * 95  # 475 characters: the id starts at 475 and runs past the 500-character bound
+    body = {"error": {"code": "invalid_value", "message": f"{filler}{raw_id} could not be continued."}}
+    error = relay_error_for(UpstreamRejected(400, body, {}))
+    assert error.message == filler.rstrip() + "…"
+    assert "resp_" not in error.message
+    assert len(error.message) <= 500
+
+
+def test_a_400_message_of_500_characters_passes_whole_and_a_longer_one_is_cut_at_a_space() -> None:
+    message = "x" * 499 + " y"
+    error = relay_error_for(UpstreamRejected(400, {"error": {"message": message}}, {}))
+    assert error.message == "x" * 499 + "…"
+    short = relay_error_for(UpstreamRejected(400, {"error": {"message": "x" * 500}}, {}))
+    assert short.message == "x" * 500
