@@ -137,16 +137,21 @@ class AzureMonitor:
             "relay.blocklist_age", callbacks=[self._observe_blocklist_age], unit="s", description="Age of this instance's block list copy"
         )
         self._attribute_sets: dict[Attributes, dict[str, str]] = {}
-        self._span_processor = span_processor or BatchSpanProcessor(
-            LeanTraceExporter(**exporter_options), schedule_delay_millis=EXPORT_DELAY_MS, max_export_batch_size=EXPORT_BATCH_SIZE
-        )
+        # The trace exporter is given the relay's tracer provider (for its resource), which is not made the
+        # process's global one: the Functions worker serves each call through a FastAPI app of its own
+        # (azurefunctions-extensions-http-fastapi), and FastAPI's native OpenTelemetry traces every request
+        # and its operations through the global provider once one is set. Those spans would be a second
+        # request record for each invocation beside the host's, and cost the worker CPU on every call.
         self._traces = TracerProvider(resource=resource, sampler=ALWAYS_ON)
+        self._span_processor = span_processor or BatchSpanProcessor(
+            LeanTraceExporter(tracer_provider=self._traces, **exporter_options),
+            schedule_delay_millis=EXPORT_DELAY_MS,
+            max_export_batch_size=EXPORT_BATCH_SIZE,
+        )
         self._traces.add_span_processor(self._span_processor)
         self._span_scope = InstrumentationScope(SPAN_SCOPE, "", "")  # as get_tracer(SPAN_SCOPE) names it
         self._ids = RandomIdGenerator()
         self._propagator = TraceContextTextMapPropagator()
-        # The trace exporter reads the process's tracer provider for its resource; the relay's is the one.
-        trace.set_tracer_provider(self._traces)
         sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     def invocation_context(self) -> tuple[Context | None, str | None]:

@@ -18,6 +18,7 @@ from typing import Any
 import openai
 import pytest
 
+from shared.azure_monitor import EXPORT_DELAY_MS
 from tests.support.azurite import admin
 from tests.support.identities import ADA_OID, ADA_TID, MALLORY_OID
 from tests.support.stack import APPLICATION_NAME, Stack, run_stack
@@ -253,9 +254,9 @@ def test_a_block_reaches_ingestion_as_an_audit_record_beside_the_block_lists_hea
     assert "relay.blocked" not in messages  # per-request events stay in the log line: the record says the same
 
 
-def test_through_the_functions_worker_a_record_and_its_dependency_arrive_in_the_invocations_trace(tmp_path: Path) -> None:
+def test_through_the_functions_worker_a_record_and_its_dependency_arrive_in_the_invocations_trace_and_nothing_else(tmp_path: Path) -> None:
     # The worker's exporters run in the worker's process, out of the dev host's flush hook: their batch
-    # processors send on their own schedule (a second for logs, five for spans), so the test waits for both.
+    # processors send on their own schedule, so the test waits for both, then for a few more batches.
     env = {"DEVHOST_TELEMETRY": "on", "DEVHOST_RUNTIME": "worker", "RELAY_MAX_TOKENS": "100"}
     with run_stack(tmp_path, env) as stack:
         sdk(stack).chat.completions.create(
@@ -272,6 +273,12 @@ def test_through_the_functions_worker_a_record_and_its_dependency_arrive_in_the_
                 break
             assert time.monotonic() < deadline, f"only {sorted(kinds)} of the request's trace reached ingestion"
             time.sleep(0.5)
+        time.sleep(4 * EXPORT_DELAY_MS / 1000)
+        received = stack.emulator("GET", "/_emulator/telemetry")
+    # The relay's call to Azure and nothing else: the worker serves the call through a FastAPI app of its own,
+    # whose native OpenTelemetry would add a request and operation spans for each call (in traces of their own).
+    spans = [(e["data"]["baseType"], e["data"]["baseData"].get("name")) for e in received if e["data"]["baseType"] != "MessageData"]
+    assert [span for span in spans if span[0] != "MetricData"] == [("RemoteDependencyData", "POST /openai/v1/chat/completions")]
     [record] = records(mine)
     assert record["data"]["baseData"]["properties"]["client_request_id"] == "tele-worker"
     assert record["data"]["baseData"]["properties"]["operation_id"] == trace_id
