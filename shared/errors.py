@@ -83,6 +83,17 @@ class RelayError(Exception):
 
     def reworded(self, message: str) -> RelayError:
         """The same error with ``message`` shown instead (its ``str`` too)."""
+        return self._copy(message, self.cause)
+
+    def detached(self) -> RelayError:
+        """The same answer without its cause or traceback, to keep after the frames that raised it have ended.
+
+        Both lead back to those frames, and through them to whatever holds this error: a reference cycle
+        that only an older garbage collection frees (docs/performance.md, "Garbage collection").
+        """
+        return self._copy(self.message, None)
+
+    def _copy(self, message: str, cause: UpstreamFailure | None) -> RelayError:
         return RelayError(
             self.status,
             self.code,
@@ -91,7 +102,7 @@ class RelayError(Exception):
             error_type=self.error_type,
             headers=self.headers,
             extra=self.extra,
-            cause=self.cause,
+            cause=cause,
         )
 
     def body(self) -> dict[str, Any]:

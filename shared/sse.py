@@ -119,5 +119,5 @@ async def forward_events(upstream: AsyncIterable[bytes], forwarder: SseForwarder
                 yield events
         forwarder.finish()
     except (MalformedStream, RelayError) as exc:
-        forwarder.error = exc if isinstance(exc, RelayError) else upstream_error("Azure OpenAI sent a malformed stream.")
+        forwarder.error = exc.detached() if isinstance(exc, RelayError) else upstream_error("Azure OpenAI sent a malformed stream.")
         yield forwarder.error_event(forwarder.error)

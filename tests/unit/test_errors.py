@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from shared import errors
-from shared.errors import CATALOGUE, RelayError
+from shared.errors import CATALOGUE, RelayError, UpstreamBroken
 
 ROOT = Path(__file__).resolve().parents[2]
 DESIGN = ROOT / "docs" / "design.md"
@@ -150,3 +150,14 @@ def test_with_the_responses_api_served_the_404_names_its_routes_and_where_a_conv
     assert "/api/v1/responses" in served and "/api/v1/conversations" in served
     assert "next response's input" in served  # the Agents SDK's conversation session adds items by route
     assert "/api/v1/responses" not in errors.unsupported_route().message
+
+
+def test_a_detached_error_gives_the_same_answer_and_holds_neither_its_cause_nor_a_traceback() -> None:
+    cause = UpstreamBroken("the connection was reset")
+    try:
+        raise errors.upstream_error("The stream from Azure OpenAI broke off.", cause=cause) from cause
+    except RelayError as raised:
+        kept = raised.detached()
+        assert (kept.status, kept.code, kept.body(), kept.headers) == (raised.status, raised.code, raised.body(), raised.headers)
+        assert raised.cause is cause and raised.__traceback__ is not None
+    assert (kept.cause, kept.__cause__, kept.__traceback__) == (None, None, None)

@@ -8,9 +8,11 @@ How a caller that stops reading is ended, and the keep-alive that finds it, are 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -38,10 +40,16 @@ ADA = Caller(Principal(ADA_OID, ADA_TID, None, "Ada", "aad", frozenset(), None, 
 ADA_BLOCKED = BlockEntry("oid", ADA_OID, ADA_OID)
 
 
-class Upstream:
-    """Azure's stream: ``pieces``, each after ``pause`` seconds, then ``error`` if any."""
+BROKE_OFF = "The stream from Azure OpenAI broke off."
 
-    def __init__(self, pieces: list[bytes], pause: float = 0.0, error: BaseException | None = None) -> None:
+
+class Upstream:
+    """Azure's stream: ``pieces``, each after ``pause`` seconds, then a new ``error()`` if any.
+
+    A new one, as a real stream raises: an error kept here would keep its traceback, and through it the stream.
+    """
+
+    def __init__(self, pieces: list[bytes], pause: float = 0.0, error: Callable[[], BaseException] | None = None) -> None:
         self.pieces, self.pause, self.error, self.closed = pieces, pause, error, 0
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
@@ -49,7 +57,7 @@ class Upstream:
             await asyncio.sleep(self.pause)
             yield piece
         if self.error is not None:
-            raise self.error
+            raise self.error()
 
     def close(self) -> None:
         self.closed += 1
@@ -75,10 +83,18 @@ async def serve(
     leave_after: float | None = None,
     watch: OpenStream | None = None,
     on_body: Callable[[bytes, ForwardedStream], Awaitable[None]] | None = None,
+    served: list[weakref.ref[ForwardedStream]] | None = None,
 ) -> tuple[bytes, Charges, list[dict[str, Any]]]:
-    """Serve one stream; ``on_body`` sees each body write before the caller gets it (a slow reader, or a test acting mid-stream)."""
+    """Serve one stream; ``on_body`` sees each body write before the caller gets it (a slow reader, or a test acting mid-stream).
+
+    ``served`` gets a weak reference to the response, to tell when it is freed.
+    """
     charges = Charges()
     response = ForwardedStream(upstream, RequestLog("0" * 32, "chat.completions"), SseForwarder(), charges, settings, watch)  # type: ignore[arg-type]
+    # Weak, so that the writes' hook does not keep the response alive in a cycle of the test's own.
+    shown = weakref.ref(response)
+    if served is not None:
+        served.append(shown)
     body = b""
 
     async def receive() -> Message:
@@ -90,7 +106,9 @@ async def serve(
     async def send(message: Message) -> None:
         nonlocal body
         if on_body is not None and message["type"] == "http.response.body":
-            await on_body(message["body"], response)
+            serving = shown()
+            assert serving is not None
+            await on_body(message["body"], serving)
         body += message.get("body", b"")
 
     with caplog.at_level(logging.INFO, logger="relay.request"):
@@ -130,10 +148,63 @@ async def test_a_caller_that_leaves_mid_stream_ends_it_499_closes_the_upstream_a
 async def test_an_upstream_that_fails_mid_stream_ends_with_an_error_event_logged_with_its_code(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    upstream = Upstream([CHUNK], error=upstream_error("The stream from Azure OpenAI broke off."))
+    upstream = Upstream([CHUNK], error=lambda: upstream_error(BROKE_OFF))
     body, charges, [line] = await serve(upstream, settings, caplog)
     assert body.startswith(CHUNK) and b"event: error\n" in body and b'"code":"upstream_error"' in body
     assert (line["status"], line["code"], upstream.closed, len(charges.made)) == (502, "upstream_error", 1, 1)
+
+
+@pytest.fixture
+def collector_off() -> Iterator[None]:
+    """No automatic garbage collection: what is freed is freed by reference counting, as soon as nothing holds it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    yield
+    if enabled:
+        gc.enable()
+
+
+async def watch_ended() -> None:
+    """Two turns of the loop: the stopped caller watch's task ends in one, its done callbacks run in the next."""
+    for _ in range(2):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.usefixtures("collector_off")
+@pytest.mark.parametrize(
+    ("upstream", "leave_after"),
+    [
+        (Upstream([CHUNK, USAGE, DONE]), None),
+        (Upstream([CHUNK] * 50, pause=0.02), 0.1),
+        (Upstream([CHUNK], error=lambda: upstream_error(BROKE_OFF)), None),
+    ],
+    ids=["finished", "caller-left", "upstream-failed"],
+)
+async def test_a_stream_is_freed_as_soon_as_it_ends_not_at_a_later_garbage_collection(
+    upstream: Upstream, leave_after: float | None, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A reference cycle would keep each ended request's objects until an older collection, whose pauses
+    # hold every stream in flight (docs/performance.md, "Garbage collection").
+    served: list[weakref.ref[ForwardedStream]] = []
+    await serve(upstream, settings, caplog, leave_after=leave_after, served=served)
+    await watch_ended()
+    assert served[0]() is None
+
+
+@pytest.mark.usefixtures("collector_off")
+async def test_the_caller_watch_of_work_that_finishes_first_is_freed_at_once() -> None:
+    async def receive() -> Message:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def quick() -> str:
+        return "answer"
+
+    watched = weakref.ref(receive)
+    assert await unless_caller_leaves(receive, quick()) == "answer"
+    del receive
+    await watch_ended()
+    assert watched() is None
 
 
 async def test_a_caller_that_leaves_before_the_answer_cancels_the_work_and_is_a_client_disconnect() -> None:
@@ -240,7 +311,7 @@ async def test_a_stream_that_failed_on_its_own_is_not_ended_again(settings: Sett
         if piece.startswith(b"event: error"):
             response.end_with(user_blocked())
 
-    upstream = Upstream([CHUNK], error=upstream_error("The stream from Azure OpenAI broke off."))
+    upstream = Upstream([CHUNK], error=lambda: upstream_error(BROKE_OFF))
     body, charges, [line] = await serve(upstream, settings, caplog, on_body=block_while_the_error_is_written)
     assert body.count(b"event: error") == 1 and b'"code":"upstream_error"' in body
     assert (line["status"], line["code"], len(charges.made)) == (502, "upstream_error", 1)
@@ -256,7 +327,7 @@ async def test_a_stream_is_among_the_open_streams_while_served_and_leaves_howeve
     async def count(piece: bytes, response: ForwardedStream) -> None:
         open_while_served.append(len(streams))
 
-    error = upstream_error("The stream from Azure OpenAI broke off.") if ending == "upstream failed" else None
+    error = (lambda: upstream_error(BROKE_OFF)) if ending == "upstream failed" else None
     upstream = Upstream([CHUNK] * 20 + ([DONE] if ending == "done" else []), pause=0.02, error=error)
     blocking = asyncio.ensure_future(end_blocked_after(streams, 0.1 if ending == "blocked" else 5))
     leave_after = 0.1 if ending == "caller gone" else None
