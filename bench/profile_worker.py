@@ -9,6 +9,10 @@ floor (``bench/platform_floor/``) behind the same host stand-in, for the compari
 the worker's and the host's CPU per chunk (or per call) over the step's window, the samples
 grouped by component in milliseconds of worker CPU per chunk, and the heaviest frames.
 
+``--gc`` also reports the worker's garbage collections over the window (``bench/gc_watch/``):
+how many of each generation, their pauses, and the objects they found unreachable, which
+reference counting alone did not free (a reference cycle per request shows here).
+
 py-spy is in requirements-bench.txt; ``--py-spy`` points at another copy.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -30,6 +35,7 @@ from bench import capacity, loadgen, procs
 from bench.capacity import FULL_CAPACITY, CapacityPlan
 from bench.loadgen import Side
 from bench.profile import EXPORTER_THREADS, aggregate, count_by, default_py_spy, in_exporter_thread, match_component
+from devhost.defaults import ROOT
 from shared.config import DEFAULT_UPSTREAM_CONNECTIONS
 
 # Path prefixes (as bench.profile shortens them) of the code that is not the standard library, and the component each is.
@@ -77,32 +83,68 @@ def by_component(raw: str) -> tuple[int, list[tuple[str, int]]]:
     return count_by(raw, component)
 
 
+GC_WATCH = ROOT / "bench" / "gc_watch"
+
+
+def gc_watch_env(directory: Path) -> dict[str, str]:
+    """What starts ``bench/gc_watch`` in every Python process of a local host, writing to ``directory``."""
+    path = os.pathsep.join(part for part in (str(GC_WATCH), os.environ.get("PYTHONPATH", "")) if part)
+    return {"PYTHONPATH": path, "BENCH_GC_WATCH_DIR": str(directory)}
+
+
+def read_gc(directory: Path, pid: int) -> dict[str, dict[str, float]]:
+    """The running totals ``bench/gc_watch`` last wrote for process ``pid`` (empty before its first write)."""
+    try:
+        return dict(json.loads((directory / f"gc-{pid}.json").read_text(encoding="utf-8"))["generations"])
+    except FileNotFoundError:
+        return {}
+
+
+def gc_between(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Collections, pauses and unreachable objects per generation between two readings (the longest pause: over the run)."""
+    window: dict[str, dict[str, float]] = {}
+    for generation, totals in after.items():
+        earlier = before.get(generation, {})
+        window[generation] = {name: value - earlier.get(name, 0) for name, value in totals.items() if name != "longest_ms"}
+        window[generation]["longest_ms"] = totals["longest_ms"]
+    return window
+
+
 def step_plan(window_s: float) -> CapacityPlan:
     """The capacity phase's streams and calls (cadence, length, upstream delay), with a window of ``window_s``."""
     return replace(FULL_CAPACITY, window_s=window_s, settle_s=0.0)
 
 
 async def _profiled_step(
-    side: Side, raw: bytes, kind: str, concurrency: int, plan: CapacityPlan, watch: dict[str, int], spy: list[str]
-) -> tuple[capacity.Load, str]:
-    """One capacity step with py-spy sampling the worker from the window's start to its end."""
+    side: Side, raw: bytes, kind: str, concurrency: int, plan: CapacityPlan, watch: dict[str, int], spy: list[str], gc_dir: Path | None
+) -> tuple[capacity.Load, str, dict[str, dict[str, float]] | None]:
+    """One capacity step with py-spy sampling the worker from the window's start to its end (and, with ``gc_dir``, its collections)."""
     step = asyncio.ensure_future(capacity.load_step(side, raw, concurrency, plan.ramp_s(kind), plan, watch, "worker"))
     await asyncio.sleep(plan.ramp_s(kind))
+    gc_before = read_gc(gc_dir, watch["worker"]) if gc_dir is not None else {}
     with tempfile.NamedTemporaryFile(prefix="stacks-", suffix=".txt", delete=False) as out:
         path = Path(out.name)
     recorder = subprocess.Popen([*spy, "--output", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     load = await step
+    gc_window = gc_between(gc_before, read_gc(gc_dir, watch["worker"])) if gc_dir is not None else None
     recorder.send_signal(signal.SIGINT)  # py-spy writes its output and exits
     _, err = recorder.communicate(timeout=60)
     raw_stacks = path.read_text(encoding="utf-8") if path.exists() else ""
     path.unlink(missing_ok=True)
     if not raw_stacks:
         raise RuntimeError(f"py-spy wrote nothing: {err.decode(errors='replace')[:500]}")
-    return load, raw_stacks
+    return load, raw_stacks, gc_window
 
 
 async def profile(
-    target: str, kind: str, concurrency: int, window_s: float, spy_options: list[str], work: Path, telemetry: bool = False
+    target: str,
+    kind: str,
+    concurrency: int,
+    window_s: float,
+    spy_options: list[str],
+    work: Path,
+    telemetry: bool = False,
+    watch_gc: bool = False,
 ) -> dict[str, Any]:
     plan = step_plan(window_s)
     layout = capacity.cpu_layout(os.sched_getaffinity(0))
@@ -115,6 +157,10 @@ async def profile(
         env = {"RELAY_UPSTREAM_CONNECTIONS": str(pool), "AZURE_OPENAI_ENDPOINT": pacer.url, "DEVHOST_RUNTIME": "worker"}
         if telemetry:
             env |= procs.telemetry_env(emulator, work)
+        gc_dir = work / "gc" if watch_gc else None
+        if gc_dir is not None:
+            gc_dir.mkdir()
+            env |= gc_watch_env(gc_dir)
         start = procs.platform_floor if target == "platform" else procs.relay_host
         host = stack.enter_context(start(emulator.url, work, extra_env=env, cpus=layout.relay))
         side = Side.make(target, host.url, loadgen.CHAT_PATH_RELAY, procs.dev_token(host.url))
@@ -126,10 +172,23 @@ async def profile(
         # py-spy reads the stacks without stopping the process, except for C frames, which need it stopped (slower).
         blocking = [] if "--native" in spy_options else ["--nonblocking"]
         spy = [*spy_options[:1], "record", "--pid", str(watch["worker"]), "--format", "raw", *blocking, *spy_options[1:]]
-        load, stacks = await _profiled_step(side, raw, kind, concurrency, plan, watch, spy)
+        load, stacks, gc_window = await _profiled_step(side, raw, kind, concurrency, plan, watch, spy, gc_dir)
     figures = capacity.side_figures(load, kind, plan, ("worker", "host"))
     unit = "chunk" if kind == "streams" else "call"
-    return {"figures": figures, "unit": unit, "stacks": stacks}
+    return {"figures": figures, "unit": unit, "stacks": stacks, "gc": gc_window}
+
+
+def gc_report(window: dict[str, dict[str, float]], units: int, unit: str) -> list[str]:
+    """The worker's collections over the window, a line per generation, and the unreachable objects they found."""
+    lines = ["\nthe worker's garbage collections in the window (bench/gc_watch; longest: over the whole run):"]
+    for generation, figures in sorted(window.items()):
+        lines.append(
+            f"  generation {generation}: {figures['collections']:.0f} collections, {figures['pause_ms']:.0f} ms in all,"
+            f" longest {figures['longest_ms']:.1f} ms, {figures['unreachable']:.0f} unreachable objects found"
+        )
+    unreachable = sum(figures["unreachable"] for figures in window.values())
+    lines.append(f"  unreachable objects per {unit}: {unreachable / max(1, units):.3f} (reference counting frees the rest at once)")
+    return lines
 
 
 def report(target: str, kind: str, concurrency: int, result: dict[str, Any], top: int) -> str:
@@ -154,6 +213,8 @@ def report(target: str, kind: str, concurrency: int, result: dict[str, Any], top
             continue
         share = count / max(1, working)
         lines.append(f"  {100 * share:5.1f}%  {share * worker_ms:7.4f} ms  {name}")
+    if result.get("gc") is not None:
+        lines += gc_report(result["gc"], figures[f"{unit}s_in_window"], unit)
     _, own, inclusive = aggregate(result["stacks"], top)
     lines.append("\nown time (leaf frame):")
     lines += [f"  {100 * count / max(1, total):5.1f}%  {frame}" for frame, count in own]
@@ -186,13 +247,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the app exports to the emulator's ingestion stand-in, as deployed with Application Insights",
     )
+    parser.add_argument("--gc", action="store_true", help="also report the worker's garbage collections over the window (bench/gc_watch)")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", type=Path, help="also keep py-spy's raw collapsed stacks here")
     args = parser.parse_args(argv)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="relay-profile-worker-") as tmp:
         spy_options = [args.py_spy, "--rate", str(args.rate), *([] if args.wall else ["--gil"]), *(["--native"] if args.native else [])]
-        run = profile(args.target, args.kind, args.concurrency, args.seconds, spy_options, Path(tmp), args.telemetry)
+        run = profile(args.target, args.kind, args.concurrency, args.seconds, spy_options, Path(tmp), args.telemetry, args.gc)
         result = asyncio.run(run)
     if args.out:
         args.out.write_text(result["stacks"], encoding="utf-8")

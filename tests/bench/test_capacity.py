@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -243,3 +246,43 @@ def test_the_relays_per_event_steps_are_timed_each_alone_and_summed() -> None:
     # Framing and checking an event is real work on any machine; the total is the steps' sum.
     assert costs["frame_and_check_us"] > 0
     assert costs["total_us"] == pytest.approx(sum(costs[step] for step in steps), abs=0.01)
+
+
+CYCLES = """
+import gc, json, os, time
+from pathlib import Path
+
+class Node:
+    pass
+
+for _ in range(50):  # fifty two-node cycles, which reference counting cannot free
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+del a, b
+gc.collect()
+out = Path(os.environ["BENCH_GC_WATCH_DIR"]) / f"gc-{os.getpid()}.json"
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline and (not out.exists() or json.loads(out.read_text())["generations"]["2"]["collections"] < 1):
+    time.sleep(0.05)
+print(os.getpid())
+"""
+
+
+def test_the_gc_watch_started_through_the_environment_counts_the_cycles_a_process_leaves_to_the_collector(tmp_path: Path) -> None:
+    env = {**os.environ, **profile_worker.gc_watch_env(tmp_path)}
+    pid = int(subprocess.run([sys.executable, "-c", CYCLES], env=env, capture_output=True, text=True, timeout=60, check=True).stdout)
+    full = profile_worker.read_gc(tmp_path, pid)["2"]
+    # 50 cycles of two nodes are 100 objects at least (their attributes may live inline, or in a dict each).
+    assert full["collections"] >= 1 and full["unreachable"] >= 100
+    assert profile_worker.read_gc(tmp_path, pid + 10**7) == {}
+
+
+def test_the_gc_report_takes_the_window_between_two_readings_per_generation_and_per_unit() -> None:
+    before = {"0": {"collections": 10, "pause_ms": 50.0, "longest_ms": 9.0, "unreachable": 0}}
+    after = {"0": {"collections": 14, "pause_ms": 90.0, "longest_ms": 12.5, "unreachable": 400}}
+    window = profile_worker.gc_between(before, after)
+    assert window == {"0": {"collections": 4, "pause_ms": 40.0, "longest_ms": 12.5, "unreachable": 400}}
+    assert profile_worker.gc_report(window, 100, "call")[1:] == [
+        "  generation 0: 4 collections, 40 ms in all, longest 12.5 ms, 400 unreachable objects found",
+        "  unreachable objects per call: 4.000 (reference counting frees the rest at once)",
+    ]
