@@ -137,10 +137,11 @@ def test_worker_indexing_is_turned_on_where_the_python_version_needs_it(version:
     assert settings.get("PYTHON_ENABLE_INIT_INDEXING") == init_indexing
 
 
-def _lower_knee(results: str) -> int:
+def _lower_knee(results: str, telemetry: bool) -> int:
     """The lower of the relay's two knees (streams, calls) in a committed capacity run through the worker."""
     measured = json.loads((ROOT / "bench" / "results" / results).read_text(encoding="utf-8"))["results"]["capacity"]
     assert measured["runtime"] == "worker"
+    assert measured["relay_telemetry"].startswith("on") == telemetry
     knees = [measured[kind]["knee"]["relay"] for kind in ("streams", "plain")]
     assert all(isinstance(knee, int) for knee in knees), knees
     return min(knees)
@@ -151,12 +152,14 @@ def _lower_knee(results: str) -> int:
 def test_the_default_http_concurrency_of_each_instance_size_stays_within_the_capacity_measured_through_the_real_worker(
     memory_mb: int, cores: float
 ) -> None:
-    """The committed capacity run (python -m bench --capacity-only --runtime worker) bounds the default of each size.
+    """The committed capacity runs (python -m bench --capacity-only --runtime worker, with and without --telemetry) bound
+    the default of each size: the lower knee of the two, since the template deploys with Application Insights on.
 
-    It ran the worker and the host on one core, as a 2,048 MB instance has. A quarter of a core serves about a quarter
+    They ran the worker and the host on one core, as a 2,048 MB instance has. A quarter of a core serves about a quarter
     of that; two cores give the one worker process a core of its own at most, so the one-core knee is a lower bound.
     """
-    knee = _lower_knee("capacity-worker.json") * min(cores, 1)
+    lower = min(_lower_knee("capacity-worker.json", telemetry=False), _lower_knee("capacity-worker-telemetry.json", telemetry=True))
+    knee = lower * min(cores, 1)
     parsed, scope = bicep.module_scope(APPS[0], "relay", {"instanceMemoryMB": memory_mb})
     site = bicep.one_resource(parsed, "Microsoft.Web/sites")
     scale = scope.eval(site["properties"]["functionAppConfig"]["scaleAndConcurrency"])
