@@ -54,17 +54,21 @@ class _CallerWatch:
         self._on_leave()
 
     def stop(self) -> None:
-        self._task.cancel()
-        self._task.add_done_callback(_let_go_of_cancellation)
+        _cancel(self._task)
 
 
-def _let_go_of_cancellation(task: asyncio.Task[None]) -> None:
-    """Take a cancelled task's CancelledError, which the task otherwise keeps.
+def _cancel(task: asyncio.Future[None]) -> None:
+    """Cancel a task of the request's own, and take its CancelledError once it ends, which the task otherwise keeps.
 
-    Its traceback holds the watcher's frame, and so the watcher, its task and everything ``on_leave``
-    reaches (the whole request): a reference cycle that only an older garbage collection would free,
-    with the pauses that come with it (docs/performance.md, "Garbage collection").
+    The error's traceback holds the task's frames, and so their owner (the caller watch, the stream), the
+    task and everything the owner reaches (the whole request): a reference cycle that only an older garbage
+    collection would free, with the pauses that come with it (docs/performance.md, "Garbage collection").
     """
+    task.cancel()
+    task.add_done_callback(_let_go_of_cancellation)
+
+
+def _let_go_of_cancellation(task: asyncio.Future[None]) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         task.exception()
 
@@ -189,7 +193,7 @@ class ForwardedStream(StreamingResponse):
             self._timer.cancel()
             watch.stop()
             if self._keepalive_writer is not None:
-                self._keepalive_writer.cancel()
+                _cancel(self._keepalive_writer)
             self._finish(status, "caller_stalled" if self._ending == "stalled" else code)
 
     async def _stream(self) -> None:
@@ -201,7 +205,7 @@ class ForwardedStream(StreamingResponse):
                 await self._write(chunk)
         self._closing = True
         if self._keepalive_writer is not None:
-            self._keepalive_writer.cancel()
+            _cancel(self._keepalive_writer)
         await self._write(b"", more_body=False)
 
     async def _write(self, body: bytes, more_body: bool = True) -> None:
@@ -216,7 +220,7 @@ class ForwardedStream(StreamingResponse):
         """Write ``body`` and end the response, within ``write_timeout_s`` (the timer no longer ends a stream already ending)."""
         self._closing = True
         if self._keepalive_writer is not None:
-            self._keepalive_writer.cancel()
+            _cancel(self._keepalive_writer)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._write_timeout_s):
                 await self._write(body)

@@ -192,16 +192,36 @@ async def test_a_stream_is_freed_as_soon_as_it_ends_not_at_a_later_garbage_colle
 
 
 @pytest.mark.usefixtures("collector_off")
-async def test_the_caller_watch_of_work_that_finishes_first_is_freed_at_once() -> None:
-    async def receive() -> Message:
+async def test_a_stream_whose_caller_leaves_during_a_keep_alive_write_is_freed_as_it_ends(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def slow_keep_alive(piece: bytes, response: ForwardedStream) -> None:
+        if piece == b": keep-alive\n\n":
+            await asyncio.sleep(1)  # still writing when the caller leaves: the stream cancels the write
+
+    served: list[weakref.ref[ForwardedStream]] = []
+    await serve(Upstream([CHUNK, DONE], pause=1.0), settings, caplog, leave_after=0.3, on_body=slow_keep_alive, served=served)
+    await watch_ended()
+    assert served[0]() is None
+
+
+class CallerStays:
+    """An ASGI ``receive`` whose caller never leaves."""
+
+    async def __call__(self) -> Message:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    async def quick() -> str:
-        return "answer"
 
+async def answer_at_once() -> str:
+    return "answer"
+
+
+@pytest.mark.usefixtures("collector_off")
+async def test_the_caller_watch_of_work_that_finishes_first_is_freed_at_once() -> None:
+    receive = CallerStays()
     watched = weakref.ref(receive)
-    assert await unless_caller_leaves(receive, quick()) == "answer"
+    assert await unless_caller_leaves(receive, answer_at_once()) == "answer"
     del receive
     await watch_ended()
     assert watched() is None
@@ -229,15 +249,8 @@ async def test_a_caller_that_leaves_before_the_answer_cancels_the_work_and_is_a_
 
 
 async def test_work_that_finishes_first_is_returned_and_leaves_no_watcher_behind() -> None:
-    async def receive() -> Message:
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
-
-    async def quick() -> str:
-        return "answer"
-
     before = len(asyncio.all_tasks())
-    assert await unless_caller_leaves(receive, quick()) == "answer"
+    assert await unless_caller_leaves(CallerStays(), answer_at_once()) == "answer"
     await asyncio.sleep(0)
     assert len(asyncio.all_tasks()) == before
 
