@@ -38,7 +38,7 @@ from typing import Any
 import uvloop
 
 from bench import body_parse, capacity, controls, loadgen, procs, report, telemetry_cost
-from bench.capacity import FULL_CAPACITY, QUICK_CAPACITY, CapacityPlan
+from bench.capacity import FULL_CAPACITY, QUICK_CAPACITY, WORKER_CAPACITY, CapacityPlan
 from bench.loadgen import Block, Side, run_block
 from bench.stats import added_ms, percentile, slope, summary_ms
 from bench.verdict import PLATFORM_TARGETS, deciding_misses, evaluate, exit_status
@@ -528,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.telemetry and not args.capacity_only:
         parser.error("--telemetry needs --capacity-only (the full run measures telemetry's cost in its own phase)")
     plan = QUICK if args.quick else FULL
+    if args.runtime == "worker" and not args.quick:
+        plan = dataclasses.replace(plan, capacity=WORKER_CAPACITY)
     mode = ("quick" if args.quick else "full") + (" capacity-only" if args.capacity_only else "")
     name = "latest"
     if args.capacity_only:

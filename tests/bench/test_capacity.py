@@ -67,6 +67,42 @@ def test_the_knee_is_the_largest_step_within_capacity() -> None:
     assert capacity.knee([_step(50, 1.0, relay_errors=1)], "relay") is None
 
 
+def _knee_on(steps: tuple[int, ...], true_knee: float) -> int | None:
+    """The knee a ramp over ``steps`` finds for a side whose p99 added delay crosses the limit at ``true_knee``."""
+    # _step's emulator called directly has a p99 of 1 ms, which the added delay is measured from.
+    return capacity.knee([_step(c, 1.0 + capacity.LIMIT_MS * c / true_knee) for c in steps], "relay")
+
+
+@pytest.mark.parametrize("kind", ["stream_steps", "plain_steps"])
+def test_on_the_worker_grid_a_relay_at_064_of_the_platform_floor_never_misses_one_half_for_the_grids_sake(kind: str) -> None:
+    grid = getattr(capacity.WORKER_CAPACITY, kind)
+    coarse = getattr(capacity.FULL_CAPACITY, kind)
+    # True knees across the range the worker path reaches, the relay's 0.64 of the platform floor's or more.
+    pairs = [(relay, platform) for platform in range(160, 1000, 7) for relay in range(grid[0], platform + 1, 11) if relay / platform >= 0.64]
+    ratios = [_knee_on(grid, relay) / _knee_on(grid, platform) for relay, platform in pairs]  # type: ignore[operator]
+    assert min(ratios) >= 0.5
+    # The in-process grid cannot tell: a relay at 0.92 of the floor (knees 240 and 260) measured 100 against 250.
+    assert _knee_on(coarse, 240) / _knee_on(coarse, 260) < 0.5  # type: ignore[operator]
+
+
+def test_the_ramp_ends_when_the_sides_it_compares_have_stopped_and_a_side_still_climbing_has_a_lower_bound() -> None:
+    climb = capacity.Climb(("relay", "floor", "platform"), deciding=("relay", "platform"), misses_to_stop=2)
+    outcomes = {"relay": [True, False, False], "platform": [True, True, False, True, False, False], "floor": [True] * 6}
+    steps: list[dict] = []
+    for index, concurrency in enumerate((100, 125, 160, 200, 250, 320)):
+        assert not climb.over()
+        step: dict = {"concurrency": concurrency}
+        for name in climb.climbing():
+            step[name] = {"within_capacity": outcomes[name][index]}
+            climb.record(name, outcomes[name][index])
+        steps.append(step)
+    # The relay stopped after 160 (two misses in a row); the platform floor's miss at 160 was followed by a pass.
+    assert [sorted(step) for step in steps][2:4] == [["concurrency", "floor", "platform", "relay"], ["concurrency", "floor", "platform"]]
+    assert climb.over()
+    assert {name: capacity.knee(steps, name) for name in ("relay", "platform", "floor")} == {"relay": 100, "platform": 200, "floor": 320}
+    assert [capacity.knee_is_lower_bound(steps, name) for name in ("relay", "platform", "floor")] == [False, False, True]
+
+
 def test_added_is_the_difference_of_percentiles_and_none_without_data() -> None:
     side = {"latency_ms": {"p50": 2001.5, "p99": 2010.0}}
     direct = {"latency_ms": {"p50": 2000.5, "p99": 2002.0}}
