@@ -263,15 +263,16 @@ param pythonVersion string = '3.13'
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
-// Measured on a quiet 2-vCPU machine (python -m bench --capacity-only --runtime worker,
-// bench/results/capacity-worker.json): the relay in the real Python worker behind the Functions host stand-in,
-// both on one CPU, with telemetry off, kept the p99 it adds within 10 ms up to 250 concurrent streams and 100
-// non-streamed calls in flight, as did the platform floor (a bare function app) beside it: the platform sets the knee.
-// A Flex Consumption instance has 0.25 CPU cores at 512 MB, 1 at 2,048 MB and 2 at 4,096 MB
-// (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#instance-sizes). Defaults: the lower knee
-// less 20 % headroom at 2,048 MB; a quarter of that at 512 MB (a quarter of the CPU); at 4,096 MB the same as at
-// 2,048 MB, since the one Python worker process runs on one core at most (a lower bound, not measured).
-@description('Concurrent HTTP requests (open streams included) per instance; Flex Consumption defaults to 1 for Python. 0: from the measured capacity of one instance of instanceMemoryMB (20 at 512 MB, 80 at 2,048 and 4,096 MB; README.md, Sizing).')
+// Measured on a 2-vCPU machine (python -m bench --capacity-only --runtime worker, with and without --telemetry;
+// bench/results/capacity-worker*.json): the relay in the real Python worker behind the Functions host stand-in, both
+// on one CPU, kept the p99 it adds within 10 ms up to 320 concurrent streams and 200 non-streamed calls in flight
+// with Application Insights on, as deployed (400 and 250 with it off), as did the platform floor (a bare function app)
+// beside it: the platform sets the knee. Across runs on that machine the knees moved between 100 and 400, and 100 was
+// within capacity in every run. A Flex Consumption instance has 0.25 CPU cores at 512 MB, 1 at 2,048 MB and 2 at
+// 4,096 MB (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#instance-sizes). Defaults: half
+// the lower knee at 2,048 MB, for that spread; a quarter of that at 512 MB (a quarter of the CPU); at 4,096 MB the
+// same as at 2,048 MB, since the one Python worker process runs on one core at most (a lower bound, not measured).
+@description('Concurrent HTTP requests (open streams included) per instance; Flex Consumption defaults to 1 for Python. 0: from the measured capacity of one instance of instanceMemoryMB (25 at 512 MB, 100 at 2,048 and 4,096 MB; README.md, Sizing).')
 @minValue(0)
 @maxValue(1000)
 param httpPerInstanceConcurrency int = 0
@@ -288,7 +289,7 @@ param alwaysReadyInstances int = 0
 ])
 param instanceMemoryMB int = 2048
 
-var instanceConcurrency = (httpPerInstanceConcurrency > 0) ? httpPerInstanceConcurrency : ((instanceMemoryMB == 512) ? 20 : 80)
+var instanceConcurrency = (httpPerInstanceConcurrency > 0) ? httpPerInstanceConcurrency : ((instanceMemoryMB == 512) ? 25 : 100)
 
 // ---- names ---------------------------------------------------------------------------
 
