@@ -109,6 +109,13 @@ QUICK = Plan(
 )
 
 
+def plan_for(quick: bool, runtime: str) -> Plan:
+    """The run's plan; a full run through the worker climbs the capacity grid made for its knees (``WORKER_CAPACITY``)."""
+    if quick:
+        return QUICK
+    return dataclasses.replace(FULL, capacity=WORKER_CAPACITY) if runtime == "worker" else FULL
+
+
 class Bench:
     def __init__(self, plan: Plan, emulator: procs.Proc, relay: procs.Proc, floor: procs.Proc | None = None) -> None:
         self.plan = plan
@@ -527,9 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--host-cpu other needs --capacity-only --runtime worker")
     if args.telemetry and not args.capacity_only:
         parser.error("--telemetry needs --capacity-only (the full run measures telemetry's cost in its own phase)")
-    plan = QUICK if args.quick else FULL
-    if args.runtime == "worker" and not args.quick:
-        plan = dataclasses.replace(plan, capacity=WORKER_CAPACITY)
+    plan = plan_for(args.quick, args.runtime)
     mode = ("quick" if args.quick else "full") + (" capacity-only" if args.capacity_only else "")
     name = "latest"
     if args.capacity_only:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import capacity, chunk_cost, loadgen, pacer, procs, profile_worker
+from bench import capacity, chunk_cost, loadgen, pacer, procs, profile_worker, run
 from bench.client import Connection, Response
 from bench.loadgen import Side
 
@@ -83,6 +83,13 @@ def test_on_the_worker_grid_a_relay_at_064_of_the_platform_floor_never_misses_on
     assert min(ratios) >= 0.5
     # The in-process grid cannot tell: a relay at 0.92 of the floor (knees 240 and 260) measured 100 against 250.
     assert _knee_on(coarse, 240) / _knee_on(coarse, 260) < 0.5  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(("quick", "runtime", "streams"), [(False, "worker", 11), (False, "relay", 7), (True, "worker", 1)])
+def test_a_full_run_through_the_worker_climbs_the_finer_grid_and_nothing_else_does(quick: bool, runtime: str, streams: int) -> None:
+    plan = run.plan_for(quick, runtime).capacity
+    assert len(plan.stream_steps) == streams
+    assert (plan == capacity.WORKER_CAPACITY) == (runtime == "worker" and not quick)
 
 
 def test_the_ramp_ends_when_the_sides_it_compares_have_stopped_and_a_side_still_climbing_has_a_lower_bound() -> None:
