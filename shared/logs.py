@@ -15,7 +15,7 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -37,8 +37,17 @@ _TRACE_FRAMES = 6
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
-def quiet_client_loggers() -> None:
-    for name in _CHATTY_LOGGERS:
+# The Functions worker library's own logger. Per invocation it logs three lines at INFO ("Received HTTP request for
+# invocation ...", "Function name: ...", "Sending HTTP response for invocation ..."): three RpcLog messages a request,
+# which the host files as the worker's system logs, under host.json's "default" level (Warning here), while it logs
+# each invocation's start and end itself. Its warnings and errors still go, and PYTHON_ENABLE_DEBUG_LOGGING (the
+# platform's switch for the worker's debug logs) leaves it as it is.
+_WORKER_LIBRARY_LOGGER = "azure.functions"
+
+
+def quiet_client_loggers(env: Mapping[str, str] = os.environ) -> None:
+    debugging_the_worker = env.get("PYTHON_ENABLE_DEBUG_LOGGING", "").strip().lower() in ("1", "true")
+    for name in _CHATTY_LOGGERS if debugging_the_worker else (*_CHATTY_LOGGERS, _WORKER_LIBRARY_LOGGER):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -95,7 +95,7 @@ class Relay:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Relay:
-        quiet_client_loggers()
+        quiet_client_loggers(env)
         relay = cls(load_settings(env))
         relay.telemetry = Telemetry.from_env(env, relay.settings.application_name, relay.controls.blocklist_age_s)
         return relay

@@ -1,7 +1,8 @@
 """The Functions Python worker behind the local host (``DEVHOST_RUNTIME=worker``), over real sockets.
 
 The contract tests run once per runtime (the ``stack`` fixture); these tests make sure that "worker" really
-means the worker: its ``RpcLog`` lines name the invocation the host forwarded to its ``HttpUri``.
+means the worker: the request's record comes over ``FunctionRpc`` as an ``RpcLog`` naming the invocation the host
+forwarded to the worker's ``HttpUri``.
 """
 
 from __future__ import annotations
@@ -54,18 +55,14 @@ def relay_log_lines(stack: Stack, request_id: str, timeout: float = 5.0) -> tupl
 
 
 def runtime_that_served(stack: Stack, request_id: str) -> str:
-    """``worker`` when the worker logged the request over FunctionRpc for the invocation its HTTP server received."""
+    """``worker`` when the worker, serving HTTP itself, logged the request over FunctionRpc in the invocation's name."""
     status, relay_lines = relay_log_lines(stack, request_id)
     if status is None:
         served_here = [line for line in stack.log_lines() if f'"{request_id}"' in line]
         return "in-process" if served_here else "nobody"
     if len(relay_lines) != 1 or not relay_lines[0]["invocation_id"]:
         return "nobody"
-    logs = status["rpc_log"]
-    invocation_id = relay_lines[0]["invocation_id"]
-    received = f"Received HTTP request for invocation {invocation_id}"
-    worker_http = [entry for entry in logs if entry["category"] == "azure.functions" and entry["message"] == received]
-    return "worker" if worker_http else "nobody"
+    return "worker" if status["worker"]["http_uri"] else "nobody"
 
 
 def test_the_runtime_under_test_is_the_one_that_served(stack: Stack) -> None:
@@ -73,6 +70,20 @@ def test_the_runtime_under_test_is_the_one_that_served(stack: Stack) -> None:
     status, body = get(f"{stack.api}/me", {"Authorization": f"Bearer {stack.token()}", "x-request-id": request_id})
     assert status == 200, body
     assert runtime_that_served(stack, request_id) == stack.runtime
+
+
+def test_the_worker_library_sends_no_info_lines_per_invocation_only_the_relays_record(stack: Stack) -> None:
+    """Its three INFO lines a request ("Received HTTP request for invocation ...") would be three more RpcLog messages."""
+    if stack.runtime != "worker":
+        pytest.skip("the worker runtime only")
+    request_id = f"quiet-probe-{uuid.uuid4().hex[:12]}"
+    status, body = get(f"{stack.api}/me", {"Authorization": f"Bearer {stack.token()}", "x-request-id": request_id})
+    assert status == 200, body
+    host, relay_lines = relay_log_lines(stack, request_id)
+    assert host is not None and len(relay_lines) == 1
+    invocation_id = relay_lines[0]["invocation_id"]
+    named = [entry for entry in host["rpc_log"] if invocation_id in (entry["invocation_id"], *entry["message"].split())]
+    assert named == relay_lines
 
 
 def test_the_worker_serves_from_its_own_http_server_with_the_functions_it_indexed(stack: Stack) -> None:

@@ -82,6 +82,19 @@ def test_chatty_client_loggers_are_quieted_to_warnings() -> None:
     assert not logging.getLogger("azure.identity").isEnabledFor(logging.INFO)
 
 
+def test_the_worker_librarys_info_lines_are_quieted_unless_the_worker_is_being_debugged() -> None:
+    library = logging.getLogger("azure.functions")
+    try:
+        library.setLevel(logging.NOTSET)
+        quiet_client_loggers({})
+        assert not library.isEnabledFor(logging.INFO) and library.isEnabledFor(logging.WARNING)
+        library.setLevel(logging.DEBUG)
+        quiet_client_loggers({"PYTHON_ENABLE_DEBUG_LOGGING": "true"})
+        assert library.isEnabledFor(logging.DEBUG)
+    finally:
+        library.setLevel(logging.NOTSET)
+
+
 def test_the_exporters_line_after_every_batch_it_sends_is_quieted() -> None:
     root, before = logging.getLogger(), logging.getLogger().level
     root.setLevel(logging.INFO)  # as the Functions worker runs it
