@@ -268,10 +268,11 @@ param maximumInstanceCount int = 40
 // on one CPU, kept the p99 it adds within 10 ms up to 400 concurrent streams and 160 non-streamed calls in flight
 // with Application Insights on, as deployed (400 and 250 with it off); the platform floor (a bare function app)
 // beside it had 250 and 160 (320 and 200): the platform sets most of the knee. Across runs on that machine the knees
-// moved between 100 and 400, and 100 was within capacity in every run. A Flex Consumption instance has 0.25 CPU
+// moved between 80 and 400, and 100 was within capacity in every run but one (10.4 ms at 100 calls). A Flex
+// Consumption instance has 0.25 CPU
 // cores at 512 MB, 1 at 2,048 MB and 2 at 4,096 MB
 // (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#instance-sizes). Defaults: 100 at 2,048 MB,
-// within capacity in every run and about 60 % of the lower committed knee, for that spread; a quarter of that at
+// about 60 % of the lower committed knee, for that spread; a quarter of that at
 // 512 MB (a quarter of the CPU); at 4,096 MB the same as at 2,048 MB, since the one Python worker process runs on
 // one core at most (a lower bound, not measured).
 @description('Concurrent HTTP requests (open streams included) per instance; Flex Consumption defaults to 1 for Python. 0: from the measured capacity of one instance of instanceMemoryMB (25 at 512 MB, 100 at 2,048 and 4,096 MB; README.md, Sizing).')
